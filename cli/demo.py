@@ -1,0 +1,94 @@
+"""`cloudact demo`: the whole flow on this machine, with a loopback OpenAI-shaped server.
+
+Fresh warehouse under $CLOUDACT_HOME/demo, org `acme` with an API key, ~30 days of generated usage
+served over real HTTP, a real POST to the pipelines API, then the verify table and cost by model.
+The data and date window are fixed, so running it twice gives the same rows.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import time
+
+import httpx
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+DEMO_ORG = "acme"
+DEMO_START = dt.date(2026, 10, 1)
+DEMO_DAYS = 30
+DEMO_SEED = 7
+DEMO_ADMIN_KEY = "sk-admin-demo-not-a-real-key"
+
+
+def _post_and_wait(base_url: str, key: str, org: str, pipeline: str, body: dict, timeout: float = 300) -> dict:
+    with httpx.Client(base_url=base_url, headers={"X-API-Key": key}, timeout=30) as http:
+        r = http.post(f"/api/v1/pipelines/run/{org}/{pipeline}", json=body)
+        if r.status_code != 202:
+            raise RuntimeError(f"POST {pipeline} answered {r.status_code}: {r.text}")
+        run_id = r.json()["run_id"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = http.get(f"/api/v1/pipelines/runs/{org}/{run_id}").json()
+            if run["status"] in ("succeeded", "failed"):
+                return run
+            time.sleep(0.1)
+    raise TimeoutError(f"run {run_id} did not finish in {timeout}s")
+
+
+def run_demo(console: Console) -> int:
+    from cli.main import _table, print_run
+    from cli.reports import genai_cost_by_model, verify_rows
+    from cli.server import start_background
+    from shared import pricing, runtime
+    from shared.auth import create_key
+    from shared.config import settings
+    from shared.secrets import CredentialStore
+    from shared.tenants import bootstrap, create_org
+    from stubs.genai_data import openai_demo_usage
+    from stubs.openai import OpenAIStub
+
+    started = time.monotonic()
+    base = settings()
+    home = base.home / "demo"
+    shutil.rmtree(home, ignore_errors=True)
+    os.environ["CLOUDACT_HOME"] = str(home)
+    runtime.use(None)
+    rt = runtime.get()
+    runs_done: list[dict] = []
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
+        step = progress.add_task("creating warehouse, org acme and its API key", total=None)
+        bootstrap(rt.warehouse)
+        pricing.sync(rt.warehouse)
+        create_org(rt.warehouse, DEMO_ORG, "Acme Corp")
+        key = create_key(rt.warehouse, DEMO_ORG)
+        progress.update(step, description="starting a loopback OpenAI Admin API with 30 days of usage")
+        stub = OpenAIStub(admin_key=DEMO_ADMIN_KEY, usage=openai_demo_usage(DEMO_START, DEMO_DAYS, DEMO_SEED))
+        stub.start()
+        server, api_url = start_background()
+        try:
+            CredentialStore(rt.warehouse, rt.settings).add(
+                DEMO_ORG, "openai", {"admin_key": DEMO_ADMIN_KEY, "base_url": stub.base_url}, label="demo")
+            end = DEMO_START + dt.timedelta(days=DEMO_DAYS - 1)
+            progress.update(step, description=f"POST {api_url}/api/v1/pipelines/run/acme/genai/payg/openai")
+            runs_done.append(_post_and_wait(api_url, key, DEMO_ORG, "genai/payg/openai",
+                                            {"start_date": DEMO_START.isoformat(), "end_date": end.isoformat()}))
+        finally:
+            server.shutdown()
+            stub.stop()
+        progress.update(step, description="done")
+    for run in runs_done:
+        print_run(run)
+    console.print(_table("verify: FOCUS rows per pipeline", verify_rows(rt.warehouse, DEMO_ORG)))
+    console.print(_table("GenAI cost by model (computed from list prices vs billed by the provider)",
+                         genai_cost_by_model(rt.warehouse, DEMO_ORG)))
+    console.print(f"demo finished in {time.monotonic() - started:.1f}s; warehouse: {rt.settings.warehouse_path}")
+    console.print(f"explore it: CLOUDACT_HOME={home} cloudact runs {DEMO_ORG}   (or: verify {DEMO_ORG})")
+    ok = all(r["status"] == "succeeded" for r in runs_done)
+    if not ok:
+        console.print("[red]a demo run failed; see the errors above[/]")
+    runtime.use(None)
+    rt.close()
+    return 0 if ok else 1

@@ -1,0 +1,298 @@
+"""`cloudact`: run CloudAct Pipelines on this machine (embedded DuckDB) or drive a GCP deployment."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _rt():
+    """The process runtime, with the meta tables and prices in place on first use."""
+    from shared import pricing, runtime
+    from shared.tenants import bootstrap
+
+    rt = runtime.get()
+    if not getattr(rt, "_cli_ready", False):
+        bootstrap(rt.warehouse)
+        if not rt.warehouse.query("SELECT 1 AS one FROM `organizations.genai_model_pricing` LIMIT 1"):
+            pricing.sync(rt.warehouse)
+        rt._cli_ready = True
+    return rt
+
+
+def _fail(message: str, hint: str | None = None) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    if hint:
+        err.print(f"[dim]{hint}[/]")
+    sys.exit(1)
+
+
+def _table(title: str, rows: list[dict], columns: list[str] | None = None) -> Table:
+    t = Table(title=title, title_justify="left")
+    columns = columns or (list(rows[0]) if rows else [])
+    for c in columns:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*["" if r.get(c) is None else str(r.get(c)) for c in columns])
+    return t
+
+
+class _Group(click.Group):
+    """Turn the errors users can act on into one readable line instead of a traceback."""
+
+    def invoke(self, ctx):
+        from shared.naming import InvalidName
+        from shared.pricing import PricingError
+        from shared.secrets import CredentialInvalid, NoCredential
+        from shared.tenants import OrgExists, UnknownOrg
+        from shared.warehouse.base import WarehouseError
+
+        try:
+            return super().invoke(ctx)
+        except (InvalidName, OrgExists, UnknownOrg, CredentialInvalid, NoCredential, PricingError, WarehouseError) as e:
+            _fail(str(e))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """CloudAct Pipelines: cloud billing, GenAI usage and SaaS costs as FOCUS 1.3 rows, per organization.
+
+    State lives under $CLOUDACT_HOME (default ./.cloudact); the embedded warehouse is
+    $CLOUDACT_HOME/warehouse.duckdb. Start with `cloudact demo`, or:
+
+    \b
+      cloudact bootstrap
+      cloudact orgs create acme
+      cloudact keys create acme
+      cloudact credentials add acme openai --from-json openai.json
+      cloudact run acme genai/payg/openai --wait
+      cloudact verify acme
+    """
+    from shared.logs import setup
+
+    setup()
+
+
+@cli.command()
+def bootstrap() -> None:
+    """Create the meta dataset and tables, and load GenAI prices. Safe to run again."""
+    from shared import pricing
+    from shared.tenants import bootstrap as do_bootstrap, ensure_org_tables, list_orgs
+
+    rt = _rt()
+    do_bootstrap(rt.warehouse)
+    n = pricing.sync(rt.warehouse)
+    orgs = list_orgs(rt.warehouse)
+    for o in orgs:  # bring every org's tables and procedures up to date
+        ensure_org_tables(rt.warehouse, o["org_slug"])
+    console.print(f"bootstrapped: meta tables ready, {n} price rows loaded, {len(orgs)} org(s) upgraded")
+
+
+@cli.group()
+def orgs() -> None:
+    """Organizations (tenants); each gets its own dataset {slug}_prod."""
+
+
+@orgs.command("create")
+@click.argument("slug")
+@click.option("--name", help="Display name (default: the slug).")
+def orgs_create(slug: str, name: str | None) -> None:
+    """Create organization SLUG and its dataset."""
+    from shared.tenants import bootstrap as do_bootstrap, create_org
+
+    rt = _rt()
+    do_bootstrap(rt.warehouse)
+    ds = create_org(rt.warehouse, slug, name)
+    console.print(f"created organization {slug} (dataset {ds})")
+
+
+@orgs.command("list")
+def orgs_list() -> None:
+    """List organizations."""
+    from shared.tenants import list_orgs
+
+    console.print(_table("organizations", list_orgs(_rt().warehouse)))
+
+
+@cli.group()
+def keys() -> None:
+    """API keys for the HTTP API (X-API-Key). Only a hash is stored."""
+
+
+@keys.command("create")
+@click.argument("slug")
+def keys_create(slug: str) -> None:
+    """Create an API key for SLUG and print it once (last line of output)."""
+    from shared.auth import create_key
+    from shared.tenants import get_org
+
+    rt = _rt()
+    get_org(rt.warehouse, slug)
+    key = create_key(rt.warehouse, slug)
+    err.print("Store this key now; it cannot be shown again.")
+    click.echo(key)
+
+
+@keys.command("list")
+@click.argument("slug")
+def keys_list(slug: str) -> None:
+    """List key ids (never the keys) for SLUG."""
+    from shared.auth import list_keys
+
+    console.print(_table(f"keys of {slug}", list_keys(_rt().warehouse, slug)))
+
+
+@keys.command("revoke")
+@click.argument("slug")
+@click.argument("key_id")
+def keys_revoke(slug: str, key_id: str) -> None:
+    """Revoke key KEY_ID of SLUG (the part after `cak_`, before the next `_`)."""
+    from shared.auth import revoke_key
+
+    if not revoke_key(_rt().warehouse, slug, key_id):
+        _fail(f"no active key {key_id!r} for {slug}", "list them with `cloudact keys list SLUG`")
+    console.print(f"revoked {key_id}")
+
+
+@cli.group()
+def credentials() -> None:
+    """Provider credentials, encrypted at rest."""
+
+
+@credentials.command("add")
+@click.argument("slug")
+@click.argument("provider")
+@click.option("--from-json", "path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help='JSON file, e.g. {"admin_key": "sk-admin-...", "base_url": "https://api.openai.com/v1"}.')
+@click.option("--label", help="A name to recognise it by.")
+def credentials_add(slug: str, provider: str, path: Path, label: str | None) -> None:
+    """Store a credential for PROVIDER and print its id (last line)."""
+    from shared.secrets import CredentialInvalid, CredentialStore
+    from shared.tenants import get_org
+
+    rt = _rt()
+    get_org(rt.warehouse, slug)
+    try:
+        doc = json.loads(path.read_text())
+    except ValueError as e:
+        raise CredentialInvalid(f"{path} is not valid JSON: {e}") from None
+    click.echo(CredentialStore(rt.warehouse, rt.settings).add(slug, provider, doc, label))
+
+
+@credentials.command("list")
+@click.argument("slug")
+def credentials_list(slug: str) -> None:
+    """List credentials of SLUG (ids and providers, never secrets)."""
+    from shared.secrets import CredentialStore
+
+    console.print(_table(f"credentials of {slug}", CredentialStore(_rt().warehouse).list(slug)))
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Serve the HTTP API (functions-framework app) with the in-process bus and jobs."""
+    from cli.server import serve_forever
+
+    _rt()
+    console.print(f"serving on http://{host}:{port}  (POST /api/v1/pipelines/run/ORG/PIPELINE with X-API-Key)")
+    serve_forever(host, port)
+
+
+def wait_for(org: str, run_id: str, timeout: float = 600) -> dict:
+    """Poll a run until it ends, showing its status."""
+    from shared import runs
+
+    rt = _rt()
+    deadline = time.monotonic() + timeout
+    with console.status(f"run {run_id}: queued") as status:
+        while True:
+            run = runs.public_view(runs.get_run(rt.warehouse, org, run_id))
+            status.update(f"run {run_id}: {run['status']}")
+            if run["status"] in runs.TERMINAL or time.monotonic() > deadline:
+                return run
+            time.sleep(0.2)
+
+
+def print_run(run: dict) -> None:
+    colour = {"succeeded": "green", "failed": "red"}.get(run["status"], "yellow")
+    console.print(f"[{colour}]{run['status']}[/] {run['run_id']} {run['pipeline']} {run['start_date']}..{run['end_date']} "
+                  f"ingested={run['rows_ingested']} converted={run['rows_converted']}")
+    for w in run["warnings"]:
+        console.print(f"  [yellow]warning:[/] {w}")
+    if run["error"]:
+        console.print(f"  [red]error:[/] {run['error']}")
+
+
+@cli.command()
+@click.argument("slug")
+@click.argument("pipeline")
+@click.option("--start", help="First date, YYYY-MM-DD (default depends on the pipeline).")
+@click.option("--end", help="Last date, inclusive, YYYY-MM-DD.")
+@click.option("--credential-id", help="Which credential to use (default: the newest for the provider).")
+@click.option("--wait/--no-wait", default=False, help="Wait for the run to finish and show the result.")
+def run(slug: str, pipeline: str, start: str | None, end: str | None, credential_id: str | None, wait: bool) -> None:
+    """Start PIPELINE (e.g. genai/payg/openai) for org SLUG, in this process."""
+    from shared.api import ApiError, request_run
+
+    body = {k: v for k, v in (("start_date", start), ("end_date", end), ("credential_id", credential_id)) if v}
+    rt = _rt()
+    try:
+        queued = request_run(rt, slug, pipeline, body, trigger="cli")
+    except ApiError as e:
+        _fail(e.message)
+    console.print(f"queued {queued['run_id']} ({queued['start_date']}..{queued['end_date']})")
+    if not wait:
+        rt.bus.drain()  # in-process: the work happens here, so finish it before exiting
+    result = wait_for(slug, queued["run_id"])
+    print_run(result)
+    if result["status"] != "succeeded":
+        sys.exit(1)
+
+
+@cli.command("runs")
+@click.argument("slug")
+@click.option("--limit", default=20, show_default=True)
+def runs_cmd(slug: str, limit: int) -> None:
+    """Recent runs of SLUG with status, counts, warnings and errors."""
+    from shared import runs as r
+
+    for item in reversed([r.public_view(x) for x in r.list_runs(_rt().warehouse, slug, limit)]):
+        print_run(item)
+
+
+@cli.command()
+@click.argument("slug")
+def verify(slug: str) -> None:
+    """Rows, cost and last run per pipeline in SLUG's FOCUS table."""
+    from cli.reports import verify_rows
+
+    rows = verify_rows(_rt().warehouse, slug)
+    console.print(_table(f"{slug}: cost_data_standard_1_3 by pipeline", rows))
+    if not rows:
+        err.print("no FOCUS rows yet: run a pipeline first (`cloudact run SLUG PIPELINE --wait`)")
+
+
+@cli.command()
+def demo() -> None:
+    """A full local demo: org acme, a loopback OpenAI server, a real HTTP run, FOCUS totals."""
+    from cli.demo import run_demo
+
+    sys.exit(run_demo(console))
+
+
+def main() -> None:
+    cli(prog_name="cloudact")
+
+
+if __name__ == "__main__":
+    main()

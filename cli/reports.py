@@ -1,0 +1,36 @@
+"""Read-only reports over an org's FOCUS table."""
+from __future__ import annotations
+
+from shared.naming import org_dataset, table_ref
+
+
+def verify_rows(wh, slug: str) -> list[dict]:
+    """Rows and last run per x_pipeline_id, the go-live check."""
+    return wh.query(
+        f"""SELECT f.x_pipeline_id AS pipeline, COUNT(*) AS row_count,
+                   MIN(DATE(f.ChargePeriodStart)) AS first_day, MAX(DATE(f.ChargePeriodStart)) AS last_day,
+                   SUM(f.BilledCost) AS billed_cost, MAX(f.BillingCurrency) AS currency,
+                   MAX(f.x_run_id) AS last_run_id, MAX(f.x_ingested_at) AS last_ingested_at
+            FROM {table_ref(org_dataset(slug), 'cost_data_standard_1_3')} AS f
+            WHERE f.x_org_slug = @org
+            GROUP BY f.x_pipeline_id ORDER BY f.x_pipeline_id""",
+        {"org": slug},
+    )
+
+
+def genai_cost_by_model(wh, slug: str) -> list[dict]:
+    """Computed cost per provider and model, beside what the provider billed where it reports cost."""
+    ds = org_dataset(slug)
+    return wh.query(
+        f"""WITH computed AS (
+              SELECT provider, model, SUM(tokens) AS tokens, SUM(cost) AS computed_cost,
+                     COUNTIF(price_status = 'unpriced') AS unpriced_rows
+              FROM {table_ref(ds, 'genai_costs_daily')} WHERE x_org_slug = @org GROUP BY provider, model),
+            billed AS (
+              SELECT provider, model, SUM(amount) AS billed_cost
+              FROM {table_ref(ds, 'genai_provider_costs_daily')} WHERE x_org_slug = @org GROUP BY provider, model)
+            SELECT c.provider, c.model, c.tokens, c.computed_cost, b.billed_cost, c.unpriced_rows
+            FROM computed AS c LEFT JOIN billed AS b ON b.provider = c.provider AND b.model = c.model
+            ORDER BY c.provider, c.computed_cost DESC""",
+        {"org": slug},
+    )

@@ -1,0 +1,162 @@
+"""The HTTP API behind `run_pipeline`: routing, authentication, validation, responses.
+
+POST /api/v1/pipelines/run/{org}/{pipeline path}   -> 202 {run_id, status}
+GET  /api/v1/pipelines/runs/{org}/{run_id}         -> 200 {run_id, status, ...}
+GET  /api/v1/pipelines/runs/{org}                  -> 200 {runs: [...]}
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from shared import registry, runs
+from shared.auth import check_key
+from shared.bus.base import TOPIC_RUN_REQUESTS
+from shared.naming import InvalidName, validate_org_slug
+from shared.secrets import CredentialStore, NoCredential
+from shared.tenants import get_org
+
+RUN_PREFIX = "/api/v1/pipelines/run/"
+RUNS_PREFIX = "/api/v1/pipelines/runs/"
+MAX_RANGE_DAYS = 400
+
+
+@dataclass
+class ApiError(Exception):
+    status: int
+    code: str
+    message: str
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.code, "message": self.message}
+
+
+def default_range(category: str, today: dt.date) -> tuple[dt.date, dt.date]:
+    """Cloud bills restate the open and previous month; usage APIs settle within a week."""
+    if category == "cloud":
+        first = today.replace(day=1)
+        prev = (first - dt.timedelta(days=1)).replace(day=1)
+        return prev, today
+    return today - dt.timedelta(days=7), today - dt.timedelta(days=1)
+
+
+def parse_run_body(body: Any, category: str, today: dt.date) -> dict[str, Any]:
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_body", "the request body must be a JSON object")
+    unknown = set(body) - {"start_date", "end_date", "credential_id"}
+    if unknown:
+        raise ApiError(400, "bad_body", f"unknown field(s): {', '.join(sorted(unknown))}; "
+                       "allowed: start_date, end_date, credential_id")
+    start, end = default_range(category, today)
+    dates = {}
+    for field, default in (("start_date", start), ("end_date", end)):
+        value = body.get(field)
+        if value is None:
+            dates[field] = default
+            continue
+        try:
+            dates[field] = dt.date.fromisoformat(value) if isinstance(value, str) and len(value) == 10 else None
+        except ValueError:
+            dates[field] = None
+        if dates[field] is None:
+            raise ApiError(400, "bad_dates", f"{field} must be a date as YYYY-MM-DD, got {value!r}")
+    if ("start_date" in body) != ("end_date" in body):
+        raise ApiError(400, "bad_dates", "give both start_date and end_date, or neither")
+    if dates["start_date"] > dates["end_date"]:
+        raise ApiError(400, "bad_dates", "start_date is after end_date")
+    if dates["end_date"] > today:
+        raise ApiError(400, "bad_dates", f"end_date {dates['end_date']} is in the future (today is {today} UTC)")
+    if (dates["end_date"] - dates["start_date"]).days >= MAX_RANGE_DAYS:
+        raise ApiError(400, "bad_dates", f"a run covers at most {MAX_RANGE_DAYS} days; split the backfill")
+    cred = body.get("credential_id")
+    if cred is not None and (not isinstance(cred, str) or not cred or len(cred) > 100):
+        raise ApiError(400, "bad_body", "credential_id must be a non-empty string")
+    return {**dates, "credential_id": cred}
+
+
+def request_run(rt, org: str, pipeline_path: str, body: Any, trigger: str) -> dict[str, Any]:
+    """Validate and queue a run, then publish its request. The HTTP handler, the CLI and schedules
+    all come through here."""
+    wh = rt.warehouse
+    try:
+        validate_org_slug(org)
+    except InvalidName as e:
+        raise ApiError(400, "bad_org", str(e)) from None
+    if get_org(wh, org, missing_ok=True) is None:
+        raise ApiError(404, "unknown_org", f"no organization {org!r}")
+    try:
+        pipeline = registry.get(pipeline_path)
+    except registry.UnknownPipeline as e:
+        raise ApiError(404, "unknown_pipeline", str(e)) from None
+    except registry.PipelineNotAvailable as e:
+        raise ApiError(501, "pipeline_not_built", str(e)) from None
+    opts = parse_run_body(body, pipeline.category, dt.datetime.now(dt.timezone.utc).date())
+    if pipeline.needs_credential:
+        try:
+            cred = CredentialStore(wh, rt.settings).find(org, pipeline.credential, opts["credential_id"])
+        except NoCredential as e:
+            raise ApiError(422, "no_credential", str(e)) from None
+        credential_id = cred["credential_id"]
+    else:
+        credential_id = "none"
+    try:
+        run_id = runs.create_run(wh, org_slug=org, pipeline_id=pipeline.path, credential_id=credential_id,
+                                 start_date=opts["start_date"], end_date=opts["end_date"], trigger=trigger)
+    except runs.SliceBusy as e:
+        raise ApiError(409, "slice_busy", str(e)) from None
+    request = {"run_id": run_id, "org_slug": org, "pipeline_id": pipeline.path, "credential_id": credential_id,
+               "start_date": opts["start_date"].isoformat(), "end_date": opts["end_date"].isoformat()}
+    try:
+        rt.bus.publish(TOPIC_RUN_REQUESTS, request, {"org": org, "pipeline": pipeline.path})
+    except Exception as e:  # noqa: BLE001 - never leave a queued run nobody will pick up
+        runs.finish(wh, run_id, "failed", error=f"could not publish the run request: {e}")
+        raise ApiError(503, "bus_unavailable", "the run could not be queued; try again shortly") from None
+    return {"run_id": run_id, "status": "queued", "pipeline": pipeline.path, "credential_id": credential_id,
+            "start_date": request["start_date"], "end_date": request["end_date"]}
+
+
+def _authorize(rt, org: str, headers) -> None:
+    try:
+        validate_org_slug(org)
+    except InvalidName as e:
+        raise ApiError(400, "bad_org", str(e)) from None
+    result = check_key(rt.warehouse, headers.get("X-API-Key"))
+    if not result.ok:
+        raise ApiError(401, "unauthorized", "missing or invalid X-API-Key")
+    if result.org_slug != org:
+        raise ApiError(403, "forbidden", f"this API key does not belong to organization {org!r}")
+
+
+def handle(rt, method: str, path: str, headers, raw_body: bytes) -> tuple[int, dict[str, Any]]:
+    """Route one request; return (status, JSON body). Never raises for client errors."""
+    try:
+        if path.startswith(RUN_PREFIX):
+            if method != "POST":
+                raise ApiError(405, "method_not_allowed", "use POST to start a run")
+            org, _, pipeline_path = path[len(RUN_PREFIX):].partition("/")
+            _authorize(rt, org, headers)
+            try:
+                body = json.loads(raw_body) if raw_body and raw_body.strip() else None
+            except ValueError:
+                raise ApiError(400, "bad_body", "the request body is not valid JSON") from None
+            return 202, request_run(rt, org, pipeline_path.strip("/"), body, trigger="api")
+        if path.startswith(RUNS_PREFIX):
+            if method != "GET":
+                raise ApiError(405, "method_not_allowed", "use GET to read runs")
+            org, _, run_id = path[len(RUNS_PREFIX):].partition("/")
+            _authorize(rt, org, headers)
+            if not run_id:
+                return 200, {"runs": [runs.public_view(r) for r in runs.list_runs(rt.warehouse, org)]}
+            try:
+                return 200, runs.public_view(runs.get_run(rt.warehouse, org, run_id.strip("/")))
+            except runs.UnknownRun as e:
+                raise ApiError(404, "unknown_run", str(e)) from None
+        if path in ("/", "/health", "/healthz"):
+            return 200, {"status": "ok"}
+        raise ApiError(404, "not_found", f"no route for {method} {path}")
+    except ApiError as e:
+        return e.status, e.body()

@@ -1,0 +1,41 @@
+"""Runtime settings, read from the environment once per process.
+
+CLOUDACT_BACKEND   embedded (default) | gcp
+CLOUDACT_HOME      local state for the embedded backend (default ./.cloudact)
+GOOGLE_CLOUD_PROJECT / CLOUDACT_REGION   for the gcp backend
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    backend: str
+    home: Path
+    project: str | None
+    region: str
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def secret_key_path(self) -> Path:
+        return self.home / "secret.key"
+
+
+def settings() -> Settings:
+    backend = os.environ.get("CLOUDACT_BACKEND", "embedded").strip().lower()
+    if backend not in {"embedded", "gcp"}:
+        raise ValueError(f"CLOUDACT_BACKEND must be 'embedded' or 'gcp', not {backend!r}")
+    return Settings(
+        backend=backend,
+        home=Path(os.environ.get("CLOUDACT_HOME", ".cloudact")).resolve(),
+        project=os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GCP_PROJECT"),
+        region=os.environ.get("CLOUDACT_REGION", "us-central1"),
+    )

@@ -1,0 +1,75 @@
+"""Procedures: written once in BigQuery SQL under procedures/, run on both engines.
+
+A procedure file is a sequence of plain statements (DELETE the slice, INSERT ... SELECT, MERGE) that
+refer to the standard parameters as `@name` and to the org's dataset as `{org_dataset}`. The
+BigQuery backend wraps the statements in `CREATE OR REPLACE PROCEDURE ... BEGIN TRANSACTION ...`;
+the DuckDB backend transpiles each statement and runs them in one transaction.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from sqlglot import exp
+
+from shared.naming import identifier
+from shared.warehouse.dialect import parse_bigquery
+
+PROCEDURE_DIR = Path(__file__).resolve().parent.parent / "procedures"
+
+# Every procedure takes the same arguments, in this order.
+PARAMS: tuple[tuple[str, str], ...] = (
+    ("org_slug", "STRING"),
+    ("pipeline_id", "STRING"),
+    ("credential_id", "STRING"),
+    ("run_id", "STRING"),
+    ("start_date", "DATE"),
+    ("end_date", "DATE"),
+)
+PARAM_NAMES = tuple(n for n, _ in PARAMS)
+
+
+@dataclass(frozen=True)
+class Procedure:
+    name: str
+    source: str
+
+    def statements(self, org_dataset: str) -> list[str]:
+        """The body as BigQuery statements for one org's dataset."""
+        sql = self.source.replace("{org_dataset}", identifier(org_dataset))
+        return [tree.sql(dialect="bigquery") for tree in parse_bigquery(sql)]
+
+    def bigquery_ddl(self, project: str, org_dataset: str) -> str:
+        """CREATE OR REPLACE PROCEDURE for BigQuery: `@x` becomes argument `p_x`, tables get the project."""
+
+        def to_procedure_scope(node):
+            if isinstance(node, exp.Parameter):
+                name = node.name
+                if name not in PARAM_NAMES:
+                    raise ValueError(f"{self.name}: unknown parameter @{name}")
+                return exp.column(f"p_{name}")
+            if isinstance(node, exp.Table) and node.args.get("db") and not node.args.get("catalog"):
+                node.set("catalog", exp.to_identifier(project))
+            return node
+
+        sql = self.source.replace("{org_dataset}", identifier(org_dataset))
+        body = ";\n".join(t.transform(to_procedure_scope).sql(dialect="bigquery") for t in parse_bigquery(sql))
+        args = ", ".join(f"p_{n} {t}" for n, t in PARAMS)
+        return (
+            f"CREATE OR REPLACE PROCEDURE `{project}.{org_dataset}.{self.name}`({args})\n"
+            f"BEGIN\n  BEGIN TRANSACTION;\n{body};\n  COMMIT TRANSACTION;\n"
+            "EXCEPTION WHEN ERROR THEN\n  ROLLBACK TRANSACTION;\n  RAISE USING MESSAGE = @@error.message;\nEND"
+        )
+
+
+@lru_cache(maxsize=None)
+def all_procedures() -> dict[str, Procedure]:
+    return {p.stem: Procedure(p.stem, p.read_text()) for p in sorted(PROCEDURE_DIR.glob("sp_*.sql"))}
+
+
+def get(name: str) -> Procedure:
+    try:
+        return all_procedures()[name]
+    except KeyError:
+        raise KeyError(f"no procedure {name!r} in {PROCEDURE_DIR}") from None

@@ -1,0 +1,100 @@
+"""The warehouse interface. Two backends implement it: DuckDB (embedded default) and BigQuery.
+
+All SQL handed to a warehouse is BigQuery Standard SQL with named `@params`; table references are
+written `` `dataset.table` ``. The DuckDB backend transpiles it (see shared/warehouse/dialect.py).
+Datasets and tables named in SQL must come from validated identifiers (shared/naming.py), never
+from request input.
+"""
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from shared.schemas import TableSchema
+
+Params = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Slice:
+    """The rows one run owns in a table: equality on some columns and an inclusive date range."""
+
+    equals: Mapping[str, Any]  # e.g. {"x_org_slug": "acme", "x_pipeline_id": ..., "x_credential_id": ...}
+    date_column: str
+    start_date: dt.date
+    end_date: dt.date  # inclusive
+
+    def where_sql(self) -> tuple[str, dict[str, Any]]:
+        """A WHERE clause (BigQuery dialect) selecting this slice, with its parameters."""
+        parts, params = [], {}
+        for i, (col, value) in enumerate(sorted(self.equals.items())):
+            parts.append(f"{col} = @slice_{i}")
+            params[f"slice_{i}"] = value
+        parts.append(f"{self.date_column} BETWEEN @slice_start AND @slice_end")
+        params["slice_start"], params["slice_end"] = self.start_date, self.end_date
+        return " AND ".join(parts), params
+
+
+class WarehouseError(RuntimeError):
+    """A warehouse operation failed; the message says what and where."""
+
+
+class Warehouse(abc.ABC):
+    """One interface for the embedded (DuckDB) and GCP (BigQuery) warehouses."""
+
+    #: name of the dataset that holds the meta tables
+    meta_dataset = "organizations"
+
+    # -- structure -----------------------------------------------------------------
+    @abc.abstractmethod
+    def ensure_dataset(self, dataset: str) -> None:
+        """Create the dataset (DuckDB: schema) if it does not exist."""
+
+    @abc.abstractmethod
+    def ensure_table(self, dataset: str, schema: TableSchema) -> None:
+        """Create the table from its schema if missing; add columns the schema has and it lacks."""
+
+    @abc.abstractmethod
+    def table_exists(self, dataset: str, table: str) -> bool: ...
+
+    # -- SQL ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def query(self, sql: str, params: Params | None = None) -> list[dict[str, Any]]:
+        """Run a SELECT (BigQuery dialect, `@name` params) and return rows as dicts."""
+
+    @abc.abstractmethod
+    def query_arrow(self, sql: str, params: Params | None = None):
+        """Run a SELECT and return a pyarrow.Table."""
+
+    @abc.abstractmethod
+    def execute(self, sql: str, params: Params | None = None) -> int:
+        """Run one DML/DDL statement; return the number of rows it affected (0 for DDL)."""
+
+    # -- bulk writes ---------------------------------------------------------------
+    @abc.abstractmethod
+    def replace_slices(self, dataset: str, writes: Mapping[str, tuple[Slice, Iterable[Any]]]) -> dict[str, int]:
+        """Atomically replace slices of one or more tables with Arrow record batches.
+
+        `writes` maps table name -> (slice, iterable of pyarrow.RecordBatch whose schema is the
+        table's Arrow schema). Either every table's slice is replaced or none is. Returns rows
+        written per table.
+        """
+
+    @abc.abstractmethod
+    def insert_rows(self, dataset: str, table: str, rows: list[dict[str, Any]]) -> None:
+        """Insert a few rows (meta tables). Bulk data goes through replace_slices."""
+
+    # -- procedures ----------------------------------------------------------------
+    @abc.abstractmethod
+    def install_procedures(self, dataset: str) -> list[str]:
+        """Install every procedure in procedures/*.sql for `dataset`; return their names."""
+
+    @abc.abstractmethod
+    def call_procedure(self, dataset: str, name: str, params: Params) -> None:
+        """Run procedure `name` against `dataset` with the standard parameters, as one transaction."""
+
+    def close(self) -> None:  # pragma: no cover - backends override when they hold resources
+        pass

@@ -1,0 +1,209 @@
+"""The embedded warehouse: one DuckDB file, each dataset a schema.
+
+Writes are serialized by one lock (one process owns the file); reads run on per-thread cursors.
+Bulk data arrives as Arrow record batches and is streamed into the table inside the same
+transaction that deletes the slice it replaces.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from shared import procedures as procs
+from shared.naming import identifier
+from shared.schemas import TableSchema
+from shared.warehouse.base import Params, Slice, Warehouse, WarehouseError
+from shared.warehouse.dialect import DUCKDB_TYPES, to_duckdb
+
+
+def _bind(names: frozenset[str], params: Params | None) -> dict[str, Any]:
+    params = params or {}
+    missing = names - params.keys()
+    if missing:
+        raise WarehouseError(f"query parameters not given: {', '.join(sorted(missing))}")
+    return {k: params[k] for k in names}
+
+
+class DuckDBWarehouse(Warehouse):
+    def __init__(self, path: str | Path | None = None):
+        self.path = str(path) if path else ":memory:"
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(self.path)
+        except duckdb.IOException as e:
+            raise WarehouseError(
+                f"cannot open the warehouse {self.path}: {e}. Is another cloudact process (e.g. "
+                "`cloudact serve`) using it? Stop it, or send requests to that server instead."
+            ) from None
+        self._con.execute("SET TimeZone = 'UTC'")
+        self._write_lock = threading.RLock()
+        self._local = threading.local()
+
+    # A cursor per thread: DuckDB connections are not shared across threads.
+    @property
+    def _cur(self) -> duckdb.DuckDBPyConnection:
+        cur = getattr(self._local, "cur", None)
+        if cur is None:
+            cur = self._con.cursor()
+            cur.execute("SET TimeZone = 'UTC'")
+            self._local.cur = cur
+        return cur
+
+    def close(self) -> None:
+        self._con.close()
+
+    # -- structure -----------------------------------------------------------------
+    def ensure_dataset(self, dataset: str) -> None:
+        with self._write_lock:
+            self._cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{identifier(dataset)}"')
+
+    def table_exists(self, dataset: str, table: str) -> bool:
+        row = self._cur.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [dataset, table],
+        ).fetchone()
+        return bool(row[0])
+
+    def _columns(self, dataset: str, table: str) -> set[str]:
+        rows = self._cur.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+            [dataset, table],
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def ensure_table(self, dataset: str, schema: TableSchema) -> None:
+        ref = f'"{identifier(dataset)}"."{identifier(schema.table)}"'
+        with self._write_lock:
+            if not self.table_exists(dataset, schema.table):
+                cols = ", ".join(
+                    f'"{identifier(f.name)}" {DUCKDB_TYPES[f.type]}{" NOT NULL" if f.required else ""}'
+                    for f in schema.fields
+                )
+                self._cur.execute(f"CREATE TABLE {ref} ({cols})")
+                return
+            # Schema evolution: add what the schema has and the table lacks (nullable, as BigQuery allows).
+            have = self._columns(dataset, schema.table)
+            for f in schema.fields:
+                if f.name not in have:
+                    self._cur.execute(f'ALTER TABLE {ref} ADD COLUMN "{identifier(f.name)}" {DUCKDB_TYPES[f.type]}')
+
+    # -- SQL ---------------------------------------------------------------------
+    def _run(self, cur, sql: str, params: Params | None):
+        statements = to_duckdb(sql)
+        if len(statements) != 1:
+            raise WarehouseError("one statement per call; procedures hold multi-statement logic")
+        text, names = statements[0]
+        try:
+            return cur.execute(text, _bind(names, params))
+        except duckdb.Error as e:
+            raise WarehouseError(f"{type(e).__name__}: {e}") from e
+
+    def query(self, sql: str, params: Params | None = None) -> list[dict[str, Any]]:
+        cur = self._run(self._cur, sql, params)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def query_arrow(self, sql: str, params: Params | None = None) -> pa.Table:
+        return self._run(self._cur, sql, params).to_arrow_table()
+
+    def execute(self, sql: str, params: Params | None = None) -> int:
+        with self._write_lock:
+            cur = self._run(self._cur, sql, params)
+            try:
+                row = cur.fetchone()
+            except duckdb.Error:
+                return 0
+            return int(row[0]) if row and isinstance(row[0], int) else 0
+
+    # -- bulk writes ---------------------------------------------------------------
+    def replace_slices(self, dataset: str, writes: Mapping[str, tuple[Slice, Iterable[Any]]]) -> dict[str, int]:
+        from shared import schemas
+
+        written: dict[str, int] = {}
+        with self._write_lock:
+            cur = self._cur
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                for table, (slc, batches) in writes.items():
+                    ref = f"`{identifier(dataset)}.{identifier(table)}`"
+                    where, params = slc.where_sql()
+                    self._run(cur, f"DELETE FROM {ref} WHERE {where}", params)
+                    arrow_schema = schemas.get(table).arrow_schema()
+                    seen = [0]
+
+                    def counted(batches=batches, seen=seen, arrow_schema=arrow_schema):
+                        for b in batches:
+                            if b.schema != arrow_schema:
+                                b = pa.Table.from_batches([b]).cast(arrow_schema).to_batches()[0] if b.num_rows else None
+                                if b is None:
+                                    continue
+                            seen[0] += b.num_rows
+                            yield b
+
+                    reader = pa.RecordBatchReader.from_batches(arrow_schema, counted())
+                    cur.register("_cloudact_incoming", reader)
+                    try:
+                        inserted = self._run(
+                            cur,
+                            f"INSERT INTO {ref} BY NAME SELECT * FROM _cloudact_incoming WHERE {where}",
+                            params,
+                        ).fetchone()[0]
+                    finally:
+                        cur.unregister("_cloudact_incoming")
+                    if inserted != seen[0]:
+                        raise WarehouseError(
+                            f"{seen[0] - inserted} of {seen[0]} rows for {dataset}.{table} fall outside the run's "
+                            f"slice ({where.replace('@', '')}); nothing was written"
+                        )
+                    written[table] = inserted
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return written
+
+    def insert_rows(self, dataset: str, table: str, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        from shared import schemas
+
+        arrow = pa.Table.from_pylist(rows, schema=schemas.get(table).arrow_schema())
+        ref = f'"{identifier(dataset)}"."{identifier(table)}"'
+        with self._write_lock:
+            cur = self._cur
+            cur.register("_cloudact_rows", arrow)
+            try:
+                cur.execute(f"INSERT INTO {ref} BY NAME SELECT * FROM _cloudact_rows")
+            finally:
+                cur.unregister("_cloudact_rows")
+
+    # -- procedures ----------------------------------------------------------------
+    def install_procedures(self, dataset: str) -> list[str]:
+        # Nothing to install: statements are transpiled (and cached) when called. Transpile now so a
+        # broken procedure fails at bootstrap, not in the middle of a run.
+        for proc in procs.all_procedures().values():
+            to_duckdb(";\n".join(proc.statements(dataset)))
+        return list(procs.all_procedures())
+
+    def call_procedure(self, dataset: str, name: str, params: Params) -> None:
+        proc = procs.get(name)
+        statements = to_duckdb(";\n".join(proc.statements(dataset)))
+        with self._write_lock:
+            cur = self._cur
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                for text, names in statements:
+                    cur.execute(text, _bind(names, params))
+                cur.execute("COMMIT")
+            except duckdb.Error as e:
+                cur.execute("ROLLBACK")
+                raise WarehouseError(f"{name} failed on {dataset}: {e}") from e
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise

@@ -1,0 +1,34 @@
+"""Shared fixtures: an embedded runtime on a temporary CLOUDACT_HOME, an org with a key."""
+from __future__ import annotations
+
+import pytest
+
+from shared import pricing, runtime
+from shared.config import settings
+from shared.tenants import bootstrap, create_org
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLOUDACT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CLOUDACT_BACKEND", "embedded")
+    return tmp_path / "home"
+
+
+@pytest.fixture()
+def rt(home):
+    """A fresh embedded runtime (DuckDB file, in-process bus and launcher), installed process-wide."""
+    r = runtime.embedded(settings())
+    previous = runtime.use(r)
+    bootstrap(r.warehouse)
+    pricing.sync(r.warehouse)
+    yield r
+    r.bus.drain()
+    runtime.use(previous)
+    r.close()
+
+
+@pytest.fixture()
+def acme(rt):
+    create_org(rt.warehouse, "acme")
+    return "acme"

@@ -1,0 +1,132 @@
+"""sp_genai_1 and sp_genai_3 on DuckDB: exact prices per token class, effective dates, unpriced models."""
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pyarrow as pa
+
+from shared import schemas
+from shared.lineage import Lineage
+from shared.naming import org_dataset
+from shared.warehouse.base import Slice
+
+PIPELINE = "genai/payg/openai"
+CRED = "cred_test"
+
+
+def usage(day, model, family, inp, cached, write, out, batch=False, project="proj_a"):
+    return {"usage_date": day, "provider": "openai", "model": model, "model_family": family, "project_id": project,
+            "service_tier": None, "is_batch": batch, "input_tokens": inp, "cached_input_tokens": cached,
+            "cache_write_tokens": write, "output_tokens": out, "reasoning_tokens": None, "request_count": 10}
+
+
+def land(wh, org, rows, start, end, run_id="run_a"):
+    table = pa.Table.from_pylist(rows, schema=schemas.get("genai_usage_daily").arrow_schema(include_lineage=False))
+    lin = Lineage(org, PIPELINE, CRED, run_id, dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+    owner = {"x_org_slug": org, "x_pipeline_id": PIPELINE, "x_credential_id": CRED}
+    batches = [lin.stamp(b, "usage_date") for b in table.to_batches()]
+    return wh.replace_slices(org_dataset(org), {"genai_usage_daily": (Slice(owner, "usage_date", start, end), batches)})
+
+
+def convert(wh, org, start, end, run_id="run_a"):
+    params = {"org_slug": org, "pipeline_id": PIPELINE, "credential_id": CRED, "run_id": run_id,
+              "start_date": start, "end_date": end}
+    wh.call_procedure(org_dataset(org), "sp_genai_1_consolidate_usage_daily", params)
+    wh.call_procedure(org_dataset(org), "sp_genai_3_convert_to_focus", params)
+
+
+def costs(wh, org):
+    rows = wh.query(f"SELECT model, token_class, is_batch, usage_date, tokens, unit_price_per_1m, cost, price_status, priced_as "
+                    f"FROM `{org}_prod.genai_costs_daily` ORDER BY usage_date, model, token_class")
+    return {(r["usage_date"], r["model"], r["token_class"], r["is_batch"]): r for r in rows}
+
+
+def test_prices_each_token_class_exactly_and_falls_back_to_family(rt, acme):
+    d = dt.date(2025, 9, 1)
+    land(rt.warehouse, acme, [
+        usage(d, "gpt-4o-2024-08-06", "gpt-4o", 1_000_000, 300_000, 0, 85_000),
+        usage(d, "gpt-4o-mini", "gpt-4o-mini", 123_457, 1, 0, 999, batch=True),
+    ], d, d)
+    convert(rt.warehouse, acme, d, d)
+    c = costs(rt.warehouse, acme)
+    assert c[(d, "gpt-4o-2024-08-06", "input", False)]["cost"] == Decimal("2.500000000")
+    assert c[(d, "gpt-4o-2024-08-06", "cached_input", False)]["cost"] == Decimal("0.375000000")
+    assert c[(d, "gpt-4o-2024-08-06", "output", False)]["cost"] == Decimal("0.850000000")
+    assert c[(d, "gpt-4o-2024-08-06", "input", False)]["priced_as"] == "gpt-4o"
+    # batch rates: 123,457 x $0.075/1M = 0.009259275; 1 cached x $0.0375/1M = 0.0000000375 -> 9 dp
+    assert c[(d, "gpt-4o-mini", "input", True)]["cost"] == Decimal("0.009259275")
+    assert c[(d, "gpt-4o-mini", "cached_input", True)]["unit_price_per_1m"] == Decimal("0.0375")
+    assert c[(d, "gpt-4o-mini", "output", True)]["cost"] == Decimal("0.000299700")
+    # zero-token classes produce no rows (no cache writes here)
+    assert not any(k[2] == "cache_write" for k in c)
+
+
+def test_exact_dated_price_wins_over_family(rt, acme):
+    d = dt.date(2025, 9, 1)
+    land(rt.warehouse, acme, [usage(d, "gpt-4o-2024-05-13", "gpt-4o", 1_000_000, 0, 0, 1_000_000)], d, d)
+    convert(rt.warehouse, acme, d, d)
+    c = costs(rt.warehouse, acme)
+    assert c[(d, "gpt-4o-2024-05-13", "input", False)]["cost"] == Decimal("5.000000000")
+    assert c[(d, "gpt-4o-2024-05-13", "output", False)]["priced_as"] == "gpt-4o-2024-05-13"
+
+
+def test_price_in_effect_on_the_usage_date(rt, acme):
+    before, after = dt.date(2025, 6, 9), dt.date(2025, 6, 10)
+    land(rt.warehouse, acme, [usage(before, "o3", "o3", 1_000_000, 0, 0, 0),
+                              usage(after, "o3", "o3", 1_000_000, 0, 0, 0)], before, after)
+    convert(rt.warehouse, acme, before, after)
+    c = costs(rt.warehouse, acme)
+    assert c[(before, "o3", "input", False)]["cost"] == Decimal("10.000000000")
+    assert c[(after, "o3", "input", False)]["cost"] == Decimal("2.000000000")
+
+
+def test_unknown_model_is_unpriced_never_zero_and_stays_out_of_focus(rt, acme):
+    d = dt.date(2025, 9, 1)
+    land(rt.warehouse, acme, [usage(d, "mystery-model-9", "mystery-model-9", 5000, 0, 0, 100),
+                              usage(d, "gpt-4o", "gpt-4o", 1000, 0, 0, 0)], d, d)
+    convert(rt.warehouse, acme, d, d)
+    c = costs(rt.warehouse, acme)
+    row = c[(d, "mystery-model-9", "input", False)]
+    assert row["price_status"] == "unpriced" and row["cost"] is None and row["unit_price_per_1m"] is None
+    focus = rt.warehouse.query("SELECT SkuId FROM `acme_prod.cost_data_standard_1_3`")
+    assert [r["SkuId"] for r in focus] == ["gpt-4o:input"]
+
+
+def test_focus_rows_are_consistent_and_rerun_is_idempotent(rt, acme):
+    start, end = dt.date(2025, 9, 1), dt.date(2025, 9, 3)
+    rows = [usage(start + dt.timedelta(days=i), "gpt-4.1", "gpt-4.1", 1_234_567 * (i + 1), 20_000, 0, 33_333, project=p)
+            for i in range(3) for p in ("proj_a", "proj_b")]
+    land(rt.warehouse, acme, rows, start, end)
+    convert(rt.warehouse, acme, start, end)
+    q = """SELECT COUNT(*) AS n, SUM(BilledCost) AS billed, SUM(EffectiveCost) AS effective,
+                  COUNTIF(ListUnitPrice * PricingQuantity != ListCost) AS list_mismatch,
+                  COUNTIF(ChargePeriodEnd != TIMESTAMP_ADD(ChargePeriodStart, INTERVAL 1 DAY)) AS bad_period,
+                  MIN(BillingPeriodStart) AS bp_start, MAX(BillingPeriodEnd) AS bp_end
+           FROM `acme_prod.cost_data_standard_1_3`"""
+    first = rt.warehouse.query(q)[0]
+    total = rt.warehouse.query("SELECT SUM(cost) AS c FROM `acme_prod.genai_costs_daily`")[0]["c"]
+    assert first["n"] == 18  # 3 days x 2 projects x (input, cached, output)
+    assert first["billed"] == total == first["effective"]
+    assert first["list_mismatch"] == 0 and first["bad_period"] == 0
+    assert first["bp_start"] == dt.datetime(2025, 9, 1, tzinfo=dt.timezone.utc)
+    assert first["bp_end"] == dt.datetime(2025, 10, 1, tzinfo=dt.timezone.utc)
+    convert(rt.warehouse, acme, start, end, run_id="run_b")
+    again = rt.warehouse.query(q)[0]
+    assert again == first
+    lineage = rt.warehouse.query("SELECT DISTINCT x_run_id, x_org_slug, x_pipeline_id, x_credential_id "
+                                 "FROM `acme_prod.cost_data_standard_1_3`")
+    assert lineage == [{"x_run_id": "run_b", "x_org_slug": "acme", "x_pipeline_id": PIPELINE, "x_credential_id": CRED}]
+
+
+def test_rows_outside_the_slice_are_refused_and_nothing_changes(rt, acme):
+    d = dt.date(2025, 9, 1)
+    land(rt.warehouse, acme, [usage(d, "gpt-4o", "gpt-4o", 1, 0, 0, 1)], d, d)
+    import pytest
+
+    from shared.warehouse.base import WarehouseError
+
+    with pytest.raises(WarehouseError, match="outside the run's slice"):
+        land(rt.warehouse, acme, [usage(d, "gpt-4o", "gpt-4o", 2, 0, 0, 2),
+                                  usage(d + dt.timedelta(days=5), "gpt-4o", "gpt-4o", 3, 0, 0, 3)], d, d)
+    assert rt.warehouse.query("SELECT input_tokens FROM `acme_prod.genai_usage_daily`") == [{"input_tokens": 1}]
