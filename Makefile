@@ -19,14 +19,14 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-* && touch $@
 
 demo: $(STAMP)
-	$(BIN)/cloudact demo
+	CLOUDACT_HOME=.cloudact $(BIN)/cloudact demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 conformance: $(STAMP)
-	CLOUDACT_HOME=.cloudact/demo $(BIN)/python -m tools.export_focus --org acme --out .cloudact/demo/focus.parquet \
-	  || (CLOUDACT_HOME=.cloudact $(BIN)/cloudact demo >/dev/null && CLOUDACT_HOME=.cloudact/demo $(BIN)/python -m tools.export_focus --org acme --out .cloudact/demo/focus.parquet)
+	CLOUDACT_HOME=.cloudact $(BIN)/cloudact demo
+	CLOUDACT_HOME=.cloudact/demo $(BIN)/cloudact export acme --out .cloudact/demo/focus.parquet
 	$(BIN)/python -m tools.conformance --parquet .cloudact/demo/focus.parquet
 
 bench: $(STAMP)

@@ -35,13 +35,28 @@ def _fail(message: str, hint: str | None = None) -> None:
     sys.exit(1)
 
 
+def _cell(v) -> str:
+    import datetime as dt
+    from decimal import Decimal
+
+    if v is None:
+        return ""
+    if isinstance(v, Decimal):
+        return f"{v.quantize(Decimal('0.01')):,}"
+    if isinstance(v, dt.datetime):
+        return v.strftime("%Y-%m-%d %H:%M")
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return str(v)
+
+
 def _table(title: str, rows: list[dict], columns: list[str] | None = None) -> Table:
     t = Table(title=title, title_justify="left")
     columns = columns or (list(rows[0]) if rows else [])
     for c in columns:
-        t.add_column(c)
+        t.add_column(c, overflow="fold", justify="right" if rows and not isinstance(rows[0].get(c), str) else "left")
     for r in rows:
-        t.add_row(*["" if r.get(c) is None else str(r.get(c)) for c in columns])
+        t.add_row(*[_cell(r.get(c)) for c in columns])
     return t
 
 
@@ -62,7 +77,8 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-def cli() -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Show the JSON log lines of runs as they happen.")
+def cli(verbose: bool) -> None:
     """CloudAct Pipelines: cloud billing, GenAI usage and SaaS costs as FOCUS 1.3 rows, per organization.
 
     State lives under $CLOUDACT_HOME (default ./.cloudact); the embedded warehouse is
@@ -76,9 +92,11 @@ def cli() -> None:
       cloudact run acme genai/payg/openai --wait
       cloudact verify acme
     """
+    import logging
+
     from shared.logs import setup
 
-    setup()
+    setup(logging.INFO if verbose else logging.WARNING)
 
 
 @cli.command()
@@ -280,6 +298,23 @@ def verify(slug: str) -> None:
     console.print(_table(f"{slug}: cost_data_standard_1_3 by pipeline", rows))
     if not rows:
         err.print("no FOCUS rows yet: run a pipeline first (`cloudact run SLUG PIPELINE --wait`)")
+
+
+@cli.command("export")
+@click.argument("slug")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Parquet file to write.")
+def export(slug: str, out: Path) -> None:
+    """Export SLUG's FOCUS table (FOCUS columns and x_ columns) to a Parquet file."""
+    import pyarrow.parquet as pq
+
+    from shared.naming import org_dataset, table_ref
+
+    table = _rt().warehouse.query_arrow(
+        f"SELECT * FROM {table_ref(org_dataset(slug), 'cost_data_standard_1_3')} WHERE x_org_slug = @org "
+        "ORDER BY ChargePeriodStart, x_pipeline_id", {"org": slug})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, out)
+    console.print(f"wrote {table.num_rows} rows to {out}")
 
 
 @cli.command()

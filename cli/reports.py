@@ -10,7 +10,7 @@ def verify_rows(wh, slug: str) -> list[dict]:
         f"""SELECT f.x_pipeline_id AS pipeline, COUNT(*) AS row_count,
                    MIN(DATE(f.ChargePeriodStart)) AS first_day, MAX(DATE(f.ChargePeriodStart)) AS last_day,
                    SUM(f.BilledCost) AS billed_cost, MAX(f.BillingCurrency) AS currency,
-                   MAX(f.x_run_id) AS last_run_id, MAX(f.x_ingested_at) AS last_ingested_at
+                   MAX(f.x_ingested_at) AS last_converted_at
             FROM {table_ref(org_dataset(slug), 'cost_data_standard_1_3')} AS f
             WHERE f.x_org_slug = @org
             GROUP BY f.x_pipeline_id ORDER BY f.x_pipeline_id""",

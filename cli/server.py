@@ -10,7 +10,11 @@ MAIN = str(Path(__file__).resolve().parent.parent / "functions" / "main.py")
 
 
 def app():
+    import logging
+
     from functions_framework import create_app
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # our own JSON logs say what matters
 
     return create_app(target="run_pipeline", source=MAIN, signature_type="http")
 

@@ -1,0 +1,230 @@
+"""A small retrying JSON HTTP client shared by the provider extractors.
+
+    client = ApiClient("https://api.openai.com/v1", {"Authorization": f"Bearer {key}"},
+                       provider="OpenAI", credential_kind="openai", org_slug=ctx.org_slug, log=ctx.log)
+    page = client.get_json("/organization/costs", {"start_time": 0, "group_by": ["project_id", "line_item"]})
+
+- Retries 429 (honouring `Retry-After`, seconds or HTTP-date), 408, 5xx and connection errors with
+  exponential backoff plus jitter, at most `max_attempts` requests in all.
+- 401/403 raise `CredentialError` telling the user how to add a new key; other 4xx raise
+  `ExtractError` with the status and the provider's own error message.
+- Never logs or raises with a header value: log lines carry method, path, status and attempt only,
+  and provider error text is scrubbed of the header values sent and of anything shaped like a key.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import json
+import logging
+import os
+import random
+import re
+import time
+from decimal import Decimal
+from typing import Any, Callable, Mapping
+
+import httpx
+
+from jobs.base import CredentialError, ExtractError
+
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_SECRET_HEADER = re.compile(r"auth|key|token|secret|cookie|signature", re.IGNORECASE)
+_SCHEMES = {"bearer", "basic", "token"}
+_KEY_SHAPED = re.compile(r"\b(sk|pk|rk|key|token)[-_][A-Za-z0-9_\-*.]{6,}", re.IGNORECASE)
+
+
+def retry_settings() -> dict[str, float]:
+    """Retry knobs for extractors: defaults, overridable by environment for ops and tests.
+
+    CLOUDACT_HTTP_MAX_ATTEMPTS (8), CLOUDACT_HTTP_BACKOFF_BASE (0.5 s), CLOUDACT_HTTP_BACKOFF_MAX (30 s).
+    """
+    def read(name: str, default: float, cast) -> float:
+        raw = os.environ.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = cast(raw)
+        except ValueError:
+            raise ValueError(f"{name} must be a number, not {raw!r}") from None
+        if value < (1 if cast is int else 0):
+            raise ValueError(f"{name} is out of range: {raw!r}")
+        return value
+
+    return {"max_attempts": read("CLOUDACT_HTTP_MAX_ATTEMPTS", 8, int),
+            "backoff_base": read("CLOUDACT_HTTP_BACKOFF_BASE", 0.5, float),
+            "backoff_max": read("CLOUDACT_HTTP_BACKOFF_MAX", 30.0, float)}
+
+
+def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta-seconds or HTTP-date); None if absent/unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:  # HTTP-dates are GMT by definition
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return max(0.0, when.timestamp() - now())
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The provider's own error text: `{"error": {"message"}}`, `{"error": "..."}`, `{"message"}` or the body."""
+    try:
+        doc = response.json()
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        err = doc.get("error")
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])
+        if isinstance(err, str) and err:
+            return err
+        for k in ("message", "detail", "error_description"):
+            if doc.get(k):
+                return str(doc[k])
+    text = response.text.strip()
+    return text[:300] if text else "no error message in the response"
+
+
+class ApiClient:
+    """GET JSON from one provider API with bounded retries. Use as a context manager or call close()."""
+
+    def __init__(
+        self,
+        base_url: str,
+        headers: Mapping[str, str],
+        *,
+        timeout: float = 30,
+        max_attempts: int = 8,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30,
+        sleep: Callable[[float], Any] = time.sleep,
+        provider: str = "The provider",
+        credential_kind: str | None = None,
+        key_label: str = "admin key",
+        org_slug: str = "ORG",
+        retry_after_max: float = 300,
+        log: logging.Logger | logging.LoggerAdapter | None = None,
+        rng: random.Random | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.provider = provider
+        self.credential_kind = credential_kind or provider.lower()
+        self.key_label = key_label
+        self.org_slug = org_slug
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.retry_after_max = retry_after_max
+        self.sleep = sleep
+        self.log = log or logging.getLogger("cloudact.http")
+        self._rng = rng or random.Random()
+        # Values of credential-bearing headers (and the token part of "Bearer x") are scrubbed from
+        # any provider text that ends up in an error message.
+        secret_values = [str(v) for k, v in headers.items() if _SECRET_HEADER.search(k)]
+        self._secrets = sorted(
+            {p for v in secret_values for p in (v, *v.split()) if len(p) >= 6 and p.lower() not in _SCHEMES},
+            key=len, reverse=True,
+        )
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=dict(headers), timeout=timeout,
+                                  transport=transport)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "ApiClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def scrub(self, text: str) -> str:
+        for s in self._secrets:
+            text = text.replace(s, "***")
+        return _KEY_SHAPED.sub(lambda m: m.group(1) + "-***", text)
+
+    def backoff(self, attempt: int) -> float:
+        """Delay before retry number `attempt` (1-based): exponential, capped, with equal jitter (> 0)."""
+        ceiling = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
+        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+
+    def _refused(self, status: int, path: str, response: httpx.Response) -> CredentialError:
+        article = "an" if self.key_label[:1].lower() in "aeiou" else "a"
+        detail = self.scrub(_error_message(response))
+        return CredentialError(
+            f"{self.provider} refused the {self.key_label} (HTTP {status}): it is invalid, expired or not "
+            f"{article} {self.key_label}. Add a new one with "
+            f"`cloudact credentials add {self.org_slug} {self.credential_kind} --from-json FILE`. "
+            f"({self.provider} said: {detail})"
+        )
+
+    # -- the one verb extractors need ---------------------------------------------------------------
+    def get_json(self, path: str, params: Mapping[str, Any] | None = None, *,
+                 parse_float: Callable[[str], Any] | None = Decimal) -> Any:
+        """GET `path` (relative to base_url) and return the decoded JSON body.
+
+        List values in `params` are sent as repeated keys; None values are left out; booleans are
+        sent as `true`/`false`. JSON numbers with a fraction decode as Decimal unless `parse_float`
+        says otherwise, so money never passes through a float.
+        """
+        query: list[tuple[str, str]] = []
+        for k, v in (params or {}).items():
+            for item in (v if isinstance(v, (list, tuple)) else [v]):
+                if item is None:
+                    continue
+                query.append((k, "true" if item is True else "false" if item is False else str(item)))
+        last = "no response"
+        for attempt in range(1, self.max_attempts + 1):
+            wait: float | None = None
+            try:
+                response = self._http.get(path, params=query)
+            except httpx.TransportError as e:
+                last = f"connection error ({type(e).__name__})"
+                self.log.warning("GET %s attempt %d/%d: %s", path, attempt, self.max_attempts, last)
+            else:
+                status = response.status_code
+                self.log.info("GET %s -> HTTP %d (attempt %d/%d)", path, status, attempt, self.max_attempts)
+                if status < 300:
+                    try:
+                        return json.loads(response.content, parse_float=parse_float) if parse_float else response.json()
+                    except ValueError:
+                        raise ExtractError(
+                            f"{self.provider} answered GET {path} with HTTP {status} but the body is not JSON"
+                        ) from None
+                if status in (401, 403):
+                    raise self._refused(status, path, response)
+                if status not in RETRYABLE_STATUS:
+                    raise ExtractError(
+                        f"{self.provider} rejected GET {path} (HTTP {status}): "
+                        f"{self.scrub(_error_message(response))}"
+                    )
+                last = f"HTTP {status}"
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                if retry_after is not None:
+                    wait = min(retry_after, self.retry_after_max)
+            if attempt == self.max_attempts:
+                break
+            if wait is None:
+                wait = self.backoff(attempt)
+            self.log.warning("GET %s: %s, retrying in %.2fs (attempt %d/%d)", path, last, wait, attempt,
+                             self.max_attempts)
+            self.sleep(wait)
+        raise ExtractError(
+            f"{self.provider} kept failing on GET {path}: last answer {last} after "
+            f"{self.max_attempts} attempts. It may be an outage or rate limiting; retry the run later."
+        )

@@ -1,0 +1,504 @@
+"""The GCP warehouse: BigQuery through google-cloud-bigquery.
+
+Only the GCP path imports this module, so the SDK is imported here and nowhere else.
+
+- The client honours `BIGQUERY_EMULATOR_HOST` (anonymous credentials; `http://` added when the value
+  has no scheme, which the client otherwise rejects).
+- API retries and job waits have bounded deadlines (constructor arguments or
+  `CLOUDACT_BQ_RETRY_DEADLINE` / `CLOUDACT_BQ_JOB_TIMEOUT`), so nothing retries for the client's
+  default 600 s.
+- Bulk writes (`replace_slices`) stream Arrow batches into a Parquet temp file, load it into a
+  short-lived staging table, then replace every table's slice in ONE multi-statement transaction.
+  Streaming inserts are never used: their buffer blocks DML on the rows for up to 90 minutes.
+- NUMERIC stays NUMERIC (38, 9) everywhere; BIGNUMERIC is never produced.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import os
+import re
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from google.api_core import exceptions as gexc
+from google.cloud import bigquery
+from google.cloud.bigquery import retry as bq_retry
+
+from shared import procedures as procs
+from shared.naming import identifier
+from shared.schemas import TableSchema
+from shared.warehouse.base import Params, Slice, Warehouse, WarehouseError
+
+# A `@name` query parameter (not `@@system_variable`).
+_PARAM_RE = re.compile(r"(?<![@\w])@([A-Za-z_]\w*)")
+# Rows buffered before a Parquet row group is written (bounded memory for big extractions).
+_ROW_GROUP_ROWS = 64_000
+_STAGING_TTL = dt.timedelta(days=1)
+
+
+def _with_timeout(retry, seconds: float):
+    # api_core renamed with_deadline -> with_timeout; support both.
+    return retry.with_timeout(seconds) if hasattr(retry, "with_timeout") else retry.with_deadline(seconds)
+
+
+def make_client(project: str, location: str = "US"):
+    """A BigQuery client for `project`; talks to the emulator when BIGQUERY_EMULATOR_HOST is set."""
+    host = os.environ.get("BIGQUERY_EMULATOR_HOST", "").strip()
+    if host:
+        from google.api_core.client_options import ClientOptions
+        from google.auth.credentials import AnonymousCredentials
+
+        if not host.startswith(("http://", "https://")):
+            host = f"http://{host}"
+        return bigquery.Client(project=project, location=location, credentials=AnonymousCredentials(),
+                               client_options=ClientOptions(api_endpoint=host))
+    return bigquery.Client(project=project, location=location)
+
+
+# -- query parameters -----------------------------------------------------------------
+
+
+def bq_type(value: Any) -> str:
+    """The BigQuery type of a Python value used as a query parameter (None -> STRING)."""
+    if value is None or isinstance(value, str):
+        return "STRING"
+    if isinstance(value, bool):  # before int: bool is an int
+        return "BOOL"
+    if isinstance(value, int):
+        return "INT64"
+    if isinstance(value, decimal.Decimal):
+        return "NUMERIC"
+    if isinstance(value, float):
+        return "FLOAT64"
+    if isinstance(value, dt.datetime):  # before date: datetime is a date
+        return "TIMESTAMP"
+    if isinstance(value, dt.date):
+        return "DATE"
+    if isinstance(value, bytes):
+        return "BYTES"
+    raise WarehouseError(f"cannot pass a {type(value).__name__} as a BigQuery query parameter")
+
+
+def query_parameter(name: str, value: Any):
+    """A ScalarQueryParameter (ArrayQueryParameter for lists/tuples/sets) with an inferred type."""
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = list(value)
+        kinds = {bq_type(v) for v in items if v is not None}
+        if len(kinds) > 1:
+            raise WarehouseError(f"query parameter @{name} mixes types: {', '.join(sorted(kinds))}")
+        return bigquery.ArrayQueryParameter(name, kinds.pop() if kinds else "STRING", items)
+    return bigquery.ScalarQueryParameter(name, bq_type(value), value)
+
+
+def referenced_params(sql: str) -> set[str]:
+    return set(_PARAM_RE.findall(sql))
+
+
+def query_parameters(sql: str, params: Params | None) -> list:
+    """Parameters for the `@names` the SQL mentions (extra entries in `params` are not sent)."""
+    params = params or {}
+    used = referenced_params(sql)
+    return [query_parameter(k, v) for k, v in params.items() if k in used]
+
+
+# -- schemas ----------------------------------------------------------------------------
+
+
+def schema_fields(schema: TableSchema) -> list:
+    """SchemaFields for a table; NUMERIC is sent as NUMERIC (38, 9), never BIGNUMERIC."""
+    return [
+        bigquery.SchemaField(f.name, f.type, mode=f.mode, description=f.description or None)
+        for f in schema.fields
+    ]
+
+
+def _json_columns(schema: TableSchema) -> list[str]:
+    return [f.name for f in schema.fields if f.type == "JSON"]
+
+
+def _to_parquet_batch(batch: pa.RecordBatch, json_cols: list[str]) -> pa.RecordBatch:
+    if not json_cols:
+        return batch
+    arrays, fields = [], []
+    for field, col in zip(batch.schema, batch.columns):
+        if field.name in json_cols:
+            col = pa.ExtensionArray.from_storage(pa.json_(pa.string()), col.cast(pa.string()))
+            field = pa.field(field.name, col.type, nullable=field.nullable)
+        arrays.append(col)
+        fields.append(field)
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _parquet_arrow_schema(arrow_schema: pa.Schema, json_cols: list[str]) -> pa.Schema:
+    """The Arrow schema written to Parquet: JSON columns get Parquet's JSON logical type."""
+    return pa.schema([
+        pa.field(f.name, pa.json_(pa.string()), nullable=f.nullable) if f.name in json_cols else f
+        for f in arrow_schema
+    ])
+
+
+def _conform(batch, arrow_schema: pa.Schema) -> pa.RecordBatch | None:
+    """`batch` in exactly the table's Arrow schema (cast when it differs); None when empty."""
+    if isinstance(batch, pa.Table):
+        batch = batch.combine_chunks().to_batches()[0] if batch.num_rows else None
+        if batch is None:
+            return None
+    if batch.num_rows == 0:
+        return None
+    if batch.schema != arrow_schema:
+        try:
+            batch = pa.Table.from_batches([batch]).select(arrow_schema.names).cast(arrow_schema).combine_chunks().to_batches()[0]
+        except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:
+            raise WarehouseError(f"a record batch does not match the table's schema: {e}") from e
+    return batch
+
+
+class _SliceCheck:
+    """Counts rows of a stream that fall outside a slice and keeps a few examples of them."""
+
+    def __init__(self, slc: Slice, examples: int = 5):
+        self.slice = slc
+        self.outside = 0
+        self.examples: list[dict[str, Any]] = []
+        self._max = examples
+
+    def __call__(self, batch: pa.RecordBatch) -> None:
+        import pyarrow.compute as pc
+
+        slc = self.slice
+        mask = None
+        for col, value in slc.equals.items():
+            cond = pc.equal(batch.column(col), pa.scalar(value, batch.schema.field(col).type))
+            mask = cond if mask is None else pc.and_(mask, cond)
+        dates = batch.column(slc.date_column)
+        if not pa.types.is_date32(dates.type):
+            dates = dates.cast(pa.date32())
+        in_range = pc.and_(pc.greater_equal(dates, pa.scalar(slc.start_date, pa.date32())),
+                           pc.less_equal(dates, pa.scalar(slc.end_date, pa.date32())))
+        mask = in_range if mask is None else pc.and_(mask, in_range)
+        bad = pc.invert(pc.fill_null(mask, False))
+        n = pc.sum(bad).as_py() or 0
+        if n:
+            self.outside += n
+            if len(self.examples) < self._max:
+                cols = [*sorted(slc.equals), slc.date_column]
+                rows = batch.filter(bad).select(cols).slice(0, self._max - len(self.examples)).to_pylist()
+                self.examples.extend(rows)
+
+
+class BigQueryWarehouse(Warehouse):
+    def __init__(self, project: str, client=None, location: str = "US", *,
+                 retry_deadline: float | None = None, job_timeout: float | None = None,
+                 transaction_attempts: int = 3):
+        if not project:
+            raise WarehouseError("the BigQuery warehouse needs a project (set GOOGLE_CLOUD_PROJECT)")
+        self.project = project
+        self.location = location
+        emulated = bool(os.environ.get("BIGQUERY_EMULATOR_HOST"))
+        if retry_deadline is None:
+            retry_deadline = float(os.environ.get("CLOUDACT_BQ_RETRY_DEADLINE") or (10 if emulated else 120))
+        if job_timeout is None:
+            job_timeout = float(os.environ.get("CLOUDACT_BQ_JOB_TIMEOUT") or (60 if emulated else 1800))
+        self.retry_deadline = retry_deadline
+        self.job_timeout = job_timeout
+        self.transaction_attempts = max(1, transaction_attempts)
+        self.retry = _with_timeout(bigquery.DEFAULT_RETRY, retry_deadline)
+        self.job_retry = _with_timeout(bq_retry.DEFAULT_JOB_RETRY, max(retry_deadline, job_timeout))
+        self.client = client if client is not None else make_client(project, location)
+
+    def close(self) -> None:
+        close = getattr(self.client, "close", None)
+        if close:
+            close()
+
+    # -- helpers -------------------------------------------------------------------
+    def _ref(self, dataset: str, table: str) -> str:
+        return f"{self.project}.{identifier(dataset)}.{identifier(table)}"
+
+    def _sql_ref(self, dataset: str, table: str) -> str:
+        return f"`{self._ref(dataset, table)}`"
+
+    def _run_query(self, sql: str, params: Params | None = None, *, parameters: list | None = None):
+        """Start a query job and wait for it; returns (job, row iterator)."""
+        config = bigquery.QueryJobConfig(
+            query_parameters=parameters if parameters is not None else query_parameters(sql, params)
+        )
+        try:
+            job = self.client.query(sql, job_config=config, location=self.location, retry=self.retry,
+                                    timeout=self.retry_deadline, job_retry=self.job_retry)
+            rows = job.result(retry=self.retry, timeout=self.job_timeout, job_retry=self.job_retry)
+        except gexc.GoogleAPIError as e:
+            raise WarehouseError(f"BigQuery query failed: {_message(e)}") from e
+        except TimeoutError as e:
+            raise WarehouseError(f"BigQuery query did not finish within {self.job_timeout:g} s") from e
+        return job, rows
+
+    # -- structure -----------------------------------------------------------------
+    def ensure_dataset(self, dataset: str) -> None:
+        ds = bigquery.Dataset(f"{self.project}.{identifier(dataset)}")
+        ds.location = self.location
+        try:
+            self.client.create_dataset(ds, exists_ok=True, retry=self.retry, timeout=self.retry_deadline)
+        except gexc.GoogleAPIError as e:
+            raise WarehouseError(f"cannot create dataset {self.project}.{dataset}: {_message(e)}") from e
+
+    def table_exists(self, dataset: str, table: str) -> bool:
+        try:
+            self.client.get_table(self._ref(dataset, table), retry=self.retry, timeout=self.retry_deadline)
+            return True
+        except gexc.NotFound:
+            return False
+
+    def table_for(self, dataset: str, schema: TableSchema):
+        """The bigquery.Table a schema describes (partitioning, clustering, NUMERIC types)."""
+        table = bigquery.Table(self._ref(dataset, schema.table), schema=schema_fields(schema))
+        if schema.description:
+            table.description = schema.description
+        tp = schema.time_partitioning
+        if tp:
+            table.time_partitioning = bigquery.TimePartitioning(
+                type_=tp.get("type", bigquery.TimePartitioningType.DAY), field=tp.get("field"))
+        if schema.clustering:
+            table.clustering_fields = list(schema.clustering)
+        return table
+
+    def ensure_table(self, dataset: str, schema: TableSchema) -> None:
+        ref = self._ref(dataset, schema.table)
+        try:
+            try:
+                existing = self.client.get_table(ref, retry=self.retry, timeout=self.retry_deadline)
+            except gexc.NotFound:
+                self.client.create_table(self.table_for(dataset, schema), exists_ok=True,
+                                         retry=self.retry, timeout=self.retry_deadline)
+                return
+            have = {f.name for f in existing.schema}
+            missing = [f for f in schema.fields if f.name not in have]
+            if missing:
+                # BigQuery only adds NULLABLE columns to an existing table.
+                existing.schema = list(existing.schema) + [
+                    bigquery.SchemaField(f.name, f.type, mode="NULLABLE", description=f.description or None)
+                    for f in missing
+                ]
+                self.client.update_table(existing, ["schema"], retry=self.retry, timeout=self.retry_deadline)
+        except gexc.GoogleAPIError as e:
+            raise WarehouseError(f"cannot create or update table {ref}: {_message(e)}") from e
+
+    # -- SQL ---------------------------------------------------------------------
+    def query(self, sql: str, params: Params | None = None) -> list[dict[str, Any]]:
+        _, rows = self._run_query(sql, params)
+        return [dict(row.items()) for row in rows]
+
+    def query_arrow(self, sql: str, params: Params | None = None) -> pa.Table:
+        _, rows = self._run_query(sql, params)
+        try:
+            return rows.to_arrow(create_bqstorage_client=False)
+        except gexc.GoogleAPIError as e:
+            raise WarehouseError(f"reading query results failed: {_message(e)}") from e
+
+    def execute(self, sql: str, params: Params | None = None) -> int:
+        job, _ = self._run_query(sql, params)
+        return int(getattr(job, "num_dml_affected_rows", None) or 0)
+
+    # -- bulk writes ---------------------------------------------------------------
+    def _load_parquet(self, path: str, destination: str, fields: list, disposition: str, expected: int) -> None:
+        config = bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.PARQUET,
+            schema=fields,
+            write_disposition=disposition,
+            decimal_target_types=["NUMERIC"],
+        )
+        try:
+            with open(path, "rb") as f:
+                job = self.client.load_table_from_file(f, destination, job_config=config, location=self.location,
+                                                       timeout=self.retry_deadline)
+            job.result(retry=self.retry, timeout=self.job_timeout)
+        except gexc.GoogleAPIError as e:
+            raise WarehouseError(f"loading Parquet into {destination} failed: {_message(e)}") from e
+        except TimeoutError as e:
+            raise WarehouseError(f"loading into {destination} did not finish within {self.job_timeout:g} s") from e
+        loaded = getattr(job, "output_rows", None)
+        if loaded is not None and int(loaded) != expected:
+            raise WarehouseError(f"loaded {loaded} rows into {destination}, expected {expected}")
+
+    @staticmethod
+    def _write_parquet(path: str, schema: TableSchema, batches: Iterable[Any], check=None) -> int:
+        """Stream batches into a Parquet file at `path` in bounded memory; return the row count."""
+        arrow_schema = schema.arrow_schema()
+        json_cols = _json_columns(schema)
+        rows = 0
+        pending: list[pa.RecordBatch] = []
+        pending_rows = 0
+        with pq.ParquetWriter(path, _parquet_arrow_schema(arrow_schema, json_cols), compression="snappy",
+                              coerce_timestamps="us", allow_truncated_timestamps=False) as writer:
+
+            def flush():
+                nonlocal pending, pending_rows
+                if pending:
+                    writer.write_table(pa.Table.from_batches(pending))
+                    pending, pending_rows = [], 0
+
+            for b in batches:
+                b = _conform(b, arrow_schema)
+                if b is None:
+                    continue
+                if check is not None:
+                    check(b)
+                rows += b.num_rows
+                pending.append(_to_parquet_batch(b, json_cols))
+                pending_rows += b.num_rows
+                if pending_rows >= _ROW_GROUP_ROWS:
+                    flush()
+            flush()
+        return rows
+
+    def replace_slices(self, dataset: str, writes: Mapping[str, tuple[Slice, Iterable[Any]]]) -> dict[str, int]:
+        from shared import schemas
+
+        identifier(dataset)
+        written: dict[str, int] = {}
+        staged: list[str] = []  # staging table ids to drop
+        statements: list[str] = []
+        parameters: list = []
+        try:
+            with tempfile.TemporaryDirectory(prefix="cloudact-bq-") as tmp:
+                for i, (table, (slc, batches)) in enumerate(writes.items()):
+                    schema = schemas.get(identifier(table))
+                    target = self._sql_ref(dataset, table)
+                    where, params = slc.where_sql()
+                    # Each table's slice parameters get their own prefix in the shared script.
+                    where = _PARAM_RE.sub(lambda m, i=i: f"@t{i}_{m.group(1)}", where)
+                    parameters += [query_parameter(f"t{i}_{k}", v) for k, v in params.items()]
+
+                    path = os.path.join(tmp, f"{table}.parquet")
+                    check = _SliceCheck(slc)
+                    rows = self._write_parquet(path, schema, batches, check)
+                    if check.outside:
+                        shown = "; ".join(
+                            ", ".join(f"{k}={v}" for k, v in row.items()) for row in check.examples)
+                        raise WarehouseError(
+                            f"{check.outside} of {rows} rows for {dataset}.{table} fall outside the run's slice "
+                            f"({_describe(slc)}); nothing was written. Rows outside it include: {shown}"
+                        )
+                    statements.append(f"DELETE FROM {target} WHERE {where};")
+                    written[table] = rows
+                    if not rows:
+                        continue
+
+                    staging = f"{table}__staging_{uuid.uuid4().hex[:12]}"
+                    staging_id = self._ref(dataset, staging)
+                    fields = schema_fields(schema)
+                    st = bigquery.Table(staging_id, schema=fields)
+                    st.expires = dt.datetime.now(dt.timezone.utc) + _STAGING_TTL
+                    try:
+                        self.client.create_table(st, retry=self.retry, timeout=self.retry_deadline)
+                    except gexc.GoogleAPIError as e:
+                        raise WarehouseError(f"cannot create staging table {staging_id}: {_message(e)}") from e
+                    staged.append(staging_id)
+                    self._load_parquet(path, staging_id, fields, bigquery.WriteDisposition.WRITE_TRUNCATE, rows)
+
+                    cols = ", ".join(f"`{identifier(n)}`" for n in schema.names)
+                    statements.append(
+                        f"INSERT INTO {target} ({cols})\nSELECT {cols} FROM `{staging_id}` WHERE {where};"
+                    )
+                    # Inside the transaction the slice now holds exactly what was inserted: it must be
+                    # every loaded row (checked here too, not only while writing, so it is atomic).
+                    statements.append(
+                        f"IF (SELECT COUNT(*) FROM {target} WHERE {where}) != {rows} THEN\n"
+                        f"  RAISE USING MESSAGE = '{dataset}.{table}: the slice does not hold the {rows} loaded "
+                        f"rows (rows outside the run slice?); nothing was written';\nEND IF;"
+                    )
+
+            if statements:
+                script = transaction_script(statements)
+                self._run_transaction(script, parameters, f"replacing slices in {dataset}")
+        finally:
+            for staging_id in staged:
+                try:
+                    self.client.delete_table(staging_id, not_found_ok=True, retry=self.retry,
+                                             timeout=self.retry_deadline)
+                except gexc.GoogleAPIError:
+                    pass  # it expires within a day anyway
+        return written
+
+    def _run_transaction(self, script: str, parameters: list, what: str):
+        """Run a transaction script; retry when BigQuery aborts it for a concurrent update."""
+        for attempt in range(1, self.transaction_attempts + 1):
+            try:
+                return self._run_query(script, parameters=parameters)
+            except WarehouseError as e:
+                if "concurrent update" in str(e).lower() and attempt < self.transaction_attempts:
+                    time.sleep(min(2.0 ** attempt, 10.0))
+                    continue
+                raise WarehouseError(f"{what} failed: {e}") from e.__cause__
+
+    def insert_rows(self, dataset: str, table: str, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        from shared import schemas
+
+        schema = schemas.get(identifier(table))
+        arrow = pa.Table.from_pylist(rows, schema=schema.arrow_schema())
+        with tempfile.TemporaryDirectory(prefix="cloudact-bq-") as tmp:
+            path = os.path.join(tmp, f"{table}.parquet")
+            n = self._write_parquet(path, schema, arrow.to_batches())
+            self._load_parquet(path, self._ref(dataset, table), schema_fields(schema),
+                               bigquery.WriteDisposition.WRITE_APPEND, n)
+
+    # -- procedures ----------------------------------------------------------------
+    def install_procedures(self, dataset: str) -> list[str]:
+        names = []
+        for name, proc in procs.all_procedures().items():
+            try:
+                self._run_query(proc.bigquery_ddl(self.project, identifier(dataset)), parameters=[])
+            except WarehouseError as e:
+                raise WarehouseError(f"installing {name} in {self.project}.{dataset} failed: {e}") from e.__cause__
+            names.append(name)
+        return names
+
+    def call_procedure(self, dataset: str, name: str, params: Params) -> None:
+        procs.get(name)  # unknown procedures fail with the list of known ones
+        missing = [n for n in procs.PARAM_NAMES if n not in params]
+        if missing:
+            raise WarehouseError(f"{name}: missing parameters {', '.join(missing)}")
+        parameters = []
+        for pname, ptype in procs.PARAMS:
+            value = params[pname]
+            if ptype == "DATE" and isinstance(value, str):
+                value = dt.date.fromisoformat(value)
+            elif ptype == "DATE" and isinstance(value, dt.datetime):
+                value = value.date()
+            parameters.append(bigquery.ScalarQueryParameter(pname, ptype, value))
+        args = ", ".join(f"@{n}" for n in procs.PARAM_NAMES)
+        sql = f"CALL `{self.project}.{identifier(dataset)}.{identifier(name)}`({args})"
+        try:
+            self._run_query(sql, parameters=parameters)
+        except WarehouseError as e:
+            raise WarehouseError(f"{name} failed on {dataset}: {e}") from e.__cause__
+
+
+def transaction_script(statements: list[str]) -> str:
+    """One multi-statement transaction. No exception handler: when any statement (or the commit)
+    fails, BigQuery fails the query and rolls the transaction back itself, and the original error
+    (e.g. a concurrent-update abort, which is retried) reaches the caller unchanged."""
+    body = "\n".join(statements)
+    return f"BEGIN TRANSACTION;\n{body}\nCOMMIT TRANSACTION;"
+
+
+def _describe(slc: Slice) -> str:
+    eq = ", ".join(f"{k} = {v!r}" for k, v in sorted(slc.equals.items()))
+    return f"{eq}, {slc.date_column} {slc.start_date}..{slc.end_date}"
+
+
+def _message(e: Exception) -> str:
+    msg = getattr(e, "message", None) or str(e)
+    errors = getattr(e, "errors", None) or []
+    details = "; ".join(err.get("message", "") for err in errors if isinstance(err, dict) and err.get("message"))
+    if details and details not in msg:
+        msg = f"{msg} ({details})"
+    return msg

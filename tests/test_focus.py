@@ -1,0 +1,391 @@
+"""FOCUS 1.3: the column model, the generated table schema and the per-row data-quality gate."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from decimal import Decimal
+
+import pyarrow as pa
+import pytest
+
+from shared import focus
+from shared.schemas import get as get_schema
+from shared.warehouse.dialect import parse_bigquery
+from shared.warehouse.duckdb import DuckDBWarehouse
+
+UTC = dt.timezone.utc
+D = Decimal
+
+
+def ts(day: int, month: int = 1) -> dt.datetime:
+    return dt.datetime(2025, month, day, tzinfo=UTC)
+
+
+def _lineage(**over) -> dict:
+    row = {
+        "x_org_slug": "acme",
+        "x_pipeline_id": "genai/openai/usage",
+        "x_credential_id": "cred-1",
+        "x_pipeline_run_date": dt.date(2025, 1, 1),
+        "x_run_id": "run-1",
+        "x_ingested_at": dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "x_ingestion_date": dt.date(2025, 1, 2),
+    }
+    row.update(over)
+    return row
+
+
+def _common() -> dict:
+    return {
+        "BillingAccountId": "org-acme",
+        "BillingAccountName": "Acme OpenAI Org",
+        "ChargeClass": None,
+        "BillingCurrency": "USD",
+        "BillingPeriodStart": ts(1),
+        "BillingPeriodEnd": ts(1, 2),
+        "ChargePeriodStart": ts(1),
+        "ChargePeriodEnd": ts(2),
+        "InvoiceIssuerName": "OpenAI",
+        "ProviderName": "OpenAI",
+        "PublisherName": "OpenAI",
+        "ServiceProviderName": "OpenAI",
+        "HostProviderName": "OpenAI",
+        "ServiceName": "OpenAI API",
+        "ServiceCategory": "AI and Machine Learning",
+        "ServiceSubcategory": "Generative AI",
+        "SubAccountId": "proj_abc",
+        "SubAccountName": "Default project",
+        **_lineage(),
+    }
+
+
+def genai_input() -> dict:
+    """1.28M gpt-4o input tokens at $2.50 / 1M tokens, priced per token."""
+    return {
+        **_common(),
+        "ChargeCategory": "Usage",
+        "ChargeDescription": "gpt-4o input tokens",
+        "ChargeFrequency": "Usage-Based",
+        "ConsumedQuantity": D("1280000"),
+        "ConsumedUnit": "Tokens",
+        "PricingQuantity": D("1280000"),
+        "PricingUnit": "Tokens",
+        "PricingCategory": "Standard",
+        "ListUnitPrice": D("0.0000025"),
+        "ContractedUnitPrice": D("0.0000025"),
+        "ListCost": D("3.2"),
+        "ContractedCost": D("3.2"),
+        "BilledCost": D("3.2"),
+        "EffectiveCost": D("3.2"),
+        "SkuId": "gpt-4o-input",
+        "SkuPriceId": "gpt-4o-input-standard",
+        "SkuMeter": "Input Tokens",
+        "Tags": '{"team":"ml","note":"a: {b}"}',
+        "x_cost_source": "computed",
+    }
+
+
+def genai_output() -> dict:
+    """250k output tokens priced per 1000 tokens, with a Spend commitment discount applied."""
+    row = genai_input()
+    row.update(
+        ChargeDescription="gpt-4o output tokens",
+        ConsumedQuantity=D("250000"),
+        ConsumedUnit="Tokens",
+        PricingQuantity=D("250"),
+        PricingUnit="1000 Tokens",
+        ListUnitPrice=D("0.01"),
+        ContractedUnitPrice=D("0.008"),
+        ListCost=D("2.5"),
+        ContractedCost=D("2"),
+        BilledCost=D("2"),
+        EffectiveCost=D("2"),
+        SkuId="gpt-4o-output",
+        SkuPriceId="gpt-4o-output-standard",
+        SkuMeter="Output Tokens",
+        CommitmentDiscountId="commit-2025",
+        CommitmentDiscountCategory="Spend",
+        CommitmentDiscountName="2025 spend commitment",
+        CommitmentDiscountType="Scale Tier",
+        CommitmentDiscountStatus="Used",
+        CommitmentDiscountQuantity=D("2"),
+        CommitmentDiscountUnit="USD",
+        RegionId="us",
+        RegionName="United States",
+        Tags=None,
+        x_cost_source="billed",
+    )
+    return row
+
+
+def tax_row() -> dict:
+    return {
+        **_common(),
+        "ChargeCategory": "Tax",
+        "ChargeDescription": "Sales tax",
+        "ChargeFrequency": "Recurring",
+        "ChargePeriodEnd": ts(1, 2),
+        "ServiceName": "Tax",
+        "ServiceCategory": "Other",
+        "ServiceSubcategory": "Other (Other)",
+        "HostProviderName": None,
+        "ListCost": D("0.52"),
+        "ContractedCost": D("0.52"),
+        "BilledCost": D("0.52"),
+        "EffectiveCost": D("0.52"),
+        "x_cost_source": "billed",
+    }
+
+
+def credit_row() -> dict:
+    return {
+        **_common(),
+        "ChargeCategory": "Credit",
+        "ChargeDescription": "Promotional credit",
+        "ChargeFrequency": "One-Time",
+        "ListCost": D("-1"),
+        "ContractedCost": D("-1"),
+        "BilledCost": D("-1"),
+        "EffectiveCost": D("-1"),
+        "x_cost_source": "billed",
+    }
+
+
+def valid_rows() -> list[dict]:
+    return [genai_input(), genai_output(), tax_row(), credit_row()]
+
+
+def arrow(rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=focus.table_schema(relaxed=True).arrow_schema())
+
+
+def gate(rows: list[dict]) -> focus.FocusReport:
+    return focus.check_arrow(arrow(rows))
+
+
+# ---------------------------------------------------------------------------------------------
+# The column model and the table schema
+# ---------------------------------------------------------------------------------------------
+def test_65_columns_in_spec_order_with_reference_levels():
+    names = [c.name for c in focus.FOCUS_COLUMNS]
+    assert len(names) == 65 == len(set(names))
+    assert names == sorted(names)  # the spec table is alphabetical
+    assert Counter(c.level for c in focus.FOCUS_COLUMNS) == {"M": 23, "R": 3, "C": 39}
+    recommended = {c.name for c in focus.FOCUS_COLUMNS if c.level == "R"}
+    assert recommended == {"ChargeFrequency", "InvoiceId", "ServiceSubcategory"}
+    new_in_13 = {"ServiceProviderName", "HostProviderName", "AllocatedMethodId", "AllocatedMethodDetails",
+                 "AllocatedResourceId", "AllocatedResourceName", "AllocatedTags", "ContractApplied"}
+    assert new_in_13 <= set(names)
+    assert focus.column("ServiceProviderName").level == focus.column("HostProviderName").level == "M"
+    assert {c.name for c in focus.FOCUS_COLUMNS if c.deprecated} == {"ProviderName", "PublisherName"}
+
+
+def test_types_and_required_modes():
+    assert set(focus.REQUIRED_COLUMNS) == {
+        "BilledCost", "BillingAccountId", "BillingCurrency", "BillingPeriodEnd", "BillingPeriodStart",
+        "ChargeCategory", "ChargePeriodEnd", "ChargePeriodStart", "ContractedCost", "EffectiveCost",
+        "InvoiceIssuerName", "ListCost", "ProviderName", "PublisherName", "ServiceCategory", "ServiceName",
+        "ServiceProviderName",
+    }
+    by_type = {t: {c.name for c in focus.FOCUS_COLUMNS if c.type == t} for t in ("JSON", "TIMESTAMP")}
+    assert by_type["JSON"] == {"Tags", "AllocatedTags", "AllocatedMethodDetails", "ContractApplied", "SkuPriceDetails"}
+    assert by_type["TIMESTAMP"] == {"BillingPeriodEnd", "BillingPeriodStart", "ChargePeriodEnd", "ChargePeriodStart"}
+    for name in ("ListUnitPrice", "ContractedUnitPrice", "PricingCurrencyListUnitPrice", "BilledCost",
+                 "PricingQuantity", "ConsumedQuantity", "CommitmentDiscountQuantity"):
+        assert focus.column(name).type == "NUMERIC"
+    assert {c.type for c in focus.FOCUS_COLUMNS} == {"STRING", "NUMERIC", "TIMESTAMP", "JSON"}
+
+
+def test_allowed_values():
+    assert focus.column("ChargeCategory").allowed_values == ("Usage", "Purchase", "Tax", "Credit", "Adjustment")
+    assert focus.column("ChargeClass").allowed_values == ("Correction",)
+    assert len(focus.SERVICE_CATEGORIES) == 19 == len(focus.SERVICE_SUBCATEGORIES)
+    assert set(focus.SERVICE_CATEGORIES) == set(focus.SERVICE_SUBCATEGORIES)
+    for cat, subs in focus.SERVICE_SUBCATEGORIES.items():
+        assert subs[-1] == f"Other ({cat})"
+    assert "Generative AI" in focus.SERVICE_SUBCATEGORIES["AI and Machine Learning"]
+    assert "Continuous Integration and Deployment" in focus.SERVICE_SUBCATEGORIES["Developer Tools"]
+    assert "Observability" in focus.SERVICE_SUBCATEGORIES["Management and Governance"]
+    assert len(focus.ALL_SERVICE_SUBCATEGORIES) == len(set(focus.ALL_SERVICE_SUBCATEGORIES)) == 82
+
+
+def test_extra_columns_are_lineage_then_cost_source():
+    from shared.lineage import LINEAGE_FIELDS
+
+    extra = [(c.name, c.type, c.mode) for c in focus.EXTRA_COLUMNS]
+    assert extra == [(n, t, "REQUIRED") for n, t in LINEAGE_FIELDS] + [("x_cost_source", "STRING", "NULLABLE")]
+    assert focus.column("x_cost_source").allowed_values == ("billed", "computed", "subscription", "cloud")
+
+
+def test_schema_file_is_what_the_module_renders():
+    on_disk = focus.SCHEMA_PATH.read_text()
+    assert on_disk == focus.render_schema_text(), "stale: run python -m shared.focus --write-schema"
+    doc = json.loads(on_disk)
+    assert doc["table"] == "cost_data_standard_1_3" and doc["scope"] == "org"
+    assert doc["time_partitioning"] == {"type": "DAY", "field": "ChargePeriodStart"}
+    assert doc["clustering"] == ["x_pipeline_id", "x_credential_id", "ServiceProviderName"]
+    schema = get_schema("cost_data_standard_1_3")
+    assert schema.names[:65] == [c.name for c in focus.FOCUS_COLUMNS]
+    assert schema.has_lineage and schema.names[-1] == "x_cost_source"
+    assert schema.field("Tags").type == "JSON" and not schema.field("Tags").required
+    assert schema.field("ChargePeriodStart").required and not schema.field("HostProviderName").required
+
+
+def test_gate_sql_is_strict_bigquery():
+    for rule in focus.RULES:
+        parse_bigquery(f"SELECT COUNTIF({rule.violation}) FROM `acme_prod.cost_data_standard_1_3`")
+
+
+# ---------------------------------------------------------------------------------------------
+# The gate
+# ---------------------------------------------------------------------------------------------
+def test_gate_passes_valid_genai_tax_and_credit_rows():
+    report = gate(valid_rows())
+    assert report.ok, report.summary()
+    assert report.rows_checked == 4
+    assert report.violations == {}
+    assert "ChargeCategory.allowed" in report.rules_checked
+    assert report.summary().endswith("OK")
+
+
+def test_correction_rows_are_exempt_from_the_product_rule():
+    row = genai_input()
+    row.update(ChargeClass="Correction", ListCost=D("-0.4"), ContractedCost=D("-0.4"),
+               BilledCost=D("-0.4"), EffectiveCost=D("-0.4"))
+    assert gate([row]).ok
+
+
+def _mutate(base, **changes) -> dict:
+    row = base()
+    row.update(changes)
+    return row
+
+
+# (row, the violations it must produce exactly)
+BROKEN = {
+    "charge category": (_mutate(credit_row, ChargeCategory="Fee"), {"ChargeCategory.allowed": 1}),
+    "charge class": (_mutate(genai_input, ChargeClass="correction"), {"ChargeClass.allowed": 1}),
+    "charge frequency": (_mutate(genai_input, ChargeFrequency="Sometimes"), {"ChargeFrequency.allowed": 1}),
+    "pricing category": (_mutate(genai_input, PricingCategory="OnDemand"), {"PricingCategory.allowed": 1}),
+    "commitment category": (_mutate(genai_output, CommitmentDiscountCategory="Tokens"),
+                            {"CommitmentDiscountCategory.allowed": 1}),
+    "commitment status": (_mutate(genai_output, CommitmentDiscountStatus="Partly"),
+                          {"CommitmentDiscountStatus.allowed": 1}),
+    "capacity status": (_mutate(genai_input, CapacityReservationId="cr-1", CapacityReservationStatus="Idle"),
+                        {"CapacityReservationStatus.allowed": 1}),
+    "cost source": (_mutate(genai_input, x_cost_source="guess"), {"x_cost_source.allowed": 1}),
+    "service category": (_mutate(genai_input, ServiceCategory="Artificial Intelligence"),
+                         {"ServiceCategory.allowed": 1, "ServiceSubcategory.matches_category": 1}),
+    "subcategory unknown": (_mutate(genai_input, ServiceSubcategory="Chatbots"), {"ServiceSubcategory.allowed": 1}),
+    "subcategory of another category": (_mutate(genai_input, ServiceSubcategory="Virtual Machines"),
+                                        {"ServiceSubcategory.matches_category": 1}),
+    "billed cost null": (_mutate(genai_input, BilledCost=None), {"BilledCost.not_null": 1}),
+    "service provider null": (_mutate(tax_row, ServiceProviderName=None), {"ServiceProviderName.not_null": 1}),
+    "charge period start null": (_mutate(tax_row, ChargePeriodStart=None), {"ChargePeriodStart.not_null": 1}),
+    "subcategory null": (_mutate(genai_input, ServiceSubcategory=None), {"ServiceSubcategory.not_null": 1}),
+    "charge period empty": (_mutate(genai_input, ChargePeriodEnd=ts(1)), {"ChargePeriodEnd.after_start": 1}),
+    "billing period reversed": (_mutate(tax_row, BillingPeriodEnd=ts(31, 12).replace(year=2024)),
+                                {"BillingPeriodEnd.after_start": 1}),
+    "currency lower case": (_mutate(genai_input, BillingCurrency="usd"), {"BillingCurrency.format": 1}),
+    "currency symbol": (_mutate(genai_input, BillingCurrency="$"), {"BillingCurrency.format": 1}),
+    "consumed unit missing": (_mutate(genai_input, ConsumedUnit=None), {"ConsumedUnit.null_iff_quantity": 1}),
+    "pricing unit without quantity": (_mutate(credit_row, PricingUnit="Tokens"), {"PricingUnit.null_iff_quantity": 1}),
+    "sku meter without sku": (_mutate(genai_input, SkuId=None), {"SkuMeter.null_when_sku_null": 1}),
+    "sub account name missing": (_mutate(genai_input, SubAccountName=None), {"SubAccountName.null_iff_id": 1}),
+    "region name missing": (_mutate(genai_input, RegionId="us"), {"RegionName.null_iff_id": 1}),
+    "commitment category without id": (_mutate(genai_input, CommitmentDiscountCategory="Spend"),
+                                       {"CommitmentDiscountCategory.null_iff_id": 1}),
+    "commitment type missing": (_mutate(genai_output, CommitmentDiscountType=None),
+                                {"CommitmentDiscountType.null_iff_id": 1}),
+    "commitment name without id": (_mutate(genai_input, CommitmentDiscountName="x"),
+                                   {"CommitmentDiscountName.null_when_id_null": 1}),
+    "commitment status missing": (_mutate(genai_output, CommitmentDiscountStatus=None),
+                                  {"CommitmentDiscountStatus.required_for_usage": 1}),
+    "commitment unit missing": (_mutate(genai_output, CommitmentDiscountUnit=None),
+                                {"CommitmentDiscountUnit.null_iff_quantity": 1}),
+    "consumed quantity on tax": (_mutate(tax_row, ConsumedQuantity=D("5"), ConsumedUnit="Tokens"),
+                                 {"ConsumedQuantity.usage_only": 1}),
+    "pricing quantity on tax": (_mutate(tax_row, PricingQuantity=D("1"), PricingUnit="Unit"),
+                                {"PricingQuantity.null_for_tax": 1}),
+    "pricing quantity missing on usage": (_mutate(genai_input, PricingQuantity=None, PricingUnit=None,
+                                                  ListUnitPrice=None, ContractedUnitPrice=None),
+                                          {"PricingQuantity.required": 1}),
+    "list cost off by a cent": (_mutate(genai_input, ListCost=D("3.21")), {"ListCost.equals_unit_price_x_quantity": 1}),
+    "contracted cost off": (_mutate(genai_output, ContractedCost=D("2.000001")),
+                            {"ContractedCost.equals_unit_price_x_quantity": 1}),
+    "credit effective cost": (_mutate(credit_row, EffectiveCost=D("-0.5")), {"EffectiveCost.credit_equals_billed": 1}),
+    "credit contracted cost": (_mutate(credit_row, ContractedCost=D("0")), {"ContractedCost.credit_equals_billed": 1}),
+    "nested tags": (_mutate(genai_input, Tags='{"team": {"name": "ml"}}'), {"Tags.flat_json_object": 1}),
+    "tags array": (_mutate(genai_input, Tags='["ml"]'), {"Tags.flat_json_object": 1}),
+    "tags not json": (_mutate(genai_input, Tags="team=ml"), {"Tags.flat_json_object": 1}),
+    "contract applied not an object": (_mutate(genai_input, ContractApplied="[1]"), {"ContractApplied.json_object": 1}),
+    "host provider missing": (_mutate(genai_input, HostProviderName=None), {"HostProviderName.required": 1}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_gate_catches_one_broken_row_among_valid_ones(case):
+    bad, expected = BROKEN[case]
+    report = gate(valid_rows() + [bad])
+    assert report.rows_checked == 5
+    assert report.violations == expected, report.summary()
+    assert not report.ok
+    for rule_id in expected:
+        assert rule_id in report.summary()
+        assert 1 <= len(report.samples[rule_id]) <= 3
+
+
+def test_counts_every_row_and_samples_distinct_values():
+    rows = valid_rows() + [_mutate(genai_input, ChargeFrequency=f) for f in ("Daily", "Daily", "Hourly", "Weekly", "Yearly")]
+    report = gate(rows)
+    assert report.violations == {"ChargeFrequency.allowed": 5}
+    assert report.samples["ChargeFrequency.allowed"] == [
+        "ChargeFrequency='Daily'", "ChargeFrequency='Hourly'", "ChargeFrequency='Weekly'"]
+
+
+def test_subcategory_sample_shows_both_columns():
+    report = gate([_mutate(genai_input, ServiceSubcategory="Virtual Machines")])
+    assert report.samples["ServiceSubcategory.matches_category"] == [
+        "ServiceCategory='AI and Machine Learning', ServiceSubcategory='Virtual Machines'"]
+
+
+def test_check_arrow_reports_missing_mandatory_columns_and_casts_loose_types():
+    # A pandas-style export: floats for decimals, ISO strings for timestamps, no HostProviderName column.
+    rows = []
+    for r in valid_rows():
+        r = {k: (float(v) if isinstance(v, Decimal) else v) for k, v in r.items() if k != "HostProviderName"}
+        for k in ("BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart", "ChargePeriodEnd"):
+            r[k] = r[k].strftime("%Y-%m-%dT%H:%M:%SZ")
+        rows.append(r)
+    report = focus.check_arrow(pa.Table.from_pylist(rows))
+    assert report.violations == {focus.MISSING_COLUMNS_RULE: 1, "HostProviderName.required": 3}
+    assert report.samples[focus.MISSING_COLUMNS_RULE] == ["HostProviderName"]
+
+
+def test_check_filters_with_where_sql_and_params():
+    wh = DuckDBWarehouse(None)
+    try:
+        wh.ensure_dataset("acme_prod")
+        wh.ensure_table("acme_prod", focus.table_schema())
+        good = valid_rows()
+        bad = [_mutate(genai_input, ChargeCategory="Fee", **_lineage(x_run_id="run-2"))]
+        wh.insert_rows("acme_prod", focus.TABLE, good + bad)
+        everything = focus.check(wh, "acme_prod")
+        assert everything.rows_checked == 5
+        assert everything.violations == {"ChargeCategory.allowed": 1, "ConsumedQuantity.usage_only": 1}
+        run1 = focus.check(wh, "acme_prod", "x_run_id = @run", {"run": "run-1"})
+        assert run1.ok and run1.rows_checked == 4
+        run2 = focus.check(wh, "acme_prod", "x_run_id = @run", {"run": "run-2"})
+        assert run2.rows_checked == 1 and run2.violations["ChargeCategory.allowed"] == 1
+        assert run2.samples["ChargeCategory.allowed"] == ["ChargeCategory='Fee'"]
+        empty = focus.check(wh, "acme_prod", "x_run_id = @run", {"run": "nope"})
+        assert empty.ok and empty.rows_checked == 0
+    finally:
+        wh.close()
+
+
+@pytest.mark.parametrize("dataset", ["Acme_prod", "acme-prod", "a", "acme_prod`; DROP TABLE x; --", "1acme", ""])
+def test_check_rejects_bad_dataset_names(dataset):
+    with pytest.raises(ValueError):
+        focus.check(object(), dataset)
