@@ -7,12 +7,10 @@ The data and date window are fixed, so running it twice gives the same rows.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import shutil
 import time
 
-import httpx
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -23,23 +21,9 @@ DEMO_SEED = 7
 DEMO_ADMIN_KEY = "sk-admin-demo-not-a-real-key"
 
 
-def _post_and_wait(base_url: str, key: str, org: str, pipeline: str, body: dict, timeout: float = 300) -> dict:
-    with httpx.Client(base_url=base_url, headers={"X-API-Key": key}, timeout=30) as http:
-        r = http.post(f"/api/v1/pipelines/run/{org}/{pipeline}", json=body)
-        if r.status_code != 202:
-            raise RuntimeError(f"POST {pipeline} answered {r.status_code}: {r.text}")
-        run_id = r.json()["run_id"]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            run = http.get(f"/api/v1/pipelines/runs/{org}/{run_id}").json()
-            if run["status"] in ("succeeded", "failed"):
-                return run
-            time.sleep(0.1)
-    raise TimeoutError(f"run {run_id} did not finish in {timeout}s")
-
-
 def run_demo(console: Console) -> int:
     from cli.main import _table, print_run
+    from cli.remote import post_and_wait
     from cli.reports import genai_cost_by_model, verify_rows
     from cli.server import start_background
     from shared import pricing, runtime
@@ -73,7 +57,7 @@ def run_demo(console: Console) -> int:
                 DEMO_ORG, "openai", {"admin_key": DEMO_ADMIN_KEY, "base_url": stub.base_url}, label="demo")
             end = DEMO_START + dt.timedelta(days=DEMO_DAYS - 1)
             progress.update(step, description=f"POST {api_url}/api/v1/pipelines/run/acme/genai/payg/openai")
-            runs_done.append(_post_and_wait(api_url, key, DEMO_ORG, "genai/payg/openai",
+            runs_done.append(post_and_wait(api_url, key, DEMO_ORG, "genai/payg/openai",
                                             {"start_date": DEMO_START.isoformat(), "end_date": end.isoformat()}))
         finally:
             server.shutdown()

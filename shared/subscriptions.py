@@ -13,7 +13,7 @@ unit price, discount, plan, owner, department, status, end date) in effect from 
 - `cancel(..., end_date=E)` writes a version from E + 1 day with status `cancelled` and end_date E.
   It may move an end earlier, never later.
 
-Resolution, which is all a reader needs (`timeline`): take the rows in version order; each row
+Resolution, which is all a reader needs (`Timeline`, `timelines(wh, org)`): take the rows in version order; each row
 replaces every earlier row whose effective_from is on or after its own, then applies from its
 effective_from until the next remaining row's. Day d is billed when the version in effect on d is
 `active`, d >= start_date, and d <= end_date (when set). `effective_to` mirrors this result for people
@@ -42,7 +42,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any
 
 from shared.naming import table_ref, validate_org_slug
@@ -52,6 +52,9 @@ TABLE = "saas_subscriptions"
 BILLING_CYCLES = ("monthly", "annual", "custom")
 STATUSES = ("active", "cancelled")
 NINE = Decimal("0.000000001")
+# Arithmetic context for amounts: wide enough that no product or quotient is rounded before the explicit
+# 9-place quantize (the default context keeps 28 significant digits).
+MATH = Context(prec=80)
 MAX_CYCLE_DAYS = 3660
 _PROVIDER = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
 _MAX_MONEY = Decimal(10) ** 20
@@ -299,9 +302,9 @@ class Version:
 
 def seat_price(unit_price: Decimal, discount_pct: Decimal | None) -> Decimal:
     if not discount_pct:
-        return Decimal(unit_price).quantize(NINE)
-    return (Decimal(unit_price) * (Decimal(100) - Decimal(discount_pct)) / Decimal(100)).quantize(
-        NINE, rounding=ROUND_HALF_UP)
+        return Decimal(unit_price).quantize(NINE, context=MATH)
+    factor = MATH.divide(MATH.subtract(Decimal(100), Decimal(discount_pct)), Decimal(100))
+    return MATH.multiply(Decimal(unit_price), factor).quantize(NINE, rounding=ROUND_HALF_UP, context=MATH)
 
 
 class Timeline:
@@ -401,12 +404,13 @@ def seat_share(unit: Decimal, cycle_days: int, day_index: int, billed_days: int 
     """
     unit = Decimal(unit)
     k = cycle_days if billed_days is None else billed_days
-    base = (unit / cycle_days).quantize(NINE, rounding=ROUND_DOWN)
+    base = MATH.divide(unit, cycle_days).quantize(NINE, rounding=ROUND_DOWN, context=MATH)
     if day_index < k - 1:
         return base
     if k == cycle_days:
-        return unit - base * (cycle_days - 1)
-    return (unit * k / cycle_days).quantize(NINE, rounding=ROUND_HALF_UP) - base * (k - 1)
+        return MATH.subtract(unit, MATH.multiply(base, cycle_days - 1))
+    prorated = MATH.divide(MATH.multiply(unit, k), cycle_days).quantize(NINE, rounding=ROUND_HALF_UP, context=MATH)
+    return MATH.subtract(prorated, MATH.multiply(base, k - 1))
 
 
 # -- public view ---------------------------------------------------------------------------------

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from decimal import Decimal
 
 import httpx
 import pytest
 
+from cli.remote import post_and_wait
 from shared.auth import create_key
 from shared.secrets import CredentialStore
 from shared.tenants import create_org
@@ -33,18 +33,8 @@ def stack(rt, acme):
     stub.stop()
 
 
-def run_over_http(stack, body, org="acme", timeout=60) -> dict:
-    with httpx.Client(base_url=stack["url"], headers={"X-API-Key": stack["key"]}, timeout=30) as http:
-        r = http.post(f"/api/v1/pipelines/run/{org}/genai/payg/openai", json=body)
-        assert r.status_code == 202, r.text
-        run_id = r.json()["run_id"]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            run = http.get(f"/api/v1/pipelines/runs/{org}/{run_id}").json()
-            if run["status"] in ("succeeded", "failed"):
-                return run
-            time.sleep(0.05)
-    raise AssertionError("run did not finish")
+def run_over_http(stack, body, org="acme") -> dict:
+    return post_and_wait(stack["url"], stack["key"], org, "genai/payg/openai", body, timeout=60)
 
 
 def snapshot(wh):

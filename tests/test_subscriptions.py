@@ -178,6 +178,10 @@ def test_create_list_and_money_parsing(rt, acme):
     assert listed[0]["unit_price"] == "12.99" and listed[0]["seats"] == 10
     json.dumps(listed)  # JSON-ready
     assert subs.list("other_org", wh=rt.warehouse) == []
+    from shared.tenants import UnknownOrg
+
+    with pytest.raises(UnknownOrg):
+        subs.create("ghost_org", doc(), wh=rt.warehouse)
 
 
 @pytest.mark.parametrize("bad, field", [

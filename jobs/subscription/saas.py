@@ -61,9 +61,10 @@ def daily_rows(tl: subs.Timeline, start: dt.date, end: dt.date) -> Iterator[dict
             "cost_date": day, "subscription_id": v.subscription_id, "version": v.version, "provider": v.provider,
             "plan": v.plan, "seats": v.seats, "unit_price": v.unit_price, "discount_pct": v.discount_pct,
             "currency": v.currency, "billing_cycle": v.billing_cycle, "cycle_start": cycle_start,
-            "cycle_end": cycle_end, "cycle_days": n, "cycle_amount": seat_price * v.seats,
+            "cycle_end": cycle_end, "cycle_days": n, "cycle_amount": subs.MATH.multiply(seat_price, v.seats),
             "seat_daily_list_price": list_share, "seat_daily_price": share,
-            "daily_list_amount": list_share * v.seats, "daily_amount": share * v.seats,
+            "daily_list_amount": subs.MATH.multiply(list_share, v.seats),
+            "daily_amount": subs.MATH.multiply(share, v.seats),
             "owner": v.owner, "department": v.department,
         }
 
