@@ -11,6 +11,7 @@ import os
 import shutil
 import time
 
+import httpx
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -24,12 +25,13 @@ DEMO_ADMIN_KEY = "sk-admin-demo-not-a-real-key"
 def run_demo(console: Console) -> int:
     from cli.main import _table, print_run
     from cli.remote import post_and_wait
-    from cli.reports import genai_cost_by_model, verify_rows
+    from cli.reports import genai_cost_by_model, provider_totals, verify_rows
     from cli.server import start_background
     from shared import pricing, runtime
     from shared.auth import create_key
     from shared.config import settings
     from shared.secrets import CredentialStore
+    from shared.subscriptions import DEMO_SUBSCRIPTIONS
     from shared.tenants import bootstrap, create_org
     from stubs.genai_data import openai_demo_usage
     from stubs.openai import OpenAIStub
@@ -57,8 +59,14 @@ def run_demo(console: Console) -> int:
                 DEMO_ORG, "openai", {"admin_key": DEMO_ADMIN_KEY, "base_url": stub.base_url}, label="demo")
             end = DEMO_START + dt.timedelta(days=DEMO_DAYS - 1)
             progress.update(step, description=f"POST {api_url}/api/v1/pipelines/run/acme/genai/payg/openai")
-            runs_done.append(post_and_wait(api_url, key, DEMO_ORG, "genai/payg/openai",
-                                            {"start_date": DEMO_START.isoformat(), "end_date": end.isoformat()}))
+            window = {"start_date": DEMO_START.isoformat(), "end_date": end.isoformat()}
+            runs_done.append(post_and_wait(api_url, key, DEMO_ORG, "genai/payg/openai", window))
+            progress.update(step, description="adding Slack, Canva, ChatGPT Plus and Notion subscriptions over HTTP")
+            with httpx.Client(base_url=api_url, headers={"X-API-Key": key}, timeout=30) as http:
+                for doc in DEMO_SUBSCRIPTIONS:
+                    http.post(f"/api/v1/subscriptions/{DEMO_ORG}", json=doc).raise_for_status()
+            progress.update(step, description="POST .../run/acme/subscription/costs/subscription_cost")
+            runs_done.append(post_and_wait(api_url, key, DEMO_ORG, "subscription/costs/subscription_cost", window))
         finally:
             server.shutdown()
             stub.stop()
@@ -66,6 +74,7 @@ def run_demo(console: Console) -> int:
     for run in runs_done:
         print_run(run)
     console.print(_table("verify: FOCUS rows per pipeline", verify_rows(rt.warehouse, DEMO_ORG)))
+    console.print(_table("FOCUS totals by provider", provider_totals(rt.warehouse, DEMO_ORG)))
     console.print(_table("GenAI cost by model (computed from list prices vs billed by the provider)",
                          genai_cost_by_model(rt.warehouse, DEMO_ORG)))
     console.print(f"demo finished in {time.monotonic() - started:.1f}s; warehouse: {rt.settings.warehouse_path}")

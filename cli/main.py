@@ -10,7 +10,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+# Piped output (CI logs, files) gets a readable width instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True)
 
 
@@ -212,6 +213,81 @@ def credentials_list(slug: str) -> None:
     from shared.secrets import CredentialStore
 
     console.print(_table(f"credentials of {slug}", CredentialStore(_rt().warehouse).list(slug)))
+
+
+@cli.group()
+def subscriptions() -> None:
+    """SaaS subscriptions (Slack, Canva, ChatGPT Plus, any other), amortized daily into FOCUS."""
+
+
+def _subs_call(fn, *args, **kwargs):
+    from shared import subscriptions as subs
+
+    try:
+        return fn(*args, wh=_rt().warehouse, **kwargs)
+    except subs.SubscriptionInvalid as e:
+        _fail(str(e))
+    except (subs.UnknownSubscription, subs.SubscriptionConflict) as e:
+        _fail(str(e))
+
+
+@subscriptions.command("add")
+@click.argument("slug")
+@click.option("--from-json", "path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help='e.g. {"provider": "slack", "plan": "pro", "seats": 25, "unit_price": "8.75", "currency": "USD", '
+                   '"billing_cycle": "monthly", "start_date": "2026-01-01"}')
+def subscriptions_add(slug: str, path: Path) -> None:
+    """Add a subscription for SLUG; prints its id (last line)."""
+    from shared import subscriptions as subs
+
+    try:
+        doc = json.loads(path.read_text())
+    except ValueError as e:
+        _fail(f"{path} is not valid JSON: {e}")
+    click.echo(_subs_call(subs.create, slug, doc)["subscription_id"])
+
+
+@subscriptions.command("list")
+@click.argument("slug")
+def subscriptions_list(slug: str) -> None:
+    """List SLUG's subscriptions with their current terms."""
+    from shared import subscriptions as subs
+
+    rows = _subs_call(subs.list_subscriptions, slug)
+    cols = ["subscription_id", "provider", "plan", "seats", "unit_price", "currency", "billing_cycle", "start_date",
+            "end_date", "status"]
+    console.print(_table(f"subscriptions of {slug}", rows, [c for c in cols if not rows or c in rows[0]]))
+
+
+@subscriptions.command("update")
+@click.argument("slug")
+@click.argument("subscription_id")
+@click.option("--effective-date", required=True, help="First day the new terms apply, YYYY-MM-DD.")
+@click.option("--seats", type=int)
+@click.option("--unit-price")
+@click.option("--discount-pct")
+@click.option("--plan")
+@click.option("--owner")
+@click.option("--department")
+def subscriptions_update(slug, subscription_id, effective_date, **changes) -> None:
+    """Change seats, price, discount, plan, owner or department from a date (prorated mid-cycle)."""
+    from shared import subscriptions as subs
+
+    changes = {k: v for k, v in changes.items() if v is not None}
+    _subs_call(subs.update, slug, subscription_id, changes, effective_date)
+    console.print(f"updated {subscription_id} from {effective_date}")
+
+
+@subscriptions.command("cancel")
+@click.argument("slug")
+@click.argument("subscription_id")
+@click.option("--end-date", required=True, help="Last day billed, YYYY-MM-DD.")
+def subscriptions_cancel(slug: str, subscription_id: str, end_date: str) -> None:
+    """Cancel a subscription after END_DATE."""
+    from shared import subscriptions as subs
+
+    _subs_call(subs.cancel, slug, subscription_id, end_date)
+    console.print(f"cancelled {subscription_id} after {end_date}")
 
 
 @cli.command()

@@ -9,11 +9,11 @@ def verify_rows(wh, slug: str) -> list[dict]:
     return wh.query(
         f"""SELECT f.x_pipeline_id AS pipeline, COUNT(*) AS row_count,
                    MIN(DATE(f.ChargePeriodStart)) AS first_day, MAX(DATE(f.ChargePeriodStart)) AS last_day,
-                   SUM(f.BilledCost) AS billed_cost, MAX(f.BillingCurrency) AS currency,
+                   SUM(f.BilledCost) AS billed_cost, f.BillingCurrency AS currency,
                    MAX(f.x_ingested_at) AS last_converted_at
             FROM {table_ref(org_dataset(slug), 'cost_data_standard_1_3')} AS f
             WHERE f.x_org_slug = @org
-            GROUP BY f.x_pipeline_id ORDER BY f.x_pipeline_id""",
+            GROUP BY f.x_pipeline_id, f.BillingCurrency ORDER BY f.x_pipeline_id, f.BillingCurrency""",
         {"org": slug},
     )
 
@@ -32,5 +32,17 @@ def genai_cost_by_model(wh, slug: str) -> list[dict]:
             SELECT c.provider, c.model, c.tokens, c.computed_cost, b.billed_cost, c.unpriced_rows
             FROM computed AS c LEFT JOIN billed AS b ON b.provider = c.provider AND b.model = c.model
             ORDER BY c.provider, c.computed_cost DESC""",
+        {"org": slug},
+    )
+
+
+def provider_totals(wh, slug: str) -> list[dict]:
+    """FOCUS billed and effective cost per service provider and currency."""
+    return wh.query(
+        f"""SELECT ServiceProviderName AS provider, ServiceCategory AS category, BillingCurrency AS currency,
+                   COUNT(*) AS row_count, SUM(BilledCost) AS billed_cost, SUM(EffectiveCost) AS effective_cost
+            FROM {table_ref(org_dataset(slug), 'cost_data_standard_1_3')} WHERE x_org_slug = @org
+            GROUP BY ServiceProviderName, ServiceCategory, BillingCurrency
+            ORDER BY ServiceProviderName, BillingCurrency""",
         {"org": slug},
     )

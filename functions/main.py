@@ -13,7 +13,8 @@ import functions_framework
 def run_pipeline(request):
     from shared import api, runtime
 
-    status, body = api.handle(runtime.get(), request.method, request.path, request.headers, request.get_data())
+    status, body = api.handle(runtime.get(), request.method, request.path, request.headers, request.get_data(),
+                              request.args.to_dict())
     return body, status, {"Content-Type": "application/json"}
 
 

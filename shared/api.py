@@ -20,6 +20,7 @@ from shared.tenants import get_org
 
 RUN_PREFIX = "/api/v1/pipelines/run/"
 RUNS_PREFIX = "/api/v1/pipelines/runs/"
+SUBSCRIPTIONS_PREFIX = "/api/v1/subscriptions/"
 MAX_RANGE_DAYS = 400
 
 
@@ -131,19 +132,63 @@ def _authorize(rt, org: str, headers) -> None:
         raise ApiError(403, "forbidden", f"this API key does not belong to organization {org!r}")
 
 
-def handle(rt, method: str, path: str, headers, raw_body: bytes) -> tuple[int, dict[str, Any]]:
+def _json_body(raw_body: bytes) -> Any:
+    try:
+        return json.loads(raw_body) if raw_body and raw_body.strip() else None
+    except ValueError:
+        raise ApiError(400, "bad_body", "the request body is not valid JSON") from None
+
+
+def handle_subscriptions(rt, method: str, rest: str, query: dict, raw_body: bytes) -> tuple[int, dict[str, Any]]:
+    """/api/v1/subscriptions/{org}[/{id}[/cancel]]: list, create, read, update (PATCH), cancel."""
+    from shared import subscriptions as subs
+    from shared.tenants import UnknownOrg
+
+    org, _, tail = rest.partition("/")
+    sid, _, action = tail.strip("/").partition("/")
+    wh = rt.warehouse
+    try:
+        if not sid and method == "GET":
+            return 200, {"subscriptions": subs.list_subscriptions(org, wh=wh)}
+        if not sid and method == "POST":
+            return 201, subs.create(org, _json_body(raw_body), wh=wh)
+        if sid and not action and method == "GET":
+            return 200, subs.get(org, sid, history=query.get("history") in ("1", "true"), wh=wh)
+        if sid and not action and method == "PATCH":
+            body = _json_body(raw_body)
+            if not isinstance(body, dict):
+                raise subs.SubscriptionInvalid("body", "must be a JSON object")
+            changes = {k: v for k, v in body.items() if k != "effective_date"}
+            return 200, subs.update(org, sid, changes, body.get("effective_date"), wh=wh)
+        if sid and action == "cancel" and method == "POST":
+            body = _json_body(raw_body) or {}
+            if not isinstance(body, dict):
+                raise subs.SubscriptionInvalid("body", "must be a JSON object")
+            return 200, subs.cancel(org, sid, body.get("end_date"), wh=wh)
+    except subs.SubscriptionInvalid as e:
+        return 400, {"error": "invalid_subscription", "field": e.field, "message": str(e)}
+    except subs.UnknownSubscription as e:
+        raise ApiError(404, "unknown_subscription", str(e)) from None
+    except UnknownOrg as e:
+        raise ApiError(404, "unknown_org", str(e)) from None
+    except subs.SubscriptionConflict as e:
+        raise ApiError(409, "conflict", str(e)) from None
+    raise ApiError(405, "method_not_allowed", f"{method} is not supported on this subscriptions path")
+
+
+def handle(rt, method: str, path: str, headers, raw_body: bytes, query: dict | None = None) -> tuple[int, dict[str, Any]]:
     """Route one request; return (status, JSON body). Never raises for client errors."""
     try:
+        if path.startswith(SUBSCRIPTIONS_PREFIX):
+            rest = path[len(SUBSCRIPTIONS_PREFIX):]
+            _authorize(rt, rest.partition("/")[0], headers)
+            return handle_subscriptions(rt, method, rest, query or {}, raw_body)
         if path.startswith(RUN_PREFIX):
             if method != "POST":
                 raise ApiError(405, "method_not_allowed", "use POST to start a run")
             org, _, pipeline_path = path[len(RUN_PREFIX):].partition("/")
             _authorize(rt, org, headers)
-            try:
-                body = json.loads(raw_body) if raw_body and raw_body.strip() else None
-            except ValueError:
-                raise ApiError(400, "bad_body", "the request body is not valid JSON") from None
-            return 202, request_run(rt, org, pipeline_path.strip("/"), body, trigger="api")
+            return 202, request_run(rt, org, pipeline_path.strip("/"), _json_body(raw_body), trigger="api")
         if path.startswith(RUNS_PREFIX):
             if method != "GET":
                 raise ApiError(405, "method_not_allowed", "use GET to read runs")

@@ -313,10 +313,13 @@ def _rules() -> tuple[Rule, ...]:
     def add(rule_id, description, violation, show):
         rules.append(Rule(rule_id, description, violation, tuple(show)))
 
-    # Not null: Mandatory columns that MUST NOT be null in any row, and the two Recommended columns
-    # the spec makes non-nullable once present (our table always has them).
+    # Not null: Mandatory columns that MUST NOT be null in any row, and the columns the spec makes
+    # non-nullable once present: our table (and its export) always has them. BillingAccountType is
+    # left out: we claim no MULTIPLE_BILLING_ACCOUNT_TYPES_SUPPORTED (see tools/conformance.py). The
+    # PricingCurrency* pair is in: with PUBLIC_PRICE_LIST_SUPPORTED the validator requires the columns
+    # present, hence filled (PricingCurrency = BillingCurrency when prices are in the billing currency).
     for c in FOCUS_COLUMNS:
-        if not c.allows_nulls and c.level in ("M", "R"):
+        if not c.allows_nulls and c.name != "BillingAccountType":
             add(f"{c.name}.not_null", f"{c.name} MUST NOT be null", f"{c.name} IS NULL",
                 [x for x in _CONTEXT if x != c.name])
 

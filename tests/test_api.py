@@ -152,3 +152,36 @@ def test_accepted_run_is_202_queued_and_readable(client, rt, setup):
 def test_unknown_run_is_404(client, setup):
     keys, _ = setup
     assert client.get("/api/v1/pipelines/runs/acme/run_nope", headers={"X-API-Key": keys["acme"]}).status_code == 404
+
+
+def test_subscriptions_api_validates_and_feeds_the_pipeline(client, rt, setup):
+
+    keys, _ = setup
+    h = {"X-API-Key": keys["acme"]}
+    good = {"provider": "slack", "plan": "pro", "seats": 10, "unit_price": "8.75", "currency": "USD",
+            "billing_cycle": "monthly", "start_date": "2026-01-01"}
+    for bad, field in (({**good, "seats": -1}, "seats"), ({**good, "currency": "XXX"}, "currency"),
+                       ({**good, "end_date": "2025-12-01"}, "end_date")):
+        r = client.post("/api/v1/subscriptions/acme", headers=h, json=bad)
+        assert r.status_code == 400 and r.json["field"] == field, r.json
+    assert client.get("/api/v1/subscriptions/acme", headers=h).json["subscriptions"] == []
+    assert client.post("/api/v1/subscriptions/acme", headers={"X-API-Key": keys["globex"]}, json=good).status_code == 403
+    created = client.post("/api/v1/subscriptions/acme", headers=h, json=good)
+    assert created.status_code == 201
+    sid = created.json["subscription_id"]
+    assert not any(k.startswith("x_") for k in created.json)
+    r = client.patch(f"/api/v1/subscriptions/acme/{sid}", headers=h, json={"seats": 12, "effective_date": "2026-01-16"})
+    assert r.status_code == 200
+    assert client.post(f"/api/v1/subscriptions/acme/{sid}/cancel", headers=h, json={"end_date": "2026-03-31"}).status_code == 200
+    r = client.post("/api/v1/pipelines/run/acme/subscription/costs/subscription_cost", headers=h,
+                    json={"start_date": "2026-01-01", "end_date": "2026-01-31"})
+    assert r.status_code == 202
+    rt.bus.drain()
+    run = client.get(f"/api/v1/pipelines/runs/acme/{r.json['run_id']}", headers=h).json
+    assert run["status"] == "succeeded", run
+    total = rt.warehouse.query("SELECT SUM(BilledCost) AS s FROM `acme_prod.cost_data_standard_1_3` "
+                               "WHERE x_pipeline_id = 'subscription/costs/subscription_cost'")[0]["s"]
+    # Jan: 15 days at 10 seats and 16 days at 12 seats of a 31-day cycle, $8.75/seat
+    from decimal import Decimal
+
+    assert total.quantize(Decimal("0.01")) == (Decimal("8.75") * (10 * 15 + 12 * 16) / 31).quantize(Decimal("0.01"))

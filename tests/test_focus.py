@@ -56,13 +56,22 @@ def _common() -> dict:
         "ServiceSubcategory": "Generative AI",
         "SubAccountId": "proj_abc",
         "SubAccountName": "Default project",
+        "PricingCurrency": "USD",
         **_lineage(),
     }
 
 
+def _in_pricing_currency(row: dict) -> dict:
+    """Prices are in the billing currency: the PricingCurrency* columns repeat the billing ones."""
+    row["PricingCurrencyEffectiveCost"] = row["EffectiveCost"]
+    row["PricingCurrencyListUnitPrice"] = row.get("ListUnitPrice")
+    row["PricingCurrencyContractedUnitPrice"] = row.get("ContractedUnitPrice")
+    return row
+
+
 def genai_input() -> dict:
     """1.28M gpt-4o input tokens at $2.50 / 1M tokens, priced per token."""
-    return {
+    return _in_pricing_currency({
         **_common(),
         "ChargeCategory": "Usage",
         "ChargeDescription": "gpt-4o input tokens",
@@ -83,7 +92,7 @@ def genai_input() -> dict:
         "SkuMeter": "Input Tokens",
         "Tags": '{"team":"ml","note":"a: {b}"}',
         "x_cost_source": "computed",
-    }
+    })
 
 
 def genai_output() -> dict:
@@ -116,11 +125,11 @@ def genai_output() -> dict:
         Tags=None,
         x_cost_source="billed",
     )
-    return row
+    return _in_pricing_currency(row)
 
 
 def tax_row() -> dict:
-    return {
+    return _in_pricing_currency({
         **_common(),
         "ChargeCategory": "Tax",
         "ChargeDescription": "Sales tax",
@@ -135,11 +144,11 @@ def tax_row() -> dict:
         "BilledCost": D("0.52"),
         "EffectiveCost": D("0.52"),
         "x_cost_source": "billed",
-    }
+    })
 
 
 def credit_row() -> dict:
-    return {
+    return _in_pricing_currency({
         **_common(),
         "ChargeCategory": "Credit",
         "ChargeDescription": "Promotional credit",
@@ -149,7 +158,7 @@ def credit_row() -> dict:
         "BilledCost": D("-1"),
         "EffectiveCost": D("-1"),
         "x_cost_source": "billed",
-    }
+    })
 
 
 def valid_rows() -> list[dict]:
@@ -284,6 +293,7 @@ BROKEN = {
     "service provider null": (_mutate(tax_row, ServiceProviderName=None), {"ServiceProviderName.not_null": 1}),
     "charge period start null": (_mutate(tax_row, ChargePeriodStart=None), {"ChargePeriodStart.not_null": 1}),
     "subcategory null": (_mutate(genai_input, ServiceSubcategory=None), {"ServiceSubcategory.not_null": 1}),
+    "pricing currency null": (_mutate(tax_row, PricingCurrency=None), {"PricingCurrency.not_null": 1}),
     "charge period empty": (_mutate(genai_input, ChargePeriodEnd=ts(1)), {"ChargePeriodEnd.after_start": 1}),
     "billing period reversed": (_mutate(tax_row, BillingPeriodEnd=ts(31, 12).replace(year=2024)),
                                 {"BillingPeriodEnd.after_start": 1}),
@@ -389,3 +399,81 @@ def test_check_filters_with_where_sql_and_params():
 def test_check_rejects_bad_dataset_names(dataset):
     with pytest.raises(ValueError):
         focus.check(object(), dataset)
+
+
+# ---------------------------------------------------------------------------------------------
+# tools/conformance.py: parsing the validator's console report (its exit code is always 0)
+# ---------------------------------------------------------------------------------------------
+VALIDATOR_OUTPUT_12 = """
+=== Validation Results ===
+Total: 578 | Pass: 323 | Fail: 5 | Skipped: 250
+⏭️ AvailabilityZone-C-001-M: SKIPPED  (violations=0, reason=rule not applicable)
+✅ InvoiceId-C-003-C: PASS  (violations=0, msg=InvoiceId-C-003-C: OR passed - satisfied by rules: [model_rule_reference#2])
+❌ CommitmentDiscountStatus-C-000-C: FAIL  (violations=1, msg=CommitmentDiscountStatus-C-000-C: AND failed - failed child rules: [CommitmentDiscountStatus-C-002-C])
+❌ CommitmentDiscountStatus-C-002-C: FAIL  (violations=1, msg=CommitmentDiscountStatus-C-002-C: AND failed - failed child rules: [CommitmentDiscountStatus-C-004-C])
+❌ CommitmentDiscountStatus-C-004-C: FAIL  (violations=3, msg=CommitmentDiscountStatus MUST NOT be NULL., 2.1ms)
+❌ InvoiceId-C-005-C: FAIL  (violations=4, msg=InvoiceId MUST NOT be NULL., 1.5ms)
+❌ PricingCurrencyEffectiveCost-C-003-M: FAIL  (violations=4, msg=PricingCurrencyEffectiveCost MUST NOT be NULL., 1.5ms)
+❌ CostAndUsage-D-002-M: FAIL  (violations=1, msg=CostAndUsage-D-002-M: AND failed - failed child rules: [CommitmentDiscountStatus-C-000-C, PricingCurrencyEffectiveCost-C-000-C])
+--- Failures ---
+- InvoiceId-C-005-C: violations=4; InvoiceId MUST NOT be NULL.
+"""
+
+
+def test_conformance_parses_counts_and_separates_known_defects():
+    from tools import conformance as c
+
+    r = c.classify(c.parse_output(VALIDATOR_OUTPUT_12, c.RunResult("FOCUS 1.2")), c.WHITELIST["1.2"])
+    assert (r.total, r.passed, r.failed, r.skipped) == (578, 323, 5, 250)
+    assert set(r.failures) == {
+        "CommitmentDiscountStatus-C-000-C", "CommitmentDiscountStatus-C-002-C", "CommitmentDiscountStatus-C-004-C",
+        "InvoiceId-C-005-C", "PricingCurrencyEffectiveCost-C-003-M", "CostAndUsage-D-002-M"}
+    # composites failing only through whitelisted children are whitelisted; a composite with one real
+    # failing child is not
+    assert r.whitelisted == ["CommitmentDiscountStatus-C-000-C", "CommitmentDiscountStatus-C-002-C",
+                             "CommitmentDiscountStatus-C-004-C", "InvoiceId-C-005-C"]
+    assert r.unexpected == ["CostAndUsage-D-002-M", "PricingCurrencyEffectiveCost-C-003-M"]
+
+
+def test_conformance_13_whitelist_ignores_the_dataset_prefix():
+    from tools import conformance as c
+
+    text = ("Total: 933 | Pass: 338 | Fail: 3 | Skipped: 592\n"
+            "❌ CAU-CapacityReservationStatus-C-003-C: FAIL  (violations=9, msg=x)\n"
+            "❌ CAU-PricingCurrencyContractedUnitPrice-C-012-C: FAIL  (violations=9, msg=x)\n"
+            "❌ CAU-InvoiceId-C-005-C: FAIL  (violations=9, msg=x)\n")
+    r = c.classify(c.parse_output(text, c.RunResult("FOCUS 1.3")), c.WHITELIST["1.3"])
+    assert r.total == 933 and r.failed == 3
+    assert r.unexpected == ["CAU-InvoiceId-C-005-C"]
+    assert len(r.whitelisted) == 2
+
+
+def test_conformance_criteria_are_the_claimed_subset_of_the_model(tmp_path):
+    from tools import conformance as c
+
+    model = tmp_path / "model-1.3.json"
+    model.write_text(json.dumps({"ApplicabilityCriteria": {
+        "TAGGING_SUPPORTED": {}, "REGION_SUPPORTED": {}, "CONTRACT_COMMITMENTS_SUPPORTED": {}}}))
+    assert c.criteria_arg(None, model) == ("REGION_SUPPORTED,TAGGING_SUPPORTED", ["CONTRACT_COMMITMENTS_SUPPORTED"])
+    assert c.criteria_arg("all", model) == ("ALL", [])
+    assert c.criteria_arg("NONE", model) == ("", [])
+    assert "CAPACITY_RESERVATION_SUPPORTED" not in c.CLAIMED_CRITERIA
+
+
+def test_conformance_skips_without_python312_unless_strict(tmp_path, monkeypatch, capsys):
+    from tools import conformance as c
+
+    parquet = tmp_path / "focus.parquet"
+    import pyarrow.parquet as pq
+
+    pq.write_table(arrow(valid_rows()), parquet)
+    monkeypatch.setattr(c, "find_python312", lambda: None)
+    assert c.main(["--parquet", str(parquet), "--venv", str(tmp_path / "v")]) == 0
+    out = capsys.readouterr().out
+    assert "SKIPPED: needs Python 3.12" in out and "4 rows" in out and ": OK" in out
+    assert c.main(["--parquet", str(parquet), "--venv", str(tmp_path / "v"), "--strict"]) == 1
+    assert not (tmp_path / "v").exists()
+    # our own per-row gate still runs and fails the command on a bad row
+    pq.write_table(arrow(valid_rows() + [_mutate(credit_row, ChargeCategory="Fee")]), parquet)
+    assert c.main(["--parquet", str(parquet), "--venv", str(tmp_path / "v")]) == 1
+    assert "ChargeCategory.allowed: 1" in capsys.readouterr().out

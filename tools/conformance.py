@@ -147,8 +147,11 @@ def ensure_venv(venv: Path, python312: str) -> Path:
             _say(f"creating {venv} with {python312}")
             subprocess.run([python312, "-m", "venv", str(venv)], check=True)
         _say(f"installing {wanted} into {venv} (from PyPI)")
-        subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                        *VALIDATOR_REQUIREMENTS], check=True)
+        pip = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                              *VALIDATOR_REQUIREMENTS], capture_output=True, text=True)
+        if pip.returncode != 0:
+            tail = "\n".join((pip.stderr or pip.stdout).strip().splitlines()[-10:])
+            raise RuntimeError(f"pip install {wanted} failed:\n{tail}")
         stamp.write_text(wanted + "\n")
     out = subprocess.run(
         [str(py), "-c", "import importlib.metadata as m, os, focus_validator as f; "
@@ -170,19 +173,26 @@ def prepare_workdir(venv: Path, package: Path) -> tuple[Path, dict[str, str]]:
             link.unlink()
     if not link.exists():
         link.symlink_to(package, target_is_directory=True)
-    # JSON is valid YAML, and main.py loads a *.yaml LOGGING_CONFIG with yaml.safe_load + dictConfig.
-    log_cfg = work / "logging.yaml"
-    log_cfg.write_text(json.dumps({
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env.update(PYTHONUTF8="1", PYTHONIOENCODING="utf-8")
+    return work, env
+
+
+def logging_config(work: Path, version: str) -> Path:
+    """A LOGGING_CONFIG sending the validator's log to `<work>/focus_validator-<version>.log`.
+
+    JSON is valid YAML, and main.py loads a *.yaml LOGGING_CONFIG with yaml.safe_load + dictConfig.
+    """
+    cfg = work / f"logging-{version}.yaml"
+    cfg.write_text(json.dumps({
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-        "handlers": {"file": {"class": "logging.FileHandler", "filename": str(work / "focus_validator_detailed.log"),
+        "handlers": {"file": {"class": "logging.FileHandler", "filename": str(work / f"focus_validator-{version}.log"),
                               "mode": "w", "formatter": "plain", "level": "INFO"}},
         "root": {"level": "INFO", "handlers": ["file"]},
     }, indent=2))
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    env.update(LOGGING_CONFIG=str(log_cfg), PYTHONUTF8="1", PYTHONIOENCODING="utf-8")
-    return work, env
+    return cfg
 
 
 # --------------------------------------------------------------------------------------------------
@@ -223,8 +233,8 @@ def model_criteria(model: Path) -> list[str]:
 
 def criteria_arg(requested: str | None, model: Path | None) -> tuple[str, list[str]]:
     """(value for --applicability-criteria, available criteria we leave unclaimed)."""
-    if requested and requested.upper() == "ALL":
-        return "ALL", []
+    if requested and requested.upper() in ("ALL", "NONE"):
+        return ("ALL" if requested.upper() == "ALL" else ""), []
     claimed = [c.strip() for c in requested.split(",") if c.strip()] if requested else list(CLAIMED_CRITERIA)
     available = model_criteria(model) if model else []
     if available:
@@ -301,7 +311,7 @@ def run_validator(label: str, venv: Path, work: Path, env: dict[str, str], parqu
         cmd.append("--show-violations")
     result = RunResult(label)
     try:
-        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, encoding="utf-8",
+        proc = subprocess.run(cmd, cwd=work, env={**env, "LOGGING_CONFIG": str(logging_config(work, version))}, capture_output=True, text=True, encoding="utf-8",
                               errors="replace", timeout=RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         result.error = f"timed out after {RUN_TIMEOUT_S}s"
@@ -313,6 +323,18 @@ def run_validator(label: str, venv: Path, work: Path, env: dict[str, str], parqu
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
         result.error = f"focus-validator exited {proc.returncode} without a result:\n{tail}"
     return classify(result, WHITELIST.get(version, {}))
+
+
+def run_gate(parquet: Path) -> bool:
+    """Our per-row gate (shared.focus) on the same file: it catches bad enumerations in single rows,
+    which the validator only checks dataset-wide."""
+    import pyarrow.parquet as pq
+
+    from shared.focus import check_arrow
+
+    report = check_arrow(pq.read_table(parquet))
+    _say(report.summary())
+    return report.ok
 
 
 def print_table(results: list[RunResult]) -> None:
@@ -334,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--venv", default=".venv-validator", help="validator venv (Python 3.12); created if missing")
     ap.add_argument("--strict", action="store_true", help="fail (exit 1) instead of skipping when Python 3.12 is missing")
     ap.add_argument("--model-1.3", dest="model13", help="a local FOCUS 1.3 rule model (model-1.3.json)")
-    ap.add_argument("--criteria", help="applicability criteria: ALL or a comma list (default: the ones we claim)")
+    ap.add_argument("--criteria", help="applicability criteria: ALL, NONE or a comma list (default: CLAIMED_CRITERIA)")
+    ap.add_argument("--skip-gate", action="store_true", help="skip our own per-row gate (shared.focus.check_arrow)")
     ap.add_argument("--show-violations", action="store_true", help="print the validator's sample violations")
     args = ap.parse_args(argv)
 
@@ -342,11 +365,14 @@ def main(argv: list[str] | None = None) -> int:
     if not parquet.is_file():
         _say(f"conformance: {parquet} does not exist")
         return 2
+    gate_ok = True
+    if not args.skip_gate:
+        gate_ok = run_gate(parquet)
     python312 = find_python312()
     if not python312:
         _say("SKIPPED: needs Python 3.12 (focus-validator 2.2.1 requires it; under 3.11 pip installs the "
              "unusable 1.0.0). Install it (e.g. `pyenv install 3.12`) or put python3.12 on PATH.")
-        return 1 if args.strict else 0
+        return 1 if (args.strict or not gate_ok) else 0
     venv = Path(args.venv).expanduser().absolute()
     try:
         package = ensure_venv(venv, python312)
@@ -378,11 +404,11 @@ def main(argv: list[str] | None = None) -> int:
 
     _say("")
     print_table(results)
-    _say(f"applicability criteria: {crit12}")
+    _say(f"applicability criteria: {crit12 or 'none'}")
     unclaimed = sorted(set(unclaimed12) | set(unclaimed13))
     if unclaimed:
         _say(f"not claimed: {', '.join(unclaimed)}")
-    bad = False
+    bad = not gate_ok
     for r in results:
         if r.error:
             bad = True

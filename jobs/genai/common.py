@@ -1,0 +1,117 @@
+"""Pieces the GenAI admin-API extractors share: the admin-key client, the cursor paging loop, the
+day-window filter, exact money decoding and the hand-off as Arrow batches."""
+from __future__ import annotations
+
+import datetime as dt
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any, Callable, Iterator, Mapping
+
+import pyarrow as pa
+
+from jobs.base import CredentialError, ExtractContext, ExtractError
+from shared import schemas
+from shared.http import ApiClient, retry_settings
+
+USAGE_TABLE = "genai_usage_daily"
+COSTS_TABLE = "genai_provider_costs_daily"
+MAX_PAGES = 10_000  # a guard against a cursor that never ends
+NUMERIC_SCALE = Decimal("0.000000001")  # NUMERIC is decimal128(38, 9)
+
+
+def int_or_zero(v: Any) -> int:
+    """A token count from the JSON (null -> 0; Decimal/float with no fraction accepted)."""
+    return 0 if v is None else int(v)
+
+
+def admin_client(ctx: ExtractContext, *, provider: str, credential_kind: str, default_base_url: str,
+                 key_example: str, headers: Callable[[str], Mapping[str, str]],
+                 sleep: Callable[[float], Any], max_attempts: int | None) -> ApiClient:
+    """An ApiClient for the credential's admin_key (CredentialError when there is none).
+
+    Retry behaviour comes from `shared.http.retry_settings()`; `max_attempts` overrides it (tests).
+    """
+    key = (ctx.credential or {}).get("admin_key")
+    if not key or not isinstance(key, str):
+        raise CredentialError(
+            f"The {provider} credential has no admin_key. Add one with "
+            f"`cloudact credentials add {ctx.org_slug} {credential_kind} --from-json FILE` "
+            f'(FILE: {{"admin_key": "{key_example}"}}).')
+    base_url = str(ctx.credential.get("base_url") or default_base_url).rstrip("/")
+    retry = retry_settings()
+    if max_attempts is not None:
+        retry["max_attempts"] = max_attempts
+    return ApiClient(base_url, headers(key), provider=provider, credential_kind=credential_kind,
+                     key_label="admin key", org_slug=ctx.org_slug, log=ctx.log, sleep=sleep, **retry)
+
+
+def iter_pages(client: ApiClient, path: str, params: dict[str, Any]) -> Iterator[dict]:
+    """Every bucket of a `{"data": [...], "has_more", "next_page"}` endpoint, passing `page=<next_page>`
+    while `has_more`. A missing or repeated cursor is an error, never a silent loop or a short read."""
+    provider = client.provider
+    seen: set[str] = set()
+    cursor = None
+    for _ in range(MAX_PAGES):
+        page = client.get_json(path, {**params, "page": cursor})
+        if not isinstance(page, dict) or not isinstance(page.get("data"), list):
+            raise ExtractError(f"{provider} answered GET {path} with an unexpected shape (no 'data' list)")
+        yield from page["data"]
+        if not page.get("has_more"):
+            return
+        cursor = page.get("next_page")
+        if not cursor:
+            raise ExtractError(f"{provider} said GET {path} has more pages but gave no next_page cursor")
+        if cursor in seen:
+            raise ExtractError(f"{provider} returned the same next_page cursor twice for GET {path}; stopping")
+        seen.add(cursor)
+    raise ExtractError(f"GET {path} returned more than {MAX_PAGES} pages; narrow the date range")
+
+
+class DayWindow:
+    """Keeps buckets inside ctx.start_date..ctx.end_date and remembers days with data outside it."""
+
+    def __init__(self, ctx: ExtractContext) -> None:
+        self.ctx = ctx
+        self.outside: set[dt.date] = set()
+
+    def keep(self, day: dt.date, results: list) -> bool:
+        if self.ctx.start_date <= day <= self.ctx.end_date:
+            return True
+        if results:
+            self.outside.add(day)
+        return False
+
+    def warn(self, provider: str, what: str) -> None:
+        if self.outside:
+            o = self.outside
+            self.ctx.warn(f"{provider} {what} returned data for {len(o)} day(s) outside "
+                          f"{self.ctx.start_date}..{self.ctx.end_date} ({min(o)} to {max(o)}); "
+                          "those rows were dropped")
+
+
+def decimal_amount(value: Any, provider: str) -> Decimal:
+    """A money value from decoded JSON as an exact Decimal (strings and ints as written)."""
+    if isinstance(value, Decimal):
+        d = value
+    elif isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:
+            d = Decimal(value.strip() if isinstance(value, str) else value)
+        except ArithmeticError:
+            raise ExtractError(f"{provider} returned a cost amount that is not a number: {value!r}") from None
+    elif isinstance(value, float):  # only if a caller decoded without parse_float=Decimal
+        d = Decimal(repr(value))
+    else:
+        raise ExtractError(f"{provider} returned a cost amount that is not a number: {value!r}")
+    if not d.is_finite():
+        raise ExtractError(f"{provider} returned a cost amount that is not a finite number: {value!r}")
+    return d
+
+
+def to_numeric(amount: Decimal) -> Decimal:
+    """NUMERIC keeps 9 decimals; anything finer than a nano-dollar is rounded half-even."""
+    return amount.quantize(NUMERIC_SCALE, rounding=ROUND_HALF_EVEN)
+
+
+def to_batches(table: str, rows: list[dict]) -> list[pa.RecordBatch]:
+    if not rows:
+        return []
+    return [pa.RecordBatch.from_pylist(rows, schema=schemas.get(table).arrow_schema(include_lineage=False))]

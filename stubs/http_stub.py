@@ -1,0 +1,216 @@
+"""The loopback HTTP plumbing every provider stub shares: a threaded server on 127.0.0.1, a fault
+queue, a request log, cursor helpers and JSON answers.
+
+A provider stub subclasses `LoopbackStub` and fills in
+
+    name                    thread / server label
+    base_path               appended to http://HOST:PORT to make `base_url` ("/v1" or "")
+    authorized(headers)     None when the request may proceed, else (status, body) to refuse it
+    handle(path, params)    (status, body) for an authorized GET; raise BadRequest for a 400
+    error_body(status, msg) the provider's error envelope (used by fail_next and BadRequest)
+
+Fault injection: `fail_next(...)`/`enqueue(...)` put responses on a queue served (before auth) to
+the next matching requests, then the real answer resumes. `drop=True` closes the connection
+without answering, to exercise connection-error retries.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import threading
+from collections import deque
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Container, Iterable, Mapping
+from urllib.parse import parse_qs, urlsplit
+
+DAY = 86400
+
+
+class BadRequest(Exception):
+    """Raised by a stub's handle() for a request the real API would answer with HTTP 400."""
+
+
+def day_ts(day: dt.date) -> int:
+    """Unix seconds of UTC midnight starting `day`."""
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp())
+
+
+def encode_cursor(kind: str, ts: int) -> str:
+    return "page_" + base64.urlsafe_b64encode(f"{kind}:{ts}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(kind: str, cursor: str) -> int:
+    try:
+        raw = cursor.removeprefix("page_")
+        k, ts = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode().split(":")
+        if k != kind:
+            raise ValueError
+        return int(ts)
+    except Exception:  # noqa: BLE001 - any malformed cursor is the caller's error
+        raise BadRequest(f"Invalid page cursor: {cursor!r}") from None
+
+
+def last_param(params: Mapping[str, list[str]], name: str, default: Any = None) -> Any:
+    values = params.get(name)
+    return values[-1] if values else default
+
+
+def group_records(records: Iterable[dict], dims: tuple[str, ...], group_by: Container[str]
+                  ) -> list[tuple[tuple, list[dict]]]:
+    """Records grouped the way a usage API groups them: dimensions in `group_by` keep their value,
+    the others become None (summed across). Groups come back in a stable order."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault(tuple(r.get(d) if d in group_by else None for d in dims), []).append(r)
+    return sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0]))
+
+
+def json_default(v: Any):
+    if isinstance(v, Decimal):  # sent as a JSON number; stubs that need strings put strings in the body
+        return float(v)
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    raise TypeError(type(v).__name__)
+
+
+class LoopbackStub:
+    name = "stub"
+    base_path = ""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._host, self._port = host, port
+        self._lock = threading.Lock()
+        self._faults: deque[dict] = deque()
+        self._log: list[dict] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- what a provider stub provides ---------------------------------------------------------------
+    def authorized(self, headers: Mapping[str, str]) -> tuple[int, dict] | None:
+        raise NotImplementedError
+
+    def handle(self, path: str, params: dict[str, list[str]]) -> tuple[int, dict]:
+        raise NotImplementedError
+
+    def error_body(self, status: int, message: str) -> dict:
+        return {"error": {"message": message}}
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self):
+        if self._server is not None:
+            return self
+        handler = type(f"{type(self).__name__}Handler", (_Handler,),
+                       {"stub": self, "server_version": f"{self.name}/1"})
+        self._server = ThreadingHTTPServer((self._host, self._port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=self.name, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError(f"{type(self).__name__} is not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}{self.base_path}"
+
+    # -- fault injection and request log -------------------------------------------------------------
+    def enqueue(self, status: int = 200, body: Any = None, *, headers: dict[str, str] | None = None,
+                times: int = 1, path: str | None = None, drop: bool = False) -> None:
+        """Serve this response to the next `times` requests (whose path contains `path`, if given)."""
+        with self._lock:
+            for _ in range(times):
+                self._faults.append({"status": status, "body": body, "headers": dict(headers or {}),
+                                     "path": path, "drop": drop})
+
+    def fail_next(self, status: int = 500, *, retry_after: str | None = None, times: int = 1,
+                  path: str | None = None, message: str | None = None, drop: bool = False) -> None:
+        """Queue `times` error answers (e.g. 429 with `retry_after="0"`, or 500) before the real one."""
+        body = self.error_body(status, message or f"Injected HTTP {status} from the stub")
+        headers = {"Retry-After": retry_after} if retry_after is not None else {}
+        self.enqueue(status, body, headers=headers, times=times, path=path, drop=drop)
+
+    @property
+    def requests(self) -> list[dict]:
+        with self._lock:
+            return [dict(r) for r in self._log]
+
+    def clear_log(self) -> None:
+        with self._lock:
+            self._log.clear()
+
+    def _next_fault(self, path: str) -> dict | None:
+        with self._lock:
+            for i, f in enumerate(self._faults):
+                if f["path"] is None or f["path"] in path:
+                    del self._faults[i]
+                    return f
+        return None
+
+    def _record(self, entry: dict) -> None:
+        with self._lock:
+            self._log.append(entry)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    stub: LoopbackStub
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format, *args):  # noqa: A002 - silence the default stderr access log
+        pass
+
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        raw = b"" if body is None else json.dumps(body, default=json_default).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        url = urlsplit(self.path)
+        path = url.path.rstrip("/")
+        params = parse_qs(url.query, keep_blank_values=True)
+        entry = {"method": "GET", "path": path, "params": params, "status": None}
+        fault = self.stub._next_fault(path)
+        if fault is not None:
+            entry["injected"] = True
+            if fault["drop"]:
+                entry["status"] = "dropped"
+                self.stub._record(entry)
+                self.close_connection = True
+                return
+            entry["status"] = fault["status"]
+            self.stub._record(entry)
+            self._send(fault["status"], fault["body"], fault["headers"])
+            return
+        refusal = self.stub.authorized(self.headers)
+        if refusal is not None:
+            status, body = refusal
+        else:
+            try:
+                status, body = self.stub.handle(path, params)
+            except BadRequest as e:
+                status, body = 400, self.stub.error_body(400, str(e))
+        entry["status"] = status
+        self.stub._record(entry)
+        self._send(status, body)
