@@ -401,7 +401,7 @@ def _rules() -> tuple[Rule, ...]:
 
     # Cost arithmetic.
     def product(rule_id, cost, price):
-        f = lambda x: f"CAST({x} AS FLOAT64)"  # noqa: E731
+        f = lambda x: f"CAST({x} AS FLOAT64)"
         add(rule_id, f"{cost} must equal {price} x PricingQuantity (non-correction rows)",
             f"{price} IS NOT NULL AND PricingQuantity IS NOT NULL AND {cost} IS NOT NULL AND ChargeClass IS NULL "
             f"AND ABS({f(price)} * {f('PricingQuantity')} - {f(cost)}) > "

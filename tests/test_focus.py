@@ -14,7 +14,7 @@ from shared.schemas import get as get_schema
 from shared.warehouse.dialect import parse_bigquery
 from shared.warehouse.duckdb import DuckDBWarehouse
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 D = Decimal
 
 
@@ -454,10 +454,24 @@ def test_conformance_criteria_are_the_claimed_subset_of_the_model(tmp_path):
     model = tmp_path / "model-1.3.json"
     model.write_text(json.dumps({"ApplicabilityCriteria": {
         "TAGGING_SUPPORTED": {}, "REGION_SUPPORTED": {}, "CONTRACT_COMMITMENTS_SUPPORTED": {}}}))
-    assert c.criteria_arg(None, model) == ("REGION_SUPPORTED,TAGGING_SUPPORTED", ["CONTRACT_COMMITMENTS_SUPPORTED"])
-    assert c.criteria_arg("all", model) == ("ALL", [])
-    assert c.criteria_arg("NONE", model) == ("", [])
+    default = list(c.CLAIMED_CRITERIA)
+    assert c.criteria_arg(None, model, default) == ("REGION_SUPPORTED,TAGGING_SUPPORTED", ["CONTRACT_COMMITMENTS_SUPPORTED"])
+    assert c.criteria_arg("all", model, default) == ("ALL", [])
+    assert c.criteria_arg("NONE", model, default) == ("", [])
     assert "CAPACITY_RESERVATION_SUPPORTED" not in c.CLAIMED_CRITERIA
+
+
+def test_commitment_discounts_are_claimed_only_when_the_data_has_them(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tools import conformance as c
+
+    empty, filled = tmp_path / "empty.parquet", tmp_path / "filled.parquet"
+    pq.write_table(pa.table({"CommitmentDiscountId": pa.array([None, None], pa.string())}), empty)
+    pq.write_table(pa.table({"CommitmentDiscountId": pa.array([None, "ri-1"], pa.string())}), filled)
+    assert "COMMITMENT_DISCOUNT_SUPPORTED" not in c.default_criteria(empty)
+    assert "COMMITMENT_DISCOUNT_SUPPORTED" in c.default_criteria(filled)
 
 
 def test_conformance_skips_without_python312_unless_strict(tmp_path, monkeypatch, capsys):

@@ -104,7 +104,7 @@ def _say(msg: str = "") -> None:
 # --------------------------------------------------------------------------------------------------
 def _is_312(python: str) -> bool:
     try:
-        out = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        out = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], check=False,
                              capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.SubprocessError):
         return False
@@ -119,7 +119,7 @@ def find_python312() -> str | None:
     roots = []
     if pyenv:
         try:
-            out = subprocess.run([pyenv, "root"], capture_output=True, text=True, timeout=60)
+            out = subprocess.run([pyenv, "root"], check=False, capture_output=True, text=True, timeout=60)
             if out.returncode == 0 and out.stdout.strip():
                 roots.append(out.stdout.strip())
         except (OSError, subprocess.SubprocessError):
@@ -148,15 +148,14 @@ def ensure_venv(venv: Path, python312: str) -> Path:
             subprocess.run([python312, "-m", "venv", str(venv)], check=True)
         _say(f"installing {wanted} into {venv} (from PyPI)")
         pip = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                              *VALIDATOR_REQUIREMENTS], capture_output=True, text=True)
+                              *VALIDATOR_REQUIREMENTS], check=False, capture_output=True, text=True)
         if pip.returncode != 0:
             tail = "\n".join((pip.stderr or pip.stdout).strip().splitlines()[-10:])
             raise RuntimeError(f"pip install {wanted} failed:\n{tail}")
         stamp.write_text(wanted + "\n")
-    out = subprocess.run(
-        [str(py), "-c", "import importlib.metadata as m, os, focus_validator as f; "
-                        "print(m.version('focus-validator')); print(os.path.dirname(f.__file__))"],
-        capture_output=True, text=True, check=True)
+    probe = ("import importlib.metadata as m, os, focus_validator as f; "
+             "print(m.version('focus-validator')); print(os.path.dirname(f.__file__))")
+    out = subprocess.run([str(py), "-c", probe], capture_output=True, text=True, check=True)
     version, pkg = out.stdout.split("\n")[:2]
     if version.strip() != VALIDATOR_VERSION:
         raise RuntimeError(f"{venv} has focus-validator {version.strip()}, need {VALIDATOR_VERSION}")
@@ -168,9 +167,8 @@ def prepare_workdir(venv: Path, package: Path) -> tuple[Path, dict[str, str]]:
     work = venv / "work"
     work.mkdir(parents=True, exist_ok=True)
     link = work / "focus_validator"
-    if link.is_symlink() or link.exists():
-        if link.resolve() != package.resolve():
-            link.unlink()
+    if (link.is_symlink() or link.exists()) and link.resolve() != package.resolve():
+        link.unlink()
     if not link.exists():
         link.symlink_to(package, target_is_directory=True)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
@@ -231,11 +229,32 @@ def model_criteria(model: Path) -> list[str]:
         return []
 
 
-def criteria_arg(requested: str | None, model: Path | None) -> tuple[str, list[str]]:
+# Claimed only when the data has such rows: with no commitment rows the validator would check its
+# conditional rules against nothing but its own defects (CommitmentDiscountStatus-C-000/002/004-C).
+DATA_DEPENDENT_CRITERIA = {"COMMITMENT_DISCOUNT_SUPPORTED": "CommitmentDiscountId"}
+
+
+def default_criteria(parquet: Path) -> list[str]:
+    """CLAIMED_CRITERIA, less the data-dependent ones whose column is empty in this file."""
+    import pyarrow.parquet as pq
+
+    names = set(pq.read_schema(parquet).names)
+    claimed = []
+    for c in CLAIMED_CRITERIA:
+        column = DATA_DEPENDENT_CRITERIA.get(c)
+        if column:
+            if column not in names or pq.read_table(parquet, columns=[column]).column(0).null_count == \
+                    pq.ParquetFile(parquet).metadata.num_rows:
+                continue
+        claimed.append(c)
+    return claimed
+
+
+def criteria_arg(requested: str | None, model: Path | None, default: list[str]) -> tuple[str, list[str]]:
     """(value for --applicability-criteria, available criteria we leave unclaimed)."""
     if requested and requested.upper() in ("ALL", "NONE"):
         return ("ALL" if requested.upper() == "ALL" else ""), []
-    claimed = [c.strip() for c in requested.split(",") if c.strip()] if requested else list(CLAIMED_CRITERIA)
+    claimed = [c.strip() for c in requested.split(",") if c.strip()] if requested else list(default)
     available = model_criteria(model) if model else []
     if available:
         return ",".join(c for c in claimed if c in available), [c for c in available if c not in claimed]
@@ -265,7 +284,7 @@ class RunResult:
 
 
 def _norm(rule_id: str) -> str:
-    return rule_id[4:] if rule_id.startswith("CAU-") else rule_id
+    return rule_id.removeprefix("CAU-")
 
 
 def parse_output(text: str, result: RunResult) -> RunResult:
@@ -311,7 +330,7 @@ def run_validator(label: str, venv: Path, work: Path, env: dict[str, str], parqu
         cmd.append("--show-violations")
     result = RunResult(label)
     try:
-        proc = subprocess.run(cmd, cwd=work, env={**env, "LOGGING_CONFIG": str(logging_config(work, version))}, capture_output=True, text=True, encoding="utf-8",
+        proc = subprocess.run(cmd, check=False, cwd=work, env={**env, "LOGGING_CONFIG": str(logging_config(work, version))}, capture_output=True, text=True, encoding="utf-8",
                               errors="replace", timeout=RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         result.error = f"timed out after {RUN_TIMEOUT_S}s"
@@ -384,7 +403,8 @@ def main(argv: list[str] | None = None) -> int:
 
     results: list[RunResult] = []
     model12 = max(package.joinpath("rules").glob("model-1.2*.json"), default=None)
-    crit12, unclaimed12 = criteria_arg(args.criteria, model12)
+    default = default_criteria(parquet)
+    crit12, unclaimed12 = criteria_arg(args.criteria, model12, default)
     results.append(run_validator("FOCUS 1.2", venv, work, env, parquet, "1.2", crit12, None, args.show_violations))
 
     try:
@@ -393,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"conformance: {e}")
         return 2
     if model13:
-        crit13, unclaimed13 = criteria_arg(args.criteria, model13)
+        crit13, unclaimed13 = criteria_arg(args.criteria, model13, default)
         results.append(run_validator("FOCUS 1.3", venv, work, env, parquet, "1.3", crit13,
                                      rules_dir_for(model13, work), args.show_violations))
     else:
