@@ -33,7 +33,8 @@ def run_demo(console: Console) -> int:
     from shared.secrets import CredentialStore
     from shared.subscriptions import DEMO_SUBSCRIPTIONS
     from shared.tenants import bootstrap, create_org
-    from stubs.genai_data import openai_demo_usage
+    from stubs.anthropic import AnthropicStub
+    from stubs.genai_data import anthropic_demo_usage, openai_demo_usage
     from stubs.openai import OpenAIStub
 
     started = time.monotonic()
@@ -50,17 +51,23 @@ def run_demo(console: Console) -> int:
         pricing.sync(rt.warehouse)
         create_org(rt.warehouse, DEMO_ORG, "Acme Corp")
         key = create_key(rt.warehouse, DEMO_ORG)
-        progress.update(step, description="starting a loopback OpenAI Admin API with 30 days of usage")
-        stub = OpenAIStub(admin_key=DEMO_ADMIN_KEY, usage=openai_demo_usage(DEMO_START, DEMO_DAYS, DEMO_SEED))
-        stub.start()
+        progress.update(step, description="starting loopback OpenAI and Anthropic Admin APIs with 30 days of usage")
+        stubs = {
+            "openai": OpenAIStub(admin_key=DEMO_ADMIN_KEY, usage=openai_demo_usage(DEMO_START, DEMO_DAYS, DEMO_SEED)),
+            "anthropic": AnthropicStub(admin_key=DEMO_ADMIN_KEY,
+                                       usage=anthropic_demo_usage(DEMO_START, DEMO_DAYS, DEMO_SEED)),
+        }
+        for stub in stubs.values():
+            stub.start()
         server, api_url = start_background()
         try:
-            CredentialStore(rt.warehouse, rt.settings).add(
-                DEMO_ORG, "openai", {"admin_key": DEMO_ADMIN_KEY, "base_url": stub.base_url}, label="demo")
             end = DEMO_START + dt.timedelta(days=DEMO_DAYS - 1)
-            progress.update(step, description=f"POST {api_url}/api/v1/pipelines/run/acme/genai/payg/openai")
             window = {"start_date": DEMO_START.isoformat(), "end_date": end.isoformat()}
-            runs_done.append(post_and_wait(api_url, key, DEMO_ORG, "genai/payg/openai", window))
+            for provider, stub in stubs.items():
+                CredentialStore(rt.warehouse, rt.settings).add(
+                    DEMO_ORG, provider, {"admin_key": DEMO_ADMIN_KEY, "base_url": stub.base_url}, label="demo")
+                progress.update(step, description=f"POST {api_url}/api/v1/pipelines/run/acme/genai/payg/{provider}")
+                runs_done.append(post_and_wait(api_url, key, DEMO_ORG, f"genai/payg/{provider}", window))
             progress.update(step, description="adding Slack, Canva, ChatGPT Plus and Notion subscriptions over HTTP")
             with httpx.Client(base_url=api_url, headers={"X-API-Key": key}, timeout=30) as http:
                 for doc in DEMO_SUBSCRIPTIONS:
@@ -69,7 +76,8 @@ def run_demo(console: Console) -> int:
             runs_done.append(post_and_wait(api_url, key, DEMO_ORG, "subscription/costs/subscription_cost", window))
         finally:
             server.shutdown()
-            stub.stop()
+            for stub in stubs.values():
+                stub.stop()
         progress.update(step, description="done")
     for run in runs_done:
         print_run(run)

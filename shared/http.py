@@ -28,7 +28,7 @@ import httpx
 
 from jobs.base import CredentialError, ExtractError
 
-RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504, 529})  # 529: Anthropic "overloaded"
 _SECRET_HEADER = re.compile(r"auth|key|token|secret|cookie|signature", re.IGNORECASE)
 _SCHEMES = {"bearer", "basic", "token"}
 _KEY_SHAPED = re.compile(r"\b(sk|pk|rk|key|token)[-_][A-Za-z0-9_\-*.]{6,}", re.IGNORECASE)

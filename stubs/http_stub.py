@@ -133,19 +133,23 @@ class LoopbackStub:
 
     # -- fault injection and request log -------------------------------------------------------------
     def enqueue(self, status: int = 200, body: Any = None, *, headers: dict[str, str] | None = None,
-                times: int = 1, path: str | None = None, drop: bool = False) -> None:
-        """Serve this response to the next `times` requests (whose path contains `path`, if given)."""
+                times: int = 1, path: str | None = None, drop: bool = False, after: int = 0) -> None:
+        """Serve this response to the next `times` requests (whose path contains `path`, if given),
+        once `after` such requests have been answered normally (e.g. `after=1`: from the second page)."""
         with self._lock:
+            for _ in range(after):
+                self._faults.append({"pass": True, "path": path})
             for _ in range(times):
                 self._faults.append({"status": status, "body": body, "headers": dict(headers or {}),
                                      "path": path, "drop": drop})
 
     def fail_next(self, status: int = 500, *, retry_after: str | None = None, times: int = 1,
-                  path: str | None = None, message: str | None = None, drop: bool = False) -> None:
+                  path: str | None = None, message: str | None = None, drop: bool = False,
+                  after: int = 0) -> None:
         """Queue `times` error answers (e.g. 429 with `retry_after="0"`, or 500) before the real one."""
         body = self.error_body(status, message or f"Injected HTTP {status} from the stub")
         headers = {"Retry-After": retry_after} if retry_after is not None else {}
-        self.enqueue(status, body, headers=headers, times=times, path=path, drop=drop)
+        self.enqueue(status, body, headers=headers, times=times, path=path, drop=drop, after=after)
 
     @property
     def requests(self) -> list[dict]:
@@ -161,7 +165,7 @@ class LoopbackStub:
             for i, f in enumerate(self._faults):
                 if f["path"] is None or f["path"] in path:
                     del self._faults[i]
-                    return f
+                    return None if f.get("pass") else f
         return None
 
     def _record(self, entry: dict) -> None:

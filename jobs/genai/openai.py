@@ -60,7 +60,8 @@ def usage_tokens(result: dict) -> dict[str, int]:
     cached = int_or_zero(result.get("input_cached_tokens"))
     if result.get("input_uncached_tokens") is not None:
         uncached = int_or_zero(result.get("input_uncached_tokens"))
-        writes = int_or_zero(result.get("input_cache_write_tokens")) + int_or_zero(result.get("input_cache_write_12h_tokens"))
+        writes = (int_or_zero(result.get("input_cache_write_tokens"))
+                  + int_or_zero(result.get("input_cache_write_12h_tokens")))
     else:
         uncached = int_or_zero(result.get("input_tokens")) - cached
         writes = 0
