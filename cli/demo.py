@@ -20,6 +20,7 @@ DEMO_START = dt.date(2026, 10, 1)
 DEMO_DAYS = 30
 DEMO_SEED = 7
 DEMO_ADMIN_KEY = "sk-admin-demo-not-a-real-key"
+AWS_SAMPLE_WINDOW = {"start_date": "2023-11-01", "end_date": "2023-11-30"}  # the bundled CUR sample's month
 
 
 def run_demo(console: Console) -> int:
@@ -27,12 +28,13 @@ def run_demo(console: Console) -> int:
     from cli.remote import post_and_wait
     from cli.reports import genai_cost_by_model, provider_totals, verify_rows
     from cli.server import start_background
-    from shared import pricing, runtime
+    from shared import runtime
     from shared.auth import create_key
+    from shared.config import ROOT
     from shared.config import settings
     from shared.secrets import CredentialStore
     from shared.subscriptions import DEMO_SUBSCRIPTIONS
-    from shared.tenants import bootstrap, create_org
+    from shared.tenants import bootstrap, create_org, sync_reference_data
     from stubs.anthropic import AnthropicStub
     from stubs.genai_data import anthropic_demo_usage, openai_demo_usage
     from stubs.openai import OpenAIStub
@@ -48,7 +50,7 @@ def run_demo(console: Console) -> int:
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
         step = progress.add_task("creating warehouse, org acme and its API key", total=None)
         bootstrap(rt.warehouse)
-        pricing.sync(rt.warehouse)
+        sync_reference_data(rt.warehouse)
         create_org(rt.warehouse, DEMO_ORG, "Acme Corp")
         key = create_key(rt.warehouse, DEMO_ORG)
         progress.update(step, description="starting loopback OpenAI and Anthropic Admin APIs with 30 days of usage")
@@ -68,6 +70,11 @@ def run_demo(console: Console) -> int:
                     DEMO_ORG, provider, {"admin_key": DEMO_ADMIN_KEY, "base_url": stub.base_url}, label="demo")
                 progress.update(step, description=f"POST {api_url}/api/v1/pipelines/run/acme/genai/payg/{provider}")
                 runs_done.append(post_and_wait(api_url, key, DEMO_ORG, f"genai/payg/{provider}", window))
+            aws_sample = ROOT / "data" / "samples" / "aws"
+            CredentialStore(rt.warehouse, rt.settings).add(
+                DEMO_ORG, "aws", {"source": aws_sample.as_uri()}, label="demo: anonymized CUR sample (MIT)")
+            progress.update(step, description="POST .../run/acme/cloud/aws/cost/billing (bundled CUR sample)")
+            runs_done.append(post_and_wait(api_url, key, DEMO_ORG, "cloud/aws/cost/billing", AWS_SAMPLE_WINDOW))
             progress.update(step, description="adding Slack, Canva, ChatGPT Plus and Notion subscriptions over HTTP")
             with httpx.Client(base_url=api_url, headers={"X-API-Key": key}, timeout=30) as http:
                 for doc in DEMO_SUBSCRIPTIONS:

@@ -17,14 +17,14 @@ err = Console(stderr=True)
 
 def _rt():
     """The process runtime, with the meta tables and prices in place on first use."""
-    from shared import pricing, runtime
-    from shared.tenants import bootstrap
+    from shared import runtime
+    from shared.tenants import bootstrap, sync_reference_data
 
     rt = runtime.get()
     if not getattr(rt, "_cli_ready", False):
         bootstrap(rt.warehouse)
         if not rt.warehouse.query("SELECT 1 AS one FROM `organizations.genai_model_pricing` LIMIT 1"):
-            pricing.sync(rt.warehouse)
+            sync_reference_data(rt.warehouse)
         rt._cli_ready = True
     return rt
 
@@ -102,13 +102,12 @@ def cli(verbose: bool) -> None:
 
 @cli.command()
 def bootstrap() -> None:
-    """Create the meta dataset and tables, and load GenAI prices. Safe to run again."""
-    from shared import pricing
-    from shared.tenants import bootstrap as do_bootstrap, ensure_org_tables, list_orgs
+    """Create the meta dataset and tables, load GenAI prices and the service map. Safe to run again."""
+    from shared.tenants import bootstrap as do_bootstrap, ensure_org_tables, list_orgs, sync_reference_data
 
     rt = _rt()
     do_bootstrap(rt.warehouse)
-    n = pricing.sync(rt.warehouse)
+    n = sync_reference_data(rt.warehouse)["prices"]
     orgs = list_orgs(rt.warehouse)
     for o in orgs:  # bring every org's tables and procedures up to date
         ensure_org_tables(rt.warehouse, o["org_slug"])

@@ -25,6 +25,13 @@ def bootstrap(wh: Warehouse) -> None:
         wh.ensure_table(META, s)
 
 
+def sync_reference_data(wh: Warehouse) -> dict[str, int]:
+    """Load the repo's reference data (GenAI prices, service category map) into the meta dataset."""
+    from shared import pricing, service_map
+
+    return {"prices": pricing.sync(wh), "service_categories": service_map.sync(wh)}
+
+
 def ensure_org_tables(wh: Warehouse, slug: str) -> str:
     ds = org_dataset(slug)
     wh.ensure_dataset(ds)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared import pricing, runtime
+from shared import runtime
 from shared.config import settings
-from shared.tenants import bootstrap, create_org
+from shared.tenants import bootstrap, create_org, sync_reference_data
 
 
 @pytest.fixture()
@@ -21,7 +21,7 @@ def rt(home):
     r = runtime.embedded(settings())
     previous = runtime.use(r)
     bootstrap(r.warehouse)
-    pricing.sync(r.warehouse)
+    sync_reference_data(r.warehouse)
     yield r
     r.bus.drain()
     runtime.use(previous)

@@ -78,5 +78,5 @@ def test_unknown_or_planned_pipeline_is_refused_before_any_api_call():
     with pytest.raises(registry.UnknownPipeline):
         launcher.launch({**REQUEST, "pipeline_id": "nope/nope"})
     with pytest.raises(registry.PipelineNotAvailable):
-        launcher.launch({**REQUEST, "pipeline_id": "cloud/aws/cost/billing"})
+        launcher.launch({**REQUEST, "pipeline_id": "cloud/oci/cost/billing"})
     assert client.requests == []

@@ -30,7 +30,7 @@ def test_registry_has_the_twelve_paths_and_refuses_unbuilt_ones_readably():
     with pytest.raises(registry.UnknownPipeline, match="known pipelines"):
         registry.get("genai/payg/nope")
     with pytest.raises(registry.PipelineNotAvailable, match="not built yet"):
-        registry.get("cloud/aws/cost/billing")
+        registry.get("cloud/oci/cost/billing")
     from shared import procedures, schemas
 
     for p in registry.pipelines().values():  # every chain names real procedures; built ones real tables
