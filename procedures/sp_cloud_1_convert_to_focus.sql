@@ -98,10 +98,13 @@ final AS (
             public_on_demand_rate, NULL) AS list_rate,
          IF(contracted_rate IS NOT NULL AND quantity IS NOT NULL,
             CAST(contracted_rate * quantity AS NUMERIC), unblended_cost) AS contracted_cost,
-         IF(quantity IS NULL, NULL, COALESCE(pricing_unit, 'Units')) AS unit
+         -- AWS units in FOCUS Unit Format: GB-Mo -> GB-Months, Obj-Month -> Object-Months, Hrs -> Hours
+         IF(quantity IS NULL, NULL, COALESCE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(
+           pricing_unit, r'-Mo(nth)?$', '-Months'), r'Hrs$', 'Hours'), r'^Obj-', 'Object-'), 'Units')) AS unit
   FROM priced AS p
 )
-SELECT availability_zone, unblended_cost, payer_account_id, payer_account_name, 'Payer Account', currency,
+SELECT availability_zone, unblended_cost, payer_account_id, COALESCE(payer_account_name, payer_account_id),
+       'Payer Account', currency,
        TIMESTAMP(COALESCE(billing_period_end, DATE_ADD(billing_period_start, INTERVAL 1 MONTH))),
        TIMESTAMP(billing_period_start), category, NULL, description,
        CASE
@@ -124,7 +127,7 @@ SELECT availability_zone, unblended_cost, payer_account_id, payer_account_name, 
        IF(commitment_id IS NOT NULL AND category = 'Usage', 'Used', NULL),
        CASE WHEN commitment_id IS NULL THEN NULL WHEN line_item_type LIKE 'SavingsPlan%' THEN 'Savings Plan' ELSE 'Reservation' END,
        CASE WHEN commitment_id IS NULL THEN NULL WHEN line_item_type LIKE 'SavingsPlan%' THEN currency
-            ELSE COALESCE(pricing_unit, 'Hrs') END,
+            ELSE COALESCE(unit, 'Hours') END,
        IF(category = 'Usage' AND line_item_type != 'SavingsPlanNegation', quantity, NULL),
        IF(category = 'Usage' AND line_item_type != 'SavingsPlanNegation', unit, NULL),
        contracted_cost, contracted_rate, effective_cost, 'Amazon Web Services',
@@ -140,7 +143,9 @@ SELECT availability_zone, unblended_cost, payer_account_id, payer_account_name, 
        region_code, IF(region_code IS NULL, NULL, COALESCE(region_name, region_code)),
        resource_id, resource_id,
        service_category, COALESCE(product_name, product_code, service_code, 'AWS'), seller, service_subcategory,
-       IF(category = 'Tax', NULL, sku), IF(category = 'Tax' OR sku IS NULL, NULL, usage_type), pricing_rate_id,
+       IF(category = 'Tax', NULL, sku), IF(category = 'Tax' OR sku IS NULL, NULL, usage_type),
+       -- a rate id is only unique within its SKU; FOCUS wants one SkuId per SkuPriceId
+       IF(category = 'Tax' OR sku IS NULL OR pricing_rate_id IS NULL, NULL, CONCAT(sku, ':', pricing_rate_id)),
        usage_account_id, IF(usage_account_id IS NULL, NULL, COALESCE(usage_account_name, usage_account_id)),
        IF(usage_account_id IS NULL, NULL, 'Linked Account'),
        PARSE_JSON(tags),
