@@ -35,7 +35,7 @@ def _sdk_roots():
             try:
                 out = subprocess.run(
                     [gcloud, "info", "--format=value(installation.sdk_root)"],
-                    capture_output=True, text=True, timeout=30,
+                    capture_output=True, text=True, timeout=30, check=False,
                     env={**os.environ, "CLOUDSDK_CONFIG": cfg, "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"},
                 )
             except (OSError, subprocess.TimeoutExpired):

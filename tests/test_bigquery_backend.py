@@ -77,6 +77,7 @@ class FakeQueryJob:
 
     def result(self, **kwargs):
         assert kwargs.get("timeout") is not None, "job waits must be bounded"
+        assert kwargs.get("job_retry", "unset") is None
         if self._error:
             raise self._error
         return FakeRows(self._rows)
@@ -142,6 +143,7 @@ class FakeClient:
 
     def query(self, sql, job_config=None, location=None, retry=None, timeout=None, job_retry=None, **kw):
         assert retry is not None and retry.timeout <= 60, "API retries must have a short deadline"
+        assert job_retry is None, "the client's job retry wraps jobs.insert in a fixed 600 s retry"
         job = self.responder(sql, job_config)
         self.queries.append(job)
         self.calls.append(("query", sql))
@@ -167,7 +169,7 @@ def _params(config) -> dict[str, dict]:
 
 def test_ensure_table_sends_partitioning_clustering_and_numeric(wh, fake):
     wh.ensure_table(DATASET, schemas.get("genai_costs_daily"))
-    (kind, table), = [c for c in fake.calls if c[0] == "create_table"]
+    ((_, table),) = [c for c in fake.calls if c[0] == "create_table"]
     api = table.to_api_repr()
     assert api["tableReference"] == {"projectId": PROJECT, "datasetId": DATASET, "tableId": "genai_costs_daily"}
     assert api["timePartitioning"] == {"type": "DAY", "field": "usage_date"}
@@ -185,7 +187,7 @@ def test_ensure_table_adds_missing_columns_as_nullable(wh, fake):
                          schema=[bigquery.SchemaField(f.name, f.type, mode=f.mode) for f in schema.fields[:-2]])
     fake.tables[f"{PROJECT}.{DATASET}.genai_costs_daily"] = old
     wh.ensure_table(DATASET, schema)
-    (kind, (table, fields)), = [c for c in fake.calls if c[0] == "update_table"]
+    ((_, (table, fields)),) = [c for c in fake.calls if c[0] == "update_table"]
     assert fields == ["schema"]
     added = [f for f in table.schema if f.name in schema.names[-2:]]
     assert [(f.name, f.field_type, f.mode) for f in added] == [
@@ -280,7 +282,7 @@ def _cost_batches():
 
 def test_replace_slices_loads_parquet_then_one_transaction_and_drops_staging(wh, fake):
     usage, usage_rows = _usage_batches()
-    costs, cost_rows = _cost_batches()
+    costs, _ = _cost_batches()
     slc = Slice(OWNER, "usage_date", START, END)
     written = wh.replace_slices(DATASET, {"genai_usage_daily": (slc, iter(usage)),
                                           "genai_provider_costs_daily": (slc, iter(costs))})
@@ -439,3 +441,27 @@ def test_client_honours_bigquery_emulator_host(monkeypatch):
     wh = BigQueryWarehouse("local-proj")  # emulator: short defaults
     assert wh.retry_deadline <= 10 and wh.job_timeout <= 60
     wh.close()
+
+
+def test_replace_slices_casts_batches_to_the_table_schema_and_checks_the_loaded_count(wh, fake):
+    _, rows = _usage_batches()
+    loose = pa.Table.from_pylist(rows)  # inferred types: int64 counts, no NOT NULL, column order as given
+    loose = loose.select(list(reversed(loose.column_names)))
+    wh.replace_slices(DATASET, {"genai_usage_daily": (Slice(OWNER, "usage_date", START, END), loose.to_batches())})
+    (ld,) = fake.loads
+    assert ld["data"].schema.names == schemas.get("genai_usage_daily").names
+    assert ld["data"].to_pylist() == rows
+
+    real_load = fake.load_table_from_file
+
+    def short_load(*args, **kwargs):  # BigQuery reports one row fewer than the file holds
+        job = real_load(*args, **kwargs)
+        job.output_rows -= 1
+        return job
+
+    fake.load_table_from_file = short_load
+    with pytest.raises(WarehouseError, match="loaded 1 rows into .*__staging_.*, expected 2"):
+        wh.replace_slices(DATASET, {"genai_usage_daily": (Slice(OWNER, "usage_date", START, END), loose.to_batches())})
+    assert len(fake.queries) == 1  # no transaction for the failed write
+    created = [f"{t.project}.{t.dataset_id}.{t.table_id}" for k, t in fake.calls if k == "create_table"]
+    assert [ref for k, ref in fake.calls if k == "delete_table"] == created  # both runs' staging dropped

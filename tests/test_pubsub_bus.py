@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from shared.bus.base import PUBLISHED_TYPE, TOPIC_RUN_COMPLETED, TOPIC_RUN_REQUESTS, cloud_event_parts, decode
+from shared.bus.base import (
+    PUBLISHED_TYPE,
+    TOPIC_RUN_COMPLETED,
+    TOPIC_RUN_REQUESTS,
+    cloud_event_parts,
+    decode,
+)
 from tests.emulators import pubsub_emulator, pubsub_emulator_server  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.emulator

@@ -58,8 +58,8 @@ class PubSubBus(Bus):
             if stop:
                 try:
                     stop()
-                except Exception:  # noqa: BLE001 - closing must not mask the real outcome
-                    pass
+                except Exception as e:  # noqa: BLE001 - closing must not mask the real outcome
+                    log.debug("stopping the Pub/Sub publisher failed: %s", e)
 
 
 @dataclass
@@ -73,7 +73,7 @@ class Topology:
 
 def _duration(seconds: float) -> duration_pb2.Duration:
     whole = int(seconds)
-    return duration_pb2.Duration(seconds=whole, nanos=int(round((seconds - whole) * 1e9)))
+    return duration_pb2.Duration(seconds=whole, nanos=round((seconds - whole) * 1e9))
 
 
 def ensure_topology(
