@@ -65,7 +65,16 @@ class Procedure:
 
 @lru_cache(maxsize=None)
 def all_procedures() -> dict[str, Procedure]:
-    return {p.stem: Procedure(p.stem, p.read_text()) for p in sorted(PROCEDURE_DIR.glob("sp_*.sql"))}
+    """`procedures/sp_x.sql`, or a folder `procedures/sp_x/` whose *.sql files are the statements in
+    name order (one file per source, so each cloud's conversion stays in its own file)."""
+    out = {}
+    for path in sorted(PROCEDURE_DIR.glob("sp_*")):
+        if path.is_dir():
+            source = ";\n".join(f.read_text().rstrip().rstrip(";") for f in sorted(path.glob("*.sql")))
+            out[path.name] = Procedure(path.name, source)
+        elif path.suffix == ".sql":
+            out[path.stem] = Procedure(path.stem, path.read_text())
+    return out
 
 
 def get(name: str) -> Procedure:

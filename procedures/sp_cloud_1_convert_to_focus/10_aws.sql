@@ -1,6 +1,4 @@
 -- AWS CUR line items (aws_billing_raw) -> FOCUS 1.3 rows, one per line item, for one slice.
--- (Other clouds add their own INSERT ... SELECT from their raw table here; each one only reads its own
--- pipeline's rows, so the statements for absent providers insert nothing.)
 --
 -- Cost semantics (nothing is counted twice in either total):
 -- * BilledCost = line_item_unblended_cost on EVERY row, including SavingsPlanNegation and the negative
@@ -29,11 +27,6 @@
 -- * ServiceCategory/Subcategory from organizations.service_category_map by LOWER(product code), falling
 --   back to Other / Other (Other). Providers are Amazon Web Services; for AWS Marketplace rows the
 --   ServiceProviderName/PublisherName is the seller (line_item_legal_entity).
-DELETE FROM `{org_dataset}.cost_data_standard_1_3`
-WHERE x_org_slug = @org_slug AND x_pipeline_id = @pipeline_id AND x_credential_id = @credential_id
-  AND ChargePeriodStart >= TIMESTAMP(@start_date)
-  AND ChargePeriodStart < TIMESTAMP(DATE_ADD(@end_date, INTERVAL 1 DAY));
-
 INSERT INTO `{org_dataset}.cost_data_standard_1_3` (
   AvailabilityZone, BilledCost, BillingAccountId, BillingAccountName, BillingAccountType, BillingCurrency,
   BillingPeriodEnd, BillingPeriodStart, ChargeCategory, ChargeClass, ChargeDescription, ChargeFrequency,
