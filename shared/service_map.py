@@ -1,7 +1,7 @@
-"""Provider service -> FOCUS 1.3 ServiceCategory / ServiceSubcategory: data/service_category_map.csv ->
-organizations.service_category_map.
+"""Provider service -> FOCUS 1.3 ServiceCategory / ServiceSubcategory: data/service_category_map/*.csv
+(one file per provider) -> organizations.service_category_map.
 
-The CSV is derived from the FinOps Foundation focus_converters AWS mapping (MIT; see
+The AWS file is derived from the FinOps Foundation focus_converters AWS mapping (MIT; see
 data/NOTICE-focus_converters.md), keyed by lower-case service key (AWS: line_item_product_code). Converters
 join on LOWER(code) = service_key and fall back to 'Other' / 'Other (Other)' when a service is not listed.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from shared.warehouse.base import Warehouse
 
-MAP_PATH = Path(__file__).resolve().parent.parent / "data" / "service_category_map.csv"
+MAP_DIR = Path(__file__).resolve().parent.parent / "data" / "service_category_map"
 TABLE = "service_category_map"
 COLUMNS = ("provider", "service_key", "service_category", "service_subcategory")
 
@@ -21,8 +21,11 @@ class ServiceMapError(ValueError):
     pass
 
 
-def load(path: Path = MAP_PATH) -> list[dict]:
-    """Read and validate the mapping: every pair must be a FOCUS 1.3 category/subcategory, keys unique."""
+def load(path: Path = MAP_DIR) -> list[dict]:
+    """Read and validate the mapping (a CSV, or a folder of them): every pair must be a FOCUS 1.3
+    category/subcategory, keys unique."""
+    if path.is_dir():
+        return [row for f in sorted(path.glob("*.csv")) for row in load(f)]
     from shared.focus import SERVICE_SUBCATEGORIES
 
     rows, seen = [], set()
@@ -49,7 +52,7 @@ def load(path: Path = MAP_PATH) -> list[dict]:
     return rows
 
 
-def sync(wh: Warehouse, path: Path = MAP_PATH) -> int:
+def sync(wh: Warehouse, path: Path = MAP_DIR) -> int:
     """Replace the providers' rows in organizations.service_category_map with the file's. Returns rows written.
 
     The table is ensured first, so this also works on an instance bootstrapped before the table existed.
