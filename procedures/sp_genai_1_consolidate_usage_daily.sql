@@ -17,12 +17,13 @@ WITH token_rows AS (
            WHEN 'input' THEN u.input_tokens
            WHEN 'cached_input' THEN u.cached_input_tokens
            WHEN 'cache_write' THEN u.cache_write_tokens
+           WHEN 'cache_write_1h' THEN COALESCE(u.cache_write_1h_tokens, 0)
            ELSE u.output_tokens
          END AS tokens
   FROM `{org_dataset}.genai_usage_daily` AS u
   CROSS JOIN (
     SELECT 'input' AS token_class UNION ALL SELECT 'cached_input'
-    UNION ALL SELECT 'cache_write' UNION ALL SELECT 'output'
+    UNION ALL SELECT 'cache_write' UNION ALL SELECT 'cache_write_1h' UNION ALL SELECT 'output'
   ) AS c
   WHERE u.x_org_slug = @org_slug AND u.x_pipeline_id = @pipeline_id AND u.x_credential_id = @credential_id
     AND u.usage_date BETWEEN @start_date AND @end_date
@@ -32,7 +33,8 @@ candidates AS (
          CASE t.token_class
            WHEN 'input' THEN IF(t.is_batch, p.batch_input_per_1m, p.input_per_1m)
            WHEN 'cached_input' THEN IF(t.is_batch, p.batch_cached_input_per_1m, p.cached_input_per_1m)
-           WHEN 'cache_write' THEN p.cache_write_per_1m
+           WHEN 'cache_write' THEN IF(t.is_batch, p.batch_cache_write_per_1m, p.cache_write_per_1m)
+           WHEN 'cache_write_1h' THEN IF(t.is_batch, p.batch_cache_write_1h_per_1m, p.cache_write_1h_per_1m)
            ELSE IF(t.is_batch, p.batch_output_per_1m, p.output_per_1m)
          END AS unit_price,
          ROW_NUMBER() OVER (

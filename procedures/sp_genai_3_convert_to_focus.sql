@@ -1,7 +1,16 @@
--- Writes FOCUS 1.3 rows for one slice of genai_costs_daily: one row per day, model, project and
--- token class (one SkuMeter per token class). Prices are per 1M tokens, so PricingQuantity is in
--- millions of tokens and ListUnitPrice x PricingQuantity = ListCost exactly. Unpriced usage is left
--- out here; it is reported on the run instead of being written as a zero cost.
+-- Writes FOCUS 1.3 rows for one slice of GenAI usage: one Usage row per day, model, project, tier and
+-- token class (one SkuMeter per token class), plus Adjustment rows that make the day's BilledCost equal
+-- what the provider billed.
+--
+-- * Prices are per 1M tokens, so PricingQuantity is in millions of tokens and
+--   ListUnitPrice x PricingQuantity = ListCost exactly (ContractedCost likewise, at list price).
+-- * BilledCost / EffectiveCost: the provider-billed amount of the matching cost line (same day, project,
+--   model, token class and batch flag) when exactly one usage row matches it (x_cost_source 'billed');
+--   otherwise the cost computed from list prices (x_cost_source 'computed').
+-- * A billed line no single usage row took (several tiers share it, a non-token charge such as web
+--   search, or no usage reported) becomes an Adjustment row for what it adds beyond the computed cost
+--   of its rows, so SUM(BilledCost) per day equals the provider's bill where the provider reports one.
+-- * Unpriced usage is left out here; it is reported on the run instead of being written as a zero cost.
 DELETE FROM `{org_dataset}.cost_data_standard_1_3`
 WHERE x_org_slug = @org_slug AND x_pipeline_id = @pipeline_id AND x_credential_id = @credential_id
   AND ChargePeriodStart >= TIMESTAMP(@start_date)
@@ -17,42 +26,109 @@ INSERT INTO `{org_dataset}.cost_data_standard_1_3` (
   ServiceSubcategory, SkuId, SkuMeter, SkuPriceId, SubAccountId, SubAccountName, SubAccountType,
   x_org_slug, x_pipeline_id, x_credential_id, x_pipeline_run_date, x_run_id, x_ingested_at, x_ingestion_date,
   x_cost_source)
-WITH priced AS (
+WITH billed AS (
+  SELECT usage_date, project_id, model, token_class, is_batch, SUM(amount) AS amount
+  FROM `{org_dataset}.genai_provider_costs_daily`
+  WHERE x_org_slug = @org_slug AND x_pipeline_id = @pipeline_id AND x_credential_id = @credential_id
+    AND usage_date BETWEEN @start_date AND @end_date AND token_class IS NOT NULL AND model IS NOT NULL
+  GROUP BY usage_date, project_id, model, token_class, is_batch
+),
+usage_rows AS (
   SELECT c.*,
-         CASE c.provider
-           WHEN 'openai' THEN 'OpenAI'
-           WHEN 'anthropic' THEN 'Anthropic'
-           WHEN 'gemini' THEN 'Google'
-           WHEN 'vertex' THEN 'Google'
-           WHEN 'deepseek' THEN 'DeepSeek'
-           WHEN 'azure_openai' THEN 'OpenAI'
-           WHEN 'bedrock' THEN 'Amazon Web Services'
-           ELSE c.provider
-         END AS vendor,
-         CASE c.token_class
-           WHEN 'input' THEN 'Input Tokens'
-           WHEN 'cached_input' THEN 'Cached Input Tokens'
-           WHEN 'cache_write' THEN 'Cache Write Tokens'
-           ELSE 'Output Tokens'
-         END AS meter,
-         CAST(CAST(c.tokens AS NUMERIC) * NUMERIC '0.000001' AS NUMERIC) AS quantity_1m
+         COUNT(*) OVER (PARTITION BY c.usage_date, c.project_id, c.model, c.token_class, c.is_batch) AS siblings
   FROM `{org_dataset}.genai_costs_daily` AS c
   WHERE c.x_org_slug = @org_slug AND c.x_pipeline_id = @pipeline_id AND c.x_credential_id = @credential_id
     AND c.usage_date BETWEEN @start_date AND @end_date
     AND c.price_status = 'priced'
+),
+charged AS (
+  SELECT u.*, IF(u.siblings = 1 AND b.amount IS NOT NULL, b.amount, u.cost) AS billed_cost,
+         IF(u.siblings = 1 AND b.amount IS NOT NULL, 'billed', 'computed') AS cost_source
+  FROM usage_rows AS u
+  LEFT JOIN billed AS b
+    ON b.usage_date = u.usage_date AND b.model = u.model AND b.token_class = u.token_class
+   AND b.is_batch = u.is_batch AND IFNULL(b.project_id, '') = IFNULL(u.project_id, '')
+),
+-- What each provider cost line adds beyond the usage rows that did not take it as their BilledCost.
+leftover AS (
+  SELECT l.usage_date, l.provider, l.model, l.project_id, l.line_item, l.currency,
+         l.amount - COALESCE((
+           SELECT SUM(u.cost) FROM usage_rows AS u
+           WHERE u.siblings > 1 AND u.usage_date = l.usage_date AND u.model = l.model
+             AND u.token_class = l.token_class AND u.is_batch = l.is_batch
+             AND IFNULL(u.project_id, '') = IFNULL(l.project_id, '')), NUMERIC '0') AS amount
+  FROM `{org_dataset}.genai_provider_costs_daily` AS l
+  WHERE l.x_org_slug = @org_slug AND l.x_pipeline_id = @pipeline_id AND l.x_credential_id = @credential_id
+    AND l.usage_date BETWEEN @start_date AND @end_date
+    AND NOT EXISTS (
+      SELECT 1 FROM usage_rows AS u
+      WHERE u.siblings = 1 AND u.usage_date = l.usage_date AND u.model = l.model
+        AND u.token_class = l.token_class AND u.is_batch = l.is_batch
+        AND IFNULL(u.project_id, '') = IFNULL(l.project_id, ''))
+),
+-- issuer: who invoices (also ProviderName, so direct billing is never mistaken for a marketplace
+-- charge); host: the cloud that runs the model; vendor: the model vendor when the model id names none.
+hosts AS (
+  SELECT 'openai' AS provider, 'OpenAI API' AS service, 'OpenAI' AS issuer, 'OpenAI' AS host, 'OpenAI' AS vendor UNION ALL
+  SELECT 'anthropic', 'Claude API', 'Anthropic', 'Anthropic', 'Anthropic' UNION ALL
+  SELECT 'gemini', 'Gemini API', 'Google Cloud', 'Google Cloud', 'Google' UNION ALL
+  SELECT 'vertex', 'Vertex AI', 'Google Cloud', 'Google Cloud', 'Google' UNION ALL
+  SELECT 'deepseek', 'DeepSeek API', 'DeepSeek', 'DeepSeek', 'DeepSeek' UNION ALL
+  SELECT 'azure_openai', 'Azure OpenAI', 'Microsoft', 'Microsoft', 'OpenAI' UNION ALL
+  SELECT 'bedrock', 'Amazon Bedrock', 'Amazon Web Services', 'Amazon Web Services', 'Amazon Web Services'
+),
+rows_out AS (
+  SELECT c.usage_date, c.provider, c.model, c.project_id, c.currency, 'Usage' AS category,
+         CONCAT(c.model, ' ', LOWER(m.meter)) AS description,
+         c.billed_cost, c.cost AS list_cost, c.unit_price_per_1m AS unit_price,
+         CAST(CAST(c.tokens AS NUMERIC) * NUMERIC '0.000001' AS NUMERIC) AS quantity_1m,
+         CAST(c.tokens AS NUMERIC) AS tokens,
+         CONCAT(c.priced_as, ':', c.token_class, IF(c.is_batch, ':batch', '')) AS sku,
+         m.meter, CONCAT(c.priced_as, ':', c.token_class, IF(c.is_batch, ':batch', ''), ':',
+                         COALESCE(c.service_tier, 'default')) AS sku_price,
+         c.cost_source, c.x_credential_id
+  FROM charged AS c
+  JOIN (
+    SELECT 'input' AS token_class, 'Input Tokens' AS meter UNION ALL
+    SELECT 'cached_input', 'Cached Input Tokens' UNION ALL
+    SELECT 'cache_write', 'Cache Write Tokens' UNION ALL
+    SELECT 'cache_write_1h', 'Cache Write 1h Tokens' UNION ALL
+    SELECT 'output', 'Output Tokens'
+  ) AS m ON m.token_class = c.token_class
+  UNION ALL
+  SELECT l.usage_date, l.provider, l.model, l.project_id, l.currency, 'Adjustment',
+         CONCAT('provider-billed amount beyond usage priced here: ', COALESCE(l.line_item, 'unlabelled line')),
+         l.amount, l.amount, NULL, NULL, NULL, NULL, NULL, NULL, 'billed', @credential_id
+  FROM leftover AS l
+  WHERE l.amount != NUMERIC '0'
 )
-SELECT cost, x_credential_id, CONCAT(vendor, ' account ', x_credential_id), 'Organization', currency,
-       TIMESTAMP(DATE_ADD(DATE_TRUNC(usage_date, MONTH), INTERVAL 1 MONTH)),
-       TIMESTAMP(DATE_TRUNC(usage_date, MONTH)), 'Usage', NULL, CONCAT(model, ' ', LOWER(meter)), 'Usage-Based',
-       TIMESTAMP(DATE_ADD(usage_date, INTERVAL 1 DAY)), TIMESTAMP(usage_date),
-       CAST(tokens AS NUMERIC), 'Tokens', cost, unit_price_per_1m,
-       cost, vendor, vendor, cost, unit_price_per_1m, 'Standard',
-       currency, unit_price_per_1m, cost, unit_price_per_1m,
-       quantity_1m, '1000000 Tokens', vendor, vendor, 'AI and Machine Learning', CONCAT(vendor, ' API'), vendor,
-       'Generative AI',
-       CONCAT(priced_as, ':', token_class, IF(is_batch, ':batch', '')), meter,
-       CONCAT(priced_as, ':', token_class, IF(is_batch, ':batch', ''), ':', COALESCE(service_tier, 'default')),
-       project_id, project_id, IF(project_id IS NULL, NULL, 'Project'),
-       @org_slug, @pipeline_id, @credential_id, usage_date, @run_id, CURRENT_TIMESTAMP(), CURRENT_DATE(),
-       'computed'
-FROM priced;
+SELECT r.billed_cost, r.x_credential_id, CONCAT(h.issuer, ' account ', r.x_credential_id), 'Organization', r.currency,
+       TIMESTAMP(DATE_ADD(DATE_TRUNC(r.usage_date, MONTH), INTERVAL 1 MONTH)),
+       TIMESTAMP(DATE_TRUNC(r.usage_date, MONTH)), r.category, NULL, r.description,
+       IF(r.category = 'Usage', 'Usage-Based', 'One-Time'),
+       TIMESTAMP(DATE_ADD(r.usage_date, INTERVAL 1 DAY)), TIMESTAMP(r.usage_date),
+       r.tokens, IF(r.tokens IS NULL, NULL, 'Tokens'), r.list_cost, r.unit_price,
+       r.billed_cost, h.host, h.issuer, r.list_cost, r.unit_price, IF(r.category = 'Usage', 'Standard', NULL),
+       r.currency, r.unit_price, r.billed_cost, r.unit_price,
+       r.quantity_1m, IF(r.quantity_1m IS NULL, NULL, '1000000 Tokens'), h.issuer, r.vendor,
+       'AI and Machine Learning', h.service, r.vendor, 'Generative AI',
+       r.sku, r.meter, r.sku_price,
+       r.project_id, r.project_id, IF(r.project_id IS NULL, NULL, 'Project'),
+       @org_slug, @pipeline_id, @credential_id, r.usage_date, @run_id, CURRENT_TIMESTAMP(), CURRENT_DATE(),
+       r.cost_source
+FROM (
+  SELECT o.*,
+         CASE  -- the model vendor (FOCUS ServiceProviderName), from the model id where it names one
+           WHEN LOWER(o.model) LIKE '%claude%' THEN 'Anthropic'
+           WHEN LOWER(o.model) LIKE '%llama%' THEN 'Meta'
+           WHEN LOWER(o.model) LIKE '%mistral%' OR LOWER(o.model) LIKE '%mixtral%' THEN 'Mistral AI'
+           WHEN LOWER(o.model) LIKE '%cohere%' THEN 'Cohere'
+           WHEN LOWER(o.model) LIKE '%deepseek%' THEN 'DeepSeek'
+           WHEN LOWER(o.model) LIKE '%gemini%' OR LOWER(o.model) LIKE '%gemma%' THEN 'Google'
+           WHEN LOWER(o.model) LIKE '%titan%' OR LOWER(o.model) LIKE '%nova%' THEN 'Amazon Web Services'
+           WHEN LOWER(o.model) LIKE 'gpt%' OR LOWER(o.model) LIKE '%openai%' THEN 'OpenAI'
+           ELSE d.vendor
+         END AS vendor
+  FROM rows_out AS o JOIN hosts AS d ON d.provider = o.provider
+) AS r
+JOIN hosts AS h ON h.provider = r.provider;

@@ -16,8 +16,9 @@ from shared.warehouse.base import Slice, Warehouse
 PRICING_PATH = Path(__file__).resolve().parent.parent / "genai_pricing.yml"
 RATE_FIELDS = {
     "input": "input_per_1m", "cached_input": "cached_input_per_1m", "cache_write": "cache_write_per_1m",
-    "output": "output_per_1m", "batch_input": "batch_input_per_1m",
-    "batch_cached_input": "batch_cached_input_per_1m", "batch_output": "batch_output_per_1m",
+    "cache_write_1h": "cache_write_1h_per_1m", "output": "output_per_1m", "batch_input": "batch_input_per_1m",
+    "batch_cached_input": "batch_cached_input_per_1m", "batch_cache_write": "batch_cache_write_per_1m",
+    "batch_cache_write_1h": "batch_cache_write_1h_per_1m", "batch_output": "batch_output_per_1m",
 }
 _KNOWN_KEYS = set(RATE_FIELDS) | {"effective_from", "effective_to", "source"}
 

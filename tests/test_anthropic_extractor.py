@@ -89,8 +89,8 @@ def test_token_mapping_and_totals_equal_generated_data(stub, usage):
     assert want["ephemeral_5m_input_tokens"] > 0 and want["ephemeral_1h_input_tokens"] > 0
     assert sum(r["input_tokens"] for r in rows) == want["uncached_input_tokens"]
     assert sum(r["cached_input_tokens"] for r in rows) == want["cache_read_input_tokens"]
-    assert sum(r["cache_write_tokens"] for r in rows) == (
-        want["ephemeral_5m_input_tokens"] + want["ephemeral_1h_input_tokens"])
+    assert sum(r["cache_write_tokens"] for r in rows) == want["ephemeral_5m_input_tokens"]
+    assert sum(r["cache_write_1h_tokens"] for r in rows) == want["ephemeral_1h_input_tokens"]
     assert sum(r["output_tokens"] for r in rows) == want["output_tokens"]
     assert all(r["request_count"] is None and r["reasoning_tokens"] is None for r in rows)
     assert {r["provider"] for r in rows} == {"anthropic"}
@@ -106,7 +106,8 @@ def test_token_mapping_and_totals_equal_generated_data(stub, usage):
                == (rec["date"], rec["model"], rec["workspace_id"], rec["service_tier"]))
     assert row["input_tokens"] == rec["uncached_input_tokens"]
     assert row["cached_input_tokens"] == rec["cache_read_input_tokens"]
-    assert row["cache_write_tokens"] == rec["ephemeral_5m_input_tokens"] + rec["ephemeral_1h_input_tokens"]
+    assert row["cache_write_tokens"] == rec["ephemeral_5m_input_tokens"]
+    assert row["cache_write_1h_tokens"] == rec["ephemeral_1h_input_tokens"]
 
 
 def test_batch_flag_comes_from_service_tier(stub, usage):
@@ -136,9 +137,10 @@ def test_usage_token_rule_unit():
          "cache_creation": {"ephemeral_5m_input_tokens": 30000, "ephemeral_1h_input_tokens": 700},
          "output_tokens": 21000, "server_tool_use": {"web_search_requests": 12}}
     assert anthropic_job.usage_tokens(r) == {"input_tokens": 52000, "cached_input_tokens": 410000,
-                                             "cache_write_tokens": 30700, "output_tokens": 21000}
-    assert anthropic_job.usage_tokens({}) == {"input_tokens": 0, "cached_input_tokens": 0,
-                                              "cache_write_tokens": 0, "output_tokens": 0}
+                                             "cache_write_tokens": 30000, "cache_write_1h_tokens": 700,
+                                             "output_tokens": 21000}
+    assert anthropic_job.usage_tokens({}) == {"input_tokens": 0, "cached_input_tokens": 0, "cache_write_tokens": 0,
+                                              "cache_write_1h_tokens": 0, "output_tokens": 0}
 
 
 def test_batches_use_the_tables_arrow_schemas(stub):

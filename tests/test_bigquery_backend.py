@@ -267,7 +267,8 @@ def _lineage(day):
 def _usage_batches(days=(START, END)):
     rows = [{"usage_date": d, "provider": "openai", "model": "gpt-4o", "model_family": "gpt-4o", "project_id": "p1",
              "service_tier": None, "is_batch": False, "input_tokens": 100 + i, "cached_input_tokens": 0,
-             "cache_write_tokens": 0, "output_tokens": 50, "reasoning_tokens": None, "request_count": 3,
+             "cache_write_tokens": 0, "cache_write_1h_tokens": None, "output_tokens": 50, "reasoning_tokens": None,
+             "request_count": 3,
              **_lineage(d)} for i, d in enumerate(days)]
     schema = schemas.get("genai_usage_daily").arrow_schema()
     # two batches, to check they are streamed into one file
@@ -276,7 +277,7 @@ def _usage_batches(days=(START, END)):
 
 def _cost_batches():
     rows = [{"usage_date": START, "provider": "openai", "project_id": None, "line_item": "tokens", "model": "gpt-4o",
-             "amount": Decimal("1234567.123456789"), "currency": "USD", **_lineage(START)}]
+             "token_class": None, "is_batch": None, "amount": Decimal("1234567.123456789"), "currency": "USD", **_lineage(START)}]
     return [pa.RecordBatch.from_pylist(rows, schema=schemas.get("genai_provider_costs_daily").arrow_schema())], rows
 
 

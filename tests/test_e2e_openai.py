@@ -55,7 +55,14 @@ def test_request_to_focus_rows_and_idempotent_rerun(stack):
     assert run["rows_ingested"] > 0 and run["rows_converted"] > 0 and run["error"] is None
     first = snapshot(wh)
     assert first["focus"]["n"] == run["rows_converted"]
-    assert first["focus"]["s"] == first["costs"]["s"] and isinstance(first["focus"]["s"], Decimal)
+    # BilledCost is what OpenAI billed wherever a cost line matches; usage the bill has no line for
+    # (a line that rounded to $0.00) keeps its list-price cost and says so
+    by_source = {r["x_cost_source"]: r for r in wh.query(
+        "SELECT x_cost_source, COUNT(*) AS n, SUM(BilledCost) AS s FROM `acme_prod.cost_data_standard_1_3` "
+        "GROUP BY x_cost_source")}
+    assert by_source["billed"]["s"] == first["billed"]["s"] and isinstance(first["focus"]["s"], Decimal)
+    assert by_source["billed"]["n"] > 0.9 * first["focus"]["n"]
+    assert set(by_source) <= {"billed", "computed"}
     lineage = wh.query("SELECT COUNT(*) AS n FROM `acme_prod.genai_usage_daily` WHERE x_org_slug = 'acme' "
                        "AND x_pipeline_id = 'genai/payg/openai' AND x_credential_id = @c AND x_run_id = @r "
                        "AND x_pipeline_run_date = usage_date AND x_ingestion_date IS NOT NULL", {"c": stack["cred"], "r": run["run_id"]})

@@ -18,7 +18,8 @@ CRED = "cred_test"
 def usage(day, model, family, inp, cached, write, out, batch=False, project="proj_a"):
     return {"usage_date": day, "provider": "openai", "model": model, "model_family": family, "project_id": project,
             "service_tier": None, "is_batch": batch, "input_tokens": inp, "cached_input_tokens": cached,
-            "cache_write_tokens": write, "output_tokens": out, "reasoning_tokens": None, "request_count": 10}
+            "cache_write_tokens": write, "cache_write_1h_tokens": None, "output_tokens": out,
+            "reasoning_tokens": None, "request_count": 10}
 
 
 def land(wh, org, rows, start, end, run_id="run_a"):
@@ -130,3 +131,56 @@ def test_rows_outside_the_slice_are_refused_and_nothing_changes(rt, acme):
         land(rt.warehouse, acme, [usage(d, "gpt-4o", "gpt-4o", 2, 0, 0, 2),
                                   usage(d + dt.timedelta(days=5), "gpt-4o", "gpt-4o", 3, 0, 0, 3)], d, d)
     assert rt.warehouse.query("SELECT input_tokens FROM `acme_prod.genai_usage_daily`") == [{"input_tokens": 1}]
+
+
+def land_billed(wh, org, rows, start, end):
+    table = pa.Table.from_pylist(rows, schema=schemas.get("genai_provider_costs_daily").arrow_schema(include_lineage=False))
+    lin = Lineage(org, PIPELINE, CRED, "run_a", dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+    owner = {"x_org_slug": org, "x_pipeline_id": PIPELINE, "x_credential_id": CRED}
+    batches = [lin.stamp(b, "usage_date") for b in table.to_batches()]
+    wh.replace_slices(org_dataset(org), {"genai_provider_costs_daily": (Slice(owner, "usage_date", start, end), batches)})
+
+
+def billed(day, model, token_class, amount, line_item, project="proj_a", is_batch=False):
+    return {"usage_date": day, "provider": "openai", "project_id": project, "line_item": line_item, "model": model,
+            "token_class": token_class, "is_batch": is_batch if token_class else None,
+            "amount": Decimal(amount), "currency": "USD"}
+
+
+def test_billed_cost_wins_and_the_bill_is_matched_exactly(rt, acme):
+    d = dt.date(2025, 9, 1)
+    tiered = [dict(usage(d, "gpt-4o", "gpt-4o", 1_000_000, 0, 0, 0), service_tier=t) for t in ("default", "flex")]
+    land(rt.warehouse, acme, [usage(d, "gpt-4o-mini", "gpt-4o-mini", 1_000_000, 0, 0, 1_000_000)] + tiered, d, d)
+    land_billed(rt.warehouse, acme, [
+        billed(d, "gpt-4o-mini", "input", "0.14", "gpt-4o-mini, input"),      # list 0.15: a discount
+        billed(d, "gpt-4o-mini", "output", "0.60", "gpt-4o-mini, output"),
+        billed(d, "gpt-4o", "input", "4.00", "gpt-4o, input"),                # two tiers share one line
+        billed(d, None, None, "0.25", "web search calls"),                    # not a token charge
+    ], d, d)
+    convert(rt.warehouse, acme, d, d)
+    rows = rt.warehouse.query("SELECT ChargeCategory, x_cost_source, SkuMeter, BilledCost, ListCost, "
+                              "ServiceProviderName, InvoiceIssuerName FROM `acme_prod.cost_data_standard_1_3` "
+                              "ORDER BY ChargeCategory, BilledCost")
+    total = sum(r["BilledCost"] for r in rows)
+    assert total == Decimal("0.14") + Decimal("0.60") + Decimal("4.00") + Decimal("0.25")
+    mini_in = [r for r in rows if r["BilledCost"] == Decimal("0.14")][0]
+    assert mini_in["x_cost_source"] == "billed" and mini_in["ListCost"] == Decimal("0.15")
+    tier_rows = [r for r in rows if r["ChargeCategory"] == "Usage" and r["ListCost"] == Decimal("2.5")]
+    assert len(tier_rows) == 2 and {r["x_cost_source"] for r in tier_rows} == {"computed"}
+    adjustments = sorted(r["BilledCost"] for r in rows if r["ChargeCategory"] == "Adjustment")
+    assert adjustments == [Decimal("-1.00"), Decimal("0.25")]  # 4.00 billed vs 2 x 2.50 computed; web search
+    assert {r["InvoiceIssuerName"] for r in rows} == {"OpenAI"}
+
+
+def test_one_hour_cache_writes_are_priced_apart_and_vendor_follows_the_model(rt, acme):
+    d = dt.date(2025, 10, 20)
+    row = usage(d, "claude-sonnet-4-5-20250929", "claude-sonnet-4-5", 0, 0, 1_000_000, 0)
+    row.update(provider="anthropic", cache_write_1h_tokens=1_000_000)
+    land(rt.warehouse, acme, [row], d, d)
+    convert(rt.warehouse, acme, d, d)
+    c = {r["token_class"]: r["cost"] for r in rt.warehouse.query(
+        "SELECT token_class, cost FROM `acme_prod.genai_costs_daily`")}
+    assert c == {"cache_write": Decimal("3.750000000"), "cache_write_1h": Decimal("6.000000000")}
+    names = rt.warehouse.query("SELECT DISTINCT ServiceProviderName, HostProviderName, ServiceName "
+                               "FROM `acme_prod.cost_data_standard_1_3`")
+    assert names == [{"ServiceProviderName": "Anthropic", "HostProviderName": "Anthropic", "ServiceName": "Claude API"}]

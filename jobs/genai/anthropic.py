@@ -53,18 +53,13 @@ def _bucket_date(bucket: dict) -> dt.date:
 
 
 def usage_tokens(result: dict) -> dict[str, int]:
-    """Token classes of one usage_report result.
-
-    cache_write_tokens is the sum of 5-minute and 1-hour cache writes. They are priced differently
-    (5m writes at 1.25x input, 1h writes at 2x input), but genai_usage_daily has a single
-    cache_write_tokens column, so list-price estimates treat 1h writes at the 5m rate until the
-    schema carries them separately (the provider-billed cost in genai_provider_costs_daily is exact).
-    """
+    """Token classes of one usage_report result. 5-minute and 1-hour cache writes are priced apart
+    (1.25x and 2x input), so they land in separate columns."""
     creation = result.get("cache_creation") or {}
     return {"input_tokens": int_or_zero(result.get("uncached_input_tokens")),
             "cached_input_tokens": int_or_zero(result.get("cache_read_input_tokens")),
-            "cache_write_tokens": (int_or_zero(creation.get("ephemeral_5m_input_tokens"))
-                                   + int_or_zero(creation.get("ephemeral_1h_input_tokens"))),
+            "cache_write_tokens": int_or_zero(creation.get("ephemeral_5m_input_tokens")),
+            "cache_write_1h_tokens": int_or_zero(creation.get("ephemeral_1h_input_tokens")),
             "output_tokens": int_or_zero(result.get("output_tokens"))}
 
 
@@ -88,7 +83,8 @@ def _usage_rows(ctx: ExtractContext, buckets) -> list[dict]:
                 row = agg[key] = {
                     "usage_date": day, "provider": PROVIDER, "model": model, "model_family": model_family(model),
                     "project_id": key[2], "service_tier": tier, "is_batch": tier == "batch",
-                    "input_tokens": 0, "cached_input_tokens": 0, "cache_write_tokens": 0, "output_tokens": 0,
+                    "input_tokens": 0, "cached_input_tokens": 0, "cache_write_tokens": 0, "cache_write_1h_tokens": 0,
+                    "output_tokens": 0,
                     "reasoning_tokens": None,  # thinking tokens are reported inside output_tokens
                     "request_count": None,  # not reported by the usage report
                 }
@@ -99,6 +95,16 @@ def _usage_rows(ctx: ExtractContext, buckets) -> list[dict]:
         ctx.warn(f"Anthropic usage has Priority Tier traffic on {len(priority_days)} day(s); Anthropic's "
                  "cost report does not include Priority Tier charges, so only the list-price estimate covers them")
     return [agg[k] for k in sorted(agg, key=lambda k: (k[0], k[1], str(k[2]), str(k[3])))]
+
+
+# cost_report token_type -> our token class (genai_costs_daily / the FOCUS SkuMeter)
+TOKEN_CLASSES = {
+    "uncached_input_tokens": "input",
+    "cache_read_input_tokens": "cached_input",
+    "cache_creation.ephemeral_5m_input_tokens": "cache_write",
+    "cache_creation.ephemeral_1h_input_tokens": "cache_write_1h",
+    "output_tokens": "output",
+}
 
 
 def cents_to_dollars(value: Any) -> Decimal:
@@ -122,18 +128,19 @@ def _cost_rows(ctx: ExtractContext, buckets) -> list[dict]:
                 continue
             dollars = cents_to_dollars(r["amount"])
             currency = str(r.get("currency") or "USD").upper()
-            # token_type, cost_type and service_tier are also in the result; genai_provider_costs_daily
-            # has no columns for them yet, and the description already names them.
-            key = (day, r.get("workspace_id"), r.get("description"), r.get("model"), currency)
+            token_class = TOKEN_CLASSES.get(r.get("token_type")) if r.get("cost_type") in (None, "tokens") else None
+            is_batch = (r.get("service_tier") == "batch") if token_class else None
+            key = (day, r.get("workspace_id"), r.get("description"), r.get("model"), currency, token_class, is_batch)
             row = agg.get(key)
             if row is None:
                 row = agg[key] = {"usage_date": day, "provider": PROVIDER, "project_id": key[1],
-                                  "line_item": key[2], "model": key[3], "amount": Decimal(0), "currency": currency}
+                                  "line_item": key[2], "model": key[3], "token_class": token_class,
+                                  "is_batch": is_batch, "amount": Decimal(0), "currency": currency}
             row["amount"] += dollars
     window.warn("Anthropic", "cost report")
     if no_amount:
         ctx.warn(f"{no_amount} Anthropic cost result(s) had no amount and were skipped")
-    rows = [agg[k] for k in sorted(agg, key=lambda k: (k[0], str(k[1]), str(k[2]), str(k[3]), k[4]))]
+    rows = [agg[k] for k in sorted(agg, key=lambda k: tuple(str(x) for x in k))]
     inexact = 0
     for row in rows:
         exact = row["amount"]

@@ -55,6 +55,21 @@ def model_from_line_item(line_item: str | None) -> str | None:
     return head if _MODEL_ID.match(head) else None
 
 
+_LINE_KINDS = {"input": "input", "cached input": "cached_input", "output": "output", "cache write input": "cache_write",
+               "cache write": "cache_write", "cached write": "cache_write"}
+
+
+def token_class_of_line_item(line_item: str | None) -> tuple[str | None, bool | None]:
+    """`"gpt-4o, batch cached input"` -> ("cached_input", True); (None, None) for non-token lines."""
+    if not line_item or ", " not in line_item:
+        return None, None
+    kind = line_item.split(", ", 1)[1].strip().lower()
+    batch = kind.startswith("batch ")
+    kind = kind[len("batch "):] if batch else kind
+    token_class = _LINE_KINDS.get(kind)
+    return (token_class, batch) if token_class else (None, None)
+
+
 def usage_tokens(result: dict) -> dict[str, int]:
     """Token classes of one completions result under the old or new partition schema."""
     cached = int_or_zero(result.get("input_cached_tokens"))
@@ -129,8 +144,10 @@ def _cost_rows(ctx: ExtractContext, buckets) -> list[dict]:
             key = (day, r.get("project_id"), line_item, currency)
             row = agg.get(key)
             if row is None:
+                token_class, is_batch = token_class_of_line_item(line_item)
                 row = agg[key] = {"usage_date": day, "provider": PROVIDER, "project_id": key[1],
                                   "line_item": line_item, "model": model_from_line_item(line_item),
+                                  "token_class": token_class, "is_batch": is_batch,
                                   "amount": Decimal(0), "currency": currency}
             row["amount"] += value
     window.warn("OpenAI", "costs")
