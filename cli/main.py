@@ -322,6 +322,10 @@ def print_run(run: dict) -> None:
                   f"ingested={run['rows_ingested']} converted={run['rows_converted']}")
     for w in run["warnings"]:
         console.print(f"  [yellow]warning:[/] {w}")
+    for p in (run.get("quality") or {}).get("reconciliation", []):
+        mark = "[green]ok[/]" if p["ok"] else "[red]MISMATCH[/]"
+        console.print(f"  reconciliation {p['billing_period']} {p['currency']}: source {p['source_cost']} "
+                      f"FOCUS {p['billed_cost']} difference {p['difference']} {mark}")
     if run["error"]:
         console.print(f"  [red]error:[/] {run['error']}")
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 from shared import registry, runs
@@ -24,6 +25,40 @@ def _unpriced_warnings(wh, dataset: str, params: dict[str, Any]) -> list[str]:
         "have no price in effect and are not costed; add the model to genai_pricing.yml and re-run"
         for r in rows
     ]
+
+
+HALF_CENT = Decimal("0.005")
+
+
+def reconcile_cloud(wh, dataset: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per billing period and currency: what the source held vs the FOCUS BilledCost of the slice."""
+    rows = wh.query(
+        f"""WITH source AS (
+              SELECT billing_period, currency, SUM(source_cost) AS source_cost, SUM(source_rows) AS source_rows
+              FROM {table_ref(dataset, 'cloud_source_totals')}
+              WHERE x_org_slug = @org_slug AND x_pipeline_id = @pipeline_id AND x_credential_id = @credential_id
+                AND usage_date BETWEEN @start_date AND @end_date
+              GROUP BY billing_period, currency),
+            focus AS (
+              SELECT DATE(BillingPeriodStart) AS billing_period, BillingCurrency AS currency,
+                     SUM(BilledCost) AS billed_cost, COUNT(*) AS focus_rows
+              FROM {table_ref(dataset, 'cost_data_standard_1_3')}
+              WHERE x_org_slug = @org_slug AND x_pipeline_id = @pipeline_id AND x_credential_id = @credential_id
+                AND ChargePeriodStart >= TIMESTAMP(@start_date)
+                AND ChargePeriodStart < TIMESTAMP(DATE_ADD(@end_date, INTERVAL 1 DAY))
+              GROUP BY 1, 2)
+            SELECT COALESCE(s.billing_period, f.billing_period) AS billing_period,
+                   COALESCE(s.currency, f.currency) AS currency, s.source_cost, s.source_rows,
+                   f.billed_cost, f.focus_rows
+            FROM source AS s FULL OUTER JOIN focus AS f
+              ON f.billing_period = s.billing_period AND f.currency = s.currency
+            ORDER BY 1, 2""",
+        params,
+    )
+    for r in rows:
+        r["difference"] = (r["billed_cost"] or Decimal(0)) - (r["source_cost"] or Decimal(0))
+        r["ok"] = abs(r["difference"]) <= HALF_CENT
+    return rows
 
 
 def convert(event: dict[str, Any]) -> str:
@@ -59,6 +94,10 @@ def convert(event: dict[str, Any]) -> str:
         report = focus.check(wh, dataset, where, params)
         quality = {"focus_rows_checked": report.rows_checked, "focus_violations": report.violations,
                    "checked_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+        if pipeline.category == "cloud" and "cloud_source_totals" in pipeline.raw_tables:
+            periods = reconcile_cloud(wh, dataset, params)
+            quality["reconciliation"] = [
+                {k: (str(v) if isinstance(v, (Decimal, dt.date)) else v) for k, v in p.items()} for p in periods]
     except Exception as e:  # noqa: BLE001 - the run must end in a recorded state
         from jobs.runner import readable
 
@@ -67,6 +106,13 @@ def convert(event: dict[str, Any]) -> str:
         return "failed"
     if not report.ok:
         runs.finish(wh, run_id, "failed", error=f"FOCUS 1.3 quality gate failed: {report.summary()}",
+                    rows_converted=report.rows_checked, warnings=warnings, quality=quality)
+        return "failed"
+    off = [p for p in quality.get("reconciliation", []) if not p["ok"]]
+    if off:
+        detail = "; ".join(f"{p['billing_period']} {p['currency']}: source {p['source_cost']} vs FOCUS "
+                           f"{p['billed_cost']} (difference {p['difference']})" for p in off)
+        runs.finish(wh, run_id, "failed", error=f"reconciliation failed (tolerance half a cent): {detail}",
                     rows_converted=report.rows_checked, warnings=warnings, quality=quality)
         return "failed"
     runs.finish(wh, run_id, "succeeded", rows_converted=report.rows_checked, warnings=warnings, quality=quality)

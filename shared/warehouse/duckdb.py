@@ -29,6 +29,15 @@ def _bind(names: frozenset[str], params: Params | None) -> dict[str, Any]:
     return {k: params[k] for k in names}
 
 
+def _unregister(cur, name: str) -> None:
+    # In an aborted transaction DuckDB refuses even this; the caller rolls back and tries again, and
+    # the original error (the one worth reporting) is never masked.
+    try:
+        cur.unregister(name)
+    except duckdb.Error:
+        pass
+
+
 class DuckDBWarehouse(Warehouse):
     def __init__(self, path: str | Path | None = None):
         self.path = str(path) if path else ":memory:"
@@ -159,7 +168,7 @@ class DuckDBWarehouse(Warehouse):
                             params,
                         ).fetchone()[0]
                     finally:
-                        cur.unregister("_cloudact_incoming")
+                        _unregister(cur, "_cloudact_incoming")
                     if inserted != seen[0]:
                         raise WarehouseError(
                             f"{seen[0] - inserted} of {seen[0]} rows for {dataset}.{table} fall outside the run's "
@@ -169,6 +178,7 @@ class DuckDBWarehouse(Warehouse):
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
+                _unregister(cur, "_cloudact_incoming")
                 raise
         return written
 
