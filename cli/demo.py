@@ -26,7 +26,7 @@ AWS_SAMPLE_WINDOW = {"start_date": "2023-11-01", "end_date": "2023-11-30"}  # th
 def run_demo(console: Console) -> int:
     from cli.main import _table, print_run
     from cli.remote import post_and_wait
-    from cli.reports import genai_cost_by_model, provider_totals, verify_rows
+    from cli.reports import genai_reconciliation, provider_totals, verify_rows
     from cli.server import start_background
     from shared import runtime
     from shared.auth import create_key
@@ -90,8 +90,8 @@ def run_demo(console: Console) -> int:
         print_run(run)
     console.print(_table("verify: FOCUS rows per pipeline", verify_rows(rt.warehouse, DEMO_ORG)))
     console.print(_table("FOCUS totals by provider", provider_totals(rt.warehouse, DEMO_ORG)))
-    console.print(_table("GenAI cost by model (computed from list prices vs billed by the provider)",
-                         genai_cost_by_model(rt.warehouse, DEMO_ORG)))
+    console.print(_table("GenAI cost by model: computed from list prices vs billed by the provider",
+                         genai_reconciliation(rt.warehouse, DEMO_ORG)))
     console.print(f"demo finished in {time.monotonic() - started:.1f}s; warehouse: {rt.settings.warehouse_path}")
     console.print(f"explore it: CLOUDACT_HOME={home} cloudact runs {DEMO_ORG}   (or: verify {DEMO_ORG})")
     ok = all(r["status"] == "succeeded" for r in runs_done)

@@ -379,6 +379,16 @@ def verify(slug: str) -> None:
         err.print("no FOCUS rows yet: run a pipeline first (`cloudact run SLUG PIPELINE --wait`)")
 
 
+@cli.command()
+@click.argument("slug")
+@click.option("--by-day", is_flag=True, help="One line per provider, model and day.")
+def reconcile(slug: str, by_day: bool) -> None:
+    """GenAI cost computed from list prices vs what each provider billed, per provider and model."""
+    from cli.reports import genai_reconciliation
+
+    console.print(_table(f"{slug}: GenAI computed vs billed", genai_reconciliation(_rt().warehouse, slug, by_day)))
+
+
 @cli.command("export")
 @click.argument("slug")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Parquet file to write.")

@@ -18,24 +18,6 @@ def verify_rows(wh, slug: str) -> list[dict]:
     )
 
 
-def genai_cost_by_model(wh, slug: str) -> list[dict]:
-    """Computed cost per provider and model, beside what the provider billed where it reports cost."""
-    ds = org_dataset(slug)
-    return wh.query(
-        f"""WITH computed AS (
-              SELECT provider, model, SUM(tokens) AS tokens, SUM(cost) AS computed_cost,
-                     COUNTIF(price_status = 'unpriced') AS unpriced_rows
-              FROM {table_ref(ds, 'genai_costs_daily')} WHERE x_org_slug = @org GROUP BY provider, model),
-            billed AS (
-              SELECT provider, model, SUM(amount) AS billed_cost
-              FROM {table_ref(ds, 'genai_provider_costs_daily')} WHERE x_org_slug = @org GROUP BY provider, model)
-            SELECT c.provider, c.model, c.tokens, c.computed_cost, b.billed_cost, c.unpriced_rows
-            FROM computed AS c LEFT JOIN billed AS b ON b.provider = c.provider AND b.model = c.model
-            ORDER BY c.provider, c.computed_cost DESC""",
-        {"org": slug},
-    )
-
-
 def provider_totals(wh, slug: str) -> list[dict]:
     """FOCUS billed and effective cost per service provider and currency."""
     return wh.query(
@@ -44,5 +26,28 @@ def provider_totals(wh, slug: str) -> list[dict]:
             FROM {table_ref(org_dataset(slug), 'cost_data_standard_1_3')} WHERE x_org_slug = @org
             GROUP BY ServiceProviderName, ServiceCategory, BillingCurrency
             ORDER BY ServiceProviderName, BillingCurrency""",
+        {"org": slug},
+    )
+
+
+def genai_reconciliation(wh, slug: str, by_day: bool = False) -> list[dict]:
+    """Computed (list-price) vs provider-billed GenAI cost per provider and model (and day), with the
+    difference. Billed is empty where the provider reports no cost."""
+    ds = org_dataset(slug)
+    day = "usage_date, " if by_day else ""
+    return wh.query(
+        f"""WITH computed AS (
+              SELECT {day}provider, model, SUM(cost) AS computed_cost
+              FROM {table_ref(ds, 'genai_costs_daily')} WHERE x_org_slug = @org GROUP BY {day}provider, model),
+            billed AS (
+              SELECT {day}provider, model, SUM(amount) AS billed_cost
+              FROM {table_ref(ds, 'genai_provider_costs_daily')} WHERE x_org_slug = @org AND model IS NOT NULL
+              GROUP BY {day}provider, model)
+            SELECT {"COALESCE(c.usage_date, b.usage_date) AS usage_date, " if by_day else ""}
+                   COALESCE(c.provider, b.provider) AS provider, COALESCE(c.model, b.model) AS model,
+                   c.computed_cost, b.billed_cost, b.billed_cost - c.computed_cost AS difference
+            FROM computed AS c FULL OUTER JOIN billed AS b
+              ON b.provider = c.provider AND b.model = c.model {"AND b.usage_date = c.usage_date" if by_day else ""}
+            ORDER BY {"1, " if by_day else ""}provider, model""",
         {"org": slug},
     )
