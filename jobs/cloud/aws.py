@@ -23,15 +23,8 @@ Data Exports may leave stale empty chunks behind).
 from __future__ import annotations
 
 import datetime as dt
-import gzip
-import io
-import json
 import re
 import tempfile
-import zlib
-from collections import defaultdict
-from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -41,12 +34,42 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
+from jobs.cloud.common import (
+    TS as _TS,
+)
+from jobs.cloud.common import (
+    DataFile,
+    LocalFiles,
+    SourceTotals,
+    list_data_files,
+    local_root,
+    read_json_doc,
+    require_columns,
+    stream_raw,
+    tags_json,
+)
+from jobs.cloud.common import (
+    as_string as _as_string,
+)
+from jobs.cloud.common import (
+    format_of as _format_of,
+)
+from jobs.cloud.common import (
+    map_value as _map_value,
+)
+from jobs.cloud.common import (
+    money as _money,
+)
+from jobs.cloud.common import (
+    month_overlaps as _month_overlaps,
+)
+from jobs.cloud.common import (
+    timestamp as _timestamp,
+)
 
 RAW_TABLE = "aws_billing_raw"
 TOTALS_TABLE = "cloud_source_totals"
 PROVIDER = "aws"
-BATCH_ROWS = 50_000
-CSV_BLOCK_BYTES = 4 << 20
 
 # raw column -> (kind, source names in priority order, normalised to snake_case)
 STRING, MONEY, TIME = "string", "money", "time"
@@ -109,8 +132,6 @@ RENAMES = {"product_product_name": "product_product_name"}
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 _MONEY_TYPE = pa.decimal128(38, 9)
-_WIDE_DECIMAL = pa.decimal128(38, 15)
-_TS = pa.timestamp("us", tz="UTC")
 
 
 def normalise(name: str) -> str:
@@ -140,24 +161,6 @@ def _tag_key(source_name: str) -> str | None:
 # --------------------------------------------------------------------------------------------------
 # Sources
 # --------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class DataFile:
-    name: str  # shown in messages: path or s3://bucket/key
-    fmt: str  # csv | csv.gz | parquet
-    period_start: dt.date | None = None  # from the manifest, when known
-
-
-def _format_of(name: str) -> str | None:
-    low = name.lower()
-    if low.endswith((".csv.gz", ".csv.gzip")):
-        return "csv.gz"
-    if low.endswith(".csv"):
-        return "csv"
-    if low.endswith(".parquet"):
-        return "parquet"
-    return None
-
-
 def _parse_period(value: Any) -> dt.date | None:
     """Manifest billingPeriod.start: `20231101T000000.000Z`, ISO text, or {"start": ...}."""
     if value is None:
@@ -184,30 +187,20 @@ def _manifest_files(doc: dict) -> tuple[list[str], dt.date | None]:
     return [k for k in keys if k], period
 
 
-def _month_overlaps(period: dt.date | None, start: dt.date, end: dt.date) -> bool:
-    if period is None:
-        return True
-    nxt = (period.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-    return period <= end and nxt > start
-
-
 def _s3_key(ref: str) -> str:
     if ref.startswith("s3://"):
         return unquote(urlparse(ref).path.lstrip("/"))
     return ref.lstrip("/")
 
 
-class LocalSource:
+class LocalSource(LocalFiles):
     def __init__(self, url: str):
-        parsed = urlparse(url)
-        self.root = Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(url)
-        if not self.root.is_dir():
-            raise ExtractError(f"source folder {self.root} does not exist")
+        self.root = local_root(url)
 
     def files(self, ctx: ExtractContext) -> list[DataFile]:
         manifests = sorted(self.root.rglob("*Manifest.json"))
         if not manifests:
-            found = sorted(p for p in self.root.rglob("*") if p.is_file() and _format_of(p.name))
+            found = list_data_files(self.root)
             if not found:
                 raise ExtractError(f"no CUR files (.csv, .csv.gz, .parquet) or manifest in {self.root}")
             return [DataFile(str(p), _format_of(p.name)) for p in found]
@@ -237,13 +230,6 @@ class LocalSource:
         if cand.is_file():
             return cand
         raise ExtractError(f"manifest {manifest} lists {key}, which is not in {self.root}")
-
-    def open(self, f: DataFile):
-        return open(f.name, "rb")
-
-    def local_path(self, f: DataFile, stack) -> str:
-        return f.name
-
 
 class S3Source:
     def __init__(self, cred: dict):
@@ -338,130 +324,12 @@ def _period_from_key(key: str) -> dt.date | None:
 
 
 def _read_manifest(data: bytes, name: str) -> dict:
-    try:
-        doc = json.loads(data)
-    except ValueError as e:
-        raise ExtractError(f"manifest {name} is not valid JSON: {e}") from None
-    if not isinstance(doc, dict):
-        raise ExtractError(f"manifest {name} is not a JSON object")
-    return doc
-
-
-# --------------------------------------------------------------------------------------------------
-# Reading batches
-# --------------------------------------------------------------------------------------------------
-class _Prefixed(io.RawIOBase):
-    """A readable stream: `head` bytes, then the rest of `stream` (to re-feed a header line we peeked at)."""
-
-    def __init__(self, head: bytes, stream):
-        self._head, self._stream = head, stream
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        if self._head:
-            n = min(len(b), len(self._head))
-            b[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        data = self._stream.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-
-def _csv_batches(stream, name: str) -> Iterator[pa.RecordBatch]:
-    import csv as pycsv
-
-    import pyarrow.csv as pacsv
-
-    header = stream.readline()
-    if not header.strip():
-        return
-    names = next(pycsv.reader([header.decode("utf-8-sig")]))
-    reader = pacsv.open_csv(
-        _Prefixed(header, stream),
-        read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                             null_values=[""], strings_can_be_null=True),
-    )
-    yield from reader
-
-
-def _file_batches(source, f: DataFile, stack) -> Iterator[pa.RecordBatch]:
-    if f.fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        pf = pq.ParquetFile(source.local_path(f, stack))
-        yield from pf.iter_batches(batch_size=BATCH_ROWS)
-        return
-    raw = stack.enter_context(source.open(f))
-    stream = io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), 1 << 20) if f.fmt == "csv.gz" else raw
-    if not hasattr(stream, "readline"):
-        stream = io.BufferedReader(stream, 1 << 20)
-    yield from _csv_batches(stream, f.name)
+    return read_json_doc(data, name, "manifest")
 
 
 # --------------------------------------------------------------------------------------------------
 # Casting one batch to the raw table
 # --------------------------------------------------------------------------------------------------
-def _as_string(arr: pa.Array) -> pa.Array:
-    if pa.types.is_string(arr.type):
-        return arr
-    if pa.types.is_large_string(arr.type) or pa.types.is_dictionary(arr.type):
-        return arr.cast(pa.string())
-    return pc.cast(arr, pa.string())
-
-
-def _money(arr: pa.Array, col: str, fname: str) -> pa.Array:
-    if pa.types.is_decimal(arr.type):
-        return pc.round(arr, 9).cast(_MONEY_TYPE)
-    if pa.types.is_integer(arr.type):
-        return arr.cast(_MONEY_TYPE)
-    text = pc.utf8_trim_whitespace(_as_string(arr))  # floats go through their shortest text: no binary noise
-    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
-    try:
-        wide = pc.cast(text, options=pc.CastOptions(_WIDE_DECIMAL, allow_decimal_truncate=True))
-    except pa.ArrowInvalid as e:
-        raise ExtractError(f"{fname}: column {col} has a value that is not a number ({e})") from None
-    return pc.round(wide, 9).cast(_MONEY_TYPE)
-
-
-def _timestamp(arr: pa.Array, col: str, fname: str) -> pa.Array:
-    if pa.types.is_timestamp(arr.type):
-        if arr.type.tz is None:
-            arr = pc.assume_timezone(arr, "UTC")
-        return arr.cast(_TS)
-    if pa.types.is_date(arr.type):
-        return arr.cast(pa.timestamp("us")).cast(_TS)
-    text = _as_string(arr)
-    try:
-        return pc.cast(text, _TS)
-    except pa.ArrowInvalid:
-        pass
-    try:  # no zone designator: CUR times are UTC
-        naive = pc.cast(pc.replace_substring(text, "T", " "), pa.timestamp("us"))
-        return pc.assume_timezone(naive, "UTC").cast(_TS)
-    except pa.ArrowInvalid as e:
-        raise ExtractError(f"{fname}: column {col} has a value that is not a timestamp ({e})") from None
-
-
-def _map_value(value) -> dict:
-    """A CUR 2.0 map column cell (list of pairs from Parquet, or JSON text from CSV) as a dict."""
-    if value is None:
-        return {}
-    if isinstance(value, list):
-        return {k: v for k, v in value}
-    if isinstance(value, dict):
-        return value
-    try:
-        doc = json.loads(value)
-    except (TypeError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
 class _Mapper:
     """Resolves a file's column names once, then converts its batches."""
 
@@ -477,10 +345,7 @@ class _Mapper:
             self.by_norm.setdefault(normalise(n), n)
         self.tag_map_col = self.by_norm.get("resource_tags")
         self.product_map_col = self.by_norm.get("product")
-        missing = [r for r in REQUIRED_SOURCE if r not in self.by_norm]
-        if missing:
-            raise ExtractError(f"{fname}: required CUR columns missing: {', '.join(missing)} "
-                               "(is this a Cost and Usage Report export?)")
+        require_columns(self.by_norm, REQUIRED_SOURCE, fname, "CUR")
         self.source: dict[str, str | None] = {}
         for raw, (_, candidates) in COLUMN_MAP.items():
             self.source[raw] = next((self.by_norm[c] for c in candidates if c in self.by_norm), None)
@@ -554,7 +419,7 @@ class _Mapper:
             for key, vals in cols:
                 if vals[i] not in (None, ""):
                     tags[key] = str(vals[i])
-            values.append(json.dumps(tags, sort_keys=True, separators=(",", ":")) if tags else None)
+            values.append(tags_json(tags))
         return pa.array(values, pa.string())
 
 
@@ -573,70 +438,14 @@ def _source(cred: dict):
     raise CredentialError('AWS credential needs {"source": "file:///folder"} or {"bucket": ..., "prefix": ...}')
 
 
-def extract(ctx: ExtractContext) -> dict[str, list[pa.RecordBatch]]:
+def extract(ctx: ExtractContext) -> dict[str, Any]:
     """Read every CUR file for the billing periods overlapping the run; return the in-range rows.
 
     Raw rows are returned as a generator (streamed into the warehouse); the totals table is built as
     the raw stream is consumed, so it is listed second and the runner consumes it after the raw rows.
     """
-    from contextlib import ExitStack
-
-    from shared import schemas
-
     source = _source(ctx.credential)
     files = source.files(ctx)
     if not files:
         ctx.warn(f"no CUR billing period overlaps {ctx.start_date}..{ctx.end_date}")
-    raw_schema = schemas.get(RAW_TABLE).arrow_schema(include_lineage=False)
-    totals_schema = schemas.get(TOTALS_TABLE).arrow_schema(include_lineage=False)
-    totals: dict[tuple, list] = defaultdict(lambda: [0, Decimal(0)])
-    stats: dict[str, Any] = {"files": 0, "rows_read": 0, "rows_kept": 0, "done": False}
-
-    def raw_batches() -> Iterator[pa.RecordBatch]:
-        for f in files:
-            stats["files"] += 1
-            with ExitStack() as stack:
-                mapper = None
-                try:
-                    for batch in _file_batches(source, f, stack):
-                        if mapper is None:
-                            mapper = _Mapper(batch.schema.names, f.name, raw_schema)
-                        stats["rows_read"] += batch.num_rows
-                        out = mapper.convert(batch, ctx.start_date, ctx.end_date, f.period_start)
-                        if out is None or not out.num_rows:
-                            continue
-                        _add_totals(totals, out)
-                        stats["rows_kept"] += out.num_rows
-                        yield out
-                except ExtractError:
-                    raise
-                except (EOFError, OSError, zlib.error, pa.ArrowException, UnicodeDecodeError) as e:
-                    raise ExtractError(f"{f.name} is corrupted or truncated and cannot be read ({type(e).__name__}: "
-                                       f"{e}); nothing was written. Re-deliver the file and run again.") from None
-                if mapper is None:
-                    ctx.warn(f"{f.name} is empty")
-        stats["done"] = True
-        ctx.log.info("read %s files, %s rows, %s in range", stats["files"], stats["rows_read"], stats["rows_kept"])
-
-    def total_batches() -> Iterator[pa.RecordBatch]:
-        # Lazily evaluated after the raw stream (raw_tables order), so the totals are complete.
-        if not stats.get("done"):
-            raise ExtractError(f"{TOTALS_TABLE} was read before {RAW_TABLE} finished: list {RAW_TABLE} first "
-                               "in the pipeline's raw_tables")
-        rows = [{"usage_date": d, "billing_period": p, "provider": PROVIDER, "currency": c,
-                 "source_rows": n, "source_cost": cost} for (d, p, c), (n, cost) in sorted(totals.items())]
-        if rows:
-            yield pa.RecordBatch.from_pylist(rows, schema=totals_schema)
-
-    return {RAW_TABLE: raw_batches(), TOTALS_TABLE: total_batches()}
-
-
-def _add_totals(totals: dict, out: pa.RecordBatch) -> None:
-    t = pa.table({"d": out.column(0), "p": out.column(out.schema.get_field_index("billing_period_start")),
-                  "c": out.column(out.schema.get_field_index("currency")),
-                  "v": out.column(out.schema.get_field_index("unblended_cost"))})
-    agg = t.group_by(["d", "p", "c"]).aggregate([("v", "sum"), ("v", "count")])
-    for d, p, c, s, n in zip(*(agg.column(x).to_pylist() for x in ("d", "p", "c", "v_sum", "v_count"))):
-        entry = totals[(d, p, c)]
-        entry[0] += n
-        entry[1] += s or Decimal(0)
+    return stream_raw(ctx, source, files, RAW_TABLE, _Mapper, SourceTotals(PROVIDER), what="CUR")

@@ -1,0 +1,366 @@
+"""Pieces shared by the cloud billing extractors (jobs/cloud/aws.py, azure.py, ...).
+
+* `DataFile`, `format_of`, `local_root`, `list_data_files`, `LocalFiles`: file:// sources.
+* `read_json_doc`: a manifest's JSON, with an error naming the file.
+* `file_batches`: stream one CSV / gzip CSV / Parquet file as record batches (CSV: every column as text).
+* `as_string`, `blank_to_null`, `money`, `timestamp`, `date_from_text`: casting text columns to the raw types.
+* `map_value`, `tags_json`: tag JSON flattening.
+* `require_columns`: a required-column check naming the file and the missing columns.
+* `SourceTotals`: per (usage day, billing period, currency) row counts and cost sums -> cloud_source_totals.
+* `stream_raw`: the extract loop (files -> mapper -> batches) with corrupted-file errors naming the file,
+  returning the {raw table: batches, cloud_source_totals: batches} dict an extractor returns.
+
+A source object (LocalFiles or a cloud-storage reader) provides `open(f) -> binary stream` and
+`local_path(f, stack) -> str` (a local path for Parquet's random access). A mapper provides
+`convert(batch, start, end, period_hint) -> RecordBatch | None`.
+"""
+from __future__ import annotations
+
+import csv as pycsv
+import datetime as dt
+import gzip
+import io
+import json
+import zlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from jobs.base import ExtractContext, ExtractError
+
+TOTALS_TABLE = "cloud_source_totals"
+BATCH_ROWS = 50_000
+CSV_BLOCK_BYTES = 4 << 20
+MONEY_TYPE = pa.decimal128(38, 9)  # NUMERIC
+WIDE_DECIMAL = pa.decimal128(38, 15)
+TS = pa.timestamp("us", tz="UTC")
+
+# Errors that mean the bytes of a file are damaged (truncated gzip, broken CSV quoting, bad Parquet, ...).
+CORRUPTION_ERRORS = (EOFError, OSError, zlib.error, pa.ArrowException, UnicodeDecodeError)
+
+
+# --------------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DataFile:
+    name: str  # shown in messages: a path or a URL (s3://..., https://...)
+    fmt: str  # csv | csv.gz | parquet
+    period_start: dt.date | None = None  # from a manifest, when known
+
+
+def format_of(name: str) -> str | None:
+    low = name.lower()
+    if low.endswith((".csv.gz", ".csv.gzip")):
+        return "csv.gz"
+    if low.endswith(".csv"):
+        return "csv"
+    if low.endswith(".parquet"):
+        return "parquet"
+    return None
+
+
+def local_root(url: str) -> Path:
+    """`file:///dir` (or a plain path) -> an existing folder."""
+    parsed = urlparse(url)
+    root = Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(url)
+    if not root.is_dir():
+        raise ExtractError(f"source folder {root} does not exist")
+    return root
+
+
+def list_data_files(root: Path) -> list[Path]:
+    """Every .csv / .csv.gz / .parquet file under root, sorted."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and format_of(p.name))
+
+
+class LocalFiles:
+    """open/local_path for files on the local disk (DataFile.name is the path)."""
+
+    def open(self, f: DataFile):
+        return open(f.name, "rb")
+
+    def local_path(self, f: DataFile, stack: ExitStack) -> str:
+        return f.name
+
+
+def read_json_doc(data: bytes, name: str, what: str = "manifest") -> dict:
+    try:
+        doc = json.loads(data)
+    except ValueError as e:
+        raise ExtractError(f"{what} {name} is not valid JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise ExtractError(f"{what} {name} is not a JSON object")
+    return doc
+
+
+def month_overlaps(period: dt.date | None, start: dt.date, end: dt.date) -> bool:
+    """Whether the calendar month starting at `period` overlaps [start, end] (unknown period: yes)."""
+    if period is None:
+        return True
+    nxt = (period.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return period <= end and nxt > start
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading batches
+# --------------------------------------------------------------------------------------------------
+class _Prefixed(io.RawIOBase):
+    """A readable stream: `head` bytes, then the rest of `stream` (to re-feed a header line we peeked at)."""
+
+    def __init__(self, head: bytes, stream):
+        self._head, self._stream = head, stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._stream.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+def csv_batches(stream) -> Iterator[pa.RecordBatch]:
+    """A CSV stream (with a header line) as record batches, every column as text, '' as null."""
+    import pyarrow.csv as pacsv
+
+    header = stream.readline()
+    if not header.strip():
+        return
+    names = next(pycsv.reader([header.decode("utf-8-sig")]))
+    if header.startswith(b"\xef\xbb\xbf"):  # a BOM: pyarrow keeps it in the first name otherwise
+        header = header[3:]
+    reader = pacsv.open_csv(
+        _Prefixed(header, stream),
+        read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                             null_values=[""], strings_can_be_null=True),
+    )
+    yield from reader
+
+
+def file_batches(source, f: DataFile, stack: ExitStack) -> Iterator[pa.RecordBatch]:
+    """One file's record batches (Parquet via iter_batches; CSV and gzip CSV streamed)."""
+    if f.fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(source.local_path(f, stack))
+        yield from pf.iter_batches(batch_size=BATCH_ROWS)
+        return
+    raw = stack.enter_context(source.open(f))
+    stream = io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), 1 << 20) if f.fmt == "csv.gz" else raw
+    if not hasattr(stream, "readline"):
+        stream = io.BufferedReader(stream, 1 << 20)
+    yield from csv_batches(stream)
+
+
+def corrupted(f: DataFile, e: BaseException) -> ExtractError:
+    return ExtractError(f"{f.name} is corrupted or truncated and cannot be read ({type(e).__name__}: {e}); "
+                        "nothing was written. Re-deliver the file and run again.")
+
+
+# --------------------------------------------------------------------------------------------------
+# Casting
+# --------------------------------------------------------------------------------------------------
+def as_string(arr: pa.Array) -> pa.Array:
+    if pa.types.is_string(arr.type):
+        return arr
+    if pa.types.is_large_string(arr.type) or pa.types.is_dictionary(arr.type):
+        return arr.cast(pa.string())
+    return pc.cast(arr, pa.string())
+
+
+def blank_to_null(arr: pa.Array) -> pa.Array:
+    """Text with '' (after trimming nothing) as null."""
+    s = as_string(arr)
+    return pc.if_else(pc.equal(s, ""), pa.scalar(None, pa.string()), s)
+
+
+def money(arr: pa.Array, col: str, fname: str) -> pa.Array:
+    """A numeric column as NUMERIC (decimal 38,9); text goes through exact decimal parsing."""
+    if pa.types.is_decimal(arr.type):
+        return pc.round(arr, 9).cast(MONEY_TYPE)
+    if pa.types.is_integer(arr.type):
+        return arr.cast(MONEY_TYPE)
+    text = pc.utf8_trim_whitespace(as_string(arr))  # floats go through their shortest text: no binary noise
+    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    try:
+        wide = pc.cast(text, options=pc.CastOptions(WIDE_DECIMAL, allow_decimal_truncate=True))
+    except pa.ArrowInvalid as e:
+        raise ExtractError(f"{fname}: column {col} has a value that is not a number ({e})") from None
+    return pc.round(wide, 9).cast(MONEY_TYPE)
+
+
+def timestamp(arr: pa.Array, col: str, fname: str) -> pa.Array:
+    """A timestamp column as UTC timestamps; text without a zone designator is taken as UTC."""
+    if pa.types.is_timestamp(arr.type):
+        if arr.type.tz is None:
+            arr = pc.assume_timezone(arr, "UTC")
+        return arr.cast(TS)
+    if pa.types.is_date(arr.type):
+        return arr.cast(pa.timestamp("us")).cast(TS)
+    text = as_string(arr)
+    try:
+        return pc.cast(text, TS)
+    except pa.ArrowInvalid:
+        pass
+    try:
+        naive = pc.cast(pc.replace_substring(text, "T", " "), pa.timestamp("us"))
+        return pc.assume_timezone(naive, "UTC").cast(TS)
+    except pa.ArrowInvalid as e:
+        raise ExtractError(f"{fname}: column {col} has a value that is not a timestamp ({e})") from None
+
+
+def date_from_text(arr: pa.Array, col: str, fname: str) -> pa.Array:
+    """A date column as date32: ISO (`2024-03-01`, `2024-03-01T00:00:00Z`) or US `MM/DD/YYYY`, per value."""
+    if pa.types.is_date(arr.type):
+        return arr.cast(pa.date32())
+    if pa.types.is_timestamp(arr.type):
+        return timestamp(arr, col, fname).cast(pa.date32())
+    text = pc.utf8_trim_whitespace(as_string(arr))
+    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    us = pc.extract_regex(text, r"^(?P<m>\d{1,2})/(?P<d>\d{1,2})/(?P<y>\d{4})")
+    iso = pc.extract_regex(text, r"^(?P<y>\d{4})-(?P<m>\d{2})-(?P<d>\d{2})")
+    ok_us, ok_iso = pc.is_valid(us), pc.is_valid(iso)
+    bad = pc.and_(pc.is_valid(text), pc.invert(pc.or_(ok_us, ok_iso)))
+    if pc.any(bad).as_py():
+        sample = pc.filter(text, bad)[0].as_py()
+        raise ExtractError(f"{fname}: column {col} has a value that is not a date: {sample!r}")
+
+    def part(field: str) -> pa.Array:
+        a = pc.if_else(ok_us, pc.struct_field(us, field), pc.struct_field(iso, field))
+        return pc.utf8_lpad(a, 2, "0")
+
+    iso_text = pc.binary_join_element_wise(part("y"), part("m"), part("d"), "-")
+    try:
+        return pc.cast(pc.cast(iso_text, pa.timestamp("s")), pa.date32())
+    except pa.ArrowInvalid as e:
+        raise ExtractError(f"{fname}: column {col} has an impossible date ({e})") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# Tags
+# --------------------------------------------------------------------------------------------------
+def map_value(value) -> dict:
+    """A map cell (list of pairs from Parquet, a dict, or JSON text) as a dict; {} when unreadable."""
+    if value is None:
+        return {}
+    if isinstance(value, list):
+        return {k: v for k, v in value}
+    if isinstance(value, dict):
+        return value
+    try:
+        doc = json.loads(value)
+    except (TypeError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def tags_json(tags: dict[str, Any]) -> str | None:
+    """Flat JSON text (sorted keys, compact) of the non-empty tags; None when there are none."""
+    flat = {str(k): str(v) for k, v in tags.items() if k not in (None, "") and v not in (None, "")}
+    return json.dumps(flat, sort_keys=True, separators=(",", ":")) if flat else None
+
+
+# --------------------------------------------------------------------------------------------------
+# Column checks
+# --------------------------------------------------------------------------------------------------
+def require_columns(present: Iterable[str], required: Iterable[str], fname: str, what: str) -> None:
+    """Fail naming the file and every missing column (`what`: e.g. 'CUR', 'Azure cost details')."""
+    have = set(present)
+    missing = [r for r in required if r not in have]
+    if missing:
+        raise ExtractError(f"{fname}: required {what} columns missing: {', '.join(missing)} "
+                           f"(is this a {what} export?)")
+
+
+# --------------------------------------------------------------------------------------------------
+# Reconciliation totals and the extract loop
+# --------------------------------------------------------------------------------------------------
+class SourceTotals:
+    """Row counts and cost sums per (usage day, billing period, currency) of the rows an extractor kept."""
+
+    def __init__(self, provider: str, date_col: str = "usage_date", period_col: str = "billing_period_start",
+                 currency_col: str = "currency", cost_col: str = "unblended_cost"):
+        self.provider = provider
+        self.cols = (date_col, period_col, currency_col, cost_col)
+        self.totals: dict[tuple, list] = defaultdict(lambda: [0, Decimal(0)])
+
+    def add(self, out: pa.RecordBatch) -> None:
+        d, p, c, v = (out.column(out.schema.get_field_index(x)) for x in self.cols)
+        agg = pa.table({"d": d, "p": p, "c": c, "v": v}).group_by(["d", "p", "c"]).aggregate(
+            [("v", "sum"), ("v", "count")])
+        for dd, pp, cc, s, n in zip(*(agg.column(x).to_pylist() for x in ("d", "p", "c", "v_sum", "v_count"))):
+            entry = self.totals[(dd, pp, cc)]
+            entry[0] += n
+            entry[1] += s or Decimal(0)
+
+    def batches(self, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        rows = [{"usage_date": d, "billing_period": p, "provider": self.provider, "currency": c,
+                 "source_rows": n, "source_cost": cost} for (d, p, c), (n, cost) in sorted(self.totals.items())]
+        if rows:
+            yield pa.RecordBatch.from_pylist(rows, schema=schema)
+
+
+def stream_raw(ctx: ExtractContext, source, files: list[DataFile], raw_table: str,
+               make_mapper: Callable[[list[str], str, pa.Schema], Any], totals: SourceTotals,
+               what: str = "billing") -> dict[str, Iterator[pa.RecordBatch]]:
+    """The extractor result {raw_table: batches, cloud_source_totals: batches}.
+
+    Raw rows are a generator (streamed into the warehouse); the totals are built while the raw stream is
+    consumed, so the pipeline must list raw_table before cloud_source_totals in raw_tables.
+    `make_mapper(column_names, file_name, raw_schema)` is called once per file, on its first batch.
+    """
+    from shared import schemas
+
+    raw_schema = schemas.get(raw_table).arrow_schema(include_lineage=False)
+    totals_schema = schemas.get(TOTALS_TABLE).arrow_schema(include_lineage=False)
+    stats: dict[str, Any] = {"files": 0, "rows_read": 0, "rows_kept": 0, "done": False}
+
+    def raw_batches() -> Iterator[pa.RecordBatch]:
+        for f in files:
+            stats["files"] += 1
+            with ExitStack() as stack:
+                mapper = None
+                try:
+                    for batch in file_batches(source, f, stack):
+                        if mapper is None:
+                            mapper = make_mapper(batch.schema.names, f.name, raw_schema)
+                        stats["rows_read"] += batch.num_rows
+                        out = mapper.convert(batch, ctx.start_date, ctx.end_date, f.period_start)
+                        if out is None or not out.num_rows:
+                            continue
+                        totals.add(out)
+                        stats["rows_kept"] += out.num_rows
+                        yield out
+                except ExtractError:
+                    raise
+                except CORRUPTION_ERRORS as e:
+                    raise corrupted(f, e) from None
+                if mapper is None:
+                    ctx.warn(f"{f.name} is empty")
+        stats["done"] = True
+        ctx.log.info("read %s %s files, %s rows, %s in range", stats["files"], what, stats["rows_read"],
+                     stats["rows_kept"])
+
+    def total_batches() -> Iterator[pa.RecordBatch]:
+        if not stats["done"]:
+            raise ExtractError(f"{TOTALS_TABLE} was read before {raw_table} finished: list {raw_table} first "
+                               "in the pipeline's raw_tables")
+        yield from totals.batches(totals_schema)
+
+    return {raw_table: raw_batches(), TOTALS_TABLE: total_batches()}

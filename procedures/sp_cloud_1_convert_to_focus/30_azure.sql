@@ -1,0 +1,182 @@
+-- Azure cost details (azure_billing_raw: ActualCost and/or AmortizedCost exports) -> FOCUS 1.3, for one slice.
+--
+-- Which rows (per billing period of the slice; the finops-toolkit recipe for actual + amortized):
+-- * the period has AmortizedCost rows: every amortized row, plus the ActualCost rows that are commitment
+--   (reservation / savings plan) Purchase or Refund rows; amortized commitment Purchase/Refund rows are then
+--   dropped in favour of the actual ones. Other actual rows are the same charges as the amortized ones.
+-- * the period has only ActualCost rows: every actual row.
+-- Cost semantics:
+-- * BilledCost = cost, except amortized commitment-covered usage and UnusedReservation/UnusedSavingsPlan rows
+--   -> 0 (they are billed by the purchase row). So SUM(BilledCost) per period = the actual export's total
+--   (= cloud_source_totals.source_cost; Azure cost details hold no credits/tax, see the reference).
+-- * EffectiveCost = cost (amortized where the row is amortized), except commitment Purchase rows when the
+--   period has amortized data -> 0 (the purchase is spread over the covered usage and unused rows).
+--   With actual data only there is nothing to amortize with: EffectiveCost = BilledCost.
+--   Credit rows: EffectiveCost = ContractedCost = BilledCost (FOCUS rule).
+-- * ChargeCategory: Usage, Purchase, Tax as is; UnusedReservation/UnusedSavingsPlan -> Usage (status Unused);
+--   Refund -> Credit; Credit -> Credit; anything else (RoundingAdjustment, ...) -> Adjustment.
+-- * Units: UnitOfMeasure is split by the extractor into pricing_block_size and a FOCUS Unit Format unit
+--   ('10 Hours' -> 10 x 'Hours', '1 GB/Month' -> 'GB-Months', '10K' -> 10000 x 'Units'). PricingQuantity =
+--   Quantity x block on Usage/Purchase rows (NULL otherwise); unit prices are per block / block size.
+-- * ListCost = PaygCostInBillingCurrency (MCA), else PayGPrice x Quantity, else BilledCost (Tax/Credit/
+--   Adjustment and rows without a list price). ContractedCost = UnitPrice x Quantity, else BilledCost.
+--   ListUnitPrice / ContractedUnitPrice are set only when price x PricingQuantity reproduces the cost
+--   (FOCUS requires the product; NUMERIC division by a block size can round), else NULL.
+-- * Commitments: CommitmentDiscountId = benefitId, else ReservationId; '/microsoft.billingbenefits/' ids,
+--   PricingModel SavingsPlan and UnusedSavingsPlan -> Savings Plan (Spend), else Reservation (Usage).
+--   Quantity: Savings Plan -> the row's EffectiveCost (spend) on usage, cost on purchases; Reservation ->
+--   PricingQuantity (in its unit).
+-- * Providers: 'Microsoft'; Marketplace rows (PublisherType Marketplace) -> ServiceProviderName and
+--   PublisherName = PublisherName. HostProviderName stays Microsoft.
+-- * ServiceName = MeterCategory (else ServiceName, ConsumedService); ServiceCategory/Subcategory from
+--   organizations.service_category_map (provider 'azure') by LOWER(MeterCategory), then by
+--   LOWER(ConsumedService), else Other / Other (Other).
+-- * Periods: ChargePeriod = the usage day; BillingPeriodEnd = BillingPeriodEndDate + 1 day (Azure's end is
+--   inclusive), else start + 1 month. BillingAccount = billing profile (MCA invoice scope), else billing
+--   account (EA enrollment), else subscription. SubAccount = subscription.
+INSERT INTO `{org_dataset}.cost_data_standard_1_3` (
+  AvailabilityZone, BilledCost, BillingAccountId, BillingAccountName, BillingAccountType, BillingCurrency,
+  BillingPeriodEnd, BillingPeriodStart, ChargeCategory, ChargeClass, ChargeDescription, ChargeFrequency,
+  ChargePeriodEnd, ChargePeriodStart, CommitmentDiscountCategory, CommitmentDiscountId, CommitmentDiscountName,
+  CommitmentDiscountQuantity, CommitmentDiscountStatus, CommitmentDiscountType, CommitmentDiscountUnit,
+  ConsumedQuantity, ConsumedUnit, ContractedCost, ContractedUnitPrice, EffectiveCost, HostProviderName,
+  InvoiceId, InvoiceIssuerName, ListCost, ListUnitPrice, PricingCategory, PricingCurrency,
+  PricingCurrencyContractedUnitPrice, PricingCurrencyEffectiveCost, PricingCurrencyListUnitPrice,
+  PricingQuantity, PricingUnit, ProviderName, PublisherName, RegionId, RegionName, ResourceId, ResourceName,
+  ServiceCategory, ServiceName, ServiceProviderName, ServiceSubcategory, SkuId, SkuMeter, SkuPriceId,
+  SubAccountId, SubAccountName, SubAccountType, Tags,
+  x_org_slug, x_pipeline_id, x_credential_id, x_pipeline_run_date, x_run_id, x_ingested_at, x_ingestion_date,
+  x_cost_source)
+WITH base AS (
+  SELECT r.*,
+         COALESCE(r.benefit_id, r.reservation_id) AS commit_ref,
+         (COALESCE(r.benefit_id, r.reservation_id) IS NOT NULL
+           AND (r.pricing_model IN ('Reservation', 'SavingsPlan')
+                OR r.charge_type IN ('UnusedReservation', 'UnusedSavingsPlan', 'Purchase', 'Refund'))) AS is_commit,
+         MAX(IF(r.cost_type = 'AmortizedCost', 1, 0)) OVER (PARTITION BY r.billing_period_start) AS has_amortized,
+         MAX(IF(r.cost_type = 'ActualCost', 1, 0)) OVER (PARTITION BY r.billing_period_start) AS has_actual
+  FROM `{org_dataset}.azure_billing_raw` AS r
+  WHERE r.x_org_slug = @org_slug AND r.x_pipeline_id = @pipeline_id AND r.x_credential_id = @credential_id
+    AND r.usage_date BETWEEN @start_date AND @end_date
+),
+src AS (
+  SELECT b.*,
+         CASE
+           WHEN b.charge_type IN ('Usage', 'UnusedReservation', 'UnusedSavingsPlan') THEN 'Usage'
+           WHEN b.charge_type = 'Purchase' THEN 'Purchase'
+           WHEN b.charge_type = 'Tax' THEN 'Tax'
+           WHEN b.charge_type IN ('Refund', 'Credit') THEN 'Credit'
+           ELSE 'Adjustment'
+         END AS category,
+         IF(b.is_commit, b.commit_ref, NULL) AS commitment_id,
+         IF(b.is_commit, IF(LOWER(b.commit_ref) LIKE '%/microsoft.billingbenefits/%' OR b.pricing_model = 'SavingsPlan'
+                              OR b.charge_type = 'UnusedSavingsPlan', 'Savings Plan', 'Reservation'), NULL) AS commitment_type,
+         IF(b.publisher_type = 'Marketplace' AND b.publisher_name IS NOT NULL, b.publisher_name, 'Microsoft') AS seller,
+         COALESCE(m1.service_category, m2.service_category, 'Other') AS service_category,
+         COALESCE(m1.service_subcategory, m2.service_subcategory, 'Other (Other)') AS service_subcategory
+  FROM base AS b
+  LEFT JOIN `organizations.service_category_map` AS m1
+    ON m1.provider = 'azure' AND m1.service_key = LOWER(b.meter_category)
+  LEFT JOIN `organizations.service_category_map` AS m2
+    ON m2.provider = 'azure' AND m2.service_key = LOWER(b.consumed_service)
+  WHERE (b.cost_type = 'AmortizedCost'
+         AND NOT (b.is_commit AND b.charge_type IN ('Purchase', 'Refund') AND b.has_actual = 1))
+     OR (b.cost_type = 'ActualCost'
+         AND (b.has_amortized = 0 OR (b.is_commit AND b.charge_type IN ('Purchase', 'Refund'))))
+),
+priced AS (
+  SELECT s.*,
+         IF(category IN ('Usage', 'Purchase'), COALESCE(quantity, NUMERIC '0') * pricing_block_size, NULL) AS pricing_quantity,
+         IF(category IN ('Usage', 'Purchase'), COALESCE(pricing_unit, 'Units'), NULL) AS unit,
+         IF(cost_type = 'AmortizedCost' AND is_commit AND charge_type IN ('Usage', 'UnusedReservation', 'UnusedSavingsPlan'),
+            NUMERIC '0', cost) AS billed_cost,
+         CASE
+           WHEN category = 'Credit' THEN cost
+           WHEN is_commit AND charge_type = 'Purchase' AND has_amortized = 1 THEN NUMERIC '0'
+           ELSE cost
+         END AS effective_cost,
+         CASE
+           WHEN category NOT IN ('Usage', 'Purchase') THEN cost
+           WHEN payg_cost IS NOT NULL THEN payg_cost
+           WHEN payg_price IS NOT NULL AND quantity IS NOT NULL THEN CAST(ROUND(payg_price * quantity, 9) AS NUMERIC)
+           ELSE cost
+         END AS list_cost,
+         IF(category IN ('Usage', 'Purchase') AND unit_price IS NOT NULL AND quantity IS NOT NULL,
+            CAST(ROUND(unit_price * quantity, 9) AS NUMERIC), NULL) AS contracted_from_price
+  FROM src AS s
+),
+final AS (
+  SELECT p.*,
+         COALESCE(contracted_from_price, billed_cost) AS contracted_cost,
+         IF(pricing_quantity IS NOT NULL AND payg_price IS NOT NULL AND pricing_block_size > 0
+              AND ABS(CAST(payg_price AS FLOAT64) / CAST(pricing_block_size AS FLOAT64) * CAST(pricing_quantity AS FLOAT64)
+                      - CAST(list_cost AS FLOAT64)) <= 1e-10 * GREATEST(ABS(CAST(list_cost AS FLOAT64)), 1)
+              AND ABS(CAST(CAST(ROUND(payg_price / pricing_block_size, 9) AS NUMERIC) AS FLOAT64) * CAST(pricing_quantity AS FLOAT64)
+                      - CAST(list_cost AS FLOAT64)) <= 1e-10 * GREATEST(ABS(CAST(list_cost AS FLOAT64)), 1),
+            CAST(ROUND(payg_price / pricing_block_size, 9) AS NUMERIC), NULL) AS list_rate,
+         IF(contracted_from_price IS NOT NULL AND pricing_block_size > 0
+              AND ABS(CAST(CAST(ROUND(unit_price / pricing_block_size, 9) AS NUMERIC) AS FLOAT64) * CAST(pricing_quantity AS FLOAT64)
+                      - CAST(contracted_from_price AS FLOAT64)) <= 1e-10 * GREATEST(ABS(CAST(contracted_from_price AS FLOAT64)), 1),
+            CAST(ROUND(unit_price / pricing_block_size, 9) AS NUMERIC), NULL) AS contracted_rate,
+         REGEXP_REPLACE(LOWER(resource_location), r'[^a-z0-9]', '') AS region_id,
+         COALESCE(billing_profile_id, billing_account_id, subscription_id, 'unknown') AS account_id
+  FROM priced AS p
+)
+SELECT availability_zone, billed_cost, account_id,
+       COALESCE(IF(billing_profile_id IS NOT NULL, billing_profile_name, billing_account_name), account_id),
+       IF(billing_profile_id IS NOT NULL, 'Billing Profile', IF(billing_account_id IS NOT NULL, 'Billing Account', 'Subscription')),
+       billing_currency,
+       TIMESTAMP(COALESCE(DATE_ADD(billing_period_end, INTERVAL 1 DAY), DATE_ADD(billing_period_start, INTERVAL 1 MONTH))),
+       TIMESTAMP(billing_period_start), category, NULL,
+       COALESCE(product_name, CONCAT(COALESCE(meter_category, 'Azure'), ' ', COALESCE(meter_name, charge_type))),
+       CASE
+         WHEN frequency = 'OneTime' THEN 'One-Time'
+         WHEN frequency = 'Recurring' THEN 'Recurring'
+         WHEN frequency = 'UsageBased' THEN 'Usage-Based'
+         WHEN category = 'Usage' THEN 'Usage-Based'
+         ELSE 'One-Time'
+       END,
+       TIMESTAMP(DATE_ADD(usage_date, INTERVAL 1 DAY)), TIMESTAMP(usage_date),
+       CASE WHEN commitment_id IS NULL THEN NULL WHEN commitment_type = 'Savings Plan' THEN 'Spend' ELSE 'Usage' END,
+       commitment_id, IF(commitment_id IS NULL, NULL, COALESCE(benefit_name, reservation_name, commitment_id)),
+       CASE
+         WHEN commitment_id IS NULL THEN NULL
+         WHEN commitment_type = 'Savings Plan' AND category = 'Usage' THEN effective_cost
+         WHEN commitment_type = 'Savings Plan' THEN cost
+         ELSE COALESCE(pricing_quantity, NUMERIC '0')
+       END,
+       CASE
+         WHEN commitment_id IS NULL OR category != 'Usage' THEN NULL
+         WHEN charge_type IN ('UnusedReservation', 'UnusedSavingsPlan') THEN 'Unused'
+         ELSE 'Used'
+       END,
+       commitment_type,
+       CASE WHEN commitment_id IS NULL THEN NULL WHEN commitment_type = 'Savings Plan' THEN billing_currency
+            ELSE COALESCE(unit, 'Units') END,
+       IF(category = 'Usage' AND charge_type = 'Usage', pricing_quantity, NULL),
+       IF(category = 'Usage' AND charge_type = 'Usage', unit, NULL),
+       IF(category = 'Credit', billed_cost, contracted_cost), contracted_rate, effective_cost, 'Microsoft',
+       invoice_id, 'Microsoft', list_cost, list_rate,
+       CASE
+         WHEN category NOT IN ('Usage', 'Purchase') THEN NULL
+         WHEN commitment_id IS NOT NULL OR pricing_model IN ('Reservation', 'SavingsPlan') THEN 'Committed'
+         WHEN pricing_model = 'Spot' THEN 'Dynamic'
+         ELSE 'Standard'
+       END,
+       COALESCE(pricing_currency, billing_currency), contracted_rate, effective_cost, list_rate,
+       pricing_quantity, unit, 'Microsoft', seller,
+       IF(region_id IS NULL OR region_id IN ('', 'unassigned', 'global', 'unknown'), NULL, region_id),
+       IF(region_id IS NULL OR region_id IN ('', 'unassigned', 'global', 'unknown'), NULL, resource_location),
+       resource_id, IF(resource_id IS NULL, NULL, COALESCE(resource_name, REGEXP_EXTRACT(resource_id, r'([^/]+)$'))),
+       service_category, COALESCE(meter_category, service_name, consumed_service, 'Azure'), seller, service_subcategory,
+       IF(category = 'Tax', NULL, COALESCE(product_id, meter_id)),
+       IF(category = 'Tax' OR COALESCE(product_id, meter_id) IS NULL, NULL, meter_name),
+       -- one SkuId per SkuPriceId: the meter within the product
+       IF(category = 'Tax' OR COALESCE(product_id, meter_id) IS NULL, NULL,
+          IF(product_id IS NOT NULL AND meter_id IS NOT NULL, CONCAT(product_id, ':', meter_id), COALESCE(product_id, meter_id))),
+       subscription_id, IF(subscription_id IS NULL, NULL, COALESCE(subscription_name, subscription_id)),
+       IF(subscription_id IS NULL, NULL, 'Subscription'),
+       PARSE_JSON(tags),
+       @org_slug, @pipeline_id, @credential_id, usage_date, @run_id, CURRENT_TIMESTAMP(), CURRENT_DATE(),
+       'cloud'
+FROM final;
