@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test bench conformance clean help
+.PHONY: demo test bench bench-quick conformance clean help
 
 help:
 	@echo "make demo         run the local demo (creates .venv, installs, runs 'cloudact demo')"
@@ -32,5 +32,8 @@ conformance: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m tools.bench
 
+bench-quick: $(STAMP)
+	$(BIN)/python -m tools.bench --quick
+
 clean:
-	rm -rf $(VENV) .venv-validator .cloudact
+	rm -rf $(VENV) .venv-validator .venv-focus-converter .azurite .cloudact
