@@ -20,7 +20,13 @@ DEMO_START = dt.date(2026, 10, 1)
 DEMO_DAYS = 30
 DEMO_SEED = 7
 DEMO_ADMIN_KEY = "sk-admin-demo-not-a-real-key"
-AWS_SAMPLE_WINDOW = {"start_date": "2023-11-01", "end_date": "2023-11-30"}  # the bundled CUR sample's month
+DEMO_TOKEN = "demo-access-token"
+# The bundled anonymized billing samples (MIT, data/samples/) and the month each one covers.
+SAMPLE_WINDOWS = {
+    "aws": {"start_date": "2023-11-01", "end_date": "2023-11-30"},
+    "azure": {"start_date": "2023-09-01", "end_date": "2023-09-30"},
+    "oci": {"start_date": "2023-11-01", "end_date": "2023-11-30"},
+}
 
 
 def run_demo(console: Console) -> int:
@@ -30,12 +36,15 @@ def run_demo(console: Console) -> int:
     from cli.server import start_background
     from shared import runtime
     from shared.auth import create_key
-    from shared.config import ROOT
-    from shared.config import settings
+    from shared.config import ROOT, settings
     from shared.secrets import CredentialStore
     from shared.subscriptions import DEMO_SUBSCRIPTIONS
     from shared.tenants import bootstrap, create_org, sync_reference_data
+    from stubs import gcp_billing_data
+    from stubs import genai_data as gd
     from stubs.anthropic import AnthropicStub
+    from stubs.azure_monitor import AzureMonitorStub
+    from stubs.gcp_monitoring import GcpMonitoringStub
     from stubs.genai_data import anthropic_demo_usage, openai_demo_usage
     from stubs.openai import OpenAIStub
 
@@ -53,28 +62,47 @@ def run_demo(console: Console) -> int:
         sync_reference_data(rt.warehouse)
         create_org(rt.warehouse, DEMO_ORG, "Acme Corp")
         key = create_key(rt.warehouse, DEMO_ORG)
-        progress.update(step, description="starting loopback OpenAI and Anthropic Admin APIs with 30 days of usage")
+        progress.update(step, description="starting loopback provider APIs with 30 days of usage")
+        end = DEMO_START + dt.timedelta(days=DEMO_DAYS - 1)
+        window = {"start_date": DEMO_START.isoformat(), "end_date": end.isoformat()}
+        gcp_export = home / "gcp-billing-export"
+        gcp_billing_data.write_parquet(gcp_billing_data.generate(DEMO_START, end, seed=DEMO_SEED), gcp_export)
         stubs = {
             "openai": OpenAIStub(admin_key=DEMO_ADMIN_KEY, usage=openai_demo_usage(DEMO_START, DEMO_DAYS, DEMO_SEED)),
             "anthropic": AnthropicStub(admin_key=DEMO_ADMIN_KEY,
                                        usage=anthropic_demo_usage(DEMO_START, DEMO_DAYS, DEMO_SEED)),
+            "gcp": GcpMonitoringStub(access_token=DEMO_TOKEN, points=(
+                gd.gemini_metric_points(gd.gemini_demo_usage(DEMO_START, DEMO_DAYS, DEMO_SEED))
+                + gd.vertex_metric_points(gd.vertex_demo_usage(DEMO_START, DEMO_DAYS, DEMO_SEED)))),
+            "azure": AzureMonitorStub(access_token=DEMO_TOKEN, cost_scope=gd.AZURE_DEMO_SUBSCRIPTION,
+                                      usage=gd.azure_openai_demo_usage(DEMO_START, DEMO_DAYS, DEMO_SEED)),
         }
         for stub in stubs.values():
             stub.start()
+        samples = ROOT / "data" / "samples"
+        # One credential per kind; the cloud billing and GenAI pipelines of a cloud share it.
+        credentials = {
+            "openai": {"admin_key": DEMO_ADMIN_KEY, "base_url": stubs["openai"].base_url},
+            "anthropic": {"admin_key": DEMO_ADMIN_KEY, "base_url": stubs["anthropic"].base_url},
+            "aws": {"source": (samples / "aws").as_uri()},
+            "oci": {"source": (samples / "oci").as_uri()},
+            "gcp": {"source": gcp_export.as_uri(), "access_token": DEMO_TOKEN, "base_url": stubs["gcp"].base_url,
+                    "monitoring_projects": [gd.GEMINI_DEMO_PROJECT, gd.VERTEX_DEMO_PROJECT]},
+            "azure": {"source": (samples / "azure").as_uri(), "access_token": DEMO_TOKEN,
+                      "base_url": stubs["azure"].base_url, "resource_ids": list(gd.AZURE_DEMO_RESOURCES),
+                      "cost_scope": gd.AZURE_DEMO_SUBSCRIPTION},
+        }
+        for kind, doc in credentials.items():
+            CredentialStore(rt.warehouse, rt.settings).add(DEMO_ORG, kind, doc, label="demo")
         server, api_url = start_background()
         try:
-            end = DEMO_START + dt.timedelta(days=DEMO_DAYS - 1)
-            window = {"start_date": DEMO_START.isoformat(), "end_date": end.isoformat()}
-            for provider, stub in stubs.items():
-                CredentialStore(rt.warehouse, rt.settings).add(
-                    DEMO_ORG, provider, {"admin_key": DEMO_ADMIN_KEY, "base_url": stub.base_url}, label="demo")
-                progress.update(step, description=f"POST {api_url}/api/v1/pipelines/run/acme/genai/payg/{provider}")
-                runs_done.append(post_and_wait(api_url, key, DEMO_ORG, f"genai/payg/{provider}", window))
-            aws_sample = ROOT / "data" / "samples" / "aws"
-            CredentialStore(rt.warehouse, rt.settings).add(
-                DEMO_ORG, "aws", {"source": aws_sample.as_uri()}, label="demo: anonymized CUR sample (MIT)")
-            progress.update(step, description="POST .../run/acme/cloud/aws/cost/billing (bundled CUR sample)")
-            runs_done.append(post_and_wait(api_url, key, DEMO_ORG, "cloud/aws/cost/billing", AWS_SAMPLE_WINDOW))
+            for pipeline, body in [
+                *((f"genai/payg/{p}", window) for p in ("openai", "anthropic", "gemini", "vertex", "azure_openai")),
+                ("cloud/gcp/cost/billing", window),
+                *((f"cloud/{c}/cost/billing", w) for c, w in SAMPLE_WINDOWS.items()),
+            ]:
+                progress.update(step, description=f"POST {api_url}/api/v1/pipelines/run/acme/{pipeline}")
+                runs_done.append(post_and_wait(api_url, key, DEMO_ORG, pipeline, body))
             progress.update(step, description="adding Slack, Canva, ChatGPT Plus and Notion subscriptions over HTTP")
             with httpx.Client(base_url=api_url, headers={"X-API-Key": key}, timeout=30) as http:
                 for doc in DEMO_SUBSCRIPTIONS:

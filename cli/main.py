@@ -289,6 +289,134 @@ def subscriptions_cancel(slug: str, subscription_id: str, end_date: str) -> None
     console.print(f"cancelled {subscription_id} after {end_date}")
 
 
+@cli.group()
+def schedules() -> None:
+    """Per-org pipeline schedules (cron + time zone). `serve` fires them locally; GCP uses Cloud Scheduler."""
+
+
+def _sched(fn, *args):
+    from shared import schedules as sch
+
+    try:
+        return fn(_rt().warehouse, *args)
+    except (sch.ScheduleInvalid, sch.UnknownSchedule) as e:
+        _fail(str(e))
+
+
+@schedules.command("add")
+@click.argument("slug")
+@click.argument("pipeline")
+@click.option("--cron", required=True, help='Five cron fields, e.g. "0 3 * * *".')
+@click.option("--timezone", default="Etc/UTC", show_default=True, help="IANA time zone the cron is read in.")
+@click.option("--credential-id", help="Use this credential instead of the newest one for the provider.")
+@click.option("--disabled", is_flag=True, help="Create it switched off.")
+def schedules_add(slug, pipeline, cron, timezone, credential_id, disabled) -> None:
+    """Run PIPELINE for SLUG on a schedule; prints the schedule id (last line)."""
+    from shared import schedules as sch
+
+    spec = {"pipeline_id": pipeline, "cron": cron, "timezone": timezone, "enabled": not disabled,
+            "body": {"credential_id": credential_id} if credential_id else {}}
+    click.echo(_sched(sch.create_schedule, slug, spec)["schedule_id"])
+
+
+@schedules.command("list")
+@click.argument("slug")
+def schedules_list(slug: str) -> None:
+    """List SLUG's schedules."""
+    from shared import schedules as sch
+
+    rows = _sched(sch.list_schedules, slug)
+    console.print(_table(f"schedules of {slug}", rows, ["schedule_id", "pipeline_id", "cron", "timezone", "enabled"]))
+
+
+@schedules.command("update")
+@click.argument("slug")
+@click.argument("schedule_id")
+@click.option("--cron")
+@click.option("--timezone")
+@click.option("--enable/--disable", "enabled", default=None)
+def schedules_update(slug, schedule_id, cron, timezone, enabled) -> None:
+    """Change a schedule's cron, time zone or on/off switch."""
+    from shared import schedules as sch
+
+    changes = {k: v for k, v in (("cron", cron), ("timezone", timezone), ("enabled", enabled)) if v is not None}
+    _sched(sch.update_schedule, slug, schedule_id, changes)
+    console.print(f"updated {schedule_id}")
+
+
+@schedules.command("rm")
+@click.argument("slug")
+@click.argument("schedule_id")
+def schedules_rm(slug: str, schedule_id: str) -> None:
+    """Delete a schedule."""
+    from shared import schedules as sch
+
+    if not _sched(sch.delete_schedule, slug, schedule_id):
+        _fail(f"no schedule {schedule_id!r} for {slug}")
+    console.print(f"deleted {schedule_id}")
+
+
+@schedules.command("sync")
+@click.option("--org", help="Only this org's jobs.")
+def schedules_sync(org: str | None) -> None:
+    """Make Cloud Scheduler match the schedules table (GCP backend)."""
+    from shared import schedules as sch
+
+    rt = _rt()
+    if rt.settings.backend != "gcp":
+        _fail("schedules sync talks to Cloud Scheduler; set CLOUDACT_BACKEND=gcp",
+              "on the embedded default `cloudact serve` fires schedules itself")
+    summary = sch.sync_to_cloud_scheduler(rt.warehouse, sch.scheduler_client(), rt.settings.project,
+                                          rt.settings.region, sch.topic_path(rt.settings.project), org)
+    console.print(summary)
+
+
+@cli.group()
+def plans() -> None:
+    """Plans and quotas (from Stripe products via the webhook)."""
+
+
+@plans.command("show")
+@click.argument("slug")
+def plans_show(slug: str) -> None:
+    """SLUG's subscription status, plan and limits."""
+    from shared import plans as pl
+
+    e = pl.entitlement(_rt().warehouse, slug)
+    console.print(f"{slug}: status {e.status} ({e.source})")
+    if e.plan:
+        console.print(e.plan)
+
+
+@cli.group()
+def usage() -> None:
+    """Usage files from providers that have no usage API."""
+
+
+@usage.command("import")
+@click.argument("slug")
+@click.argument("provider", type=click.Choice(["deepseek"]))
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--credential-id", help="The credential whose usage_csv_dir receives the file.")
+def usage_import(slug: str, provider: str, path: Path, credential_id: str | None) -> None:
+    """Check a console usage export (CSV or ZIP) and file it for the next DeepSeek run."""
+    from jobs.base import ExtractError
+    from jobs.genai.deepseek import import_usage_file
+    from shared.secrets import CredentialStore
+
+    rt = _rt()
+    store = CredentialStore(rt.warehouse, rt.settings)
+    row = store.find(slug, provider, credential_id)
+    try:
+        dest, records = import_usage_file(store.load(slug, provider, row["credential_id"]), path)
+    except ExtractError as e:
+        _fail(str(e))
+    days = sorted({r["date"] for r in records})
+    console.print(f"filed {len(records)} usage rows ({days[0]}..{days[-1]}) as {dest}" if days else f"filed {dest} (no rows)")
+    if days:
+        console.print(f"next: cloudact run {slug} genai/payg/{provider} --start {days[0]} --end {days[-1]} --wait")
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
@@ -338,7 +466,7 @@ def print_run(run: dict) -> None:
 @click.option("--credential-id", help="Which credential to use (default: the newest for the provider).")
 @click.option("--wait/--no-wait", default=False, help="Wait for the run to finish and show the result.")
 def run(slug: str, pipeline: str, start: str | None, end: str | None, credential_id: str | None, wait: bool) -> None:
-    """Start PIPELINE (e.g. genai/payg/openai) for org SLUG, in this process."""
+    """Run a pipeline for org SLUG in this process; PIPELINE is a path like genai/payg/openai."""
     from shared.api import ApiError, request_run
 
     body = {k: v for k, v in (("start_date", start), ("end_date", end), ("credential_id", credential_id)) if v}
@@ -408,7 +536,7 @@ def export(slug: str, out: Path) -> None:
 
 @cli.command()
 def demo() -> None:
-    """A full local demo: org acme, a loopback OpenAI server, a real HTTP run, FOCUS totals."""
+    """The whole flow locally: org acme, loopback provider APIs, every pipeline over HTTP, FOCUS totals."""
     from cli.demo import run_demo
 
     sys.exit(run_demo(console))

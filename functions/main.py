@@ -3,6 +3,8 @@
 run_pipeline          HTTP     the pipelines API (POST run, GET run status)
 dispatch_run          Pub/Sub  pipeline-run-requests -> start the provider's job
 convert_on_completion Pub/Sub  pipeline-run-completed -> procedure chain, run result
+stripe_webhook        HTTP     Stripe events -> plans, org subscriptions (signature checked, idempotent)
+sync_schedules        HTTP     org_schedules -> Cloud Scheduler jobs (create/update/delete to match)
 """
 from __future__ import annotations
 
@@ -24,6 +26,11 @@ def dispatch_run(cloud_event):
     from shared.bus.base import decode
 
     request, _, _ = decode(cloud_event)
+    from shared import schedules
+
+    if schedules.is_schedule_message(request):  # a scheduler tick: no run yet and no API key
+        schedules.handle_message(runtime.get(), request)
+        return
     runtime.get().launcher.launch(request)
 
 
@@ -34,3 +41,37 @@ def convert_on_completion(cloud_event):
 
     event, _, _ = decode(cloud_event)
     convert(event)
+
+
+@functions_framework.http
+def stripe_webhook(request):
+    """Stripe -> plans and org subscriptions. 400 unless the Stripe-Signature verifies."""
+    import os
+
+    from shared import runtime, stripe_events
+
+    headers = {"Content-Type": "application/json"}
+    if request.method != "POST":
+        return {"error": "method_not_allowed", "message": "Stripe posts events"}, 405, headers
+    secret = os.environ.get("STRIPE_WEBHOOK_SECRET")
+    if not secret:
+        return {"error": "not_configured", "message": "STRIPE_WEBHOOK_SECRET is not set"}, 500, headers
+    try:
+        event = stripe_events.verify(request.get_data(as_text=True), request.headers.get("Stripe-Signature"), secret)
+        outcome = stripe_events.handle_event(runtime.get().warehouse, event)
+    except stripe_events.BadSignature as e:
+        return {"error": "bad_signature", "message": str(e)}, 400, headers
+    except stripe_events.BadEvent as e:
+        return {"error": "bad_event", "message": str(e)}, 400, headers
+    return {"received": True, "outcome": outcome}, 200, headers
+
+
+@functions_framework.http
+def sync_schedules(request):
+    """Make Cloud Scheduler match organizations.org_schedules (invoke with an IAM identity, not publicly)."""
+    from shared import runtime, schedules
+
+    rt = runtime.get()
+    summary = schedules.sync_to_cloud_scheduler(rt.warehouse, schedules.scheduler_client(), rt.settings.project,
+                                                rt.settings.region, schedules.topic_path(rt.settings.project))
+    return summary, 200, {"Content-Type": "application/json"}

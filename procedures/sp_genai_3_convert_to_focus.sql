@@ -72,7 +72,7 @@ hosts AS (
   SELECT 'openai' AS provider, 'OpenAI API' AS service, 'OpenAI' AS issuer, 'OpenAI' AS host, 'OpenAI' AS vendor UNION ALL
   SELECT 'anthropic', 'Claude API', 'Anthropic', 'Anthropic', 'Anthropic' UNION ALL
   SELECT 'gemini', 'Gemini API', 'Google Cloud', 'Google Cloud', 'Google' UNION ALL
-  SELECT 'vertex', 'Vertex AI', 'Google Cloud', 'Google Cloud', 'Google' UNION ALL
+  SELECT 'vertex', 'Generative AI on Vertex AI', 'Google Cloud', 'Google Cloud', 'Google' UNION ALL
   SELECT 'deepseek', 'DeepSeek API', 'DeepSeek', 'DeepSeek', 'DeepSeek' UNION ALL
   SELECT 'azure_openai', 'Azure OpenAI', 'Microsoft', 'Microsoft', 'OpenAI' UNION ALL
   SELECT 'bedrock', 'Amazon Bedrock', 'Amazon Web Services', 'Amazon Web Services', 'Amazon Web Services'

@@ -3,6 +3,8 @@
 POST /api/v1/pipelines/run/{org}/{pipeline path}   -> 202 {run_id, status}
 GET  /api/v1/pipelines/runs/{org}/{run_id}         -> 200 {run_id, status, ...}
 GET  /api/v1/pipelines/runs/{org}                  -> 200 {runs: [...]}
+/api/v1/subscriptions/{org}[/{id}[/cancel]]        SaaS subscriptions (shared/subscriptions.py)
+/api/v1/schedules/{org}[/{id}]                     per-org schedules (shared/schedules.py)
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from shared.tenants import get_org
 RUN_PREFIX = "/api/v1/pipelines/run/"
 RUNS_PREFIX = "/api/v1/pipelines/runs/"
 SUBSCRIPTIONS_PREFIX = "/api/v1/subscriptions/"
+SCHEDULES_PREFIX = "/api/v1/schedules/"
 MAX_RANGE_DAYS = 400
 
 
@@ -104,11 +107,16 @@ def request_run(rt, org: str, pipeline_path: str, body: Any, trigger: str) -> di
         credential_id = cred["credential_id"]
     else:
         credential_id = "none"
-    try:
-        run_id = runs.create_run(wh, org_slug=org, pipeline_id=pipeline.path, credential_id=credential_id,
-                                 start_date=opts["start_date"], end_date=opts["end_date"], trigger=trigger)
+    from shared import plans
+
+    try:  # the slice check and the plan's quotas are one atomic statement
+        run_id = plans.create_run_with_quota(wh, org_slug=org, pipeline=pipeline, credential_id=credential_id,
+                                             start_date=opts["start_date"], end_date=opts["end_date"],
+                                             trigger=trigger)
     except runs.SliceBusy as e:
         raise ApiError(409, "slice_busy", str(e)) from None
+    except plans.QuotaExceeded as e:
+        raise ApiError(e.status, e.code, e.message) from None
     request = {"run_id": run_id, "org_slug": org, "pipeline_id": pipeline.path, "credential_id": credential_id,
                "start_date": opts["start_date"].isoformat(), "end_date": opts["end_date"].isoformat()}
     try:
@@ -179,6 +187,12 @@ def handle_subscriptions(rt, method: str, rest: str, query: dict, raw_body: byte
 def handle(rt, method: str, path: str, headers, raw_body: bytes, query: dict | None = None) -> tuple[int, dict[str, Any]]:
     """Route one request; return (status, JSON body). Never raises for client errors."""
     try:
+        if path.startswith(SCHEDULES_PREFIX):
+            from shared import schedules
+
+            rest = path[len(SCHEDULES_PREFIX):]
+            _authorize(rt, rest.partition("/")[0], headers)
+            return schedules.handle_schedules(rt, method, rest, raw_body)
         if path.startswith(SUBSCRIPTIONS_PREFIX):
             rest = path[len(SUBSCRIPTIONS_PREFIX):]
             _authorize(rt, rest.partition("/")[0], headers)

@@ -32,3 +32,17 @@ def rt(home):
 def acme(rt):
     create_org(rt.warehouse, "acme")
     return "acme"
+
+
+@pytest.fixture()
+def planned_pipeline(monkeypatch):
+    """A registered pipeline whose extractor is not built, for the refusal paths."""
+    import dataclasses
+
+    from shared import registry
+
+    real = registry.pipelines()
+    future = dataclasses.replace(real["genai/payg/openai"], path="genai/payg/future", provider="future",
+                                 job="genai.future", status="planned")
+    monkeypatch.setattr(registry, "pipelines", lambda: {**real, future.path: future})
+    return future.path

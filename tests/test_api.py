@@ -85,11 +85,11 @@ def test_malformed_json_is_400(client, setup):
     assert r.status_code == 400 and r.json["error"] == "bad_body"
 
 
-def test_unknown_pipeline_is_404_and_planned_one_is_refused_clearly(client, setup):
+def test_unknown_pipeline_is_404_and_planned_one_is_refused_clearly(client, setup, planned_pipeline):
     keys, _ = setup
     r = post(client, "acme", path="genai/payg/nosuch", key=keys["acme"])
     assert r.status_code == 404 and "known pipelines" in r.json["message"]
-    r = post(client, "acme", path="cloud/oci/cost/billing", key=keys["acme"])
+    r = post(client, "acme", path=planned_pipeline, key=keys["acme"])
     assert r.status_code == 501 and "not built yet" in r.json["message"]
 
 

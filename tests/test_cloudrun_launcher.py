@@ -72,11 +72,11 @@ def test_launch_returns_operation_name_without_metadata_and_honours_prefix():
     assert client.requests[0].name == "projects/p/locations/us-central1/jobs/ca-genai"
 
 
-def test_unknown_or_planned_pipeline_is_refused_before_any_api_call():
+def test_unknown_or_planned_pipeline_is_refused_before_any_api_call(planned_pipeline):
     client = FakeJobsClient()
     launcher = CloudRunLauncher(project="p", region="r", client=client)
     with pytest.raises(registry.UnknownPipeline):
         launcher.launch({**REQUEST, "pipeline_id": "nope/nope"})
     with pytest.raises(registry.PipelineNotAvailable):
-        launcher.launch({**REQUEST, "pipeline_id": "cloud/oci/cost/billing"})
+        launcher.launch({**REQUEST, "pipeline_id": planned_pipeline})
     assert client.requests == []

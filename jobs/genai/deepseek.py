@@ -1,0 +1,370 @@
+"""DeepSeek pay-as-you-go: daily token usage from the console's usage export (CSV), plus a balance check.
+
+DeepSeek has no usage or cost API. The documented API only has `GET /user/balance`; usage comes from
+platform.deepseek.com -> Usage -> Export (a CSV, or a ZIP of CSVs, per month), which the user drops
+into a folder (`cloudact usage import ORG deepseek FILE` copies it there via `import_usage_file`).
+
+Credential (`cloudact credentials add ORG deepseek --from-json FILE`):
+    {"api_key": "sk-...",                           # optional: only used for the balance check
+     "base_url": "https://api.deepseek.com",       # optional
+     "usage_csv_dir": "file:///var/cloudact/deepseek/acme"}   # required (file:// URL or plain path)
+
+extract():
+1. `GET {base_url}/user/balance` (Bearer key). The balance is written to the run log only; a refused
+   key (401/403) is a CredentialError. Without an api_key the check is skipped.
+2. Every `*.csv` / `*.zip` in usage_csv_dir is parsed with `import_usage_csv`; rows whose UTC date is
+   in ctx.start_date..ctx.end_date become `genai_usage_daily` rows, one per (day, model, API key name):
+   cache-miss input -> input_tokens, cache-hit input -> cached_input_tokens, output -> output_tokens
+   (reasoning tokens are billed and reported as output), requests -> request_count (null when the
+   file has no request column), API key name -> project_id (null when absent).
+   Exports overlap (a mid-month export, then the full month): **each day is taken from one file
+   only**, the one whose data reaches furthest (latest date), newest modification time breaking ties,
+   so re-exports never double count.
+
+CSV layouts (column names are not documented by DeepSeek; matching is case-insensitive and ignores
+punctuation, so `Input Tokens (Cache Hit)` reads as `input_tokens_cache_hit`):
+- wide: one line per day (and model, key) with a column per token class;
+- long: `utc_date, model, api_key_name, type, price, amount` with one line per token class, `type` in
+  input_cache_hit_tokens / input_cache_miss_tokens / output_tokens / request_count (the shape seen in
+  public tooling). `price` is ignored (list prices come from genai_pricing.yml).
+Accepted header aliases are in COLUMN_ALIASES / LONG_ALIASES. Dates may be `YYYY-MM-DD`, `YYYY/MM/DD`
+or date-times; a date-time with an offset is converted to UTC, one without is taken as UTC.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import os
+import re
+import shutil
+import tempfile
+import time
+import zipfile
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Callable, Iterable
+from urllib.parse import unquote, urlparse
+
+import pyarrow as pa
+
+from jobs.base import CredentialError, ExtractContext, ExtractError
+from jobs.genai.common import USAGE_TABLE, to_batches
+from shared.http import ApiClient, retry_settings
+from shared.models import model_family
+
+PROVIDER = "deepseek"
+DEFAULT_BASE_URL = "https://api.deepseek.com"
+BALANCE_PATH = "/user/balance"
+TOKEN_FIELDS = ("input_cache_hit_tokens", "input_cache_miss_tokens", "output_tokens")
+# canonical field -> accepted (normalised) header names
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "date": ("utc_date", "date", "usage_date", "day", "utc_time", "time", "datetime", "timestamp"),
+    "model": ("model", "model_name", "model_id"),
+    "api_key_name": ("api_key_name", "api_key", "key_name", "api_key_id"),
+    "input_cache_hit_tokens": ("input_cache_hit_tokens", "prompt_cache_hit_tokens", "cache_hit_tokens",
+                               "input_tokens_cache_hit", "cache_hit_input_tokens", "input_cache_hit"),
+    "input_cache_miss_tokens": ("input_cache_miss_tokens", "prompt_cache_miss_tokens", "cache_miss_tokens",
+                                "input_tokens_cache_miss", "cache_miss_input_tokens", "input_cache_miss"),
+    "output_tokens": ("output_tokens", "completion_tokens", "output_token", "output"),
+    "request_count": ("request_count", "requests", "num_requests", "request_num", "api_requests", "calls"),
+}
+REQUIRED_WIDE = ("date", "model") + TOKEN_FIELDS
+# long layout: the column naming the token class and the one holding the quantity
+LONG_ALIASES: dict[str, tuple[str, ...]] = {
+    "type": ("type", "usage_type", "token_type", "metric"),
+    "amount": ("amount", "quantity", "usage", "count", "value", "tokens"),
+}
+_LONG_VALUES = ("input_cache_hit_tokens", "input_cache_miss_tokens", "output_tokens", "request_count")
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", (name or "").replace("\ufeff", "").strip().lower()).strip("_")
+
+
+def _find(headers: list[str], aliases: Iterable[str]) -> int | None:
+    normed = [_norm(h) for h in headers]
+    for alias in aliases:
+        if alias in normed:
+            return normed.index(alias)
+    return None
+
+
+def _parse_date(raw: str, where: str) -> dt.date:
+    s = (raw or "").strip()
+    if not s:
+        raise ExtractError(f"{where}: the date is empty")
+    m = re.fullmatch(r"(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})", s)
+    try:
+        if m:
+            return dt.date(int(m[1]), int(m[2]), int(m[3]))
+        when = dt.datetime.fromisoformat(s.replace("Z", "+00:00").replace("/", "-"))
+    except ValueError:
+        raise ExtractError(f"{where}: {raw!r} is not a date (expected YYYY-MM-DD or an ISO date-time)") from None
+    if when.tzinfo is not None:
+        when = when.astimezone(dt.timezone.utc)
+    return when.date()
+
+
+def _parse_count(raw: str, where: str) -> int:
+    s = (raw or "").strip().replace(",", "").replace("_", "")
+    if not s:
+        return 0
+    try:
+        d = Decimal(s)
+    except InvalidOperation:
+        raise ExtractError(f"{where}: {raw!r} is not a number") from None
+    if not d.is_finite() or d < 0 or d != d.to_integral_value():
+        raise ExtractError(f"{where}: {raw!r} is not a whole, non-negative count")
+    return int(d)
+
+
+def _missing_message(name: str, missing: list[str], headers: list[str]) -> str:
+    wanted = "; ".join(f"{m} (one of: {', '.join(COLUMN_ALIASES[m])})" for m in missing)
+    return (f"{name}: not a DeepSeek usage export this importer understands: missing column(s) {wanted}. "
+            f"The file's header is: {', '.join(h for h in headers) or '(empty)'}. A long-format export needs "
+            f"date, model, {LONG_ALIASES['type'][0]} and {LONG_ALIASES['amount'][0]} columns instead.")
+
+
+def _parse_text(text: str, name: str) -> dict[tuple, dict]:
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    headers = next(reader, None)
+    if not headers or not any(h.strip() for h in headers):
+        raise ExtractError(f"{name}: the file is empty (no header line)")
+    col = {field: _find(headers, aliases) for field, aliases in COLUMN_ALIASES.items()}
+    type_col, amount_col = _find(headers, LONG_ALIASES["type"]), _find(headers, LONG_ALIASES["amount"])
+    long = (type_col is not None and amount_col is not None
+            and all(col[f] is None for f in TOKEN_FIELDS))
+    missing = [f for f in (("date", "model") if long else REQUIRED_WIDE) if col[f] is None]
+    if missing:
+        raise ExtractError(_missing_message(name, missing, headers))
+    records: dict[tuple, dict] = {}
+    for line_no, cells in enumerate(reader, start=2):
+        if not any(c.strip() for c in cells):
+            continue
+        where = f"{name} line {line_no}"
+        if len(cells) < len(headers):
+            cells = cells + [""] * (len(headers) - len(cells))
+
+        def cell(i: int | None, cells: list[str] = cells) -> str:
+            return cells[i] if i is not None else ""
+
+        day = _parse_date(cell(col["date"]), where)
+        model = cell(col["model"]).strip()
+        if not model:
+            raise ExtractError(f"{where}: the model is empty")
+        key_name = cell(col["api_key_name"]).strip() or None
+        rec = records.get((day, model, key_name))
+        if rec is None:
+            rec = records[(day, model, key_name)] = {
+                "date": day, "model": model, "api_key_name": key_name, "input_cache_hit_tokens": 0,
+                "input_cache_miss_tokens": 0, "output_tokens": 0, "request_count": None}
+        if long:
+            kind = _norm(cell(type_col))
+            field = next((f for f in _LONG_VALUES if kind == f or kind in COLUMN_ALIASES[f]), None)
+            if field is None:
+                raise ExtractError(f"{where}: unknown usage type {cell(type_col)!r} (expected one of "
+                                   f"{', '.join(_LONG_VALUES)})")
+            values = {field: _parse_count(cell(amount_col), where)}
+        else:
+            values = {f: _parse_count(cell(col[f]), where) for f in TOKEN_FIELDS}
+            if col["request_count"] is not None:
+                values["request_count"] = _parse_count(cell(col["request_count"]), where)
+        for f, v in values.items():
+            rec[f] = (rec[f] or 0) + v
+    return records
+
+
+def import_usage_csv(path: str | os.PathLike) -> list[dict]:
+    """The usage in one console export (a `.csv`, or a `.zip` of them), summed per (date, model, key):
+
+        {"date": date (UTC), "model": str, "api_key_name": str | None, "input_cache_hit_tokens": int,
+         "input_cache_miss_tokens": int, "output_tokens": int, "request_count": int | None}
+
+    Raises ExtractError naming the file (and line) for a missing column, a bad date or a bad number.
+    """
+    p = Path(path)
+    try:
+        if p.suffix.lower() == ".zip":
+            records: dict[tuple, dict] = {}
+            with zipfile.ZipFile(p) as zf:
+                members = sorted(n for n in zf.namelist() if n.lower().endswith(".csv") and not n.endswith("/"))
+                if not members:
+                    raise ExtractError(f"{p.name}: the ZIP holds no .csv file")
+                for member in members:
+                    for key, rec in _parse_text(zf.read(member).decode("utf-8-sig"), f"{p.name}:{member}").items():
+                        if key in records:
+                            for f in TOKEN_FIELDS + ("request_count",):
+                                if rec[f] is not None:
+                                    records[key][f] = (records[key][f] or 0) + rec[f]
+                        else:
+                            records[key] = rec
+        else:
+            records = _parse_text(p.read_text(encoding="utf-8-sig"), p.name)
+    except UnicodeDecodeError:
+        raise ExtractError(f"{p.name}: not UTF-8 text; export the usage as CSV again") from None
+    except zipfile.BadZipFile:
+        raise ExtractError(f"{p.name}: not a readable ZIP file") from None
+    except OSError as e:
+        raise ExtractError(f"{p.name}: cannot be read ({e.strerror or e})") from None
+    return [records[k] for k in sorted(records, key=lambda k: (k[0], k[1], str(k[2])))]
+
+
+def usage_dir(credential: dict) -> Path:
+    """The credential's usage_csv_dir as a local path (`file:///dir` or a plain path)."""
+    raw = str((credential or {}).get("usage_csv_dir") or "").strip()
+    if not raw:
+        raise CredentialError(
+            'The DeepSeek credential has no usage_csv_dir. Add one with `cloudact credentials add ORG deepseek '
+            '--from-json FILE` (FILE: {"api_key": "sk-...", "usage_csv_dir": "file:///path/to/folder"}).')
+    u = urlparse(raw)
+    if u.scheme == "file":
+        return Path(unquote(u.path))
+    if u.scheme and len(u.scheme) > 1:
+        raise ExtractError(f"usage_csv_dir must be a file:// URL or a local path, not {u.scheme}://")
+    return Path(raw)
+
+
+def usage_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise ExtractError(f"The DeepSeek usage folder {folder} does not exist or is not a folder")
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in (".csv", ".zip"))
+
+
+def import_usage_file(credential: dict, source: str | os.PathLike) -> tuple[Path, list[dict]]:
+    """Validate a console export and copy it into the credential's usage folder.
+
+    For `cloudact usage import ORG deepseek FILE`: parses FILE first (so a bad file is refused with the
+    missing columns named, before anything is copied), then writes it atomically as
+    `deepseek-usage-<UTC yyyymmddThhmmss>-<original name>` with the current time as its modification
+    time. Returns the destination path and the parsed records (for a summary line).
+    """
+    src = Path(source)
+    records = import_usage_csv(src)
+    folder = usage_dir(credential)
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    dest = folder / f"deepseek-usage-{stamp}-{src.name}"
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".import-", suffix=src.suffix)
+    try:
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+            shutil.copyfileobj(inp, out)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    now = time.time()
+    os.utime(dest, (now, now))
+    return dest, records
+
+
+# -- balance -------------------------------------------------------------------------------------------
+
+def fetch_balance(ctx: ExtractContext, *, sleep: Callable[[float], Any] = time.sleep,
+                  max_attempts: int | None = None) -> dict | None:
+    """`GET /user/balance` as `{"is_available": bool, "balance_infos": [{currency, total_balance: Decimal,
+    granted_balance, topped_up_balance}]}`, or None when the credential has no api_key.
+    A refused key raises CredentialError (via ApiClient)."""
+    cred = ctx.credential or {}
+    key = cred.get("api_key")
+    if not key:
+        return None
+    if not isinstance(key, str):
+        raise CredentialError("The DeepSeek credential's api_key must be a string")
+    retry = retry_settings()
+    if max_attempts is not None:
+        retry["max_attempts"] = max_attempts
+    base = str(cred.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
+    with ApiClient(base, {"Authorization": f"Bearer {key}", "Accept": "application/json"}, provider="DeepSeek",
+                   credential_kind="deepseek", key_label="API key", org_slug=ctx.org_slug, log=ctx.log,
+                   sleep=sleep, **retry) as client:
+        doc = client.get_json(BALANCE_PATH)
+    if not isinstance(doc, dict) or not isinstance(doc.get("balance_infos"), list):
+        raise ExtractError("DeepSeek answered GET /user/balance with an unexpected shape (no 'balance_infos' list)")
+    infos = []
+    for info in doc["balance_infos"]:
+        row = {"currency": str(info.get("currency") or "").upper()}
+        for f in ("total_balance", "granted_balance", "topped_up_balance"):
+            try:
+                row[f] = Decimal(str(info.get(f))) if info.get(f) is not None else None
+            except InvalidOperation:
+                raise ExtractError(f"DeepSeek returned a {f} that is not a number: {info.get(f)!r}") from None
+        infos.append(row)
+    return {"is_available": bool(doc.get("is_available")), "balance_infos": infos}
+
+
+def _log_balance(ctx: ExtractContext, balance: dict | None) -> None:
+    if balance is None:
+        ctx.log.info("deepseek: no api_key in the credential; balance not checked")
+        return
+    parts = [f"{b['currency']} {b['total_balance']} (granted {b['granted_balance']}, topped up "
+             f"{b['topped_up_balance']})" for b in balance["balance_infos"]]
+    ctx.log.info("deepseek: balance %s; is_available=%s", "; ".join(parts) or "none reported",
+                 balance["is_available"])
+    if not balance["is_available"]:
+        ctx.log.warning("deepseek: the account balance is not sufficient for API calls (is_available=false)")
+
+
+# -- extract -------------------------------------------------------------------------------------------
+
+def extract(ctx: ExtractContext, *, sleep: Callable[[float], Any] = time.sleep,
+            max_attempts: int | None = None) -> dict[str, list[pa.RecordBatch]]:
+    """DeepSeek usage for ctx.start_date..ctx.end_date (inclusive, UTC days) from the export folder."""
+    folder = usage_dir(ctx.credential)
+    try:
+        balance = fetch_balance(ctx, sleep=sleep, max_attempts=max_attempts)
+    except CredentialError:
+        raise
+    except ExtractError as e:  # the balance is informational; usage still loads
+        ctx.log.warning("deepseek: balance check failed: %s", e)
+        balance = None
+    _log_balance(ctx, balance)
+    files = usage_files(folder)
+    if not files:
+        ctx.warn(f"No DeepSeek usage export in {folder}. Export it from platform.deepseek.com (Usage -> Export) "
+                 f"and add it with `cloudact usage import {ctx.org_slug} deepseek FILE`.")
+        return {USAGE_TABLE: []}
+    if ctx.end_date < ctx.start_date:
+        return {USAGE_TABLE: []}
+
+    parsed = []
+    for f in files:
+        records = import_usage_csv(f)
+        last_day = max((r["date"] for r in records), default=dt.date.min)
+        parsed.append(((last_day, f.stat().st_mtime_ns, f.name), f, records))
+    parsed.sort(key=lambda t: t[0])
+    owner: dict[dt.date, Path] = {}  # each day comes from the file that reaches furthest (then newest)
+    for _, f, records in parsed:
+        for r in records:
+            owner[r["date"]] = f
+    superseded = 0
+    rows = []
+    for _, f, records in parsed:
+        for r in records:
+            if not ctx.start_date <= r["date"] <= ctx.end_date:
+                continue
+            if owner[r["date"]] != f:
+                superseded += 1
+                continue
+            rows.append({
+                "usage_date": r["date"], "provider": PROVIDER, "model": r["model"],
+                "model_family": model_family(r["model"]), "project_id": r["api_key_name"],
+                "service_tier": None, "is_batch": False,
+                "input_tokens": r["input_cache_miss_tokens"], "cached_input_tokens": r["input_cache_hit_tokens"],
+                "cache_write_tokens": 0, "cache_write_1h_tokens": None, "output_tokens": r["output_tokens"],
+                "reasoning_tokens": None,  # billed and exported as output tokens
+                "request_count": r["request_count"],
+            })
+    rows.sort(key=lambda r: (r["usage_date"], r["model"], str(r["project_id"])))
+    if superseded:
+        ctx.log.info("deepseek: %d usage line(s) in older exports were superseded by newer exports of the same day",
+                     superseded)
+    if not rows:
+        covered = sorted(owner)
+        ctx.warn(f"The DeepSeek usage exports in {folder} cover {covered[0]}..{covered[-1]}, nothing in "
+                 f"{ctx.start_date}..{ctx.end_date}; import a newer export with "
+                 f"`cloudact usage import {ctx.org_slug} deepseek FILE`" if covered else
+                 f"The DeepSeek usage exports in {folder} hold no usage lines")
+    ctx.log.info("deepseek: %d usage rows from %d export file(s)", len(rows), len(files))
+    return {USAGE_TABLE: to_batches(USAGE_TABLE, rows)}

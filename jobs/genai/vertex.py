@@ -1,0 +1,83 @@
+"""Google Vertex AI (Gemini and partner models such as Claude): daily token usage from Cloud Monitoring.
+
+Vertex AI has no usage API. Tokens come from the project's Cloud Monitoring metrics (see
+`jobs.genai.gcp_monitoring` for the credential, and for why this is REST over httpx rather than the
+gRPC SDK); money comes from the GCP billing export (the cloud/gcp pipeline), so this job writes
+`genai_usage_daily` only.
+
+Metrics read, each summed per UTC day:
+- tokens:   `aiplatform.googleapis.com/publisher/online_serving/token_count` (resource
+  `aiplatform.googleapis.com/PublisherModel`) grouped by `resource.label.model_user_id` and
+  `metric.label.type`; type `input` -> `input_tokens`, `output` -> `output_tokens`. One query covers
+  every publisher (Google, Anthropic, Meta, ...). Other type values are skipped with a warning.
+- requests: `aiplatform.googleapis.com/publisher/online_serving/model_invocation_count` grouped by
+  `resource.label.model_user_id` (`request_count` stays null when there are no request points).
+
+`model` is the model_user_id as reported (e.g. `gemini-2.5-flash`, `claude-sonnet-4-5@20250929`;
+`shared.models.model_family` drops the `@date` suffix). The metric has no cache split, so
+`cached_input_tokens` is 0; `project_id` is the GCP project.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import pyarrow as pa
+
+from jobs.base import ExtractContext
+from jobs.genai.common import USAGE_TABLE, DayWindow, to_batches
+from jobs.genai.gcp_monitoring import daily_sums, label, monitoring_client, projects_of
+from shared.models import model_family
+
+PROVIDER = "vertex"
+TOKEN_METRIC = "aiplatform.googleapis.com/publisher/online_serving/token_count"
+REQUESTS_METRIC = "aiplatform.googleapis.com/publisher/online_serving/model_invocation_count"
+TOKEN_GROUP_BY = ["resource.label.model_user_id", "metric.label.type"]
+REQUESTS_GROUP_BY = ["resource.label.model_user_id"]
+TOKEN_TYPES = {"input": "input_tokens", "output": "output_tokens"}
+
+
+def model_of(series: dict) -> str:
+    return (label(series, "resource.label.model_user_id") or "").strip() or "unknown"
+
+
+def _new_row(day, project: str, model: str) -> dict:
+    return {"usage_date": day, "provider": PROVIDER, "model": model, "model_family": model_family(model),
+            "project_id": project, "service_tier": None, "is_batch": False,
+            "input_tokens": 0, "cached_input_tokens": 0, "cache_write_tokens": 0, "cache_write_1h_tokens": None,
+            "output_tokens": 0, "reasoning_tokens": None, "request_count": None}
+
+
+def extract(ctx: ExtractContext, *, sleep: Callable[[float], Any] = time.sleep, max_attempts: int | None = None,
+            token_minter: Callable[[dict], str] | None = None) -> dict[str, list[pa.RecordBatch]]:
+    """Token usage for ctx.start_date..ctx.end_date (inclusive, UTC days) for every project in the credential."""
+    projects = projects_of(ctx)
+    extra = {"token_minter": token_minter} if token_minter else {}
+    client = monitoring_client(ctx, provider="Google Cloud Monitoring", sleep=sleep, max_attempts=max_attempts,
+                               **extra)
+    rows: dict[tuple, dict] = {}
+    other_types: dict[str, int] = {}
+    with client:
+        if ctx.end_date < ctx.start_date:
+            return {USAGE_TABLE: []}
+        window = DayWindow(ctx)
+        for project in projects:
+            tokens = daily_sums(ctx, client, project, TOKEN_METRIC, TOKEN_GROUP_BY, window,
+                                lambda s: (model_of(s), (label(s, "metric.label.type") or "").strip().lower()))
+            for (day, (model, kind)), value in tokens.items():
+                field = TOKEN_TYPES.get(kind)
+                if field is None:
+                    other_types[kind or "(none)"] = other_types.get(kind or "(none)", 0) + value
+                    continue
+                rows.setdefault((day, project, model), _new_row(day, project, model))[field] += value
+            requests = daily_sums(ctx, client, project, REQUESTS_METRIC, REQUESTS_GROUP_BY, window, model_of)
+            for (day, model), value in requests.items():
+                row = rows.setdefault((day, project, model), _new_row(day, project, model))
+                row["request_count"] = (row["request_count"] or 0) + value
+        window.warn("Vertex AI", "Cloud Monitoring")
+    if other_types:
+        ctx.warn("Vertex AI token_count had token types other than input/output, not counted: "
+                 + ", ".join(f"{k}={v}" for k, v in sorted(other_types.items())))
+    out = [rows[k] for k in sorted(rows, key=lambda k: (k[0], k[1], k[2]))]
+    ctx.log.info("vertex: %d usage rows from %d project(s)", len(out), len(projects))
+    return {USAGE_TABLE: to_batches(USAGE_TABLE, out)}

@@ -1,0 +1,182 @@
+-- Google Cloud Billing export rows (gcp_billing_raw) -> FOCUS 1.3 rows, for one slice.
+--
+-- Rows emitted (nothing is counted twice; SUM(BilledCost) per invoice month = SUM(cost + credits) = the invoice):
+-- * one row per export row with BilledCost = EffectiveCost = cost (before credits):
+--     cost_type regular -> Usage. Commitment fee SKUs ('Commitment ...') are Usage too: GCP charges the
+--     commitment hour by hour as it is consumed (never ahead), so each fee row is the commitment's applied
+--     cost (CommitmentDiscountStatus Used, ChargeFrequency Recurring), not a Purchase covering future charges;
+--     tax -> Tax; adjustment -> Credit when adjustment_info.type is GOODWILL / SLA_VIOLATION /
+--     SALES_BASED_GOODWILL, else Adjustment; rounding_error -> Adjustment.
+-- * one Credit row per entry of credits[] (UNNEST of the JSON array text, on both engines) with
+--   BilledCost = EffectiveCost = ListCost = ContractedCost = the credit amount (negative); it keeps the export
+--   row's account, project, service, SKU, resource, region and tags. COMMITTED_USAGE_DISCOUNT* credits carry the
+--   commitment (credit id) as CommitmentDiscountId. The usage row's cost is never reduced by its credits.
+-- * EffectiveCost = BilledCost everywhere: GCP spreads commitment fees hourly/daily already.
+-- * ChargeClass = Correction only for rows with adjustment_info whose invoice month is after the usage month
+--   (a correction of an already-invoiced period); a correction inside the open month is a plain row.
+-- * BillingPeriodStart/End = invoice.month (first day, 00:00 UTC) and the next month.
+-- * PricingQuantity = usage.amount_in_pricing_units and PricingUnit = usage.pricing_unit in FOCUS Unit Format
+--   ('gibibyte month' -> 'GiB-Months', 'hour' -> 'Hours', 'tebibyte' -> 'TiB', '1000000 token' -> '1000000 Tokens')
+--   on Usage/Purchase rows; NULL on the others. ConsumedQuantity/ConsumedUnit = usage.amount/usage.unit on
+--   Usage rows only.
+-- * ListCost = cost_at_list (else cost); ListUnitPrice = price.list_price only when it times PricingQuantity
+--   reproduces ListCost (tiered SKUs do not), else NULL. ContractedCost = cost; ContractedUnitPrice =
+--   price.effective_price under the same rule.
+-- * Providers 'Google Cloud'; Marketplace rows (transaction_type THIRD_PARTY_*) name the seller as
+--   ServiceProviderName and PublisherName. ServiceCategory from organizations.service_category_map by
+--   LOWER(service.description), falling back to Other / Other (Other). SubAccount = the project.
+INSERT INTO `{org_dataset}.cost_data_standard_1_3` (
+  AvailabilityZone, BilledCost, BillingAccountId, BillingAccountName, BillingAccountType, BillingCurrency,
+  BillingPeriodEnd, BillingPeriodStart, ChargeCategory, ChargeClass, ChargeDescription, ChargeFrequency,
+  ChargePeriodEnd, ChargePeriodStart, CommitmentDiscountCategory, CommitmentDiscountId, CommitmentDiscountName,
+  CommitmentDiscountQuantity, CommitmentDiscountStatus, CommitmentDiscountType, CommitmentDiscountUnit,
+  ConsumedQuantity, ConsumedUnit, ContractedCost, ContractedUnitPrice, EffectiveCost, HostProviderName,
+  InvoiceId, InvoiceIssuerName, ListCost, ListUnitPrice, PricingCategory, PricingCurrency,
+  PricingCurrencyContractedUnitPrice, PricingCurrencyEffectiveCost, PricingCurrencyListUnitPrice,
+  PricingQuantity, PricingUnit, ProviderName, PublisherName, RegionId, RegionName, ResourceId, ResourceName, ResourceType,
+  ServiceCategory, ServiceName, ServiceProviderName, ServiceSubcategory, SkuId, SkuMeter, SkuPriceId,
+  SubAccountId, SubAccountName, SubAccountType, Tags,
+  x_org_slug, x_pipeline_id, x_credential_id, x_pipeline_run_date, x_run_id, x_ingested_at, x_ingestion_date,
+  x_cost_source)
+WITH src AS (
+  SELECT r.*,
+         CASE
+           WHEN r.cost_type = 'tax' THEN 'Tax'
+           WHEN r.cost_type = 'adjustment'
+                AND r.adjustment_type IN ('GOODWILL', 'SLA_VIOLATION', 'SALES_BASED_GOODWILL') THEN 'Credit'
+           WHEN r.cost_type IN ('adjustment', 'rounding_error') THEN 'Adjustment'
+           ELSE 'Usage'
+         END AS row_category,
+         IF(r.adjustment_id IS NOT NULL AND r.cost_type = 'regular'
+              AND r.billing_period_start > DATE_TRUNC(r.usage_date, MONTH), 'Correction', NULL) AS charge_class,
+         IF(STARTS_WITH(COALESCE(r.transaction_type, ''), 'THIRD_PARTY') AND r.seller_name IS NOT NULL,
+            r.seller_name, 'Google Cloud') AS seller,
+         CASE WHEN LOWER(COALESCE(r.location_region, r.location)) = 'global' THEN NULL
+              ELSE COALESCE(r.location_region, r.location) END AS region,
+         COALESCE(m.service_category, 'Other') AS service_category,
+         COALESCE(m.service_subcategory, 'Other (Other)') AS service_subcategory
+  FROM `{org_dataset}.gcp_billing_raw` AS r
+  LEFT JOIN `organizations.service_category_map` AS m
+    ON m.provider = 'gcp' AND m.service_key = LOWER(r.service_description)
+  WHERE r.x_org_slug = @org_slug AND r.x_pipeline_id = @pipeline_id AND r.x_credential_id = @credential_id
+    AND r.usage_date BETWEEN @start_date AND @end_date
+),
+-- GCP unit names -> FOCUS Unit Format: data sizes and time units by word, then '<size> <time>' -> '<size>-<time>'.
+units AS (
+  SELECT s.*,
+         REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(
+         REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(
+         REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(
+           LOWER(TRIM(s.usage_pricing_unit)),
+           r'\bkibibytes?\b', 'KiB'), r'\bmebibytes?\b', 'MiB'), r'\bgibibytes?\b', 'GiB'),
+           r'\btebibytes?\b', 'TiB'), r'\bpebibytes?\b', 'PiB'), r'\bgigabytes?\b', 'GB'), r'\bbytes?\b', 'B'),
+           r'\bseconds?\b', 'Seconds'), r'\bminutes?\b', 'Minutes'), r'\bhours?\b', 'Hours'), r'\bdays?\b', 'Days'),
+           r'\bmonths?\b', 'Months'), r'\bcounts?\b', 'Count'), r'\brequests?\b', 'Requests'),
+           r'\btokens?\b', 'Tokens'),
+           r'^([0-9]+ )?([A-Za-z]+)[ -](Seconds|Minutes|Hours|Days|Months)$', r'\1\2-\3') AS pricing_unit_focus,
+         REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(
+         REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(
+         REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(
+           LOWER(TRIM(s.usage_unit)),
+           r'\bkibibytes?\b', 'KiB'), r'\bmebibytes?\b', 'MiB'), r'\bgibibytes?\b', 'GiB'),
+           r'\btebibytes?\b', 'TiB'), r'\bpebibytes?\b', 'PiB'), r'\bgigabytes?\b', 'GB'), r'\bbytes?\b', 'B'),
+           r'\bseconds?\b', 'Seconds'), r'\bminutes?\b', 'Minutes'), r'\bhours?\b', 'Hours'), r'\bdays?\b', 'Days'),
+           r'\bmonths?\b', 'Months'), r'\bcounts?\b', 'Count'), r'\brequests?\b', 'Requests'),
+           r'\btokens?\b', 'Tokens'),
+           r'^([0-9]+ )?([A-Za-z]+)[ -](Seconds|Minutes|Hours|Days|Months)$', r'\1\2-\3') AS usage_unit_focus
+  FROM src AS s
+),
+charges AS (
+  SELECT u.*, FALSE AS is_credit, u.cost AS billed, CAST(NULL AS STRING) AS credit_type,
+         CAST(NULL AS STRING) AS credit_name, CAST(NULL AS STRING) AS credit_id
+  FROM units AS u
+  UNION ALL
+  SELECT u.*, TRUE AS is_credit, CAST(JSON_VALUE(c, '$.amount') AS NUMERIC) AS billed,
+         JSON_VALUE(c, '$.type') AS credit_type,
+         COALESCE(JSON_VALUE(c, '$.full_name'), JSON_VALUE(c, '$.name')) AS credit_name,
+         JSON_VALUE(c, '$.id') AS credit_id
+  FROM units AS u
+  CROSS JOIN UNNEST(JSON_QUERY_ARRAY(u.credits)) AS c
+),
+priced AS (
+  SELECT ch.*,
+         IF(is_credit, 'Credit', row_category) AS category,
+         IF(NOT is_credit AND row_category IN ('Usage', 'Purchase'),
+            COALESCE(usage_amount_in_pricing_units, usage_amount, NUMERIC '0'), NULL) AS quantity,
+         CASE
+           WHEN is_credit THEN billed
+           WHEN row_category IN ('Usage', 'Purchase') THEN COALESCE(cost_at_list, cost)
+           ELSE cost
+         END AS list_cost,
+         CASE
+           WHEN is_credit AND credit_type LIKE 'COMMITTED_USAGE_DISCOUNT%' THEN NULLIF(credit_id, '')
+           WHEN NOT is_credit AND STARTS_WITH(LOWER(COALESCE(sku_description, '')), 'commitment')
+             THEN subscription_instance_id
+         END AS commitment_id
+  FROM charges AS ch
+),
+final AS (
+  SELECT p.*,
+         IF(quantity IS NULL, NULL, COALESCE(NULLIF(pricing_unit_focus, ''), 'Units')) AS unit,
+         IF(price_list_price IS NOT NULL AND quantity IS NOT NULL
+              AND ABS(CAST(price_list_price AS FLOAT64) * CAST(quantity AS FLOAT64) - CAST(list_cost AS FLOAT64))
+                  <= 1e-10 * GREATEST(ABS(CAST(list_cost AS FLOAT64)), 1),
+            price_list_price, NULL) AS list_rate,
+         IF(price_effective_price IS NOT NULL AND quantity IS NOT NULL
+              AND ABS(CAST(price_effective_price AS FLOAT64) * CAST(quantity AS FLOAT64) - CAST(cost AS FLOAT64))
+                  <= 1e-10 * GREATEST(ABS(CAST(cost AS FLOAT64)), 1),
+            price_effective_price, NULL) AS contracted_rate
+  FROM priced AS p
+)
+SELECT location_zone, billed, billing_account_id, billing_account_id, 'Billing Account', currency,
+       TIMESTAMP(DATE_ADD(billing_period_start, INTERVAL 1 MONTH)), TIMESTAMP(billing_period_start),
+       category, charge_class,
+       CASE
+         WHEN is_credit THEN COALESCE(credit_name, credit_type)
+         WHEN row_category IN ('Credit', 'Adjustment') THEN COALESCE(adjustment_description, sku_description, cost_type)
+         ELSE sku_description
+       END,
+       CASE
+         WHEN category = 'Purchase' OR (commitment_id IS NOT NULL AND NOT is_credit) THEN 'Recurring'
+         WHEN row_category IN ('Usage', 'Purchase') THEN 'Usage-Based'
+         ELSE 'One-Time'
+       END,
+       IF(usage_end_time > usage_start_time, usage_end_time, TIMESTAMP_ADD(usage_start_time, INTERVAL 1 HOUR)),
+       usage_start_time,
+       CASE
+         WHEN commitment_id IS NULL THEN NULL
+         WHEN credit_type = 'COMMITTED_USAGE_DISCOUNT_DOLLAR_BASE' OR LOWER(sku_description) LIKE '%dollar based%'
+           THEN 'Spend'
+         ELSE 'Usage'
+       END,
+       commitment_id, commitment_id,
+       IF(commitment_id IS NOT NULL AND NOT is_credit, quantity, NULL),
+       IF(commitment_id IS NOT NULL AND category = 'Usage', 'Used', NULL),
+       IF(commitment_id IS NULL, NULL, 'Committed Use Discount'),
+       IF(commitment_id IS NOT NULL AND NOT is_credit, unit, NULL),
+       IF(category = 'Usage' AND usage_amount IS NOT NULL, usage_amount, NULL),
+       IF(category = 'Usage' AND usage_amount IS NOT NULL, COALESCE(NULLIF(usage_unit_focus, ''), 'Units'), NULL),
+       IF(is_credit OR row_category NOT IN ('Usage', 'Purchase'), billed, cost), contracted_rate, billed,
+       'Google Cloud', NULL, 'Google Cloud', list_cost, list_rate,
+       CASE
+         WHEN category NOT IN ('Usage', 'Purchase') THEN NULL
+         WHEN category = 'Usage' AND (credits_committed_usage IS NOT NULL OR commitment_id IS NOT NULL) THEN 'Committed'
+         WHEN LOWER(sku_description) LIKE '%spot%' OR LOWER(sku_description) LIKE '%preemptible%' THEN 'Dynamic'
+         ELSE 'Standard'
+       END,
+       currency, contracted_rate, billed, list_rate,
+       quantity, unit, 'Google Cloud', seller,
+       region, region,
+       resource_global_name, IF(resource_global_name IS NULL, NULL, COALESCE(resource_name, resource_global_name)),
+       -- ResourceType is required with a ResourceId: the collection in the global name (instances, buckets)
+       IF(resource_global_name IS NULL, NULL,
+          COALESCE(REGEXP_EXTRACT(resource_global_name, r'/([A-Za-z]+)/[^/]+$'), 'resource')),
+       service_category, COALESCE(service_description, 'Google Cloud'), seller, service_subcategory,
+       IF(category = 'Tax', NULL, sku_id), IF(category = 'Tax' OR sku_id IS NULL, NULL, sku_description),
+       IF(category = 'Tax', NULL, sku_id),
+       project_id, IF(project_id IS NULL, NULL, COALESCE(project_name, project_id)),
+       IF(project_id IS NULL, NULL, 'Project'),
+       PARSE_JSON(labels),
+       @org_slug, @pipeline_id, @credential_id, usage_date, @run_id, CURRENT_TIMESTAMP(), CURRENT_DATE(),
+       'cloud'
+FROM final
