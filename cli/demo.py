@@ -29,6 +29,34 @@ SAMPLE_WINDOWS = {
 }
 
 
+class _CloudWatch:
+    def __init__(self, server, credential):
+        self.server, self.credential = server, credential
+
+
+def _bedrock_cloudwatch(start: dt.date, days: int, seed: int) -> _CloudWatch | None:
+    """A loopback CloudWatch (moto's server) holding Bedrock token metrics, or None without moto."""
+    try:
+        import boto3
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        return None
+    from stubs import genai_data as gd
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    keys = {"aws_access_key_id": "demo", "aws_secret_access_key": "demo"}
+    records = gd.bedrock_demo_usage(start, days, seed)
+    for region, data in gd.bedrock_metric_data(records).items():
+        cw = boto3.client("cloudwatch", region_name=region, endpoint_url=f"http://{host}:{port}", **keys)
+        for i in range(0, len(data), 1000):
+            cw.put_metric_data(Namespace="AWS/Bedrock", MetricData=data[i:i + 1000])
+    regions = sorted({r["region"] for r in records})
+    return _CloudWatch(server, {"regions": regions, "endpoint_url": f"http://{host}:{port}",
+                                "model_ids": sorted({r["model_id"] for r in records}), **keys})
+
+
 def run_demo(console: Console) -> int:
     from cli.main import _table, print_run
     from cli.remote import post_and_wait
@@ -43,6 +71,7 @@ def run_demo(console: Console) -> int:
     from stubs import gcp_billing_data
     from stubs import genai_data as gd
     from stubs.anthropic import AnthropicStub
+    from stubs.deepseek import DeepSeekStub
     from stubs.azure_monitor import AzureMonitorStub
     from stubs.gcp_monitoring import GcpMonitoringStub
     from stubs.genai_data import anthropic_demo_usage, openai_demo_usage
@@ -77,14 +106,22 @@ def run_demo(console: Console) -> int:
             "azure": AzureMonitorStub(access_token=DEMO_TOKEN, cost_scope=gd.AZURE_DEMO_SUBSCRIPTION,
                                       usage=gd.azure_openai_demo_usage(DEMO_START, DEMO_DAYS, DEMO_SEED)),
         }
+        stubs["deepseek"] = DeepSeekStub(api_key=DEMO_ADMIN_KEY, balance=gd.DEEPSEEK_DEMO_BALANCE)
         for stub in stubs.values():
             stub.start()
+        deepseek_dir = home / "deepseek-usage"
+        deepseek_dir.mkdir(parents=True)
+        (deepseek_dir / "usage-export.csv").write_text(
+            gd.deepseek_demo_csv(gd.deepseek_demo_usage(DEMO_START, DEMO_DAYS, DEMO_SEED)))
+        bedrock = _bedrock_cloudwatch(DEMO_START, DEMO_DAYS, DEMO_SEED)  # None when moto is not installed
         samples = ROOT / "data" / "samples"
         # One credential per kind; the cloud billing and GenAI pipelines of a cloud share it.
         credentials = {
             "openai": {"admin_key": DEMO_ADMIN_KEY, "base_url": stubs["openai"].base_url},
             "anthropic": {"admin_key": DEMO_ADMIN_KEY, "base_url": stubs["anthropic"].base_url},
-            "aws": {"source": (samples / "aws").as_uri()},
+            "aws": {"source": (samples / "aws").as_uri(), **(bedrock.credential if bedrock else {})},
+            "deepseek": {"api_key": DEMO_ADMIN_KEY, "base_url": stubs["deepseek"].base_url,
+                         "usage_csv_dir": deepseek_dir.as_uri()},
             "oci": {"source": (samples / "oci").as_uri()},
             "gcp": {"source": gcp_export.as_uri(), "access_token": DEMO_TOKEN, "base_url": stubs["gcp"].base_url,
                     "monitoring_projects": [gd.GEMINI_DEMO_PROJECT, gd.VERTEX_DEMO_PROJECT]},
@@ -97,7 +134,8 @@ def run_demo(console: Console) -> int:
         server, api_url = start_background()
         try:
             for pipeline, body in [
-                *((f"genai/payg/{p}", window) for p in ("openai", "anthropic", "gemini", "vertex", "azure_openai")),
+                *((f"genai/payg/{p}", window) for p in ("openai", "anthropic", "gemini", "vertex", "azure_openai",
+                                                         "deepseek", *(["bedrock"] if bedrock else []))),
                 ("cloud/gcp/cost/billing", window),
                 *((f"cloud/{c}/cost/billing", w) for c, w in SAMPLE_WINDOWS.items()),
             ]:
@@ -113,6 +151,8 @@ def run_demo(console: Console) -> int:
             server.shutdown()
             for stub in stubs.values():
                 stub.stop()
+            if bedrock:
+                bedrock.server.stop()
         progress.update(step, description="done")
     for run in runs_done:
         print_run(run)
