@@ -39,16 +39,35 @@ def _require(doc: dict, *fields: str) -> None:
         raise CredentialInvalid(f"credential JSON is missing {', '.join(missing)}")
 
 
-# What each credential kind must hold. Kinds for planned pipelines accept any JSON object for now.
+# Per kind: alternative sets of fields, one of which must be complete. `source` (a folder holding the
+# provider's files) always works for the billing kinds.
+_ACCESS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "openai": (("admin_key",),),
+    "anthropic": (("admin_key",),),
+    "deepseek": (("usage_csv_dir",),),
+    "aws": (("source",), ("bucket",), ("region",), ("regions",)),
+    "gcp": (("source",), ("service_account_json",), ("access_token",), ("project",), ("monitoring_projects",)),
+    "azure": (("source",), ("account_url",), ("connection_string",), ("resource_ids",), ("cost_scope",)),
+    "oci": (("source",), ("tenancy_ocid", "user_ocid", "fingerprint", "private_key", "region")),
+}
+
+
 def validate(kind: str, doc: Any) -> dict:
+    """Check a credential document before it is stored, naming what is missing."""
     if not isinstance(doc, dict):
         raise CredentialInvalid("credential must be a JSON object")
-    if kind in ("openai", "anthropic"):
-        _require(doc, "admin_key")
-        if "base_url" in doc:
-            _check_url(doc["base_url"], "base_url")
-    if "source" in doc and not str(doc["source"]).startswith(("file://", "gs://", "s3://", "https://")):
-        raise CredentialInvalid("source must be a file://, gs://, s3:// or https:// location")
+    options = _ACCESS.get(kind)
+    if options and not any(all(doc.get(f) for f in fields) for fields in options):
+        if len(options) == 1:
+            _require(doc, *options[0])
+        readable = " | ".join(" + ".join(fields) for fields in options)
+        raise CredentialInvalid(f"a {kind} credential needs one of: {readable}")
+    for field in ("base_url", "endpoint_url", "endpoint", "account_url"):
+        if doc.get(field):
+            _check_url(doc[field], field)
+    for field in ("source", "usage_csv_dir"):
+        if field in doc and not str(doc[field]).startswith(("file://", "gs://", "s3://", "https://")):
+            raise CredentialInvalid(f"{field} must be a file://, gs://, s3:// or https:// location")
     return doc
 
 

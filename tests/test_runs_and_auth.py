@@ -65,3 +65,19 @@ def test_credentials_are_encrypted_at_rest(rt, acme):
         store.add("acme", "openai", {"base_url": "https://api.openai.com/v1"})
     with pytest.raises(CredentialInvalid, match="base_url"):
         store.add("acme", "openai", {"admin_key": "k", "base_url": "ftp://x"})
+
+
+@pytest.mark.parametrize("kind, doc, fragment", [
+    ("aws", {"prefix": "cur/"}, "bucket"),
+    ("oci", {"tenancy_ocid": "ocid1.tenancy..x", "region": "us-ashburn-1"}, "fingerprint"),
+    ("azure", {}, "resource_ids"),
+    ("deepseek", {"api_key": "k"}, "usage_csv_dir"),
+    ("gcp", {"source": "ftp://x"}, "source must be"),
+    ("aws", {"bucket": "b", "endpoint_url": "not a url"}, "endpoint_url"),
+])
+def test_credentials_of_every_kind_are_checked_before_they_are_stored(rt, acme, kind, doc, fragment):
+    from shared.secrets import CredentialInvalid, CredentialStore
+
+    with pytest.raises(CredentialInvalid, match=fragment):
+        CredentialStore(rt.warehouse, rt.settings).add("acme", kind, doc)
+    assert rt.warehouse.query("SELECT COUNT(*) AS n FROM `organizations.org_credentials`") == [{"n": 0}]
