@@ -5,6 +5,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pyarrow as pa
+import pytest
 
 from shared import schemas
 from shared.lineage import Lineage
@@ -123,7 +124,6 @@ def test_focus_rows_are_consistent_and_rerun_is_idempotent(rt, acme):
 def test_rows_outside_the_slice_are_refused_and_nothing_changes(rt, acme):
     d = dt.date(2025, 9, 1)
     land(rt.warehouse, acme, [usage(d, "gpt-4o", "gpt-4o", 1, 0, 0, 1)], d, d)
-    import pytest
 
     from shared.warehouse.base import WarehouseError
 
@@ -184,3 +184,48 @@ def test_one_hour_cache_writes_are_priced_apart_and_vendor_follows_the_model(rt,
     names = rt.warehouse.query("SELECT DISTINCT ServiceProviderName, HostProviderName, ServiceName "
                                "FROM `acme_prod.cost_data_standard_1_3`")
     assert names == [{"ServiceProviderName": "Anthropic", "HostProviderName": "Anthropic", "ServiceName": "Claude API"}]
+
+
+# One model per provider, priced for every token class it has a rate for, normal and batch. Reasoning
+# tokens are billed as output by every provider, so they are inside output_tokens.
+PER_PROVIDER = {
+    "openai": "o3-mini", "anthropic": "claude-sonnet-4-5-20250929", "gemini": "gemini-2.5-flash",
+    "vertex": "gemini-2.5-pro", "azure_openai": "gpt-4o-mini", "bedrock": "anthropic.claude-3-5-haiku",
+    "deepseek": "deepseek-reasoner",
+}
+
+
+@pytest.mark.parametrize("provider, model", sorted(PER_PROVIDER.items()))
+def test_each_provider_prices_every_token_class_exactly(rt, acme, provider, model):
+    from shared import pricing
+    from shared.models import model_family
+
+    day = dt.date(2025, 11, 3)
+    family = model_family(model)
+    price = next(p for p in pricing.load() if p["provider"] == provider and p["model"] in (model, family)
+                 and p["effective_from"] <= day and (p["effective_to"] is None or day < p["effective_to"]))
+    tokens = {"input": 1_234_567, "cached_input": 345_678, "cache_write": 23_456, "cache_write_1h": 7_890,
+              "output": 987_654}
+    rows = []
+    for batch in (False, True):
+        r = usage(day, model, family, tokens["input"], tokens["cached_input"], tokens["cache_write"], tokens["output"],
+                  batch=batch)
+        r.update(provider=provider, cache_write_1h_tokens=tokens["cache_write_1h"], reasoning_tokens=400_000)
+        rows.append(r)
+    land(rt.warehouse, acme, rows, day, day)
+    convert(rt.warehouse, acme, day, day)
+    got = {(r["token_class"], r["is_batch"]): r for r in rt.warehouse.query(
+        "SELECT token_class, is_batch, cost, price_status FROM `acme_prod.genai_costs_daily`")}
+    rate_key = {"input": "input", "cached_input": "cached_input", "cache_write": "cache_write",
+                "cache_write_1h": "cache_write_1h", "output": "output"}
+    checked = 0
+    for (cls, batch), row in got.items():
+        field = ("batch_" if batch else "") + rate_key[cls] + "_per_1m"
+        rate = price.get(field)
+        if rate is None:  # no such rate: reported as unpriced, never costed at 0
+            assert row["price_status"] == "unpriced" and row["cost"] is None
+            continue
+        expected = (Decimal(tokens[cls]) * rate / Decimal(1_000_000)).quantize(Decimal("0.000000001"))
+        assert row["cost"] == expected, (cls, batch)
+        checked += 1
+    assert checked >= 3  # input, cached or cache write, output at least
