@@ -475,12 +475,16 @@ def run(slug: str, pipeline: str, start: str | None, end: str | None, credential
         queued = request_run(rt, slug, pipeline, body, trigger="cli")
     except ApiError as e:
         _fail(e.message)
-    console.print(f"queued {queued['run_id']} ({queued['start_date']}..{queued['end_date']})")
+    for r in queued["runs"]:
+        console.print(f"queued {r['run_id']} ({r['start_date']}..{r['end_date']})")
+    for r in queued["not_queued"]:
+        console.print(f"[yellow]not queued[/] {r['start_date']}..{r['end_date']}: {r['reason']}")
     if not wait:
         rt.bus.drain()  # in-process: the work happens here, so finish it before exiting
-    result = wait_for(slug, queued["run_id"])
-    print_run(result)
-    if result["status"] != "succeeded":
+    results = [wait_for(slug, r["run_id"]) for r in queued["runs"]]
+    for result in results:
+        print_run(result)
+    if any(r["status"] != "succeeded" for r in results):
         sys.exit(1)
 
 

@@ -51,10 +51,12 @@ def parse_run_body(body: Any, category: str, today: dt.date) -> dict[str, Any]:
         body = {}
     if not isinstance(body, dict):
         raise ApiError(400, "bad_body", "the request body must be a JSON object")
-    unknown = set(body) - {"start_date", "end_date", "credential_id"}
+    unknown = set(body) - {"start_date", "end_date", "credential_id", "resume"}
     if unknown:
         raise ApiError(400, "bad_body", f"unknown field(s): {', '.join(sorted(unknown))}; "
-                       "allowed: start_date, end_date, credential_id")
+                       "allowed: start_date, end_date, credential_id, resume")
+    if not isinstance(body.get("resume", False), bool):
+        raise ApiError(400, "bad_body", "resume must be true or false")
     start, end = default_range(category, today)
     dates = {}
     for field, default in (("start_date", start), ("end_date", end)):
@@ -79,7 +81,17 @@ def parse_run_body(body: Any, category: str, today: dt.date) -> dict[str, Any]:
     cred = body.get("credential_id")
     if cred is not None and (not isinstance(cred, str) or not cred or len(cred) > 100):
         raise ApiError(400, "bad_body", "credential_id must be a non-empty string")
-    return {**dates, "credential_id": cred}
+    return {**dates, "credential_id": cred, "resume": body.get("resume", False)}
+
+
+def month_chunks(start: dt.date, end: dt.date) -> list[tuple[dt.date, dt.date]]:
+    """[start, end] cut at month boundaries: cloud bills are restated and reconciled per month."""
+    chunks = []
+    while start <= end:
+        next_month = (start.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+        chunks.append((start, min(end, next_month - dt.timedelta(days=1))))
+        start = next_month
+    return chunks
 
 
 def request_run(rt, org: str, pipeline_path: str, body: Any, trigger: str) -> dict[str, Any]:
@@ -107,18 +119,42 @@ def request_run(rt, org: str, pipeline_path: str, body: Any, trigger: str) -> di
         credential_id = cred["credential_id"]
     else:
         credential_id = "none"
+    # Cloud backfills are one run per month, so a failure costs one month and a re-post (with
+    # "resume": true) only redoes the months that have not succeeded yet.
+    chunks = month_chunks(opts["start_date"], opts["end_date"]) if pipeline.category == "cloud" \
+        else [(opts["start_date"], opts["end_date"])]
+    queued, skipped = [], []
+    for start, end in chunks:
+        if opts["resume"] and runs.succeeded_before(wh, org, pipeline.path, credential_id, start, end):
+            skipped.append({"start_date": start.isoformat(), "end_date": end.isoformat(), "reason": "succeeded before"})
+            continue
+        try:
+            queued.append(_queue_one(rt, org, pipeline, credential_id, start, end, trigger))
+        except ApiError as e:
+            if not queued:
+                raise
+            skipped.append({"start_date": start.isoformat(), "end_date": end.isoformat(), "reason": e.message})
+    if not queued:
+        raise ApiError(409, "nothing_to_run", "every month of this range already succeeded; post without "
+                       "\"resume\" to re-run it")
+    first = queued[0]
+    return {**first, "start_date": opts["start_date"].isoformat(), "end_date": opts["end_date"].isoformat(),
+            "runs": queued, "not_queued": skipped}
+
+
+def _queue_one(rt, org: str, pipeline, credential_id: str, start: dt.date, end: dt.date, trigger: str) -> dict:
     from shared import plans
 
+    wh = rt.warehouse
     try:  # the slice check and the plan's quotas are one atomic statement
         run_id = plans.create_run_with_quota(wh, org_slug=org, pipeline=pipeline, credential_id=credential_id,
-                                             start_date=opts["start_date"], end_date=opts["end_date"],
-                                             trigger=trigger)
+                                             start_date=start, end_date=end, trigger=trigger)
     except runs.SliceBusy as e:
         raise ApiError(409, "slice_busy", str(e)) from None
     except plans.QuotaExceeded as e:
         raise ApiError(e.status, e.code, e.message) from None
     request = {"run_id": run_id, "org_slug": org, "pipeline_id": pipeline.path, "credential_id": credential_id,
-               "start_date": opts["start_date"].isoformat(), "end_date": opts["end_date"].isoformat()}
+               "start_date": start.isoformat(), "end_date": end.isoformat()}
     try:
         rt.bus.publish(TOPIC_RUN_REQUESTS, request, {"org": org, "pipeline": pipeline.path})
     except Exception as e:  # noqa: BLE001 - never leave a queued run nobody will pick up

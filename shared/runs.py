@@ -59,6 +59,15 @@ def create_run(wh: Warehouse, *, org_slug: str, pipeline_id: str, credential_id:
     return run_id
 
 
+def succeeded_before(wh: Warehouse, org_slug: str, pipeline_id: str, credential_id: str,
+                     start_date: dt.date, end_date: dt.date) -> bool:
+    """Has a run of exactly this slice already succeeded (for resuming a chunked backfill)?"""
+    return bool(wh.query(
+        f"SELECT 1 AS one FROM {_T} WHERE org_slug = @org AND pipeline_id = @pipeline AND credential_id = @cred "
+        "AND start_date = @start AND end_date = @end AND status = 'succeeded' LIMIT 1",
+        {"org": org_slug, "pipeline": pipeline_id, "cred": credential_id, "start": start_date, "end": end_date}))
+
+
 def get_run(wh: Warehouse, org_slug: str, run_id: str) -> dict[str, Any]:
     rows = wh.query(f"SELECT * FROM {_T} WHERE org_slug = @org AND run_id = @run_id", {"org": org_slug, "run_id": run_id})
     if not rows:

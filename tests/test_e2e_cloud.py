@@ -64,3 +64,29 @@ def test_truncated_cur_fails_the_run_and_keeps_the_previous_data(rt, api, tmp_pa
     failed = post_and_wait(url, key, "acme", "cloud/aws/cost/billing", AWS_WINDOW, timeout=120)
     assert failed["status"] == "failed" and "cur-00001.csv.gz" in failed["error"]
     assert rt.warehouse.query("SELECT COUNT(*) AS n, SUM(BilledCost) AS s FROM `acme_prod.cost_data_standard_1_3`") == before
+
+
+def test_cloud_backfill_is_one_run_per_month_and_resumes(rt, acme):
+    import datetime as dt
+
+    from shared import runs
+    from shared.api import month_chunks, request_run
+
+    assert month_chunks(dt.date(2023, 10, 15), dt.date(2024, 1, 2)) == [
+        (dt.date(2023, 10, 15), dt.date(2023, 10, 31)), (dt.date(2023, 11, 1), dt.date(2023, 11, 30)),
+        (dt.date(2023, 12, 1), dt.date(2023, 12, 31)), (dt.date(2024, 1, 1), dt.date(2024, 1, 2))]
+    CredentialStore(rt.warehouse, rt.settings).add("acme", "aws", {"source": (SAMPLES / "aws").as_uri()})
+    body = {"start_date": "2023-10-01", "end_date": "2023-12-31"}
+    first = request_run(rt, "acme", "cloud/aws/cost/billing", body, trigger="test")
+    assert [(r["start_date"], r["end_date"]) for r in first["runs"]] == [
+        ("2023-10-01", "2023-10-31"), ("2023-11-01", "2023-11-30"), ("2023-12-01", "2023-12-31")]
+    rt.bus.drain()
+    assert {runs.get_run(rt.warehouse, "acme", r["run_id"])["status"] for r in first["runs"]} == {"succeeded"}
+    total = rt.warehouse.query("SELECT COUNT(*) AS n, SUM(BilledCost) AS s FROM `acme_prod.cost_data_standard_1_3`")
+    # resuming finds nothing left to do; a plain re-post re-runs every month and changes nothing
+    with pytest.raises(Exception, match="already succeeded"):
+        request_run(rt, "acme", "cloud/aws/cost/billing", {**body, "resume": True}, trigger="test")
+    again = request_run(rt, "acme", "cloud/aws/cost/billing", body, trigger="test")
+    rt.bus.drain()
+    assert len(again["runs"]) == 3
+    assert rt.warehouse.query("SELECT COUNT(*) AS n, SUM(BilledCost) AS s FROM `acme_prod.cost_data_standard_1_3`") == total
