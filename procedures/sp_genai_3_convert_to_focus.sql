@@ -7,9 +7,9 @@
 -- * BilledCost / EffectiveCost: the provider-billed amount of the matching cost line (same day, project,
 --   model, token class and batch flag) when exactly one usage row matches it (x_cost_source 'billed');
 --   otherwise the cost computed from list prices (x_cost_source 'computed').
--- * A billed line no single usage row took (several tiers share it, a non-token charge such as web
---   search, or no usage reported) becomes an Adjustment row for what it adds beyond the computed cost
---   of its rows, so SUM(BilledCost) per day equals the provider's bill where the provider reports one.
+-- * On a day the provider reports cost for, one Adjustment row holds the bill's difference from the
+--   rows above (a non-token charge such as web search, a line several tiers share, cost grouped at
+--   another grain), so SUM(BilledCost) per day equals the provider's bill exactly.
 -- * Unpriced usage is left out here; it is reported on the run instead of being written as a zero cost.
 DELETE FROM `{org_dataset}.cost_data_standard_1_3`
 WHERE x_org_slug = @org_slug AND x_pipeline_id = @pipeline_id AND x_credential_id = @credential_id
@@ -49,22 +49,22 @@ charged AS (
     ON b.usage_date = u.usage_date AND b.model = u.model AND b.token_class = u.token_class
    AND b.is_batch = u.is_batch AND IFNULL(b.project_id, '') = IFNULL(u.project_id, '')
 ),
--- What each provider cost line adds beyond the usage rows that did not take it as their BilledCost.
+-- Where the provider reports cost for a day, the day's FOCUS total must be its bill: one Adjustment row
+-- per day carries what the bill has beyond the rows above (non-token charges, lines shared by several
+-- tiers, cost grouped at another grain such as an Azure account instead of a deployment).
+day_billed AS (
+  SELECT usage_date, provider, MAX(currency) AS currency, SUM(amount) AS amount
+  FROM `{org_dataset}.genai_provider_costs_daily`
+  WHERE x_org_slug = @org_slug AND x_pipeline_id = @pipeline_id AND x_credential_id = @credential_id
+    AND usage_date BETWEEN @start_date AND @end_date
+  GROUP BY usage_date, provider
+),
 leftover AS (
-  SELECT l.usage_date, l.provider, l.model, l.project_id, l.line_item, l.currency,
-         l.amount - COALESCE((
-           SELECT SUM(u.cost) FROM usage_rows AS u
-           WHERE u.siblings > 1 AND u.usage_date = l.usage_date AND u.model = l.model
-             AND u.token_class = l.token_class AND u.is_batch = l.is_batch
-             AND IFNULL(u.project_id, '') = IFNULL(l.project_id, '')), NUMERIC '0') AS amount
-  FROM `{org_dataset}.genai_provider_costs_daily` AS l
-  WHERE l.x_org_slug = @org_slug AND l.x_pipeline_id = @pipeline_id AND l.x_credential_id = @credential_id
-    AND l.usage_date BETWEEN @start_date AND @end_date
-    AND NOT EXISTS (
-      SELECT 1 FROM usage_rows AS u
-      WHERE u.siblings = 1 AND u.usage_date = l.usage_date AND u.model = l.model
-        AND u.token_class = l.token_class AND u.is_batch = l.is_batch
-        AND IFNULL(u.project_id, '') = IFNULL(l.project_id, ''))
+  SELECT b.usage_date, b.provider, CAST(NULL AS STRING) AS model, CAST(NULL AS STRING) AS project_id,
+         b.currency, b.amount - COALESCE((
+           SELECT SUM(c.billed_cost) FROM charged AS c
+           WHERE c.usage_date = b.usage_date AND c.provider = b.provider), NUMERIC '0') AS amount
+  FROM day_billed AS b
 ),
 -- issuer: who invoices (also ProviderName, so direct billing is never mistaken for a marketplace
 -- charge); host: the cloud that runs the model; vendor: the model vendor when the model id names none.
@@ -97,7 +97,7 @@ rows_out AS (
   ) AS m ON m.token_class = c.token_class
   UNION ALL
   SELECT l.usage_date, l.provider, l.model, l.project_id, l.currency, 'Adjustment',
-         CONCAT('provider-billed amount beyond usage priced here: ', COALESCE(l.line_item, 'unlabelled line')),
+         'provider bill beyond the usage rows of the day (non-token charges, shared or regrouped lines)',
          l.amount, l.amount, NULL, NULL, NULL, NULL, NULL, NULL, 'billed', @credential_id
   FROM leftover AS l
   WHERE l.amount != NUMERIC '0'
