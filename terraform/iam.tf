@@ -1,0 +1,184 @@
+# Service accounts, one per role in the system, and what each may do.
+#
+#   cloudact-functions  runs every Cloud Function (the API, the dispatcher, the converter, Stripe, schedules)
+#   cloudact-jobs       runs the ingest jobs (one image, one Cloud Run job per job family)
+#   cloudact-scheduler  the OIDC identity the daily Cloud Scheduler job calls sync_schedules with
+#   cloudact-push       the OIDC identity Pub/Sub pushes with to dispatch_run / convert_on_completion
+#   cloudact-fn-builder builds the functions' containers (gen2 functions build with Cloud Build)
+#   cloudact-deployer   runs cloudbuild.yaml (tests, image, terraform apply, bootstrap)
+#
+# No account gets roles/owner or roles/editor (tests/test_deploy_config.py checks it).
+
+locals {
+  pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+}
+
+resource "google_service_account" "functions" {
+  account_id   = "cloudact-functions"
+  display_name = "CloudAct Cloud Functions"
+  depends_on   = [google_project_service.apis]
+}
+
+resource "google_service_account" "jobs" {
+  account_id   = "cloudact-jobs"
+  display_name = "CloudAct ingest jobs (Cloud Run)"
+  depends_on   = [google_project_service.apis]
+}
+
+resource "google_service_account" "scheduler" {
+  account_id   = "cloudact-scheduler"
+  display_name = "CloudAct Cloud Scheduler invoker"
+  depends_on   = [google_project_service.apis]
+}
+
+resource "google_service_account" "push" {
+  account_id   = "cloudact-push"
+  display_name = "CloudAct Pub/Sub push invoker"
+  depends_on   = [google_project_service.apis]
+}
+
+resource "google_service_account" "fn_builder" {
+  account_id   = "cloudact-fn-builder"
+  display_name = "CloudAct functions build"
+  depends_on   = [google_project_service.apis]
+}
+
+resource "google_service_account" "deployer" {
+  account_id   = "cloudact-deployer"
+  display_name = "CloudAct Cloud Build deployer"
+  depends_on   = [google_project_service.apis]
+}
+
+# -- BigQuery ------------------------------------------------------------------------------
+# Both runtimes run queries (jobUser) and read/write tables in `organizations` (dataset grant in
+# bigquery.tf) and in every `{org}_prod` dataset. Org datasets do not exist when Terraform runs:
+# `cloudact orgs create` makes them later, and `cloudact bootstrap` upgrades them. BigQuery has no
+# "datasets whose name ends in _prod" grant, so the runtimes hold roles/bigquery.dataEditor on the
+# project, which also carries bigquery.datasets.create for orgs onboarded at runtime. This is why
+# the project must be dedicated to CloudAct. Not granted: dataOwner / admin (no dataset IAM changes,
+# no dataset deletion).
+
+resource "google_project_iam_member" "functions_bq_job_user" {
+  project = var.project_id
+  role    = "roles/bigquery.jobUser"
+  member  = google_service_account.functions.member
+}
+
+resource "google_project_iam_member" "functions_bq_data_editor" {
+  project = var.project_id
+  role    = "roles/bigquery.dataEditor"
+  member  = google_service_account.functions.member
+}
+
+resource "google_project_iam_member" "jobs_bq_job_user" {
+  project = var.project_id
+  role    = "roles/bigquery.jobUser"
+  member  = google_service_account.jobs.member
+}
+
+resource "google_project_iam_member" "jobs_bq_data_editor" {
+  project = var.project_id
+  role    = "roles/bigquery.dataEditor"
+  member  = google_service_account.jobs.member
+}
+
+# -- Secret Manager ----------------------------------------------------------------------------
+# Provider credentials are one secret per credential, `{org}--cred_{provider}_{hex}`, created at
+# runtime by `cloudact credentials add`; the jobs read them, so the jobs' accessor grant is on the
+# project. The functions read only the Stripe secret (granted on that secret in secrets.tf).
+
+resource "google_project_iam_member" "jobs_secret_accessor" {
+  project = var.project_id
+  role    = "roles/secretmanager.secretAccessor"
+  member  = google_service_account.jobs.member
+}
+
+# -- Cloud Run jobs: dispatch_run starts them with per-run overrides --------------------------------
+# roles/run.jobsExecutorWithOverrides is the narrowest role with run.jobs.runWithOverrides (the
+# launcher overrides args and env), granted per job in jobs.tf.
+
+# -- Cloud Scheduler: sync_schedules mirrors org_schedules into jobs cloudact-{org}-{schedule_id} ---
+# Scheduler jobs have no per-job IAM, so managing them needs the project-level admin role. The
+# per-org jobs publish to pipeline-run-requests (a Pub/Sub target, published by the Cloud Scheduler
+# service agent), so they carry no identity of ours and need no actAs.
+
+resource "google_project_iam_member" "functions_scheduler_admin" {
+  project = var.project_id
+  role    = "roles/cloudscheduler.admin"
+  member  = google_service_account.functions.member
+}
+
+# -- Pub/Sub push identity ------------------------------------------------------------------------
+# The Pub/Sub service agent mints the push OIDC tokens for cloudact-push.
+
+resource "google_service_account_iam_member" "pubsub_agent_token_creator" {
+  service_account_id = google_service_account.push.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.pubsub_service_agent
+}
+
+# -- Functions build ------------------------------------------------------------------------------
+
+resource "google_project_iam_member" "fn_builder_roles" {
+  for_each = toset([
+    "roles/logging.logWriter",
+    "roles/artifactregistry.writer", # gen2 functions push their built image to gcf-artifacts
+  ])
+
+  project = var.project_id
+  role    = each.value
+  member  = google_service_account.fn_builder.member
+}
+
+resource "google_storage_bucket_iam_member" "fn_builder_reads_source" {
+  bucket = google_storage_bucket.functions_source.name
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.fn_builder.member
+}
+
+# -- Deployer (Cloud Build) -------------------------------------------------------------------
+# `terraform apply` manages service accounts, IAM bindings, functions, jobs, topics, datasets and
+# secrets, and `cloudact bootstrap` creates tables and procedures. roles/resourcemanager.projectIamAdmin
+# is as strong as owner in practice: only the main branch may trigger this build (cloudbuild.tf), and
+# who can push there is who can deploy.
+
+resource "google_project_iam_member" "deployer_roles" {
+  #checkov:skip=CKV_GCP_49:The deployer is Terraform itself: it must create the runtime service accounts and their grants. Only builds of the protected main branch run as it.
+  for_each = toset([
+    "roles/artifactregistry.admin",
+    "roles/bigquery.dataOwner",
+    "roles/bigquery.jobUser",
+    "roles/cloudbuild.builds.editor",
+    "roles/cloudfunctions.admin",
+    "roles/cloudscheduler.admin",
+    "roles/iam.serviceAccountAdmin",
+    "roles/logging.logWriter",
+    "roles/monitoring.editor",
+    "roles/pubsub.admin",
+    "roles/resourcemanager.projectIamAdmin",
+    "roles/run.admin",
+    "roles/secretmanager.admin",
+    "roles/serviceusage.serviceUsageAdmin",
+    "roles/storage.admin",
+  ])
+
+  project = var.project_id
+  role    = each.value
+  member  = google_service_account.deployer.member
+}
+
+# Deploying a function or job that runs as an account needs actAs on that account (and only those).
+resource "google_service_account_iam_member" "deployer_act_as" {
+  for_each = {
+    functions  = google_service_account.functions.name
+    jobs       = google_service_account.jobs.name
+    scheduler  = google_service_account.scheduler.name
+    push       = google_service_account.push.name
+    fn_builder = google_service_account.fn_builder.name
+    deployer   = google_service_account.deployer.name # the build trigger runs as it
+  }
+
+  service_account_id = each.value
+  role               = "roles/iam.serviceAccountUser"
+  member             = google_service_account.deployer.member
+}

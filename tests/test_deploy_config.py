@@ -1,0 +1,381 @@
+"""Static checks of the deployment: terraform/*.tf (parsed with python-hcl2), cloudbuild.yaml,
+the functions source archive, and checkov when it is installed.
+
+They tie the infrastructure to the code: every functions_framework entry point has a Cloud Function,
+every job family of providers.yml a Cloud Run job `cloudact-{family}`, every bus topic a topic and a
+dead-letter topic; and they hold the security rules: only run_pipeline and stripe_webhook are public,
+no account is owner/editor, every delivering subscription dead-letters.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+TF_DIR = ROOT / "terraform"
+PUBLIC_FUNCTIONS = {"run_pipeline", "stripe_webhook"}
+PUBLIC_MEMBERS = {"allUsers", "allAuthenticatedUsers"}
+FORBIDDEN_ROLES = {"roles/owner", "roles/editor"}
+
+hcl2 = pytest.importorskip("hcl2", reason="python-hcl2 is not installed (pip install python-hcl2)")
+
+
+# -- parsing ----------------------------------------------------------------------------------
+
+
+def _clean(value):
+    """python-hcl2 output without its quoting and block markers."""
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items() if k != "__is_block__"}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+def _load_tf() -> dict[str, list]:
+    merged: dict[str, list] = {}
+    files = sorted(TF_DIR.glob("*.tf"))
+    assert files, "terraform/ has no .tf files"
+    for path in files:
+        with path.open() as f:
+            doc = _clean(hcl2.load(f))
+        for key, blocks in doc.items():
+            merged.setdefault(key, []).extend(blocks)
+    return merged
+
+
+TF = _load_tf()
+
+
+def resources(rtype: str) -> dict[str, dict]:
+    out = {}
+    for block in TF.get("resource", []):
+        for t, named in block.items():
+            if t == rtype:
+                out.update(named)
+    return out
+
+
+def all_resources() -> list[tuple[str, str, dict]]:
+    return [(t, n, body) for block in TF.get("resource", []) for t, named in block.items()
+            for n, body in named.items()]
+
+
+def locals_() -> dict:
+    out = {}
+    for block in TF.get("locals", []):
+        out.update(block)
+    return out
+
+
+def first(body: dict, key: str) -> dict:
+    value = body[key]
+    return value[0] if isinstance(value, list) else value
+
+
+def entry_points() -> dict[str, str]:
+    """functions_framework-decorated functions of functions/main.py -> decorator name."""
+    tree = ast.parse((ROOT / "functions" / "main.py").read_text())
+    found = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            for dec in node.decorator_list:
+                target = dec.func if isinstance(dec, ast.Call) else dec
+                if (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name)
+                        and target.value.id == "functions_framework"):
+                    found[node.name] = target.attr
+    return found
+
+
+def functions_by_entry_point() -> dict[str, tuple[str, dict]]:
+    out = {}
+    for name, body in resources("google_cloudfunctions2_function").items():
+        ep = first(body, "build_config")["entry_point"]
+        assert ep not in out, f"two functions use entry point {ep}"
+        out[ep] = (name, body)
+    return out
+
+
+# -- code <-> infrastructure --------------------------------------------------------------------
+
+
+def test_every_entry_point_has_a_gen2_function():
+    eps = entry_points()
+    assert {"run_pipeline", "dispatch_run", "convert_on_completion"} <= set(eps)
+    fns = functions_by_entry_point()
+    missing = sorted(set(eps) - set(fns))
+    assert not missing, f"no google_cloudfunctions2_function for {missing}"
+    stray = sorted(set(fns) - set(eps))
+    assert not stray, f"functions whose entry point is not in functions/main.py: {stray}"
+    for ep, (name, body) in fns.items():
+        assert first(body, "build_config")["runtime"] == "python311", name
+        env = first(body, "service_config")["environment_variables"]
+        assert env == "${local.function_env}", f"{name} must use the shared function env"
+    assert locals_()["function_env"]["CLOUDACT_BACKEND"] == "gcp"
+    assert set(locals_()["function_env"]) >= {"GOOGLE_CLOUD_PROJECT", "CLOUDACT_REGION"}
+
+
+def test_cloud_event_functions_are_pushed_from_their_topics():
+    """Each cloud_event function is the push endpoint of exactly one topic's subscription."""
+    from shared.bus.base import TOPICS
+
+    fns = functions_by_entry_point()
+    topics = locals_()["topics"]
+    pushed = {}
+    for spec in topics.values():
+        m = re.fullmatch(r"\$\{google_cloudfunctions2_function\.(\w+)\.service_config\[0\]\.uri\}", spec["push_url"])
+        assert m, spec
+        pushed[m.group(1)] = spec["name"]
+    for ep, kind in entry_points().items():
+        if kind == "cloud_event":
+            assert fns[ep][0] in pushed, f"{ep} is a CloudEvent function no subscription pushes to"
+    assert set(pushed.values()) == set(TOPICS)
+
+
+def test_every_job_family_has_a_cloud_run_job():
+    from shared import registry
+
+    families = {p["job_family"] for p in yaml.safe_load((ROOT / "providers.yml").read_text())["pipelines"].values()}
+    assert families, "providers.yml declares no job families"
+    jobs = resources("google_cloud_run_v2_job")
+    names = set()
+    for body in jobs.values():
+        name = body["name"]
+        if "${each.key}" in name:
+            m = re.fullmatch(r"\$\{toset\(local\.(\w+)\)\}", body["for_each"])
+            assert m, f"cannot resolve for_each {body['for_each']!r}"
+            names |= {name.replace("${each.key}", k) for k in locals_()[m.group(1)]}
+        else:
+            names.add(name)
+    assert {f"cloudact-{f}" for f in families} <= names
+    # and the launcher asks for exactly these names
+    from shared.launcher.cloudrun import CloudRunLauncher
+
+    launcher = CloudRunLauncher("p", "r", client=object())
+    for pid, pipeline in registry.pipelines().items():
+        if pipeline.status == "available":
+            assert launcher.job_name(pid).rsplit("/", 1)[1] in names, pid
+    container = first(first(first(next(iter(jobs.values())), "template"), "template"), "containers")
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["CLOUDACT_BACKEND"] == "gcp" and "GOOGLE_CLOUD_PROJECT" in env and "CLOUDACT_REGION" in env
+    assert container["image"] == "${var.image}"
+
+
+def test_every_topic_has_a_dead_letter_topic_and_subscriptions():
+    from shared.bus.base import TOPICS
+    from shared.bus.pubsub import dead_letter_topic, subscription_name
+
+    topics = locals_()["topics"]
+    names = {spec["name"] for spec in topics.values()}
+    assert names == set(TOPICS)
+    topic_res = resources("google_pubsub_topic")
+    assert topic_res["topic"]["name"] == "${each.value.name}"
+    assert topic_res["dead_letter"]["name"] == "${each.value.name}-dead-letter"
+    subs = resources("google_pubsub_subscription")
+    assert subs["push"]["name"] == "${each.value.name}-sub"
+    assert subs["dead_letter"]["name"] == "${each.value.name}-dead-letter-sub"
+    # the names the code uses for the same things
+    for t in TOPICS:
+        assert dead_letter_topic(t) == f"{t}-dead-letter"
+        assert subscription_name(t) == f"{t}-sub"
+
+
+def test_delivering_subscriptions_dead_letter_and_retry():
+    """Every subscription that delivers to a consumer has dead_letter_policy and retry_policy.
+
+    Subscriptions on a dead-letter topic are exempt: they only keep dead letters for inspection,
+    nothing consumes them automatically, so nothing can fail on them.
+    """
+    for name, body in resources("google_pubsub_subscription").items():
+        if "dead_letter" in body["topic"]:
+            assert "push_config" not in body, f"{name}: dead letters must not be pushed anywhere"
+            continue
+        policy = first(body, "dead_letter_policy")
+        assert "google_pubsub_topic.dead_letter" in policy["dead_letter_topic"], name
+        assert "retry_policy" in body, name
+        push = first(body, "push_config")
+        assert "oidc_token" in push, f"{name}: pushes must carry an OIDC identity"
+
+
+def test_pubsub_service_agent_can_dead_letter():
+    agent = locals_()["pubsub_service_agent"]
+    assert "gcp-sa-pubsub.iam.gserviceaccount.com" in agent
+    topic_grants = resources("google_pubsub_topic_iam_member")
+    sub_grants = resources("google_pubsub_subscription_iam_member")
+    assert any(g["member"] == "${local.pubsub_service_agent}" and g["role"] == "roles/pubsub.publisher"
+               and "dead_letter" in g["topic"] for g in topic_grants.values())
+    assert any(g["member"] == "${local.pubsub_service_agent}" and g["role"] == "roles/pubsub.subscriber"
+               and "google_pubsub_subscription.push" in g["subscription"] for g in sub_grants.values())
+
+
+# -- security ---------------------------------------------------------------------------------
+
+
+def _iam_grants():
+    """(resource type, name, body, members) of every IAM member/binding/policy resource."""
+    for rtype, name, body in all_resources():
+        if not re.search(r"_iam_(member|binding|policy)$", rtype):
+            continue
+        members = []
+        if "member" in body:
+            members.append(body["member"])
+        members.extend(body.get("members", []) or [])
+        if "policy_data" in body:
+            members.append(str(body["policy_data"]))
+        yield rtype, name, body, members
+
+
+def test_only_the_two_intended_functions_are_public():
+    fns = functions_by_entry_point()
+    public_fn_resources = {fns[ep][0] for ep in PUBLIC_FUNCTIONS}
+    public = []
+    for rtype, name, body, members in _iam_grants():
+        if not any(p in m for m in members for p in PUBLIC_MEMBERS):
+            continue
+        target = str(body.get("name") or body.get("cloud_function") or body.get("service") or "")
+        m = re.fullmatch(r"\$\{google_cloudfunctions2_function\.(\w+)\.name\}", target)
+        assert rtype == "google_cloud_run_v2_service_iam_member" and m and m.group(1) in public_fn_resources, (
+            f"{rtype}.{name} makes {target or 'something'} public")
+        assert body["role"] == "roles/run.invoker", f"{rtype}.{name}: public grants may only invoke"
+        public.append(m.group(1))
+    assert sorted(public) == sorted(public_fn_resources)
+    # run_pipeline's public grant is switchable
+    run_public = resources("google_cloud_run_v2_service_iam_member")["run_pipeline_public"]
+    assert "var.run_pipeline_allow_unauthenticated" in str(run_public["count"])
+
+
+def test_private_functions_are_not_open_ingress():
+    fns = functions_by_entry_point()
+    for ep, (name, body) in fns.items():
+        ingress = first(body, "service_config")["ingress_settings"]
+        if ep not in PUBLIC_FUNCTIONS:
+            assert ingress == "${var.private_function_ingress}", name
+    variables = {k: v for block in TF["variable"] for k, v in block.items()}
+    assert variables["private_function_ingress"]["default"] == "ALLOW_INTERNAL_ONLY"
+
+
+def test_no_owner_or_editor_roles():
+    for rtype, name, body, _ in _iam_grants():
+        roles = {body.get("role")}
+        fe = body.get("for_each")
+        if isinstance(fe, str) and fe.startswith("${toset(["):
+            roles |= set(re.findall(r'"(roles/[^"]+)"', fe))
+        assert not roles & FORBIDDEN_ROLES, f"{rtype}.{name} grants {roles & FORBIDDEN_ROLES}"
+    text = "\n".join(p.read_text() for p in TF_DIR.glob("*.tf"))
+    assert not re.search(r'"roles/(owner|editor)"', text)
+
+
+def test_secrets_have_no_values_in_code():
+    assert "google_secret_manager_secret_version" not in {t for t, _, _ in all_resources()}
+    fn = functions_by_entry_point()["stripe_webhook"][1]
+    secret_env = first(first(fn, "service_config"), "secret_environment_variables")
+    assert secret_env["key"] == "STRIPE_WEBHOOK_SECRET"
+
+
+# -- build ------------------------------------------------------------------------------------
+
+
+def test_cloudbuild_runs_tests_before_deploying():
+    doc = yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())
+    steps = doc["steps"]
+
+    def text(step):
+        return " ".join([step.get("entrypoint", ""), *map(str, step.get("args", []))])
+
+    def index(pred, what):
+        hits = [i for i, s in enumerate(steps) if pred(text(s))]
+        assert hits, f"cloudbuild.yaml has no {what} step"
+        return hits[0]
+
+    test_i = index(lambda t: "make test" in t or "pytest" in t, "test")
+    deploy_i = index(lambda t: "terraform" in t and " apply" in t, "terraform apply")
+    image_i = index(lambda t: "docker" in t and "push" in t, "image push")
+    boot_i = index(lambda t: "cli.main bootstrap" in t, "bootstrap")
+    assert test_i < image_i < deploy_i < boot_i
+    # no step jumps the queue (Cloud Build runs steps in order unless waitFor says otherwise)
+    assert all("waitFor" not in s for s in steps)
+    boot_env = steps[boot_i].get("env", [])
+    assert "CLOUDACT_BACKEND=gcp" in boot_env
+    for key in ("_REGION", "_TF_STATE_BUCKET"):
+        assert key in doc["substitutions"]
+
+
+def test_dockerfile_runs_the_jobs_module():
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim", text, re.M)
+    assert 'ENTRYPOINT ["python", "-m", "jobs"]' in text
+    assert re.search(r"^USER ", text, re.M), "the job image must not run as root"
+
+
+def test_functions_source_archive(tmp_path):
+    """The archive has a root main.py exporting every entry point and data files beside the code."""
+    script = TF_DIR / "scripts" / "package_functions.py"
+    out = tmp_path / "fs.zip"
+    subprocess.run([sys.executable, str(script), "--out", str(out)], check=True, capture_output=True)
+    first_md5 = out.read_bytes()
+    subprocess.run([sys.executable, str(script), "--out", str(out)], check=True, capture_output=True)
+    assert out.read_bytes() == first_md5, "the archive must be reproducible (Terraform names it by MD5)"
+    src = tmp_path / "src"
+    with zipfile.ZipFile(out) as zf:
+        names = set(zf.namelist())
+        zf.extractall(src)
+    assert {"main.py", "requirements.txt", "providers.yml", "functions/main.py", "shared/registry.py"} <= names
+    assert any(n.startswith("procedures/") for n in names) and any(n.startswith("schemas/") for n in names)
+    assert not any("__pycache__" in n or n.startswith("tests/") for n in names)
+    reqs = (src / "requirements.txt").read_text()
+    assert "functions-framework" in reqs and "google-cloud-bigquery" in reqs
+    # Import the shim from the extracted tree alone (the repo is kept off sys.path).
+    probe = (
+        "import json, sys, main, shared.registry as r, shared.config as c; "
+        "print(json.dumps({'eps': sorted(main.__all__), 'root': str(c.ROOT), "
+        "'callable': all(callable(getattr(main, n)) for n in main.__all__), "
+        "'registry': str(r.REGISTRY_PATH)}))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    res = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(src)!r}); {probe}"],
+                         cwd=src, env=env, capture_output=True, text=True, check=True)
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert got["eps"] == sorted(entry_points())
+    assert got["callable"]
+    assert Path(got["root"]).resolve() == src.resolve()
+    assert Path(got["registry"]).exists()
+
+
+# -- checkov ------------------------------------------------------------------------------------
+
+
+def _checkov() -> str | None:
+    local = ROOT / ".venv-checkov" / "bin" / "checkov"
+    if local.exists():
+        return str(local)
+    return shutil.which("checkov")
+
+
+def test_checkov_terraform_passes():
+    """Static security scan; every skipped check carries a `#checkov:skip=ID:reason` in the .tf."""
+    exe = _checkov()
+    if not exe:
+        pytest.skip("checkov is not installed (python3 -m venv .venv-checkov && .venv-checkov/bin/pip install checkov)")
+    res = subprocess.run([exe, "-d", str(TF_DIR), "--framework", "terraform", "-o", "json", "--quiet", "--compact", "--skip-download"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.stdout.strip(), res.stderr[-2000:]
+    report = json.loads(res.stdout)
+    reports = report if isinstance(report, list) else [report]
+    failed = [f"{c['check_id']} {c['resource']} ({c['file_path']})"
+              for r in reports for c in r.get("results", {}).get("failed_checks", [])]
+    assert not failed, "checkov findings:\n" + "\n".join(failed)
+    for r in reports:
+        for c in r.get("results", {}).get("skipped_checks", []):
+            assert (c.get("suppress_comment") or "").strip(), f"{c['check_id']} skipped without a reason"
