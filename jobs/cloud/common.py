@@ -169,7 +169,8 @@ def file_batches(source, f: DataFile, stack: ExitStack) -> Iterator[pa.RecordBat
 
 
 def corrupted(f: DataFile, e: BaseException) -> ExtractError:
-    return ExtractError(f"{f.name} is corrupted or truncated and cannot be read ({type(e).__name__}: {e}); "
+    detail = (str(e).strip().splitlines() or [""])[0]  # DuckDB appends the query (LINE 1: ...) below
+    return ExtractError(f"{f.name} is corrupted or truncated and cannot be read ({type(e).__name__}: {detail}); "
                         "nothing was written. Re-deliver the file and run again.")
 
 

@@ -6,6 +6,8 @@ transaction that deletes the slice it replaces.
 """
 from __future__ import annotations
 
+import os
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -38,6 +40,9 @@ def _unregister(cur, name: str) -> None:
         pass
 
 
+DEFAULT_MEMORY_LIMIT = "512MB"
+
+
 class DuckDBWarehouse(Warehouse):
     def __init__(self, path: str | Path | None = None):
         self.path = str(path) if path else ":memory:"
@@ -51,8 +56,27 @@ class DuckDBWarehouse(Warehouse):
                 "`cloudact serve`) using it? Stop it, or send requests to that server instead."
             ) from None
         self._con.execute("SET TimeZone = 'UTC'")
+        self._tune(path)
         self._write_lock = threading.RLock()
         self._local = threading.local()
+
+    def _tune(self, path: str | Path | None) -> None:
+        """Bounded memory: a memory limit (CLOUDACT_DUCKDB_MEMORY_LIMIT, default 512MB; '' for DuckDB's own
+        80% of RAM) spilling to a temp folder beside the warehouse file; no insertion-order bookkeeping
+        (bulk loads and the conversion never depend on row order; queries that need one say ORDER BY).
+        CLOUDACT_DUCKDB_THREADS caps the worker threads (default: one per core)."""
+        limit = os.environ.get("CLOUDACT_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT).strip()
+        if limit:
+            if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", limit, re.IGNORECASE):
+                raise WarehouseError(f"CLOUDACT_DUCKDB_MEMORY_LIMIT={limit!r} is not a size such as 512MB or 2GB")
+            self._con.execute(f"SET memory_limit = '{limit}'")
+        if path:
+            tmp = str(Path(path).parent / (Path(path).name + ".tmp")).replace("'", "''")
+            self._con.execute(f"SET temp_directory = '{tmp}'")
+        self._con.execute("SET preserve_insertion_order = false")
+        threads = os.environ.get("CLOUDACT_DUCKDB_THREADS", "").strip()
+        if threads:
+            self._con.execute(f"SET threads = {int(threads)}")
 
     # A cursor per thread: DuckDB connections are not shared across threads.
     @property
@@ -153,7 +177,10 @@ class DuckDBWarehouse(Warehouse):
                     def counted(batches=batches, seen=seen, arrow_schema=arrow_schema):
                         for b in batches:
                             if b.schema != arrow_schema:
-                                b = pa.Table.from_batches([b]).cast(arrow_schema).to_batches()[0] if b.num_rows else None
+                                if b.schema.types == arrow_schema.types and b.schema.names == arrow_schema.names:
+                                    b = pa.RecordBatch.from_arrays(b.columns, schema=arrow_schema)  # nullability only
+                                else:
+                                    b = pa.Table.from_batches([b]).cast(arrow_schema).to_batches()[0] if b.num_rows else None
                                 if b is None:
                                     continue
                             seen[0] += b.num_rows
