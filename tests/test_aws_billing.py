@@ -340,3 +340,22 @@ def test_service_map_is_focus_1_3():
     rows = service_map.load()
     assert len(rows) > 200
     assert all(r["service_key"] == r["service_key"].lower() for r in rows)
+
+
+def test_corrupt_parquet_and_bad_values_are_named(tmp_path):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "cur-00001.snappy.parquet").write_bytes(b"PAR1 this is not parquet at all PAR1")
+    with pytest.raises(ExtractError) as e:
+        run_extract({"source": f"file://{tmp_path / 'bad'}"})
+    assert "cur-00001.snappy.parquet" in str(e.value)
+
+    lines = SAMPLE.read_text().splitlines()
+    header = lines[0].split(",")
+    cost = header.index("lineItem/UnblendedCost")
+    row = lines[1].split(",")
+    row[cost] = "not-a-number"
+    (tmp_path / "num").mkdir()
+    (tmp_path / "num" / "cur.csv").write_text("\n".join([lines[0], ",".join(row)]) + "\n")
+    with pytest.raises(ExtractError) as e:
+        run_extract({"source": f"file://{tmp_path / 'num'}"})
+    assert "cur.csv" in str(e.value) and "not-a-number" in str(e.value)
