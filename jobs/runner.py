@@ -29,6 +29,25 @@ def readable(e: BaseException) -> str:
     return f"internal error ({type(e).__name__}): {e}. The job log has the details."
 
 
+def land(wh, pipeline, ctx: ExtractContext, ingested_at: dt.datetime | None = None) -> dict[str, int]:
+    """Extract the run's slice and replace it in every raw table of the pipeline, in one transaction.
+    Returns rows written per table."""
+    extractor = importlib.import_module(f"jobs.{pipeline.job}")
+    produced = extractor.extract(ctx)
+    unknown = set(produced) - set(pipeline.raw_tables)
+    if unknown:
+        raise ExtractError(f"extractor wrote tables not registered for {pipeline.path}: {sorted(unknown)}")
+    lineage = Lineage(ctx.org_slug, pipeline.path, ctx.credential_id, ctx.run_id,
+                      ingested_at or dt.datetime.now(dt.timezone.utc))
+    owner = {"x_org_slug": ctx.org_slug, "x_pipeline_id": pipeline.path, "x_credential_id": ctx.credential_id}
+    writes = {
+        table: (Slice(owner, pipeline.date_column, ctx.start_date, ctx.end_date),
+                (lineage.stamp(b, pipeline.date_column) for b in produced.get(table, [])))
+        for table in pipeline.raw_tables
+    }
+    return wh.replace_slices(org_dataset(ctx.org_slug), writes)
+
+
 def run_job(request: dict[str, Any]) -> dict[str, Any]:
     from shared import runtime
 
@@ -49,20 +68,8 @@ def run_job(request: dict[str, Any]) -> dict[str, Any]:
         )
         ctx = ExtractContext(org_slug=org, pipeline_id=pipeline_id, credential_id=request["credential_id"],
                              run_id=run_id, start_date=start, end_date=end, credential=credential, log=log)
-        extractor = importlib.import_module(f"jobs.{pipeline.job}")
         log.info("extracting %s to %s", start, end)
-        produced = extractor.extract(ctx)
-        unknown = set(produced) - set(pipeline.raw_tables)
-        if unknown:
-            raise ExtractError(f"extractor wrote tables not registered for {pipeline_id}: {sorted(unknown)}")
-        lineage = Lineage(org, pipeline_id, request["credential_id"], run_id, dt.datetime.now(dt.timezone.utc))
-        owner = {"x_org_slug": org, "x_pipeline_id": pipeline_id, "x_credential_id": request["credential_id"]}
-        writes = {
-            table: (Slice(owner, pipeline.date_column, start, end),
-                    (lineage.stamp(b, pipeline.date_column) for b in produced.get(table, [])))
-            for table in pipeline.raw_tables
-        }
-        counts = wh.replace_slices(org_dataset(org), writes)
+        counts = land(wh, pipeline, ctx)
         total = sum(counts.values())
         runs.record_ingest(wh, run_id, total, ctx.warnings)
         log.info("landed %s", counts)

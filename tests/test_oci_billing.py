@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+
+from tests import cloud_kit as kit
 import sqlglot
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
 from jobs.cloud import oci as oci_job
 from shared import focus, procedures, service_map
-from shared.lineage import Lineage
-from shared.naming import org_dataset
-from shared.warehouse.base import Slice
 
 FIXTURES = Path(__file__).resolve().parent.parent / "data" / "samples" / "oci"
 SAMPLE = FIXTURES / "reports_cost-csv_0000000030000269.csv"
@@ -287,31 +286,15 @@ def test_stub_requires_a_signature():
 # Procedure
 # --------------------------------------------------------------------------------------------------
 def land_and_convert(wh, credential, start, end, run_id="run_a"):
-    ctx = ExtractContext("acme", PIPELINE, CRED, run_id, start, end, credential)
-    produced = oci_job.extract(ctx)
-    lin = Lineage("acme", PIPELINE, CRED, run_id, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
-    owner = {"x_org_slug": "acme", "x_pipeline_id": PIPELINE, "x_credential_id": CRED}
-    writes = {t: (Slice(owner, "usage_date", start, end), (lin.stamp(b, "usage_date") for b in produced[t]))
-              for t in ("oci_billing_raw", "cloud_source_totals")}
-    counts = wh.replace_slices(org_dataset("acme"), writes)
-    params = {"org_slug": "acme", "pipeline_id": PIPELINE, "credential_id": CRED, "run_id": run_id,
-              "start_date": start, "end_date": end}
-    wh.call_procedure(org_dataset("acme"), "sp_cloud_1_convert_to_focus", params)
-    return counts
+    return kit.land_and_convert(wh, PIPELINE, CRED, credential, start, end, run_id)
 
 
 def focus_by_period(wh):
-    rows = wh.query("SELECT DATE(BillingPeriodStart) AS p, COUNT(*) AS n, SUM(BilledCost) AS billed, "
-                    "SUM(EffectiveCost) AS effective FROM `acme_prod.cost_data_standard_1_3` "
-                    "WHERE x_pipeline_id = @p GROUP BY 1 ORDER BY 1", {"p": PIPELINE})
-    return {r["p"]: (r["n"], r["billed"], r["effective"]) for r in rows}
+    return kit.focus_by_period(wh, PIPELINE)
 
 
 def source_by_period(wh):
-    rows = wh.query("SELECT billing_period AS p, SUM(source_rows) AS n, SUM(source_cost) AS cost "
-                    "FROM `acme_prod.cloud_source_totals` WHERE x_pipeline_id = @p GROUP BY 1 ORDER BY 1",
-                    {"p": PIPELINE})
-    return {r["p"]: (r["n"], r["cost"]) for r in rows}
+    return kit.source_by_period(wh, PIPELINE)
 
 
 def test_sample_to_focus_reconciles_and_passes_gate(rt, acme):
