@@ -98,7 +98,7 @@ def _error_message(response: httpx.Response) -> str:
 
 
 class ApiClient:
-    """GET JSON from one provider API with bounded retries. Use as a context manager or call close()."""
+    """JSON from one provider API (GET, or POST for query APIs) with bounded retries. Use as a context manager or call close()."""
 
     def __init__(
         self,
@@ -176,7 +176,17 @@ class ApiClient:
     # -- the one verb extractors need ---------------------------------------------------------------
     def get_json(self, path: str, params: Mapping[str, Any] | None = None, *,
                  parse_float: Callable[[str], Any] | None = Decimal) -> Any:
-        """GET `path` (relative to base_url) and return the decoded JSON body.
+        """GET `path` (relative to base_url) and return the decoded JSON body (see request_json)."""
+        return self.request_json("GET", path, params, parse_float=parse_float)
+
+    def post_json(self, path: str, body: Any, params: Mapping[str, Any] | None = None, *,
+                  parse_float: Callable[[str], Any] | None = Decimal) -> Any:
+        """POST a JSON body (a query API such as Azure Cost Management) with the same retries."""
+        return self.request_json("POST", path, params, json_body=body, parse_float=parse_float)
+
+    def request_json(self, method: str, path: str, params: Mapping[str, Any] | None = None, *,
+                     json_body: Any = None, parse_float: Callable[[str], Any] | None = Decimal) -> Any:
+        """Send `method path` (relative to base_url) and return the decoded JSON body.
 
         List values in `params` are sent as repeated keys; None values are left out; booleans are
         sent as `true`/`false`. JSON numbers with a fraction decode as Decimal unless `parse_float`
@@ -192,25 +202,25 @@ class ApiClient:
         for attempt in range(1, self.max_attempts + 1):
             wait: float | None = None
             try:
-                response = self._http.get(path, params=query)
+                response = self._http.request(method, path, params=query, json=json_body)
             except httpx.TransportError as e:
                 last = f"connection error ({type(e).__name__})"
-                self.log.warning("GET %s attempt %d/%d: %s", path, attempt, self.max_attempts, last)
+                self.log.warning("%s %s attempt %d/%d: %s", method, path, attempt, self.max_attempts, last)
             else:
                 status = response.status_code
-                self.log.info("GET %s -> HTTP %d (attempt %d/%d)", path, status, attempt, self.max_attempts)
+                self.log.info("%s %s -> HTTP %d (attempt %d/%d)", method, path, status, attempt, self.max_attempts)
                 if status < 300:
                     try:
                         return json.loads(response.content, parse_float=parse_float) if parse_float else response.json()
                     except ValueError:
                         raise ExtractError(
-                            f"{self.provider} answered GET {path} with HTTP {status} but the body is not JSON"
+                            f"{self.provider} answered {method} {path} with HTTP {status} but the body is not JSON"
                         ) from None
                 if status in (401, 403):
                     raise self._refused(status, path, response)
                 if status not in RETRYABLE_STATUS:
                     raise ExtractError(
-                        f"{self.provider} rejected GET {path} (HTTP {status}): "
+                        f"{self.provider} rejected {method} {path} (HTTP {status}): "
                         f"{self.scrub(_error_message(response))}"
                     )
                 last = f"HTTP {status}"
@@ -221,10 +231,10 @@ class ApiClient:
                 break
             if wait is None:
                 wait = self.backoff(attempt)
-            self.log.warning("GET %s: %s, retrying in %.2fs (attempt %d/%d)", path, last, wait, attempt,
+            self.log.warning("%s %s: %s, retrying in %.2fs (attempt %d/%d)", method, path, last, wait, attempt,
                              self.max_attempts)
             self.sleep(wait)
         raise ExtractError(
-            f"{self.provider} kept failing on GET {path}: last answer {last} after "
+            f"{self.provider} kept failing on {method} {path}: last answer {last} after "
             f"{self.max_attempts} attempts. It may be an outage or rate limiting; retry the run later."
         )

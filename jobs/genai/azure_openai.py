@@ -61,29 +61,6 @@ _SCOPE = re.compile(r"^/(subscriptions|providers/Microsoft\.Billing)/[^?#]+$", r
 
 # -- the client ---------------------------------------------------------------------------------------
 
-class _PostAsGet:
-    """Lets ApiClient's retrying GET loop send one POST with a JSON body instead (same retries, same errors)."""
-
-    def __init__(self, http, body: dict) -> None:
-        self._http, self._body = http, body
-
-    def get(self, path: str, params=None):
-        return self._http.post(path, params=params, json=self._body)
-
-
-class AzureClient(ApiClient):
-    """ApiClient plus `post_json`, for the Cost Management query (a POST). Delete the override once
-    ApiClient has its own post_json."""
-
-    def post_json(self, path: str, body: dict, params: dict | None = None) -> Any:
-        http = self._http
-        self._http = _PostAsGet(http, body)
-        try:
-            return self.get_json(path, params)
-        finally:
-            self._http = http
-
-
 def _mint_token(cred: dict) -> str:
     """A management-plane token for the service principal (azure-identity, imported only here)."""
     try:
@@ -100,7 +77,7 @@ def _mint_token(cred: dict) -> str:
 
 
 def azure_client(ctx: ExtractContext, *, sleep: Callable[[float], Any], max_attempts: int | None,
-                 token_minter: Callable[[dict], str] = _mint_token) -> AzureClient:
+                 token_minter: Callable[[dict], str] = _mint_token) -> ApiClient:
     cred = ctx.credential or {}
     token = cred.get("access_token")
     if not token and all(cred.get(k) for k in ("tenant_id", "client_id", "client_secret")):
@@ -113,7 +90,7 @@ def azure_client(ctx: ExtractContext, *, sleep: Callable[[float], Any], max_atte
     retry = retry_settings()
     if max_attempts is not None:
         retry["max_attempts"] = max_attempts
-    return AzureClient(base_url, {"Authorization": f"Bearer {token}"}, provider="Azure", credential_kind="azure",
+    return ApiClient(base_url, {"Authorization": f"Bearer {token}"}, provider="Azure", credential_kind="azure",
                        key_label="Azure credential", org_slug=ctx.org_slug, log=ctx.log, sleep=sleep, **retry)
 
 
@@ -167,7 +144,7 @@ def _dimensions(series: dict) -> dict[str, str]:
     return out
 
 
-def _usage_rows(ctx: ExtractContext, client: AzureClient, resource_ids: list[str]) -> list[dict]:
+def _usage_rows(ctx: ExtractContext, client: ApiClient, resource_ids: list[str]) -> list[dict]:
     end_excl = ctx.end_date + dt.timedelta(days=1)
     params = {"api-version": METRICS_API_VERSION, "metricnames": ",".join(METRICS),
               "timespan": f"{ctx.start_date.isoformat()}T00:00:00Z/{end_excl.isoformat()}T00:00:00Z",
@@ -269,7 +246,7 @@ def _same_origin(link: str, base_url: str) -> bool:
     return (a.scheme, a.netloc.lower()) == (b.scheme, b.netloc.lower())
 
 
-def iter_cost_rows(client: AzureClient, scope: str, body: dict, base_url: str) -> Iterator[dict]:
+def iter_cost_rows(client: ApiClient, scope: str, body: dict, base_url: str) -> Iterator[dict]:
     """Each result row of the query as {column name: value}, following nextLink (same host only)."""
     path: str = f"{scope}/providers/Microsoft.CostManagement/query"
     params: dict | None = {"api-version": COST_API_VERSION}
