@@ -23,8 +23,8 @@ from typing import Any, Callable
 import pyarrow as pa
 
 from jobs.base import ExtractContext, ExtractError
-from jobs.genai.common import (COSTS_TABLE, USAGE_TABLE, DayWindow, admin_client, decimal_amount, int_or_zero,
-                               iter_pages, to_batches, to_numeric)
+from jobs.genai.common import (COSTS_TABLE, cost_lines, USAGE_TABLE, DayWindow, admin_client, decimal_amount, int_or_zero,
+                               iter_pages, to_batches)
 from shared.models import model_family
 
 PROVIDER = "anthropic"
@@ -113,43 +113,19 @@ def cents_to_dollars(value: Any) -> Decimal:
     return Decimal((sign, digits, exponent - 2))  # shifting the exponent never rounds (scaleb/`/` can)
 
 
+def _cost_line(r: dict) -> tuple[dict, Decimal] | None:
+    if r.get("amount") is None:
+        return None
+    token_class = TOKEN_CLASSES.get(r.get("token_type")) if r.get("cost_type") in (None, "tokens") else None
+    return ({"project_id": r.get("workspace_id"), "line_item": r.get("description"), "model": r.get("model"),
+             "token_class": token_class, "is_batch": (r.get("service_tier") == "batch") if token_class else None,
+             "currency": str(r.get("currency") or "USD").upper()},
+            cents_to_dollars(r["amount"]))
+
+
 def _cost_rows(ctx: ExtractContext, buckets) -> list[dict]:
-    agg: dict[tuple, dict] = {}
-    window = DayWindow(ctx)
-    no_amount = 0
-    for bucket in buckets:
-        day = _bucket_date(bucket)
-        results = bucket.get("results") or []
-        if not window.keep(day, results):
-            continue
-        for r in results:
-            if r.get("amount") is None:
-                no_amount += 1
-                continue
-            dollars = cents_to_dollars(r["amount"])
-            currency = str(r.get("currency") or "USD").upper()
-            token_class = TOKEN_CLASSES.get(r.get("token_type")) if r.get("cost_type") in (None, "tokens") else None
-            is_batch = (r.get("service_tier") == "batch") if token_class else None
-            key = (day, r.get("workspace_id"), r.get("description"), r.get("model"), currency, token_class, is_batch)
-            row = agg.get(key)
-            if row is None:
-                row = agg[key] = {"usage_date": day, "provider": PROVIDER, "project_id": key[1],
-                                  "line_item": key[2], "model": key[3], "token_class": token_class,
-                                  "is_batch": is_batch, "amount": Decimal(0), "currency": currency}
-            row["amount"] += dollars
-    window.warn("Anthropic", "cost report")
-    if no_amount:
-        ctx.warn(f"{no_amount} Anthropic cost result(s) had no amount and were skipped")
-    rows = [agg[k] for k in sorted(agg, key=lambda k: tuple(str(x) for x in k))]
-    inexact = 0
-    for row in rows:
-        exact = row["amount"]
-        row["amount"] = to_numeric(exact)
-        inexact += row["amount"] != exact
-    if inexact:
-        ctx.warn(f"{inexact} Anthropic cost line(s) had more than 9 decimal places of dollars and were rounded "
-                 "to the nano-dollar")
-    return rows
+    return cost_lines(ctx, buckets, provider="Anthropic", what="cost report", provider_id=PROVIDER,
+                      day_of=_bucket_date, line_of=_cost_line, warn_rounding=True)
 
 
 def extract(ctx: ExtractContext, *, sleep: Callable[[float], Any] = time.sleep,

@@ -115,3 +115,46 @@ def to_batches(table: str, rows: list[dict]) -> list[pa.RecordBatch]:
     if not rows:
         return []
     return [pa.RecordBatch.from_pylist(rows, schema=schemas.get(table).arrow_schema(include_lineage=False))]
+
+
+def cost_lines(ctx: ExtractContext, buckets, *, provider: str, what: str, provider_id: str,
+               day_of: Callable[[dict], dt.date], line_of: Callable[[dict], tuple[dict, Decimal] | None],
+               warn_rounding: bool) -> list[dict]:
+    """genai_provider_costs_daily rows from a cost API's daily buckets.
+
+    `line_of(result)` gives (the row's fields other than usage_date/provider/amount, the amount as an
+    exact Decimal) or None when the result has no amount. Results with the same fields on the same day
+    are summed; amounts are stored to NUMERIC's 9 decimals (with a warning when `warn_rounding`).
+    """
+    agg: dict[tuple, dict] = {}
+    window = DayWindow(ctx)
+    no_amount = 0
+    for bucket in buckets:
+        day = day_of(bucket)
+        results = bucket.get("results") or []
+        if not window.keep(day, results):
+            continue
+        for r in results:
+            line = line_of(r)
+            if line is None:
+                no_amount += 1
+                continue
+            fields, amount = line
+            key = (day, *(str(v) for v in fields.values()))
+            row = agg.get(key)
+            if row is None:
+                row = agg[key] = {"usage_date": day, "provider": provider_id, **fields, "amount": Decimal(0)}
+            row["amount"] += amount
+    window.warn(provider, what)
+    if no_amount:
+        ctx.warn(f"{no_amount} {provider} cost result(s) had no amount and were skipped")
+    rows = [agg[k] for k in sorted(agg)]
+    inexact = 0
+    for row in rows:
+        exact = row["amount"]
+        row["amount"] = to_numeric(exact)
+        inexact += row["amount"] != exact
+    if inexact and warn_rounding:
+        ctx.warn(f"{inexact} {provider} cost line(s) had more than 9 decimal places of dollars and were rounded "
+                 "to the nano-dollar")
+    return rows

@@ -21,8 +21,8 @@ from typing import Any, Callable
 import pyarrow as pa
 
 from jobs.base import ExtractContext, ExtractError
-from jobs.genai.common import (COSTS_TABLE, USAGE_TABLE, DayWindow, admin_client, decimal_amount, int_or_zero,
-                               iter_pages, to_batches, to_numeric)
+from jobs.genai.common import (COSTS_TABLE, cost_lines, USAGE_TABLE, DayWindow, admin_client, decimal_amount, int_or_zero,
+                               iter_pages, to_batches)
 from shared.models import model_family
 
 PROVIDER = "openai"
@@ -124,39 +124,22 @@ def _usage_rows(ctx: ExtractContext, buckets) -> list[dict]:
     return [agg[k] for k in sorted(agg, key=lambda k: (k[0], k[1], str(k[2]), str(k[3]), k[4]))]
 
 
+def _cost_line(r: dict) -> tuple[dict, Decimal] | None:
+    amount = r.get("amount") or {}
+    if amount.get("value") is None:
+        return None
+    line_item = r.get("line_item")
+    token_class, is_batch = token_class_of_line_item(line_item)
+    return ({"project_id": r.get("project_id"), "line_item": line_item, "model": model_from_line_item(line_item),
+             "token_class": token_class, "is_batch": is_batch,
+             "currency": str(amount.get("currency") or "usd").upper()},
+            decimal_amount(amount["value"], "OpenAI"))
+
+
 def _cost_rows(ctx: ExtractContext, buckets) -> list[dict]:
-    agg: dict[tuple, dict] = {}
-    window = DayWindow(ctx)
-    no_amount = 0
-    for bucket in buckets:
-        day = _bucket_date(bucket)
-        results = bucket.get("results") or []
-        if not window.keep(day, results):
-            continue
-        for r in results:
-            amount = r.get("amount") or {}
-            if amount.get("value") is None:
-                no_amount += 1
-                continue
-            value = decimal_amount(amount["value"], "OpenAI")
-            currency = str(amount.get("currency") or "usd").upper()
-            line_item = r.get("line_item")
-            key = (day, r.get("project_id"), line_item, currency)
-            row = agg.get(key)
-            if row is None:
-                token_class, is_batch = token_class_of_line_item(line_item)
-                row = agg[key] = {"usage_date": day, "provider": PROVIDER, "project_id": key[1],
-                                  "line_item": line_item, "model": model_from_line_item(line_item),
-                                  "token_class": token_class, "is_batch": is_batch,
-                                  "amount": Decimal(0), "currency": currency}
-            row["amount"] += value
-    window.warn("OpenAI", "costs")
-    if no_amount:
-        ctx.warn(f"{no_amount} OpenAI cost result(s) had no amount and were skipped")
-    rows = [agg[k] for k in sorted(agg, key=lambda k: (k[0], str(k[1]), str(k[2]), k[3]))]
-    for row in rows:  # anything finer than a nano-dollar is float noise
-        row["amount"] = to_numeric(row["amount"])
-    return rows
+    # anything finer than a nano-dollar is float noise in OpenAI's amounts: rounded without a warning
+    return cost_lines(ctx, buckets, provider="OpenAI", what="costs", provider_id=PROVIDER, day_of=_bucket_date,
+                      line_of=_cost_line, warn_rounding=False)
 
 
 def extract(ctx: ExtractContext, *, sleep: Callable[[float], Any] = time.sleep,
