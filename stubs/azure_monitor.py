@@ -33,11 +33,9 @@ log come from `stubs.http_stub.LoopbackStub`; this module adds POST handling on 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from decimal import Decimal
 from typing import Any, Mapping
-from urllib.parse import parse_qs, urlsplit
 
 from stubs.genai_data import azure_openai_demo_costs
 from stubs.http_stub import DAY, BadRequest, LoopbackStub, day_ts, decode_cursor, encode_cursor, last_param
@@ -91,13 +89,6 @@ class AzureMonitorStub(LoopbackStub):
         self.page_size = page_size
 
     # -- LoopbackStub hooks ----------------------------------------------------------------------------------
-    def start(self):
-        super().start()
-        handler = self._server.RequestHandlerClass
-        if not hasattr(handler, "do_POST"):  # no client knows the port yet, so swapping now is race-free
-            self._server.RequestHandlerClass = type(f"{handler.__name__}Post", (handler,), {"do_POST": _do_post})
-        return self
-
     def error_body(self, status: int, message: str) -> dict:
         return {"error": {"code": _ERROR_CODES.get(status, str(status)), "message": message}}
 
@@ -270,37 +261,3 @@ class AzureMonitorStub(LoopbackStub):
         return str(line.get(_COST_DIMENSIONS[name][1])).lower() in {str(v).lower() for v in cond.get("values", [])}
 
 
-def _do_post(self) -> None:  # noqa: N802 - a method of the stub's request handler (http.server naming)
-    url = urlsplit(self.path)
-    path = url.path.rstrip("/")
-    params = parse_qs(url.query, keep_blank_values=True)
-    raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-    entry = {"method": "POST", "path": path, "params": params, "status": None}
-    try:
-        body = json.loads(raw) if raw else None
-    except ValueError:
-        body = None
-    entry["body"] = body
-    fault = self.stub._next_fault(path)
-    if fault is not None:
-        entry["injected"] = True
-        if fault["drop"]:
-            entry["status"] = "dropped"
-            self.stub._record(entry)
-            self.close_connection = True
-            return
-        entry["status"] = fault["status"]
-        self.stub._record(entry)
-        self._send(fault["status"], fault["body"], fault["headers"])
-        return
-    refusal = self.stub.authorized(self.headers)
-    if refusal is not None:
-        status, answer = refusal
-    else:
-        try:
-            status, answer = self.stub.handle_post(path, params, body)
-        except BadRequest as e:
-            status, answer = 400, self.stub.error_body(400, str(e))
-    entry["status"] = status
-    self.stub._record(entry)
-    self._send(status, answer)

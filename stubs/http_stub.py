@@ -94,6 +94,10 @@ class LoopbackStub:
     def handle(self, path: str, params: dict[str, list[str]]) -> tuple[int, dict]:
         raise NotImplementedError
 
+    def handle_post(self, path: str, params: dict[str, list[str]], body: Any) -> tuple[int, dict]:
+        """A POST with a JSON body (query APIs); stubs of GET-only APIs answer 405."""
+        return 405, self.error_body(405, f"POST is not supported on {path}")
+
     def error_body(self, status: int, message: str) -> dict:
         return {"error": {"message": message}}
 
@@ -101,7 +105,7 @@ class LoopbackStub:
     def start(self):
         if self._server is not None:
             return self
-        handler = type(f"{type(self).__name__}Handler", (_Handler,),
+        handler = type(f"{type(self).__name__}Handler", (self.handler_class,),
                        {"stub": self, "server_version": f"{self.name}/1"})
         self._server = ThreadingHTTPServer((self._host, self._port), handler)
         self._server.daemon_threads = True
@@ -191,10 +195,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(raw)
 
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        self._serve("GET")
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+        self._serve("POST")
+
+    def _serve(self, method: str) -> None:
         url = urlsplit(self.path)
         path = url.path.rstrip("/")
         params = parse_qs(url.query, keep_blank_values=True)
-        entry = {"method": "GET", "path": path, "params": params, "status": None}
+        entry = {"method": method, "path": path, "params": params, "status": None}
+        body = None
+        if method == "POST":
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                body = None
+            entry["body"] = body
         fault = self.stub._next_fault(path)
         if fault is not None:
             entry["injected"] = True
@@ -209,12 +227,16 @@ class _Handler(BaseHTTPRequestHandler):
             return
         refusal = self.stub.authorized(self.headers)
         if refusal is not None:
-            status, body = refusal
+            status, answer = refusal
         else:
             try:
-                status, body = self.stub.handle(path, params)
+                status, answer = (self.stub.handle(path, params) if method == "GET"
+                                  else self.stub.handle_post(path, params, body))
             except BadRequest as e:
-                status, body = 400, self.stub.error_body(400, str(e))
+                status, answer = 400, self.stub.error_body(400, str(e))
         entry["status"] = status
         self.stub._record(entry)
-        self._send(status, body)
+        self._send(status, answer)
+
+
+LoopbackStub.handler_class = _Handler  # stubs that answer other than JSON set their own subclass

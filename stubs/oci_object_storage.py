@@ -31,7 +31,6 @@ import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
@@ -83,6 +82,7 @@ class _Bytes:
 
 class OciObjectStorageStub(LoopbackStub):
     name = "oci-object-storage-stub"
+    handler_class = _ObjectHandler
     base_path = ""
 
     def __init__(self, *, tenancy: str | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -107,19 +107,6 @@ class OciObjectStorageStub(LoopbackStub):
             self._objects.get((namespace, bucket), {}).pop(name, None)
 
     # -- LoopbackStub ------------------------------------------------------------------------------
-    def start(self):
-        # Same as LoopbackStub.start, with a handler that can also answer raw bytes.
-        if self._server is not None:
-            return self
-        handler = type("OciObjectStorageHandler", (_ObjectHandler,),
-                       {"stub": self, "server_version": f"{self.name}/1"})
-        self._server = ThreadingHTTPServer((self._host, self._port), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=self.name, daemon=True)
-        self._thread.start()
-        return self
-
     def error_body(self, status: int, message: str) -> dict:
         code = {400: "InvalidParameter", 401: "NotAuthenticated", 403: "NotAuthorized", 404: "NotFound",
                 429: "TooManyRequests", 500: "InternalServerError", 503: "ServiceUnavailable"}.get(status, "Error")

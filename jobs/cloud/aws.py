@@ -53,6 +53,7 @@ from jobs.cloud.common import (
     local_root,
     read_json_doc,
     require_columns,
+    resolve_listed_file,
 )
 from jobs.cloud.common import (
     format_of as _format_of,
@@ -209,20 +210,10 @@ class LocalSource(LocalFiles):
             if not _month_overlaps(period, ctx.start_date, ctx.end_date):
                 continue
             for key in _manifest_files(doc)[0]:
-                path = self._resolve(_s3_key(key), m)
+                path = resolve_listed_file(self.root, _s3_key(key), m)
                 out.append(DataFile(str(path), _format_of(path.name) or "csv.gz", period))
         return out
 
-    def _resolve(self, key: str, manifest: Path) -> Path:
-        parts = Path(key).parts
-        for i in range(len(parts)):  # longest suffix of the S3 key that exists under the folder
-            cand = self.root.joinpath(*parts[i:])
-            if cand.is_file():
-                return cand
-        cand = manifest.parent / parts[-1]
-        if cand.is_file():
-            return cand
-        raise ExtractError(f"manifest {manifest} lists {key}, which is not in {self.root}")
 
 class S3Source:
     def __init__(self, cred: dict):

@@ -54,6 +54,7 @@ from jobs.cloud.common import (
     month_overlaps,
     read_json_doc,
     require_columns,
+    resolve_listed_file,
     stream_raw,
     tags_json,
 )
@@ -296,21 +297,11 @@ class LocalSource(LocalFiles):
         out = []
         for m in _newest(manifests, ctx):
             for blob in m.blobs:
-                path = self._resolve(blob, Path(m.name))
+                path = resolve_listed_file(self.root, blob, Path(m.name))
                 out.append(AzureFile(str(path), format_of(path.name) or "csv", m.period,
                                      m.dataset or _dataset_of_path(str(path), self.dataset)))
         return out
 
-    def _resolve(self, blob: str, manifest: Path) -> Path:
-        parts = Path(blob.lstrip("/")).parts
-        for i in range(len(parts)):  # longest suffix of the blob name that exists under the folder
-            cand = self.root.joinpath(*parts[i:])
-            if cand.is_file():
-                return cand
-        cand = manifest.parent / parts[-1]
-        if cand.is_file():
-            return cand
-        raise ExtractError(f"manifest {manifest} lists {blob}, which is not in {self.root}")
 
 
 class _ChunkStream(io.RawIOBase):

@@ -365,3 +365,30 @@ def stream_raw(ctx: ExtractContext, source, files: list[DataFile], raw_table: st
         yield from totals.batches(totals_schema)
 
     return {raw_table: raw_batches(), TOTALS_TABLE: total_batches()}
+
+
+def resolve_listed_file(root: Path, name: str, manifest: Path) -> Path:
+    """The local copy of a file a manifest lists by its bucket key: the longest suffix of the key that
+    exists under `root`, else a file of that name beside the manifest."""
+    parts = Path(name.lstrip("/")).parts
+    for i in range(len(parts)):
+        cand = root.joinpath(*parts[i:])
+        if cand.is_file():
+            return cand
+    cand = manifest.parent / parts[-1]
+    if cand.is_file():
+        return cand
+    raise ExtractError(f"manifest {manifest} lists {name}, which is not in {root}")
+
+
+def usage_days_in_range(start_ts: pa.Array, start: dt.date, end: dt.date, fname: str, column: str):
+    """(mask of rows whose UTC usage day is in start..end, their usage dates) or None when no row is.
+    A row without a start time is an error, never silently dropped."""
+    if start_ts.null_count:
+        raise ExtractError(f"{fname}: {start_ts.null_count} rows have no {column}")
+    usage_date = start_ts.cast(pa.date32())
+    keep = pc.and_(pc.greater_equal(usage_date, pa.scalar(start, pa.date32())),
+                   pc.less_equal(usage_date, pa.scalar(end, pa.date32())))
+    if not pc.any(keep).as_py():
+        return None
+    return keep, usage_date.filter(keep)

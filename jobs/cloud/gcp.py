@@ -49,6 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
+from jobs.cloud.common import usage_days_in_range
 
 RAW_TABLE = "gcp_billing_raw"
 TOTALS_TABLE = "cloud_source_totals"
@@ -228,15 +229,11 @@ def convert(batch: pa.RecordBatch, start: dt.date, end: dt.date, fname: str,
             out_schema: pa.Schema) -> pa.RecordBatch | None:
     """Export rows (Arrow, nested) whose UTC usage day is in start..end, as gcp_billing_raw rows (no lineage)."""
     start_ts = _timestamp(_path(batch, "usage_start_time"), "usage_start_time", fname)
-    if start_ts.null_count:
-        raise ExtractError(f"{fname}: {start_ts.null_count} rows have no usage_start_time")
-    usage_date = start_ts.cast(pa.date32())
-    keep = pc.and_(pc.greater_equal(usage_date, pa.scalar(start, pa.date32())),
-                   pc.less_equal(usage_date, pa.scalar(end, pa.date32())))
-    if not pc.any(keep).as_py():
+    kept = usage_days_in_range(start_ts, start, end, fname, "usage_start_time")
+    if kept is None:
         return None
-    batch = batch.filter(keep)
-    start_ts, usage_date = start_ts.filter(keep), usage_date.filter(keep)
+    keep, usage_date = kept
+    batch, start_ts = batch.filter(keep), start_ts.filter(keep)
     n = batch.num_rows
     out: dict[str, pa.Array] = {"usage_date": usage_date, "usage_start_time": start_ts}
     end_arr = _path(batch, "usage_end_time")

@@ -57,6 +57,7 @@ from jobs.cloud.common import (
     stream_raw,
     tags_json,
     timestamp,
+    usage_days_in_range,
 )
 
 RAW_TABLE = "oci_billing_raw"
@@ -237,15 +238,11 @@ class _Mapper:
             return batch.column(batch.schema.get_field_index(name))
 
         start_ts = timestamp(col(self.start_col), self.start_col, self.fname)
-        if start_ts.null_count:
-            raise ExtractError(f"{self.fname}: {start_ts.null_count} rows have no {self.start_col}")
-        usage_date = start_ts.cast(pa.date32())
-        keep = pc.and_(pc.greater_equal(usage_date, pa.scalar(start, pa.date32())),
-                       pc.less_equal(usage_date, pa.scalar(end, pa.date32())))
-        if not pc.any(keep).as_py():
+        kept = usage_days_in_range(start_ts, start, end, self.fname, self.start_col)
+        if kept is None:
             return None
-        batch = batch.filter(keep)
-        start_ts, usage_date = start_ts.filter(keep), usage_date.filter(keep)
+        keep, usage_date = kept
+        batch, start_ts = batch.filter(keep), start_ts.filter(keep)
         n = batch.num_rows
         out: dict[str, pa.Array] = {
             "usage_date": usage_date,
