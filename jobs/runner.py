@@ -16,6 +16,7 @@ from shared.logs import for_run
 from shared.naming import org_dataset
 from shared.secrets import CredentialStore
 from shared.warehouse.base import Slice, WarehouseError
+from shared.warehouse.scan import DuckScan
 
 
 def _date(v) -> dt.date:
@@ -38,11 +39,15 @@ def land(wh, pipeline, ctx: ExtractContext, ingested_at: dt.datetime | None = No
     if unknown:
         raise ExtractError(f"extractor wrote tables not registered for {pipeline.path}: {sorted(unknown)}")
     lineage = Lineage(ctx.org_slug, pipeline.path, ctx.credential_id, ctx.run_id,
-                      ingested_at or dt.datetime.now(dt.timezone.utc))
+                      ingested_at or dt.datetime.now(dt.UTC))
     owner = {"x_org_slug": ctx.org_slug, "x_pipeline_id": pipeline.path, "x_credential_id": ctx.credential_id}
+    def stamped(rows):
+        if isinstance(rows, DuckScan):
+            return rows.stamped(lineage, pipeline.date_column)
+        return (lineage.stamp(b, pipeline.date_column) for b in rows)
+
     writes = {
-        table: (Slice(owner, pipeline.date_column, ctx.start_date, ctx.end_date),
-                (lineage.stamp(b, pipeline.date_column) for b in produced.get(table, [])))
+        table: (Slice(owner, pipeline.date_column, ctx.start_date, ctx.end_date), stamped(produced.get(table, [])))
         for table in pipeline.raw_tables
     }
     return wh.replace_slices(org_dataset(ctx.org_slug), writes)
@@ -73,7 +78,7 @@ def run_job(request: dict[str, Any]) -> dict[str, Any]:
         total = sum(counts.values())
         runs.record_ingest(wh, run_id, total, ctx.warnings)
         log.info("landed %s", counts)
-    except Exception as e:  # noqa: BLE001 - every failure ends the run in a recorded state
+    except Exception as e:
         log.exception("run failed during ingest")
         runs.finish(wh, run_id, "failed", error=readable(e), warnings=ctx.warnings if ctx else None)
         return {"status": "failed", "error": readable(e)}

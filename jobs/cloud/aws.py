@@ -8,12 +8,13 @@ Credential (one of):
 
 Formats: legacy CUR (`lineItem/UsageStartDate` headers, `*-Manifest.json` with `reportKeys`) and CUR 2.0 /
 Data Exports (`line_item_usage_start_date` names, manifest with `dataFiles`), as CSV, gzip CSV or Parquet.
-Each file is read by a private in-memory DuckDB connection (memory-capped, see READER_MEMORY): one SQL
-statement selects, renames and casts the needed columns (CSV: every column read as text first), folds the
-tags into JSON, drops rows outside the run's range, and streams the result as Arrow record batches
-(READ_BATCH_ROWS), read one or two batches ahead in a thread while the warehouse inserts the previous
-ones. Memory is bounded by the batch size and the memory cap, not the file size. S3 objects are spooled
-to a temporary file first.
+Each file becomes one DuckDB SELECT (a `ScanPart` of a `shared.warehouse.scan.DuckScan`) that selects,
+renames and casts the needed columns (CSV: every column read as text first), folds the tags into JSON,
+drops rows outside the run's range and stops on a row breaking a rule (no usage start, no payer, ...). The
+embedded warehouse runs it inside its own INSERT (one engine, no Arrow hop); other warehouses stream it
+as Arrow batches (READ_BATCH_ROWS) from a private, memory-capped DuckDB. Source totals for reconciliation
+are one GROUP BY over the landed rows (TOTALS_SQL). Memory is bounded by DuckDB's memory limit, not the
+file size. S3 objects are spooled to a temporary file first.
 
 Column names of both generations are normalised to CUR 2.0 snake_case (`lineItem/UsageStartDate` ->
 `line_item_usage_start_date`, `savingsPlan/SavingsPlanARN` -> `savings_plan_savings_plan_a_r_n`). Resource tag
@@ -30,10 +31,8 @@ import csv as pycsv
 import datetime as dt
 import gzip
 import json
-import queue
 import re
 import tempfile
-import threading
 import zlib
 from contextlib import ExitStack
 from pathlib import Path
@@ -61,6 +60,7 @@ from jobs.cloud.common import (
 from jobs.cloud.common import (
     month_overlaps as _month_overlaps,
 )
+from shared.warehouse.scan import DuckScan, ScanPart
 
 RAW_TABLE = "aws_billing_raw"
 TOTALS_TABLE = "cloud_source_totals"
@@ -491,34 +491,29 @@ class _Plan:
                 outer.append(f"{_lit(self.fname)} AS source_file")
             else:
                 outer.append(_q(f.name))
+        # A row that breaks a rule stops the read with the rule's message (DuckDB's error()), so a bad row
+        # fails the run the same way whichever engine runs this SELECT.
+        guards = [("usage_start_time", f"rows have no {self.by_norm[USAGE_START]}")] + [
+            (c, f"rows have an empty {self.source[c]}") for c in ("payer_account_id", "line_item_type", "currency")]
+        when = " ".join(f"WHEN {_q(c)} IS NULL THEN error({_lit(CHECK_MARK + self.fname + ': ' + m)})"
+                        for c, m in guards)
         return (f"SELECT {', '.join(outer)} FROM (SELECT *, CAST(usage_start_time AS DATE) AS usage_date FROM "
                 f"(SELECT {inner} FROM {src})) "
-                f"WHERE usage_start_time IS NULL OR usage_date BETWEEN DATE {_lit(start.isoformat())} "
-                f"AND DATE {_lit(end.isoformat())}")
-
-    def check(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        out = pa.RecordBatch.from_arrays(batch.columns, schema=self.out_schema)
-        n = out.column(1).null_count  # usage_start_time
-        if n:
-            raise ExtractError(f"{self.fname}: {n} rows have no {USAGE_START}")
-        for required in ("payer_account_id", "line_item_type", "currency"):
-            n = out.column(required).null_count
-            if n:
-                raise ExtractError(f"{self.fname}: {n} rows have an empty {self.source[required]}")
-        return out
+                f"WHERE CASE {when} ELSE usage_date BETWEEN DATE {_lit(start.isoformat())} "
+                f"AND DATE {_lit(end.isoformat())} END")
 
 
-# Rows per Arrow batch handed to the warehouse: peak memory grows with it (~1.6 KiB a row in flight),
-# time barely changes between 16k and 128k.
+# Rows per Arrow batch when a warehouse other than the embedded one takes the rows: peak memory grows with
+# it (~1.6 KiB a row in flight), time barely changes between 16k and 128k.
 READ_BATCH_ROWS = 16_384
 READER_MEMORY = "128MB"
 PREFETCH_BATCHES = 2
 READER_THREADS = 2
 CSV_BUFFER = 8 << 20  # bytes per CSV read buffer (DuckDB's default is 32 MiB)
+CHECK_MARK = "cloudact-check: "  # prefixes the message of a row rule broken inside the SELECT
 
 
 def _connect():
-
     con = duckdb.connect(config={"memory_limit": READER_MEMORY, "threads": READER_THREADS,
                                  "preserve_insertion_order": False})
     con.execute("SET TimeZone = 'UTC'")
@@ -536,33 +531,24 @@ def _source_sql(path: str, fmt: str) -> str:
             f"delim = ',', quote = '\"', escape = '\"', buffer_size = {CSV_BUFFER})")
 
 
-def _file_rows(con, path: str, f: DataFile, ctx: ExtractContext, raw_schema: pa.Schema):
+def _file_part(con, path: str, f: DataFile, ctx: ExtractContext, raw_schema: pa.Schema) -> ScanPart | None:
+    """The SELECT yielding a file's in-range raw rows (None for an empty file)."""
     if Path(path).stat().st_size == 0:
         ctx.warn(f"{f.name} is empty")
-        return
+        return None
     src = _source_sql(path, f.fmt)
-    # CSV: one parsing thread keeps up while the warehouse inserts on the other core, with less memory;
-    # Parquet (row groups with map columns) decodes faster on two.
-    con.execute(f"SET threads = {READER_THREADS if f.fmt == 'parquet' else 1}")
     try:
         columns = [(r[0], str(r[1])) for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
         header = _csv_header(path, f.fmt) if f.fmt != "parquet" else None
     except READ_ERRORS + (EOFError, zlib.error, UnicodeDecodeError) as e:
-        raise _read_error(e, con, None, src, f) from None
+        raise _read_error(e, None, src, f) from None
     if header and len(header) == len(columns):
         # DuckDB renames repeated names case-insensitively (`user:Team`, `user:team` -> `user:team_1`):
         # resolve columns by the file's own header, refer to them by DuckDB's names.
         columns = [(h, typ, name) for h, (name, typ) in zip(header, columns)]
     plan = _Plan(columns, f.name, raw_schema)
-    try:
-        reader = con.sql(plan.sql(src, ctx.start_date, ctx.end_date, f.period_start)).to_arrow_reader(READ_BATCH_ROWS)
-        for batch in reader:
-            if batch.num_rows:
-                yield plan.check(batch)
-    except ExtractError:
-        raise
-    except READ_ERRORS as e:
-        raise _read_error(e, con, plan, src, f) from None
+    return ScanPart(plan.sql(src, ctx.start_date, ctx.end_date, f.period_start),
+                    lambda e: _read_error(e, plan, src, f))
 
 
 def _csv_header(path: str, fmt: str) -> list[str]:
@@ -572,16 +558,22 @@ def _csv_header(path: str, fmt: str) -> list[str]:
         return next(pycsv.reader(fh), [])
 
 
-def _read_error(e: BaseException, con, plan: _Plan | None, src: str, f: DataFile) -> BaseException:
+def _read_error(e: BaseException, plan: _Plan | None, src: str, f: DataFile) -> BaseException:
     """A DuckDB error while reading a file, as the error the user sees (arrives as pyarrow's OSError when it
     happens inside the Arrow stream)."""
+    if isinstance(e, ExtractError):
+        return e
     msg = str(e)
+    if CHECK_MARK in msg:
+        return ExtractError(msg.split(CHECK_MARK, 1)[1].strip())
     if msg.startswith(("Binder Error", "Parser Error", "Catalog Error")):
         return e  # a bug in the generated SQL, not in the file
     if msg.startswith("Out of Memory"):
         return ExtractError(f"{f.name}: reading it ran out of memory ({msg.splitlines()[0]})")
     if plan is not None and (isinstance(e, duckdb.ConversionException) or msg.startswith("Conversion Error")):
-        return _bad_value(con, plan, src, f, e)
+        return _bad_value(plan, src, f, e)
+    if not isinstance(e, READ_ERRORS + (EOFError, zlib.error, UnicodeDecodeError)):
+        return e
     return corrupted(f, e)
 
 
@@ -594,59 +586,26 @@ def _is_empty(con, path: str, f: DataFile) -> bool:
         return False
 
 
-def _bad_value(con, plan: _Plan, src: str, f: DataFile, e: Exception) -> ExtractError:
-    """The column (and a sample value) behind a failed cast, found with TRY_CAST probes."""
-    for col, kind, cond in plan.checks():
-        try:
-            row = con.execute(f"SELECT {plan.ref(col)} FROM {src} WHERE {cond} LIMIT 1").fetchone()
-        except Exception:  # noqa: BLE001, S112 - a probe failing must not hide the original error
-            continue
-        if row:
-            return ExtractError(f"{f.name}: column {col} has a value that is not a {kind}: {row[0]!r}")
+def _bad_value(plan: _Plan, src: str, f: DataFile, e: Exception) -> ExtractError:
+    """The column (and a sample value) behind a failed cast, found with TRY_CAST probes on a private
+    connection (the failed one may be inside an aborted transaction)."""
+    con = _connect()
+    try:
+        for col, kind, cond in plan.checks():
+            try:
+                row = con.execute(f"SELECT {plan.ref(col)} FROM {src} WHERE {cond} LIMIT 1").fetchone()
+            except Exception:  # noqa: BLE001, S112 - a probe failing must not hide the original error
+                continue
+            if row:
+                return ExtractError(f"{f.name}: column {col} has a value that is not a {kind}: {row[0]!r}")
+    finally:
+        con.close()
     return ExtractError(f"{f.name}: a value cannot be converted ({e})")
 
 
-def _prefetched(batches, depth: int):
-    """Run the `batches` generator in a thread, `depth` batches ahead of the consumer: reading and casting
-    (the extractor's DuckDB) overlap with the consumer's insert (the warehouse's DuckDB). Errors are
-    re-raised in the consumer; closing the result early stops the thread."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    end = object()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work():
-        try:
-            for b in batches:
-                if not put(b):
-                    return
-            put(end)
-        except BaseException as e:  # noqa: BLE001 - handed to the consumer
-            put(e)
-        finally:
-            batches.close()
-
-    t = threading.Thread(target=work, name="cur-reader", daemon=True)
-    t.start()
-    try:
-        while True:
-            item = q.get()
-            if item is end:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        t.join()
+# Source totals per (usage day, billing period, currency) of the landed rows, for reconciliation.
+TOTALS_SQL = ("SELECT usage_date, billing_period_start, currency, COUNT(*), SUM(unblended_cost) FROM {rows} "
+              "GROUP BY usage_date, billing_period_start, currency")
 
 
 def _stream(ctx: ExtractContext, source, files: list[DataFile]) -> dict[str, Any]:
@@ -657,25 +616,18 @@ def _stream(ctx: ExtractContext, source, files: list[DataFile]) -> dict[str, Any
     totals = SourceTotals(PROVIDER)
     stats: dict[str, Any] = {"files": 0, "rows_kept": 0, "done": False}
 
-    def read_all():
-        con = _connect()
-        try:
-            for f in files:
-                stats["files"] += 1
-                kept = stats["rows_kept"]
-                with ExitStack() as stack:
-                    path = source.local_path(f, stack)
-                    for out in _file_rows(con, path, f, ctx, raw_schema):
-                        totals.add(out)
-                        stats["rows_kept"] += out.num_rows
-                        yield out
-                    if stats["rows_kept"] == kept and _is_empty(con, path, f):
-                        ctx.warn(f"{f.name} is empty")
-        finally:
-            con.close()
-
-    def raw_batches():
-        yield from _prefetched(read_all(), PREFETCH_BATCHES)
+    def parts(con):
+        for f in files:
+            stats["files"] += 1
+            with ExitStack() as stack:
+                path = source.local_path(f, stack)
+                part = _file_part(con, path, f, ctx, raw_schema)
+                if part is None:
+                    continue
+                yield part
+                stats["rows_kept"] += part.rows
+                if part.rows == 0 and _is_empty(con, path, f):
+                    ctx.warn(f"{f.name} is empty")
         stats["done"] = True
         ctx.log.info("read %s CUR files, %s rows in range", stats["files"], stats["rows_kept"])
 
@@ -685,7 +637,9 @@ def _stream(ctx: ExtractContext, source, files: list[DataFile]) -> dict[str, Any
                                "in the pipeline's raw_tables")
         yield from totals.batches(totals_schema)
 
-    return {RAW_TABLE: raw_batches(), TOTALS_TABLE: total_batches()}
+    scan = DuckScan(parts, _connect, summary=(TOTALS_SQL, totals.add_rows), schema=raw_schema, batch_rows=READ_BATCH_ROWS,
+                    prefetch=PREFETCH_BATCHES)
+    return {RAW_TABLE: scan, TOTALS_TABLE: total_batches()}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -305,10 +305,14 @@ class SourceTotals:
         d, p, c, v = (out.column(out.schema.get_field_index(x)) for x in self.cols)
         agg = pa.table({"d": d, "p": p, "c": c, "v": v}).group_by(["d", "p", "c"]).aggregate(
             [("v", "sum"), ("v", "count")])
-        for dd, pp, cc, s, n in zip(*(agg.column(x).to_pylist() for x in ("d", "p", "c", "v_sum", "v_count"))):
-            entry = self.totals[(dd, pp, cc)]
+        self.add_rows(zip(*(agg.column(x).to_pylist() for x in ("d", "p", "c", "v_count", "v_sum"))))
+
+    def add_rows(self, rows: Iterable[tuple]) -> None:
+        """Partial totals as (usage day, billing period, currency, row count, cost sum) tuples."""
+        for d, p, c, n, v in rows:
+            entry = self.totals[(d, p, c)]
             entry[0] += n
-            entry[1] += s or Decimal(0)
+            entry[1] += v or Decimal(0)
 
     def batches(self, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
         rows = [{"usage_date": d, "billing_period": p, "provider": self.provider, "currency": c,

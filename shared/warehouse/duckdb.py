@@ -1,8 +1,9 @@
 """The embedded warehouse: one DuckDB file, each dataset a schema.
 
 Writes are serialized by one lock (one process owns the file); reads run on per-thread cursors.
-Bulk data arrives as Arrow record batches and is streamed into the table inside the same
-transaction that deletes the slice it replaces.
+Bulk data arrives as Arrow record batches, or as a DuckScan (SELECTs over local files, run by this
+engine inside its own INSERT), and is written inside the same transaction that deletes the slice it
+replaces.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from shared.naming import identifier
 from shared.schemas import TableSchema
 from shared.warehouse.base import Params, Slice, Warehouse, WarehouseError
 from shared.warehouse.dialect import DUCKDB_TYPES, to_duckdb
+from shared.warehouse.scan import DuckScan
 
 
 def _bind(names: frozenset[str], params: Params | None) -> dict[str, Any]:
@@ -171,6 +173,9 @@ class DuckDBWarehouse(Warehouse):
                     ref = f"`{identifier(dataset)}.{identifier(table)}`"
                     where, params = slc.where_sql()
                     self._run(cur, f"DELETE FROM {ref} WHERE {where}", params)
+                    if isinstance(batches, DuckScan):
+                        written[table] = self._land_scan(cur, dataset, table, batches, where, params)
+                        continue
                     arrow_schema = schemas.get(table).arrow_schema()
                     seen = [0]
 
@@ -208,6 +213,19 @@ class DuckDBWarehouse(Warehouse):
                 _unregister(cur, "_cloudact_incoming")
                 raise
         return written
+
+    def _land_scan(self, cur, dataset: str, table: str, scan: DuckScan, where: str, params: Params) -> int:
+        """A DuckScan's files read straight into the table by this engine (see shared.warehouse.scan)."""
+        inserted = scan.insert_into(cur, f'"{identifier(dataset)}"."{identifier(table)}"')
+        rows = f"(SELECT * FROM `{identifier(dataset)}.{identifier(table)}` WHERE {where})"
+        in_slice = self._run(cur, f"SELECT COUNT(*) FROM {rows}", params).fetchone()[0]
+        if in_slice != inserted:
+            raise WarehouseError(f"{inserted - in_slice} of {inserted} rows for {dataset}.{table} fall outside the "
+                                 f"run's slice ({where.replace('@', '')}); nothing was written")
+        if scan.summary is not None:
+            sql, sink = scan.summary
+            sink(self._run(cur, sql.format(rows=rows), params).fetchall())
+        return inserted
 
     def insert_rows(self, dataset: str, table: str, rows: list[dict[str, Any]]) -> None:
         if not rows:

@@ -1,0 +1,129 @@
+"""DuckScan: the embedded warehouse lands CUR files natively (INSERT ... SELECT over the file), any other
+warehouse gets the same rows as Arrow batches. Both paths must give the same rows, totals and errors."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from jobs.base import ExtractContext, ExtractError
+from jobs.cloud import aws
+from jobs.runner import land
+from shared import registry, schemas
+from shared.lineage import LINEAGE_NAMES, Lineage
+from shared.warehouse.scan import DuckScan
+from tools import cur_generator
+
+PIPELINE = "cloud/aws/cost/billing"
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "samples" / "aws"
+NOV = (dt.date(2023, 11, 1), dt.date(2023, 11, 30))
+MARCH = (dt.date(2024, 3, 1), dt.date(2024, 3, 31))
+AT = dt.datetime(2024, 4, 2, 8, 30, tzinfo=dt.UTC)
+
+
+def _ctx(folder: Path, start, end, run_id="run_a"):
+    return ExtractContext("acme", PIPELINE, "cred_aws", run_id, start, end, {"source": f"file://{folder}"})
+
+
+def _arrow_path(folder: Path, start, end) -> tuple[pa.Table, pa.Table]:
+    """What a non-DuckDB warehouse receives: stamped Arrow batches, then the totals."""
+    ctx = _ctx(folder, start, end)
+    out = aws.extract(ctx)
+    scan = out["aws_billing_raw"]
+    assert isinstance(scan, DuckScan)
+    lineage = Lineage("acme", PIPELINE, "cred_aws", "run_a", AT)
+    raw = pa.Table.from_batches(list(scan.stamped(lineage, "usage_date")))
+    assert raw.schema.names == schemas.get("aws_billing_raw").names
+    totals = pa.Table.from_batches(list(out["cloud_source_totals"]),
+                                   schema=schemas.get("cloud_source_totals").arrow_schema(include_lineage=False))
+    return raw, totals
+
+
+def _native_path(wh, folder: Path, start, end) -> tuple[pa.Table, pa.Table, dict]:
+    counts = land(wh, registry.get(PIPELINE), _ctx(folder, start, end), ingested_at=AT)
+    raw = wh.query_arrow("SELECT * FROM `acme_prod.aws_billing_raw`")
+    totals = wh.query_arrow("SELECT * EXCEPT (x_org_slug, x_pipeline_id, x_credential_id, x_pipeline_run_date, "
+                            "x_run_id, x_ingested_at, x_ingestion_date) FROM `acme_prod.cloud_source_totals`")
+    return raw, totals, counts
+
+
+def _rows(table: pa.Table, names) -> list[tuple]:
+    cols = [table.column(n).to_pylist() for n in names]
+    return sorted(zip(*cols), key=repr)
+
+
+@pytest.mark.parametrize("case", ["sample_csv", "generated_parquet"])
+def test_native_and_arrow_paths_land_identical_rows(rt, acme, tmp_path, case):
+    if case == "sample_csv":
+        folder, (start, end) = SAMPLE_DIR, NOV
+    else:
+        folder, (start, end) = tmp_path / "cur2", MARCH
+        folder.mkdir()
+        cur_generator.generate(3000, "parquet", folder / "cur-00001.snappy.parquet", seed=7)
+    arrow_raw, arrow_totals = _arrow_path(folder, start, end)
+    native_raw, native_totals, counts = _native_path(rt.warehouse, folder, start, end)
+
+    assert counts["aws_billing_raw"] == arrow_raw.num_rows == native_raw.num_rows > 0
+    names = schemas.get("aws_billing_raw").names
+    assert set(LINEAGE_NAMES) <= set(names)
+    assert _rows(native_raw, names) == _rows(arrow_raw, names)
+    # every lineage value is the run's, and x_pipeline_run_date is the row's own usage day
+    assert set(native_raw.column("x_run_id").to_pylist()) == {"run_a"}
+    assert native_raw.column("x_pipeline_run_date").to_pylist() == native_raw.column("usage_date").to_pylist()
+
+    tnames = schemas.get("cloud_source_totals").arrow_schema(include_lineage=False).names
+    assert _rows(native_totals, tnames) == _rows(arrow_totals, tnames)
+    # the totals are the landed rows, summed exactly
+    landed = sum(native_raw.column("unblended_cost").to_pylist(), Decimal(0))
+    assert sum(native_totals.column("source_cost").to_pylist(), Decimal(0)) == landed
+    assert sum(native_totals.column("source_rows").to_pylist()) == native_raw.num_rows
+
+
+def _sample_with(tmp_path: Path, column: str, value: str) -> Path:
+    """The first 40 sample rows, the last one with `column` set to `value`."""
+    with open(SAMPLE_DIR / "sample-anonymous-aws-export-dataset.csv", newline="") as fh:
+        rows = list(csv.reader(fh))[:41]
+    rows[-1][rows[0].index(column)] = value
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    with open(folder / "cur.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    return folder
+
+
+@pytest.mark.parametrize("column,value,expected", [
+    ("lineItem/UsageStartDate", "", "rows have no lineItem/UsageStartDate"),
+    ("bill/PayerAccountId", "", "rows have an empty bill/PayerAccountId"),
+    ("lineItem/UsageStartDate", "yesterday", "column lineItem/UsageStartDate has a value that is not a timestamp"),
+    ("lineItem/UnblendedCost", "twelve", "column lineItem/UnblendedCost has a value that is not a number: 'twelve'"),
+])
+def test_bad_rows_fail_the_same_way_on_both_paths_and_keep_earlier_data(rt, acme, tmp_path, column, value,
+                                                                        expected):
+    wh = rt.warehouse
+    _native_path(wh, SAMPLE_DIR, *NOV)  # earlier good data of the same slice
+    before = wh.query("SELECT COUNT(*) AS n, SUM(unblended_cost) AS c FROM `acme_prod.aws_billing_raw`")[0]
+    folder = _sample_with(tmp_path, column, value)
+    with pytest.raises(ExtractError) as arrow_err:
+        _arrow_path(folder, *NOV)
+    with pytest.raises(ExtractError) as native_err:
+        land(wh, registry.get(PIPELINE), _ctx(folder, *NOV))
+    assert str(native_err.value) == str(arrow_err.value)
+    assert "cur.csv" in str(native_err.value)
+    if expected:
+        assert expected in str(native_err.value)
+    assert "cloudact-check" not in str(native_err.value)
+    after = wh.query("SELECT COUNT(*) AS n, SUM(unblended_cost) AS c FROM `acme_prod.aws_billing_raw`")[0]
+    assert after == before and before["n"] == 1281
+
+
+def test_rerun_replaces_the_slice_natively(rt, acme):
+    wh = rt.warehouse
+    first = _native_path(wh, SAMPLE_DIR, *NOV)[2]
+    second = land(wh, registry.get(PIPELINE), _ctx(SAMPLE_DIR, *NOV, run_id="run_b"), ingested_at=AT)
+    assert first == second
+    rows = wh.query("SELECT x_run_id, COUNT(*) AS n FROM `acme_prod.aws_billing_raw` GROUP BY 1")
+    assert rows == [{"x_run_id": "run_b", "n": first["aws_billing_raw"]}]
