@@ -42,7 +42,9 @@ def _unregister(cur, name: str) -> None:
         pass
 
 
-DEFAULT_MEMORY_LIMIT = "512MB"
+# DuckDB's buffer pool; the process adds ~125 MiB (interpreter, libraries, catalog) and DuckDB ~40 MiB outside
+# the pool, so a whole ingest + conversion stays under 512 MiB. Bulk data beyond it spills to the temp folder.
+DEFAULT_MEMORY_LIMIT = "320MB"
 
 
 class DuckDBWarehouse(Warehouse):
@@ -63,7 +65,7 @@ class DuckDBWarehouse(Warehouse):
         self._local = threading.local()
 
     def _tune(self, path: str | Path | None) -> None:
-        """Bounded memory: a memory limit (CLOUDACT_DUCKDB_MEMORY_LIMIT, default 512MB; '' for DuckDB's own
+        """Bounded memory: a memory limit (CLOUDACT_DUCKDB_MEMORY_LIMIT, default 320MB; '' for DuckDB's own
         80% of RAM) spilling to a temp folder beside the warehouse file; no insertion-order bookkeeping
         (bulk loads and the conversion never depend on row order; queries that need one say ORDER BY).
         CLOUDACT_DUCKDB_THREADS caps the worker threads (default: one per core)."""
