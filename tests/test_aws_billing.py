@@ -255,7 +255,7 @@ def test_sample_to_focus_reconciles_and_passes_gate(rt, acme):
     wh = rt.warehouse
     assert service_map.sync(wh) > 200
     counts = land_and_convert(wh, {"source": f"file://{FIXTURES}"}, *NOV)
-    assert counts == {"aws_billing_raw": 1281, "cloud_source_totals": 14}
+    assert counts == {"aws_billing_raw": 1281, "cloud_focus_raw": 0, "cloud_source_totals": 14}
     per = focus_by_period(wh)
     src = source_by_period(wh)
     n, billed, _ = per[dt.date(2023, 11, 1)]

@@ -222,11 +222,11 @@ def test_truncated_gzip_fails_naming_the_file(tmp_path):
     assert "part_0_0001.csv.gz" in str(e.value) and "truncated" in str(e.value)
 
 
-def test_focus_export_is_refused(tmp_path):
-    (tmp_path / "manifest.json").write_bytes(json.dumps({
-        "exportConfig": {"type": "FocusCost"}, "runInfo": {"startDate": "2024-03-01"}, "blobs": []}).encode())
-    with pytest.raises(ExtractError, match="FocusCost"):
-        run_extract({"source": f"file://{tmp_path}"}, *MAR)
+def test_export_datasets():
+    """FocusCost is read by jobs/cloud/focus_export.py (tests/test_focus_exports.py); other datasets are refused."""
+    assert azure._dataset("FocusCost") == azure.FOCUS and azure._dataset("focus") == azure.FOCUS
+    with pytest.raises(ExtractError, match="unknown Azure export dataset 'PriceSheet'"):
+        azure._dataset("PriceSheet")
 
 
 def test_azurite_manifest_driven(azurite):  # noqa: F811
@@ -278,7 +278,7 @@ def test_sample_to_focus_reconciles_and_passes_gate(rt, acme):
     wh = rt.warehouse
     service_map.sync(wh)
     counts = land_and_convert(wh, {"source": f"file://{FIXTURES}"}, *SEP)
-    assert counts == {RAW: 27, TOTALS: 1}
+    assert counts == {RAW: 27, "cloud_focus_raw": 0, TOTALS: 1}
     per, src = focus_by_period(wh), source_by_period(wh)
     n, billed, effective = per[dt.date(2023, 9, 1)]
     assert n == 27 and src[dt.date(2023, 9, 1)][0] == 27

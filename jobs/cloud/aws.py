@@ -667,4 +667,8 @@ def extract(ctx: ExtractContext) -> dict[str, Any]:
     files = source.files(ctx)
     if not files:
         ctx.warn(f"no CUR billing period overlaps {ctx.start_date}..{ctx.end_date}")
+    from jobs.cloud import focus_export
+
+    if focus_export.files_are_focus(source, files):  # FOCUS_1_0_AWS / FOCUS_1_2_AWS export -> cloud_focus_raw
+        return focus_export.stream_files(ctx, source, files, PROVIDER)
     return _stream(ctx, source, files)

@@ -1,4 +1,5 @@
-"""Azure Cost Management cost details exports -> azure_billing_raw (+ cloud_source_totals for reconciliation).
+"""Azure Cost Management exports: cost details -> azure_billing_raw, FocusCost -> cloud_focus_raw (+
+cloud_source_totals for reconciliation).
 
 Credential (one of):
   {"source": "file:///dir", "dataset": optional}   export files directly, or export folders with manifest.json
@@ -7,20 +8,26 @@ Credential (one of):
    "tenant_id"/"client_id"/"client_secret": optional (ClientSecretCredential; else DefaultAzureCredential),
    "dataset": optional}
 
-Datasets: ActualCost and AmortizedCost exports (FocusCost is refused: it needs the FOCUS up-converter). The
-dataset of a file is the manifest's exportConfig.type; without a manifest, the credential's "dataset"
-("actual" / "amortized"), else "amortized" in the file path, else ActualCost. Both EA (PascalCase,
-`CostInBillingCurrency`, `BillingCurrencyCode`, older `Cost`, `SubscriptionGuid`, `InstanceId`, `UsageDate`) and
-MCA (camelCase, `costInBillingCurrency`, `billingCurrency`) names are accepted: names are compared lower-cased
-without punctuation, with known renames listed per raw column. Dates are `MM/DD/YYYY` or ISO, per value.
-`Tags` is JSON, or EA's JSON without the outer braces; keys are lower-cased.
+Datasets: ActualCost and AmortizedCost exports -> azure_billing_raw; FocusCost exports (FOCUS 1.0-preview(v1),
+1.0, 1.0r2, 1.2-preview) -> cloud_focus_raw through jobs/cloud/focus_export.py, up-converted to FOCUS 1.3 by
+50_focus_export.sql. The dataset of a file is the manifest's exportConfig.type; without one, the credential's
+"dataset" ("actual" / "amortized" / "focus"), else "amortized" in the file path, else the file's header (FOCUS
+columns: FocusCost, otherwise ActualCost). FocusCost holds the actual and the amortized charges in one file, so
+when the files of a run include a FocusCost export, cost-details files of the periods it covers are skipped (with
+a warning) and a period only a cost-details export covers fails the run: one credential reads one kind.
+
+Cost details: both EA (PascalCase, `CostInBillingCurrency`, `BillingCurrencyCode`, older `Cost`, `SubscriptionGuid`,
+`InstanceId`, `UsageDate`) and MCA (camelCase, `costInBillingCurrency`, `billingCurrency`) names are accepted: names
+are compared lower-cased without punctuation, with known renames listed per raw column. Dates are `MM/DD/YYYY` or
+ISO, per value. `Tags` is JSON, or EA's JSON without the outer braces; keys are lower-cased.
 
 With manifests, the newest run (runInfo.submittedTime, else the file time) per export, dataset and period wins
 and only the blobs it lists are read, so overwritten or stale parts are never double counted.
 
 cloud_source_totals: per usage day, billing period and currency, the billed total of what was read: the
 ActualCost rows' cost when the period has an actual export, else the AmortizedCost rows' cost without the
-commitment-covered usage and unused-commitment rows (billed at purchase, not at use).
+commitment-covered usage and unused-commitment rows (billed at purchase, not at use); for FocusCost, the
+SUM(BilledCost) of its rows.
 """
 from __future__ import annotations
 
@@ -30,7 +37,7 @@ import json
 import re
 import tempfile
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -39,6 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
+from jobs.cloud import focus_export
 from jobs.cloud.common import (
     MONEY_TYPE,
     DataFile,
@@ -61,7 +69,7 @@ from jobs.cloud.common import (
 
 RAW_TABLE = "azure_billing_raw"
 PROVIDER = "azure"
-ACTUAL, AMORTIZED = "ActualCost", "AmortizedCost"
+ACTUAL, AMORTIZED, FOCUS = "ActualCost", "AmortizedCost", "FocusCost"
 STRING, MONEY, DATE = "string", "money", "date"
 
 # raw column -> (kind, source names in priority order, as normalised by `norm`)
@@ -220,15 +228,15 @@ def _dataset(value: str | None) -> str | None:
     if v.startswith("actual") or v == "usage":
         return ACTUAL
     if v.startswith("focus"):
-        raise ExtractError("this is a FocusCost export; the Azure cost details pipeline reads ActualCost and "
-                           "AmortizedCost exports (export type 'Cost and usage details')")
-    raise ExtractError(f"unknown Azure export dataset {value!r}: expected ActualCost or AmortizedCost")
+        return FOCUS
+    raise ExtractError(f"unknown Azure export dataset {value!r}: expected ActualCost, AmortizedCost or FocusCost")
 
 
-def _dataset_of_path(path: str, default: str | None) -> str:
+def _dataset_of_path(path: str, default: str | None) -> str | None:
+    """The dataset the credential or the path names; None: the file's header decides (see extract)."""
     if default:
         return default
-    return AMORTIZED if "amortized" in path.lower() else ACTUAL
+    return AMORTIZED if "amortized" in path.lower() else None
 
 
 def _parse_day(value: Any) -> dt.date | None:
@@ -275,7 +283,7 @@ def _newest(manifests: list[Manifest], ctx: ExtractContext) -> list[Manifest]:
 
 @dataclass(frozen=True)
 class AzureFile(DataFile):
-    dataset: str = ACTUAL
+    dataset: str | None = None  # None until the header decides
 
 
 class LocalSource(LocalFiles):
@@ -558,12 +566,38 @@ def _source(cred: dict):
                           '{"account_url": ..., "container": ..., "prefix": ...}')
 
 
+def _with_dataset(source, f: AzureFile) -> AzureFile:
+    if f.dataset:
+        return f
+    return replace(f, dataset=FOCUS if focus_export.files_are_focus(source, [f]) else ACTUAL)
+
+
+def _only_focus(ctx: ExtractContext, files: list[AzureFile], focus_files: list[AzureFile]) -> None:
+    """FocusCost and cost-details exports hold the same charges: read FocusCost, never both for one period."""
+    others = [f for f in files if f.dataset != FOCUS]
+    if not others:
+        return
+    covered = {f.period_start for f in focus_files}
+    alone = sorted({str(f.period_start or "unknown period") for f in others
+                    if f.period_start is None or f.period_start not in covered})
+    if alone:
+        raise ExtractError(f"the export files hold a FocusCost export and ActualCost/AmortizedCost exports, and only "
+                           f"the latter cover {', '.join(alone)}: point the credential at one kind of export "
+                           "(prefix or folder), FocusCost preferably")
+    ctx.warn(f"skipped {len(others)} ActualCost/AmortizedCost files: the FocusCost export of the same periods "
+             "holds the same charges")
+
+
 def extract(ctx: ExtractContext) -> dict[str, Any]:
     """Read every export file of the periods overlapping the run; return the in-range rows (streamed)."""
     source = _source(ctx.credential)
-    files = source.files(ctx)
+    files = [_with_dataset(source, f) for f in source.files(ctx)]
     if not files:
         ctx.warn(f"no Azure export period overlaps {ctx.start_date}..{ctx.end_date}")
+    focus_files = [f for f in files if f.dataset == FOCUS]
+    if focus_files:
+        _only_focus(ctx, files, focus_files)
+        return focus_export.stream_files(ctx, source, focus_files, PROVIDER)
     by_name = {f.name: f for f in files}
 
     def make_mapper(names: list[str], fname: str, schema: pa.Schema) -> _Mapper:

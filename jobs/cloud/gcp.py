@@ -1,4 +1,5 @@
-"""Google Cloud Billing export (BigQuery) -> gcp_billing_raw (+ cloud_source_totals for reconciliation).
+"""Google Cloud Billing export (BigQuery) -> gcp_billing_raw (+ cloud_source_totals for reconciliation); the FOCUS
+export -> cloud_focus_raw (see jobs/cloud/focus_export.py).
 
 Credential (one of):
   {"source": "file:///path"}        a folder of Parquet files holding the export table (every *.parquet under
@@ -9,9 +10,18 @@ Credential (one of):
    "job_project": optional (project that runs the query; default credentials, or the emulator when
    default `project`), "location": optional,               BIGQUERY_EMULATOR_HOST is set)
    "maximum_bytes_billed": optional, "partition_lookback_days": optional (default 3)}
+  either form with "focus": true | false (optional)       read the table as the FOCUS export
 
 Works with the standard (gcp_billing_export_v1_*) and the detailed (gcp_billing_export_resource_v1_*) tables;
 columns the standard table lacks (resource, price, subscription) are left NULL.
+
+FOCUS export (Preview, FOCUS 1.2 columns plus x_ ones): the table gcp_billing_export_focus_<BA> in the
+Google-managed dataset gcp_billing_immutable_<BA>_<location>. It is read as such when the credential says
+"focus": true, when "table" starts with gcp_billing_export_focus_, or (folder form) when the first Parquet file
+has the FOCUS columns BilledCost and ChargePeriodStart. Rows whose DATE(ChargePeriodStart) is in the run's range
+are read (the partition filter uses ChargePeriodStart or x_ExportTime when the table is partitioned on one of
+them), mapped by jobs/cloud/focus_export.py (Tags from x_ProjectLabels < x_Tags < x_Labels) and up-converted to
+FOCUS 1.3 by 50_focus_export.sql; cloud_source_totals is the SUM(BilledCost) of the rows read.
 
 Incrementality (the choice): the export is append-only and corrections are appended as new rows (a negation and
 maybe a corrected row, with a later export_time). The runner replaces the run's slice of usage days, so the
@@ -49,13 +59,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
-from jobs.cloud.common import usage_days_in_range
+from jobs.cloud import focus_export
+from jobs.cloud.common import SourceTotals, usage_days_in_range
 
 RAW_TABLE = "gcp_billing_raw"
 TOTALS_TABLE = "cloud_source_totals"
 PROVIDER = "gcp"
 BATCH_ROWS = 50_000
 DEFAULT_LOOKBACK_DAYS = 3
+FOCUS_TABLE_PREFIX = "gcp_billing_export_focus_"
 
 # Top-level export columns without which a row cannot be converted: fail naming them.
 REQUIRED_SOURCE = ("billing_account_id", "service", "sku", "usage_start_time", "cost", "currency", "cost_type")
@@ -187,26 +199,6 @@ def _path(batch: pa.RecordBatch, path: str) -> pa.Array | None:
     return arr
 
 
-def _kv_list(value) -> list[tuple[str, Any]]:
-    """A REPEATED STRUCT<key, value> cell (list of dicts), a dict, or JSON text as (key, value) pairs."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return []
-    if isinstance(value, dict):
-        return list(value.items())
-    out = []
-    for item in value:
-        if isinstance(item, dict) and item.get("key") not in (None, ""):
-            out.append((str(item["key"]), item.get("value")))
-        elif isinstance(item, (list, tuple)) and len(item) == 2:
-            out.append((str(item[0]), item[1]))
-    return out
-
-
 def _label_value(v):
     return True if v in (None, "") else str(v)  # FOCUS: a valueless key takes the value true
 
@@ -310,7 +302,7 @@ def _labels(batch: pa.RecordBatch, n: int, out: dict) -> None:
         d: dict[str, Any] = {}
         for col in cols:
             if col is not None:
-                for k, v in _kv_list(col[i]):
+                for k, v in focus_export.key_values(col[i]):
                     d[k.lower()] = _label_value(v)
         merged.append(_json_obj(d))
     out["labels"] = pa.array(merged, pa.string())
@@ -318,39 +310,61 @@ def _labels(batch: pa.RecordBatch, n: int, out: dict) -> None:
     if sys_arr is None:
         out["system_labels"] = pa.nulls(n, pa.string())
     else:
-        out["system_labels"] = pa.array([_json_obj({k: _label_value(v) for k, v in _kv_list(c)})
+        out["system_labels"] = pa.array([_json_obj({k: _label_value(v) for k, v in focus_export.key_values(c)})
                                          for c in sys_arr.to_pylist()], pa.string())
 
 
 # --------------------------------------------------------------------------------------------------
 # Sources
 # --------------------------------------------------------------------------------------------------
+def _unreadable(f: Path, e: Exception) -> ExtractError:
+    return ExtractError(f"{f} is corrupted or truncated and cannot be read ({type(e).__name__}: {e}); "
+                        "nothing was written. Re-export the file and run again.")
+
+
 class FolderSource:
     """The export table dumped as Parquet files under a folder."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, focus: bool | None = None):
         parsed = urlparse(url)
         self.root = Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(url)
         if not self.root.is_dir():
             raise ExtractError(f"source folder {self.root} does not exist")
+        self._focus = focus
+
+    def files(self) -> list[Path]:
+        files = sorted(p for p in self.root.rglob("*.parquet") if p.is_file())
+        if not files:
+            raise ExtractError(f"no billing export Parquet files (*.parquet) in {self.root}")
+        return files
+
+    @property
+    def focus(self) -> bool:
+        """Whether the folder holds the FOCUS export: told by the credential, else the first file's columns."""
+        if self._focus is None:
+            import pyarrow.parquet as pq
+
+            first = self.files()[0]
+            try:
+                self._focus = focus_export.is_focus_export(pq.read_schema(first).names)
+            except (OSError, pa.ArrowException) as e:
+                raise _unreadable(first, e) from None
+        return self._focus
 
     def batches(self, ctx: ExtractContext) -> Iterator[tuple[str, pa.RecordBatch]]:
         import pyarrow.parquet as pq
 
-        files = sorted(p for p in self.root.rglob("*.parquet") if p.is_file())
-        if not files:
-            raise ExtractError(f"no billing export Parquet files (*.parquet) in {self.root}")
-        for f in files:
+        check = focus_export.check_columns if self.focus else check_columns
+        for f in self.files():
             try:
                 pf = pq.ParquetFile(f)
-                check_columns(pf.schema_arrow.names, str(f))
+                check(pf.schema_arrow.names, str(f))
                 for batch in pf.iter_batches(batch_size=BATCH_ROWS):
                     yield str(f), batch
             except ExtractError:
                 raise
             except (OSError, pa.ArrowException) as e:
-                raise ExtractError(f"{f} is corrupted or truncated and cannot be read ({type(e).__name__}: {e}); "
-                                   "nothing was written. Re-export the file and run again.") from None
+                raise _unreadable(f, e) from None
 
 
 def bigquery_client(cred: dict):
@@ -376,15 +390,17 @@ def bigquery_client(cred: dict):
 
 
 class BigQuerySource:
-    """The customer's export table in BigQuery."""
+    """The customer's export table in BigQuery (the standard or detailed export, or the FOCUS export)."""
 
-    def __init__(self, cred: dict):
+    def __init__(self, cred: dict, focus: bool | None = None):
         missing = [k for k in ("project", "dataset", "table") if not cred.get(k)]
         if missing:
             raise CredentialError(f"GCP billing credential lacks {', '.join(missing)}")
         self.cred = cred
         self.table_ref = f"{cred['project']}.{cred['dataset']}.{cred['table']}"
         self.lookback = int(cred.get("partition_lookback_days", DEFAULT_LOOKBACK_DAYS))
+        self.focus = bool(focus)
+        self.start_column = "ChargePeriodStart" if self.focus else "usage_start_time"
 
     def _err(self, e: Exception, what: str) -> ExtractError:
         code = getattr(e, "code", None)
@@ -394,13 +410,15 @@ class BigQuerySource:
                                    "roles/bigquery.dataViewer on the billing dataset and roles/bigquery.jobUser "
                                    "in the job project.")
         if code == 404 or name == "NotFound":
+            expected = (f"{FOCUS_TABLE_PREFIX}<billing account> in gcp_billing_immutable_<billing account>_<location>"
+                        if self.focus else "gcp_billing_export_resource_v1_<billing account> for the detailed export")
             return ExtractError(f"BigQuery table {self.table_ref} not found ({e}). Check project/dataset/table "
-                                "(gcp_billing_export_resource_v1_<billing account> for the detailed export).")
+                                f"({expected}).")
         return ExtractError(f"BigQuery error on {what}: {e}")
 
     def query(self, columns: list[str], partition_filter: str | None) -> str:
         cols = ", ".join(f"`{c}`" for c in columns)
-        where = "DATE(usage_start_time) BETWEEN @start_date AND @end_date"
+        where = f"DATE({self.start_column}) BETWEEN @start_date AND @end_date"
         if partition_filter:
             where += f" AND {partition_filter}"
         return f"SELECT {cols} FROM `{self.table_ref}` WHERE {where}"
@@ -411,8 +429,12 @@ class BigQuerySource:
         except Exception as e:  # noqa: BLE001 - google.api_core raises many kinds
             raise self._err(e, f"reading the schema of {self.table_ref}") from None
         names = [f.name for f in table.schema]
-        check_columns(names, self.table_ref)
-        columns = [c for c in SOURCE_COLUMNS if c in names]
+        if self.focus:
+            focus_export.check_columns(names, self.table_ref)
+            columns, partition_columns = focus_export.wanted_columns(names), ("ChargePeriodStart", "x_ExportTime")
+        else:
+            check_columns(names, self.table_ref)
+            columns, partition_columns = [c for c in SOURCE_COLUMNS if c in names], ("usage_start_time", "export_time")
         lower = f"TIMESTAMP_SUB(TIMESTAMP(@start_date), INTERVAL {self.lookback} DAY)"
         tp = getattr(table, "time_partitioning", None)
         partition_filter = None
@@ -420,7 +442,7 @@ class BigQuerySource:
             partition_filter = None
         elif not getattr(tp, "field", None):  # ingestion-time partitioned, as the export is
             partition_filter = f"(_PARTITIONTIME >= {lower} OR _PARTITIONTIME IS NULL)"
-        elif tp.field in ("usage_start_time", "export_time"):
+        elif tp.field in partition_columns:
             partition_filter = f"{tp.field} >= {lower}"
         return columns, partition_filter
 
@@ -451,13 +473,39 @@ class BigQuerySource:
             raise self._err(e, f"querying {self.table_ref}") from None
 
 
+def _focus_wanted(cred: dict) -> bool | None:
+    """True/False when the credential says which table it is; None: the folder's first file decides."""
+    if "focus" in cred:
+        return bool(cred["focus"])
+    if str(cred.get("table") or "").startswith(FOCUS_TABLE_PREFIX):
+        return True
+    return None
+
+
 def _source(cred: dict):
     if cred.get("source"):
-        return FolderSource(str(cred["source"]))
+        return FolderSource(str(cred["source"]), _focus_wanted(cred))
     if cred.get("table") or cred.get("dataset"):
-        return BigQuerySource(cred)
+        return BigQuerySource(cred, _focus_wanted(cred))
     raise CredentialError('GCP billing credential needs {"source": "file:///folder"} or '
                           '{"project": ..., "dataset": ..., "table": ...}')
+
+
+class _NetTotals(SourceTotals):
+    """Per usage day, invoice month and currency: cost + credits, what the export rows add to the invoice."""
+
+    def __init__(self):
+        super().__init__(PROVIDER, cost_col="net")
+
+    def add(self, out: pa.RecordBatch) -> None:
+        def col(name: str) -> pa.Array:
+            return out.column(out.schema.get_field_index(name))
+
+        net = pa.array([a + b for a, b in zip(col("cost").to_pylist(), col("credits_total").to_pylist())],
+                       _MONEY_TYPE)
+        super().add(pa.RecordBatch.from_arrays(
+            [col("usage_date"), col("billing_period_start"), col("currency"), net],
+            names=["usage_date", "billing_period_start", "currency", "net"]))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -466,28 +514,44 @@ def _source(cred: dict):
 def extract(ctx: ExtractContext) -> dict[str, Iterator[pa.RecordBatch]]:
     """Every export row whose usage day is in the run's range, flattened; totals built while they stream.
 
-    List gcp_billing_raw before cloud_source_totals in the pipeline's raw_tables (the totals are complete
-    only once the raw stream has been consumed).
+    The standard/detailed export lands in gcp_billing_raw, the FOCUS export in cloud_focus_raw; list both before
+    cloud_source_totals in the pipeline's raw_tables (the totals are complete only once the raw stream has been
+    consumed).
     """
     from shared import schemas
 
     source = _source(ctx.credential)
-    raw_schema = schemas.get(RAW_TABLE).arrow_schema(include_lineage=False)
+    raw_table = focus_export.RAW_TABLE if source.focus else RAW_TABLE
+    raw_schema = schemas.get(raw_table).arrow_schema(include_lineage=False)
+    if source.focus:
+        totals = focus_export.source_totals(PROVIDER)
+        mappers: dict[str, focus_export.Mapper] = {}  # one per file or table: its header is resolved once
+
+        def to_raw(name: str, batch: pa.RecordBatch) -> pa.RecordBatch | None:
+            if name not in mappers:
+                mappers[name] = focus_export.Mapper(batch.schema.names, name, raw_schema, PROVIDER)
+            return mappers[name].convert(batch, ctx.start_date, ctx.end_date, None)
+    else:
+        totals = _NetTotals()
+
+        def to_raw(name: str, batch: pa.RecordBatch) -> pa.RecordBatch | None:
+            return convert(batch, ctx.start_date, ctx.end_date, name, raw_schema)
+
     totals_schema = schemas.get(TOTALS_TABLE).arrow_schema(include_lineage=False)
-    totals: dict[tuple, list] = defaultdict(lambda: [0, _ZERO])
     stats: dict[str, Any] = {"rows_read": 0, "rows_kept": 0, "done": False, "max_export_time": None}
 
     def raw_batches() -> Iterator[pa.RecordBatch]:
         for name, batch in source.batches(ctx):
             stats["rows_read"] += batch.num_rows
-            out = convert(batch, ctx.start_date, ctx.end_date, name, raw_schema)
+            out = to_raw(name, batch)
             if out is None or not out.num_rows:
                 continue
-            _add_totals(totals, out)
+            totals.add(out)
             stats["rows_kept"] += out.num_rows
-            latest = pc.max(out.column(out.schema.get_field_index("export_time"))).as_py()
-            if latest and (stats["max_export_time"] is None or latest > stats["max_export_time"]):
-                stats["max_export_time"] = latest
+            if "export_time" in out.schema.names:
+                latest = pc.max(out.column(out.schema.get_field_index("export_time"))).as_py()
+                if latest and (stats["max_export_time"] is None or latest > stats["max_export_time"]):
+                    stats["max_export_time"] = latest
             yield out
         stats["done"] = True
         if not stats["rows_kept"]:
@@ -497,24 +561,8 @@ def extract(ctx: ExtractContext) -> dict[str, Iterator[pa.RecordBatch]]:
 
     def total_batches() -> Iterator[pa.RecordBatch]:
         if not stats["done"]:
-            raise ExtractError(f"{TOTALS_TABLE} was read before {RAW_TABLE} finished: list {RAW_TABLE} first "
+            raise ExtractError(f"{TOTALS_TABLE} was read before {raw_table} finished: list {raw_table} first "
                                "in the pipeline's raw_tables")
-        rows = [{"usage_date": d, "billing_period": p, "provider": PROVIDER, "currency": c,
-                 "source_rows": n, "source_cost": cost} for (d, p, c), (n, cost) in sorted(totals.items())]
-        if rows:
-            yield pa.RecordBatch.from_pylist(rows, schema=totals_schema)
+        yield from totals.batches(totals_schema)
 
-    return {RAW_TABLE: raw_batches(), TOTALS_TABLE: total_batches()}
-
-
-def _add_totals(totals: dict, out: pa.RecordBatch) -> None:
-    col = out.schema.get_field_index
-    net = pa.array([a + b for a, b in zip(out.column(col("cost")).to_pylist(),
-                                          out.column(col("credits_total")).to_pylist())], _MONEY_TYPE)
-    t = pa.table({"d": out.column(col("usage_date")), "p": out.column(col("billing_period_start")),
-                  "c": out.column(col("currency")), "v": net})
-    agg = t.group_by(["d", "p", "c"]).aggregate([("v", "sum"), ("v", "count")])
-    for d, p, c, s, n in zip(*(agg.column(x).to_pylist() for x in ("d", "p", "c", "v_sum", "v_count"))):
-        entry = totals[(d, p, c)]
-        entry[0] += n
-        entry[1] += s or _ZERO
+    return {raw_table: raw_batches(), TOTALS_TABLE: total_batches()}

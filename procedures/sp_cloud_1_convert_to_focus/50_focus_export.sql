@@ -1,0 +1,227 @@
+-- The providers' native FOCUS exports (cloud_focus_raw: FOCUS 1.0-preview .. 1.2 from AWS, Azure and GCP) ->
+-- FOCUS 1.3, one row per export row, for one slice. The export's values are kept wherever they are valid
+-- FOCUS 1.3; the rest is filled or corrected so that every row passes the FOCUS 1.3 gate (shared/focus.py).
+--
+-- Costs: BilledCost as exported on every row, so SUM(BilledCost) per billing period = cloud_source_totals
+-- (the export's own billed total). EffectiveCost/ListCost/ContractedCost as exported (BilledCost where empty);
+-- on Credit rows EffectiveCost = ContractedCost = BilledCost (FOCUS rule). ListUnitPrice/ContractedUnitPrice
+-- are kept only when they times PricingQuantity reproduce ListCost/ContractedCost (9-decimal rounding of a
+-- unit price can break the product), else NULL; NULL on Tax. Pricing-currency columns: the export's when it
+-- has PricingCurrencyEffectiveCost, else the billing-currency values with PricingCurrency = BillingCurrency.
+-- Values that changed between versions:
+-- * ChargeCategory: the 1.3 value (case-insensitive); 1.0-preview ChargeSubcategory Credit or Refund -> Credit
+--   (a refund of what, the preview did not say; the raw Azure converter maps Refund the same way); anything
+--   else -> Adjustment. ChargeClass: Correction or NULL.
+-- * CommitmentDiscountStatus: the export's Used/Unused, 1.0-preview 'Used Commitment'/'Unused Commitment',
+--   else (1.2-preview exports leave it empty) Usage rows with a commitment: Unused without a consumed
+--   quantity, Used with one. ConsumedQuantity/Unit only on Usage rows that are not Unused.
+-- * PricingCategory: On-Demand -> Standard, Commitment-Based -> Committed, Spot -> Dynamic, an unknown value
+--   -> Other; empty on a Usage/Purchase row -> Committed with a commitment (usage), else Standard; a commitment
+--   purchase is never Committed (FOCUS 1.1); NULL on Tax.
+-- * ChargeFrequency: the 1.3 spelling of the export's (OneTime, UsageBased), else by category.
+-- * Commitment columns the 1.0 exports lack: Category from the type (savings plans are Spend), Quantity
+--   (Spend: the row's EffectiveCost on usage, BilledCost on purchases; Usage: PricingQuantity) and Unit
+--   (Spend: the billing currency; Usage: PricingUnit) on Usage/Purchase rows with a commitment.
+-- * PricingQuantity/Unit: required on Usage/Purchase rows (ConsumedQuantity, else 0, in 'Units' when the export
+--   has no unit); NULL on Tax. SkuId/SkuPriceId NULL on Tax; SkuMeter and SkuPriceDetails only with their ids.
+-- * ServiceCategory/ServiceSubcategory: the export's pair when it is a FOCUS 1.3 pair (service_*_valid, checked
+--   by the extractor against shared/focus.py); a valid category with an invalid subcategory keeps the category
+--   and takes the mapped subcategory of that category, else 'Other (<category>)'; otherwise
+--   organizations.service_category_map by the provider's service key (AWS x_ServiceCode, Azure
+--   x_SkuMeterCategory), then by LOWER(ServiceName), falling back to Other / Other (Other).
+-- Providers (1.3 columns no export has yet): HostProviderName = the cloud (Amazon Web Services, Microsoft,
+-- Google Cloud), which hosts everything in its own export; ServiceProviderName = the PublisherName when it
+-- names a third party (a marketplace seller), else the cloud. ProviderName, PublisherName (still mandatory in
+-- 1.3) and InvoiceIssuerName are kept as exported, filled from ProviderName / the cloud when empty.
+-- Allocated* and ContractApplied (1.3) stay NULL: no export carries split allocation or contract commitments.
+-- Names: SubAccountName/RegionName fall back to the id, and are NULL without one; SubAccountType and
+-- BillingAccountType fall back to the labels the raw converters use (Linked Account, Subscription, Project;
+-- Payer Account, Billing Account); ResourceType comes from the export, else the ARM type / ARN service /
+-- Google collection (instances, buckets) in the id, else 'resource'.
+INSERT INTO `{org_dataset}.cost_data_standard_1_3` (
+  AvailabilityZone, BilledCost, BillingAccountId, BillingAccountName, BillingAccountType, BillingCurrency,
+  BillingPeriodEnd, BillingPeriodStart, CapacityReservationId, CapacityReservationStatus, ChargeCategory,
+  ChargeClass, ChargeDescription, ChargeFrequency, ChargePeriodEnd, ChargePeriodStart, CommitmentDiscountCategory,
+  CommitmentDiscountId, CommitmentDiscountName, CommitmentDiscountQuantity, CommitmentDiscountStatus,
+  CommitmentDiscountType, CommitmentDiscountUnit, ConsumedQuantity, ConsumedUnit, ContractedCost,
+  ContractedUnitPrice, EffectiveCost, HostProviderName, InvoiceId, InvoiceIssuerName, ListCost, ListUnitPrice,
+  PricingCategory, PricingCurrency, PricingCurrencyContractedUnitPrice, PricingCurrencyEffectiveCost,
+  PricingCurrencyListUnitPrice, PricingQuantity, PricingUnit, ProviderName, PublisherName, RegionId, RegionName,
+  ResourceId, ResourceName, ResourceType, ServiceCategory, ServiceName, ServiceProviderName, ServiceSubcategory,
+  SkuId, SkuMeter, SkuPriceDetails, SkuPriceId, SubAccountId, SubAccountName, SubAccountType, Tags,
+  x_org_slug, x_pipeline_id, x_credential_id, x_pipeline_run_date, x_run_id, x_ingested_at, x_ingestion_date,
+  x_cost_source)
+WITH src AS (
+  SELECT r.*,
+         CASE r.provider
+           WHEN 'aws' THEN 'Amazon Web Services' WHEN 'azure' THEN 'Microsoft' WHEN 'gcp' THEN 'Google Cloud'
+           ELSE COALESCE(r.provider_name, r.provider)
+         END AS cloud,
+         CASE
+           WHEN LOWER(r.charge_subcategory) IN ('credit', 'refund') THEN 'Credit'
+           WHEN LOWER(r.charge_category) = 'usage' THEN 'Usage'
+           WHEN LOWER(r.charge_category) = 'purchase' THEN 'Purchase'
+           WHEN LOWER(r.charge_category) = 'tax' THEN 'Tax'
+           WHEN LOWER(r.charge_category) = 'credit' THEN 'Credit'
+           ELSE 'Adjustment'
+         END AS category,
+         IF(LOWER(r.charge_class) = 'correction', 'Correction', NULL) AS charge_class_13,
+         CASE
+           WHEN LOWER(r.commitment_discount_status) = 'used' OR LOWER(r.charge_subcategory) = 'used commitment' THEN 'Used'
+           WHEN LOWER(r.commitment_discount_status) = 'unused' OR LOWER(r.charge_subcategory) = 'unused commitment'
+             THEN 'Unused'
+         END AS exported_status,
+         CASE
+           WHEN LOWER(r.commitment_discount_category) = 'spend' THEN 'Spend'
+           WHEN LOWER(r.commitment_discount_category) = 'usage' THEN 'Usage'
+           WHEN LOWER(r.commitment_discount_type) LIKE '%savings plan%' OR LOWER(r.commitment_discount_type) LIKE '%spend%'
+             THEN 'Spend'
+           ELSE 'Usage'
+         END AS commitment_category,
+         COALESCE(m1.service_category, m2.service_category) AS mapped_category,
+         COALESCE(m1.service_subcategory, m2.service_subcategory) AS mapped_subcategory
+  FROM `{org_dataset}.cloud_focus_raw` AS r
+  LEFT JOIN `organizations.service_category_map` AS m1
+    ON m1.provider = r.provider AND m1.service_key = LOWER(r.service_key)
+  LEFT JOIN `organizations.service_category_map` AS m2
+    ON m2.provider = r.provider AND m2.service_key = LOWER(r.service_name)
+  WHERE r.x_org_slug = @org_slug AND r.x_pipeline_id = @pipeline_id AND r.x_credential_id = @credential_id
+    AND r.usage_date BETWEEN @start_date AND @end_date
+),
+classified AS (
+  SELECT s.*,
+         CASE
+           WHEN s.commitment_discount_id IS NULL THEN NULL
+           WHEN s.exported_status IS NOT NULL THEN s.exported_status
+           WHEN s.category != 'Usage' THEN NULL
+           WHEN s.consumed_quantity IS NULL OR s.consumed_quantity = 0 THEN 'Unused'
+           ELSE 'Used'
+         END AS status,
+         s.category IN ('Usage', 'Purchase') AND s.charge_class_13 IS NULL AS needs_pricing,
+         IF(s.category = 'Credit', s.billed_cost, COALESCE(s.effective_cost, s.billed_cost)) AS effective,
+         IF(s.category = 'Credit', s.billed_cost, COALESCE(s.contracted_cost, s.billed_cost)) AS contracted,
+         COALESCE(s.list_cost, s.billed_cost) AS list_total,
+         CASE
+           WHEN LOWER(s.pricing_category) IN ('standard', 'on-demand', 'ondemand') THEN 'Standard'
+           WHEN LOWER(s.pricing_category) IN ('committed', 'commitment-based') THEN 'Committed'
+           WHEN LOWER(s.pricing_category) IN ('dynamic', 'spot') THEN 'Dynamic'
+           WHEN s.pricing_category IS NOT NULL THEN 'Other'
+         END AS exported_pricing_category
+  FROM src AS s
+),
+quantified AS (
+  SELECT c.*,
+         CASE
+           WHEN c.category = 'Tax' THEN NULL
+           WHEN c.needs_pricing THEN COALESCE(c.pricing_quantity, c.consumed_quantity, NUMERIC '0')
+           ELSE c.pricing_quantity
+         END AS quantity,
+         IF(c.category = 'Usage' AND c.status IS DISTINCT FROM 'Unused', c.consumed_quantity, NULL) AS consumed
+  FROM classified AS c
+),
+priced AS (
+  SELECT q.*,
+         IF(q.quantity IS NULL, NULL, COALESCE(q.pricing_unit, q.consumed_unit, 'Units')) AS unit,
+         IF(q.category != 'Tax' AND q.list_unit_price IS NOT NULL AND q.quantity IS NOT NULL
+              AND (q.charge_class_13 IS NOT NULL
+                   OR ABS(CAST(q.list_unit_price AS FLOAT64) * CAST(q.quantity AS FLOAT64) - CAST(q.list_total AS FLOAT64))
+                      <= 1e-10 * GREATEST(ABS(CAST(q.list_total AS FLOAT64)), 1)),
+            q.list_unit_price, NULL) AS list_rate,
+         IF(q.category != 'Tax' AND q.contracted_unit_price IS NOT NULL AND q.quantity IS NOT NULL
+              AND (q.charge_class_13 IS NOT NULL
+                   OR ABS(CAST(q.contracted_unit_price AS FLOAT64) * CAST(q.quantity AS FLOAT64) - CAST(q.contracted AS FLOAT64))
+                      <= 1e-10 * GREATEST(ABS(CAST(q.contracted AS FLOAT64)), 1)),
+            q.contracted_unit_price, NULL) AS contracted_rate,
+         q.pricing_currency IS NOT NULL AND q.pricing_currency_effective_cost IS NOT NULL AS has_pricing_currency,
+         CASE
+           WHEN q.commitment_discount_id IS NULL OR NOT q.needs_pricing THEN q.commitment_discount_quantity
+           WHEN q.commitment_discount_quantity IS NOT NULL THEN q.commitment_discount_quantity
+           WHEN q.commitment_category = 'Spend' AND q.category = 'Usage' THEN COALESCE(q.effective_cost, q.billed_cost)
+           WHEN q.commitment_category = 'Spend' THEN q.billed_cost
+           ELSE COALESCE(q.pricing_quantity, q.consumed_quantity, NUMERIC '0')
+         END AS commitment_quantity,
+         NOT (q.publisher_name IS NULL OR q.publisher_name = q.provider_name
+              OR REGEXP_CONTAINS(LOWER(q.publisher_name), r'^(aws|amazon|microsoft|azure|google)\b')) AS third_party
+  FROM quantified AS q
+)
+SELECT availability_zone, billed_cost, billing_account_id, COALESCE(billing_account_name, billing_account_id),
+       COALESCE(billing_account_type, IF(provider = 'aws', 'Payer Account', 'Billing Account')), billing_currency,
+       IF(billing_period_end > TIMESTAMP(billing_period_start), billing_period_end,
+          TIMESTAMP(DATE_ADD(billing_period_start, INTERVAL 1 MONTH))),
+       TIMESTAMP(billing_period_start),
+       capacity_reservation_id,
+       CASE
+         WHEN capacity_reservation_id IS NULL THEN NULL
+         WHEN LOWER(capacity_reservation_status) = 'unused' THEN 'Unused'
+         WHEN LOWER(capacity_reservation_status) = 'used' OR category = 'Usage' THEN 'Used'
+       END,
+       category, charge_class_13, charge_description,
+       CASE
+         WHEN LOWER(REPLACE(charge_frequency, '-', '')) = 'onetime' THEN 'One-Time'
+         WHEN LOWER(charge_frequency) = 'recurring' THEN 'Recurring'
+         WHEN LOWER(REPLACE(charge_frequency, '-', '')) = 'usagebased' THEN 'Usage-Based'
+         WHEN category = 'Usage' THEN 'Usage-Based'
+         ELSE 'One-Time'
+       END,
+       IF(charge_period_end > charge_period_start, charge_period_end, TIMESTAMP_ADD(charge_period_start, INTERVAL 1 HOUR)),
+       charge_period_start,
+       IF(commitment_discount_id IS NULL, NULL, commitment_category),
+       commitment_discount_id, IF(commitment_discount_id IS NULL, NULL, COALESCE(commitment_discount_name, commitment_discount_id)),
+       commitment_quantity, status,
+       IF(commitment_discount_id IS NULL, NULL, COALESCE(commitment_discount_type, IF(commitment_category = 'Spend', 'Savings Plan', 'Reservation'))),
+       CASE
+         WHEN commitment_quantity IS NULL THEN NULL
+         WHEN commitment_discount_unit IS NOT NULL THEN commitment_discount_unit
+         WHEN commitment_category = 'Spend' THEN billing_currency
+         ELSE COALESCE(unit, 'Units')
+       END,
+       consumed, IF(consumed IS NULL, NULL, COALESCE(consumed_unit, unit, 'Units')),
+       contracted, contracted_rate, effective,
+       COALESCE(host_provider_name, cloud),
+       invoice_id, COALESCE(invoice_issuer_name, provider_name, cloud),
+       list_total, list_rate,
+       CASE
+         WHEN category = 'Tax' THEN NULL
+         WHEN category = 'Purchase' AND commitment_discount_id IS NOT NULL
+              AND COALESCE(exported_pricing_category, 'Committed') = 'Committed' THEN 'Standard'
+         WHEN exported_pricing_category IS NOT NULL THEN exported_pricing_category
+         WHEN NOT needs_pricing THEN NULL
+         WHEN commitment_discount_id IS NOT NULL THEN 'Committed'
+         ELSE 'Standard'
+       END,
+       IF(has_pricing_currency, pricing_currency, billing_currency),
+       IF(category = 'Tax', NULL, IF(has_pricing_currency, pricing_currency_contracted_unit_price, contracted_rate)),
+       IF(has_pricing_currency, pricing_currency_effective_cost, effective),
+       IF(category = 'Tax', NULL, IF(has_pricing_currency, pricing_currency_list_unit_price, list_rate)),
+       quantity, unit,
+       COALESCE(provider_name, cloud), COALESCE(publisher_name, provider_name, cloud),
+       region_id, IF(region_id IS NULL, NULL, COALESCE(region_name, region_id)),
+       resource_id, IF(resource_id IS NULL, NULL, resource_name),
+       IF(resource_id IS NULL, NULL,
+          COALESCE(resource_type, REGEXP_EXTRACT(resource_id, r'(?i)/providers/([^/]+/[^/]+)/'),
+                   REGEXP_EXTRACT(resource_id, r'^arn:[^:]+:([^:]+):'),
+                   REGEXP_EXTRACT(resource_id, r'^//[^/]+/.*/([A-Za-z]+)/[^/]+$'), 'resource')),
+       CASE
+         WHEN service_category_valid THEN service_category
+         ELSE COALESCE(mapped_category, 'Other')
+       END,
+       COALESCE(service_name, service_key, cloud),
+       COALESCE(service_provider_name, IF(third_party, publisher_name, cloud)),
+       CASE
+         WHEN service_category_valid AND service_subcategory_valid THEN service_subcategory
+         WHEN service_category_valid AND mapped_category = service_category THEN mapped_subcategory
+         WHEN service_category_valid THEN CONCAT('Other (', service_category, ')')
+         ELSE COALESCE(mapped_subcategory, 'Other (Other)')
+       END,
+       IF(category = 'Tax', NULL, sku_id),
+       IF(category = 'Tax' OR sku_id IS NULL, NULL, sku_meter),
+       IF(category = 'Tax' OR sku_price_id IS NULL, NULL, PARSE_JSON(sku_price_details)),
+       IF(category = 'Tax', NULL, sku_price_id),
+       sub_account_id, IF(sub_account_id IS NULL, NULL, COALESCE(sub_account_name, sub_account_id)),
+       IF(sub_account_id IS NULL, NULL,
+          COALESCE(sub_account_type, CASE provider WHEN 'aws' THEN 'Linked Account' WHEN 'azure' THEN 'Subscription'
+                                                   WHEN 'gcp' THEN 'Project' END)),
+       PARSE_JSON(tags),
+       @org_slug, @pipeline_id, @credential_id, usage_date, @run_id, CURRENT_TIMESTAMP(), CURRENT_DATE(),
+       'cloud'
+FROM priced
