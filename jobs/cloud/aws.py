@@ -43,6 +43,7 @@ import duckdb
 import pyarrow as pa
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
+from jobs.cloud import focus_export
 from jobs.cloud.common import (
     DataFile,
     LocalFiles,
@@ -658,17 +659,13 @@ def _source(cred: dict):
 
 
 def extract(ctx: ExtractContext) -> dict[str, Any]:
-    """Read every CUR file for the billing periods overlapping the run; return the in-range rows.
-
-    Raw rows are returned as a generator (streamed into the warehouse); the totals table is built as
-    the raw stream is consumed, so it is listed second and the runner consumes it after the raw rows.
-    """
+    """Read every CUR (or AWS FOCUS export) file for the billing periods overlapping the run; return the
+    in-range rows: a DuckScan of the CUR files (the totals are summed once it has been landed, so
+    cloud_source_totals is listed after the raw table), or the FOCUS export's rows for cloud_focus_raw."""
     source = _source(ctx.credential)
     files = source.files(ctx)
     if not files:
         ctx.warn(f"no CUR billing period overlaps {ctx.start_date}..{ctx.end_date}")
-    from jobs.cloud import focus_export
-
     if focus_export.files_are_focus(source, files):  # FOCUS_1_0_AWS / FOCUS_1_2_AWS export -> cloud_focus_raw
         return focus_export.stream_files(ctx, source, files, PROVIDER)
     return _stream(ctx, source, files)

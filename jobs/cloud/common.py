@@ -4,7 +4,7 @@
 * `read_json_doc`: a manifest's JSON, with an error naming the file.
 * `file_batches`: stream one CSV / gzip CSV / Parquet file as record batches (CSV: every column as text).
 * `as_string`, `blank_to_null`, `money`, `timestamp`, `date_from_text`: casting text columns to the raw types.
-* `map_value`, `tags_json`: tag JSON flattening.
+* `key_values`, `tags_json`: tag cells (maps, STRUCT<key, value> lists, JSON) and their flat JSON.
 * `require_columns`: a required-column check naming the file and the missing columns.
 * `SourceTotals`: per (usage day, billing period, currency) row counts and cost sums -> cloud_source_totals.
 * `stream_raw`: the extract loop (files -> mapper -> batches) with corrupted-file errors naming the file,
@@ -256,19 +256,25 @@ def date_from_text(arr: pa.Array, col: str, fname: str) -> pa.Array:
 # --------------------------------------------------------------------------------------------------
 # Tags
 # --------------------------------------------------------------------------------------------------
-def map_value(value) -> dict:
-    """A map cell (list of pairs from Parquet, a dict, or JSON text) as a dict; {} when unreadable."""
+def key_values(value: Any) -> list[tuple[str, Any]]:
+    """A key-value cell as (key, value) pairs: a dict, JSON object text, a Parquet map (list of pairs) or a
+    BigQuery REPEATED STRUCT<key, value> (list of dicts)."""
     if value is None:
-        return {}
-    if isinstance(value, list):
-        return {k: v for k, v in value}
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return []
     if isinstance(value, dict):
-        return value
-    try:
-        doc = json.loads(value)
-    except (TypeError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
+        return [(str(k), v) for k, v in value.items()]
+    out = []
+    for item in value if isinstance(value, list) else []:
+        if isinstance(item, dict) and item.get("key") not in (None, ""):
+            out.append((str(item["key"]), item.get("value")))
+        elif isinstance(item, (list, tuple)) and len(item) == 2 and item[0] not in (None, ""):
+            out.append((str(item[0]), item[1]))
+    return out
 
 
 def tags_json(tags: dict[str, Any]) -> str | None:

@@ -59,6 +59,7 @@ from jobs.cloud.common import (
     as_string,
     blank_to_null,
     corrupted,
+    key_values,
     money,
     require_columns,
     stream_raw,
@@ -189,27 +190,6 @@ def check_columns(header_names: Iterable[str], where: str) -> None:
 # --------------------------------------------------------------------------------------------------
 # Values
 # --------------------------------------------------------------------------------------------------
-def key_values(value: Any) -> list[tuple[str, Any]]:
-    """A key-value cell as (key, value) pairs: a dict, JSON object text, a Parquet map (list of pairs) or a
-    BigQuery REPEATED STRUCT<key, value> (list of dicts)."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return []
-    if isinstance(value, dict):
-        return [(str(k), v) for k, v in value.items()]
-    out = []
-    for item in value if isinstance(value, list) else []:
-        if isinstance(item, dict) and item.get("key") not in (None, ""):
-            out.append((str(item["key"]), item.get("value")))
-        elif isinstance(item, (list, tuple)) and len(item) == 2 and item[0] not in (None, ""):
-            out.append((str(item[0]), item[1]))
-    return out
-
-
 def _text(v: Any) -> str:
     if v is None or v == "":
         return "true"  # FOCUS: a tag key without a value takes the value true

@@ -60,7 +60,7 @@ import pyarrow.compute as pc
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
 from jobs.cloud import focus_export
-from jobs.cloud.common import SourceTotals, usage_days_in_range
+from jobs.cloud.common import SourceTotals, key_values, usage_days_in_range
 
 RAW_TABLE = "gcp_billing_raw"
 TOTALS_TABLE = "cloud_source_totals"
@@ -302,7 +302,7 @@ def _labels(batch: pa.RecordBatch, n: int, out: dict) -> None:
         d: dict[str, Any] = {}
         for col in cols:
             if col is not None:
-                for k, v in focus_export.key_values(col[i]):
+                for k, v in key_values(col[i]):
                     d[k.lower()] = _label_value(v)
         merged.append(_json_obj(d))
     out["labels"] = pa.array(merged, pa.string())
@@ -310,7 +310,7 @@ def _labels(batch: pa.RecordBatch, n: int, out: dict) -> None:
     if sys_arr is None:
         out["system_labels"] = pa.nulls(n, pa.string())
     else:
-        out["system_labels"] = pa.array([_json_obj({k: _label_value(v) for k, v in focus_export.key_values(c)})
+        out["system_labels"] = pa.array([_json_obj({k: _label_value(v) for k, v in key_values(c)})
                                          for c in sys_arr.to_pylist()], pa.string())
 
 

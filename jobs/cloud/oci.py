@@ -49,9 +49,9 @@ from jobs.cloud.common import (
     as_string,
     blank_to_null,
     format_of,
+    key_values,
     list_data_files,
     local_root,
-    map_value,
     money,
     require_columns,
     stream_raw,
@@ -296,7 +296,7 @@ class _Mapper:
         for i in range(n):
             tags: dict[str, Any] = {}
             if docs is not None:
-                for k, v in map_value(docs[i]).items():
+                for k, v in key_values(docs[i]):
                     if isinstance(v, (dict, list)):
                         v = json.dumps(v, sort_keys=True, separators=(",", ":"))
                     tags[str(k).lower()] = v
