@@ -19,11 +19,11 @@ Costs have at most 8 decimals, so sums are exact in any decimal type.
 """
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import sys
-import time
 from pathlib import Path
+
+from tools import generator_core as core
+from tools.generator_core import lit, pick
 
 PAYER = "123456789012"
 ACCOUNTS = [f"{(i * 7919 + 1) % 1000:03d}{i:09d}" for i in range(1, 21)]  # 12 digits; "008..." keeps a zero
@@ -94,39 +94,22 @@ LINE_TYPES = [
 RESOURCES = 50_000
 
 
-def _lit(v: str) -> str:
-    return "'" + v.replace("'", "''") + "'"
-
-
-def _list(values) -> str:
-    return "[" + ", ".join(_lit(str(v)) for v in values) + "]"
-
-
-def _pick(values, idx: str) -> str:
-    """values[idx] for a 0-based SQL index expression, as a constant-list lookup (no join: order is kept)."""
-    return f"{_list(values)}[{idx} + 1]"
-
-
-def base_sql(rows: int, seed: int, month: dt.date) -> str:
-    """One row per line item with typed internal fields; the output formats project from it."""
-    nxt = (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+def base_sql(rows: int, seed: int, month: dt.date, lo: int = 0) -> str:
+    """Line items lo .. rows-1 with typed internal fields; the output formats project from it."""
+    nxt = core.next_month(month)
     hours = (nxt - month).days * 24
-    ltype = "CASE " + " ".join(f"WHEN tb >= {b} THEN {_lit(t)}" for t, b in reversed(LINE_TYPES)) + " END"
-    p = lambda col: _pick([pr[col] for pr in PROFILES], "pi")
-    ri_idx = _list(RI_PROFILES).replace("'", "")
-    sp_idx = _list(SP_PROFILES).replace("'", "")
+    ltype = "CASE " + " ".join(f"WHEN tb >= {b} THEN {lit(t)}" for t, b in reversed(LINE_TYPES)) + " END"
+    p = lambda col: pick([pr[col] for pr in PROFILES], "pi")
+    ri_idx = core.int_list(RI_PROFILES)
+    sp_idx = core.int_list(SP_PROFILES)
     resource_templates = [pr[7] for pr in PROFILES]
     tag_cases = []
     for k, (key, vals) in enumerate(TAG_VALUES.items()):
         # tags follow the resource (same resource -> same tags); ~15-40% of rows lack a given tag
-        present = f"(hash(ri, {seed}, {k + 100}) % 100) >= {15 + 5 * k}"
-        tag_cases.append(f"CASE WHEN pr_res <> '' AND {present} THEN "
-                         f"{_pick(vals, f'(hash(ri, {seed}, {k + 200}) % {len(vals)})::INT')} END AS tag_{key.lower()}")
+        tag = core.resource_tag(vals, seed, k, 15 + 5 * k)
+        tag_cases.append(f"CASE WHEN pr_res <> '' THEN {tag} END AS tag_{key.lower()}")
     return f"""
-WITH g AS (
-  SELECT i, hash(i, {seed}) AS h0, hash(i, {seed}, 1) AS h1, hash(i, {seed}, 2) AS h2, hash(i, {seed}, 3) AS h3
-  FROM range({rows}) AS t(i)
-), a AS (
+WITH {core.row_hashes(lo, rows, seed)}, a AS (
   SELECT i, h0, h1, h2, h3, (h0 % 10000)::INT AS tb, ((h2 >> 24) % {len(ACCOUNTS)})::INT AS ai,
          ((h1 >> 32) % {len(REGIONS)})::INT AS gi, (h2 % {hours})::INT AS hi, (h3 % {RESOURCES})::INT AS ri,
          ((h3 >> 20) % 2000000)::INT AS q
@@ -144,10 +127,10 @@ WITH g AS (
   SELECT *,
     {p(0)} AS product_code, {p(1)} AS product_name, {p(2)} AS product_family, {p(3)} AS usage_base,
     {p(4)} AS operation0, {p(5)} AS unit0, CAST({p(6)} AS DECIMAL(18, 10)) AS rate0,
-    {_pick(resource_templates, 'pi')} AS pr_res, {p(8)} AS instance_type,
-    {_pick([r[0] for r in REGIONS], 'gi')} AS region_code, {_pick([r[1] for r in REGIONS], 'gi')} AS location,
-    {_pick([r[2] for r in REGIONS], 'gi')} AS region_prefix,
-    {_pick(ACCOUNTS, 'ai')} AS account_id,
+    {pick(resource_templates, 'pi')} AS pr_res, {p(8)} AS instance_type,
+    {pick([r[0] for r in REGIONS], 'gi')} AS region_code, {pick([r[1] for r in REGIONS], 'gi')} AS location,
+    {pick([r[2] for r in REGIONS], 'gi')} AS region_prefix,
+    {pick(ACCOUNTS, 'ai')} AS account_id,
     TIMESTAMP '{month.isoformat()} 00:00:00' + to_hours(hi) AS hour_start
   FROM c
 ), e AS (
@@ -189,7 +172,7 @@ FROM e
 
 def _common(month: dt.date) -> dict[str, str]:
     """Typed expressions shared by both formats, keyed by CUR 2.0 name (the CSV maps names to legacy)."""
-    nxt = (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    nxt = core.next_month(month)
     arn_sp = f"'arn:aws:savingsplans::{PAYER}:savingsplan/' || lower(hex(hash(ai, 77)))"
     arn_ri = "'arn:aws:ec2:' || region_code || ':' || account_id || ':reserved-instances/' || lower(hex(hash(ai, gi, 78)))"
     is_sp = "line_type LIKE 'SavingsPlan%'"
@@ -353,9 +336,9 @@ def parquet_select(month: dt.date) -> str:
     return ",\n  ".join(cols)
 
 
-def query(rows: int, fmt: str, seed: int = 1, month: dt.date = dt.date(2024, 3, 1)) -> str:
+def query(rows: int, fmt: str, seed: int = 1, month: dt.date = dt.date(2024, 3, 1), lo: int = 0) -> str:
     select = parquet_select(month) if fmt == "parquet" else csv_select(month)
-    body = f"SELECT\n  {select}\nFROM ({base_sql(rows, seed, month)})"
+    body = f"SELECT\n  {select}\nFROM ({base_sql(rows, seed, month, lo)})"
     if fmt == "parquet":  # CUR 2.0 Parquet carries money as double
         return f"SELECT * REPLACE ({_double_cols()}) FROM ({body})"
     return body
@@ -375,46 +358,13 @@ def _double_cols() -> str:
 def generate(rows: int, fmt: str, out: str | Path, seed: int = 1, month: dt.date = dt.date(2024, 3, 1),
              threads: int | None = None, memory_limit: str = "1GB") -> Path:
     """Write the file; returns its path. Bounded memory: DuckDB streams range -> COPY."""
-    import duckdb
-
-    if fmt not in ("csv", "csv.gz", "parquet"):
-        raise ValueError(f"format must be csv, csv.gz or parquet, not {fmt!r}")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect()
-    try:
-        con.execute(f"SET memory_limit = '{memory_limit}'")
-        con.execute("SET preserve_insertion_order = true")
-        if threads:
-            con.execute(f"SET threads = {int(threads)}")
-        sql = query(rows, fmt, seed, month)
-        if fmt == "parquet":
-            opts = "FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE 122880"
-        else:
-            opts = "FORMAT csv, HEADER true, QUOTE '\"', ESCAPE '\"'"
-            if fmt == "csv.gz":
-                opts += ", COMPRESSION gzip"
-        con.execute(f"COPY ({sql}) TO '{out}' ({opts})")
-    finally:
-        con.close()
-    return out
+    return core.copy_rows(lambda lo, hi: query(hi, fmt, seed, month, lo), rows, [out], fmt, threads, memory_limit)[0]
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tools.cur_generator", description=__doc__.split("\n")[0])
-    ap.add_argument("--rows", type=int, required=True)
-    ap.add_argument("--format", choices=("csv", "csv.gz", "parquet"), required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--month", default="2024-03", help="billing month, YYYY-MM (default 2024-03)")
-    a = ap.parse_args(argv)
-    month = dt.date.fromisoformat(a.month + "-01")
-    t0 = time.perf_counter()
-    path = generate(a.rows, a.format, a.out, a.seed, month)
-    size = path.stat().st_size
-    print(f"{path}: {a.rows:,} rows, {size / 1e6:.1f} MB ({size / max(a.rows, 1):.0f} B/row), "
-          f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    return 0
+    return core.run_main("python -m tools.cur_generator", __doc__, argv,
+                         lambda a, month: generate(a.rows, a.format, a.out, a.seed, month),
+                         [(("--format",), {"choices": ("csv", "csv.gz", "parquet"), "required": True})])
 
 
 if __name__ == "__main__":
