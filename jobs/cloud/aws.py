@@ -27,28 +27,24 @@ Data Exports may leave stale empty chunks behind).
 """
 from __future__ import annotations
 
-import csv as pycsv
 import datetime as dt
-import gzip
 import json
 import re
 import tempfile
-import zlib
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-import duckdb
 import pyarrow as pa
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
+from jobs.cloud import duck_sql as sq
 from jobs.cloud import focus_export
 from jobs.cloud.common import (
     DataFile,
     LocalFiles,
     SourceTotals,
-    corrupted,
     list_data_files,
     local_root,
     read_json_doc,
@@ -316,29 +312,6 @@ def _read_manifest(data: bytes, name: str) -> dict:
 # --------------------------------------------------------------------------------------------------
 # Reading one file: a private DuckDB connection casts, filters and folds the tags in SQL
 # --------------------------------------------------------------------------------------------------
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _lit(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _round9(text: str) -> str:
-    """Decimal text as DECIMAL(38, 9), rounded half to even (digits past the 15th decimal ignored), as the
-    extractor always has, so that totals do not move.
-
-    DuckDB's cast rounds half away from zero; the two differ only when the 10th decimal is a 5 (or the
-    text has an exponent), so only those values take the slower exact path."""
-    exact = f"CAST(round_even(CAST({text} AS DECIMAL(38, 15)), 9) AS DECIMAL(38, 9))"
-    return (f"CASE WHEN {text} LIKE '%._________5%' OR contains({text}, 'e') OR contains({text}, 'E') "
-            f"THEN {exact} ELSE CAST({text} AS DECIMAL(38, 9)) END")
-
-
-def _is_text(typ: str) -> bool:
-    return typ in ("VARCHAR", "JSON") or typ.startswith("VARCHAR")
-
-
 class _Plan:
     """A file's columns (name -> DuckDB type) resolved once into the SELECT that yields raw rows."""
 
@@ -364,41 +337,27 @@ class _Plan:
 
     # -- typed expressions over one source column ------------------------------------------------
     def ref(self, col: str) -> str:
-        return _q(self.sql_names[col])
+        return sq.q(self.sql_names[col])
 
     def text(self, col: str) -> str:
-        t = self.types[col]
-        return f"NULLIF({self.ref(col)}, '')" if _is_text(t) else f"NULLIF(CAST({self.ref(col)} AS VARCHAR), '')"
+        return sq.text(self.ref(col), self.types[col])
 
     def money(self, col: str) -> str:
-        t, c = self.types[col], self.ref(col)
-        # text and floats (through their shortest text: no binary noise) are rounded half-to-even to 9 dp
-        if _is_text(t):
-            return _round9(f"NULLIF({c}, '')")
-        if t in ("DOUBLE", "FLOAT", "REAL"):
-            return _round9(f"CAST({c} AS VARCHAR)")
-        if t.startswith("DECIMAL"):
-            return f"CAST(round_even({c}, 9) AS DECIMAL(38, 9))"
-        return f"CAST({c} AS DECIMAL(38, 9))"
+        return sq.money(self.ref(col), self.types[col])
 
     def time(self, col: str) -> str:
-        t, c = self.types[col], self.ref(col)
-        if _is_text(t):
-            return f"CAST(NULLIF({c}, '') AS TIMESTAMPTZ)"
-        return f"CAST({c} AS TIMESTAMPTZ)"
+        return sq.timestamp(self.ref(col), self.types[col])
 
-    def checks(self) -> list[tuple[str, str, str]]:
-        """(column, kind, TRY_CAST expression) for every cast that can fail: to find a bad value's column."""
+    def checks(self) -> list[tuple[str, str, str, str]]:
+        """(column, kind, reference, condition) for every cast that can fail: to find a bad value's column."""
         out = []
         for col in (self.by_norm.get(c) for c in (USAGE_START, USAGE_END, PERIOD_START, PERIOD_END)):
-            if col and _is_text(self.types[col]):
-                cond = f"NULLIF({self.ref(col)}, '') IS NOT NULL AND TRY_CAST({self.ref(col)} AS TIMESTAMPTZ) IS NULL"
-                out.append((col, "timestamp", cond))
+            if col and sq.is_text(self.types[col]):
+                out.append((col, "timestamp", self.ref(col), sq.timestamp_check(self.ref(col))))
         for raw, (kind, _) in COLUMN_MAP.items():
             col = self.source[raw]
-            if kind == MONEY and col and (_is_text(self.types[col]) or self.types[col] in ("DOUBLE", "FLOAT")):
-                e = f"CAST({self.ref(col)} AS VARCHAR)"
-                out.append((col, "number", f"NULLIF({e}, '') IS NOT NULL AND TRY_CAST({e} AS DECIMAL(38, 9)) IS NULL"))
+            if kind == MONEY and col and (sq.is_text(self.types[col]) or self.types[col] in ("DOUBLE", "FLOAT")):
+                out.append((col, "number", self.ref(col), sq.number_check(self.ref(col))))
         return out
 
     # -- tags --------------------------------------------------------------------------------------
@@ -416,7 +375,7 @@ class _Plan:
         t, c = self.types[self.tag_map_col], self.ref(self.tag_map_col)
         if t.startswith("MAP("):
             m = c
-        elif _is_text(t):
+        elif sq.is_text(t):
             m = (f"CASE WHEN json_valid({c}) AND json_type({c}) = 'OBJECT' "
                  f"THEN json_transform({c}, '\"MAP(VARCHAR, VARCHAR)\"') END")
         else:
@@ -435,11 +394,11 @@ class _Plan:
         if entries is None:
             if not flat:
                 return "CAST(NULL AS VARCHAR)", None
-            parts = [f"CASE WHEN {v} IS NOT NULL THEN {_lit(json.dumps(k) + ':')} || to_json({v}) END"
+            parts = [f"CASE WHEN {v} IS NOT NULL THEN {sq.lit(json.dumps(k) + ':')} || to_json({v}) END"
                      for k, v in sorted(flat)]
             return f"NULLIF('{{' || concat_ws(',', {', '.join(parts)}) || '}}', '{{}}')", None
         if flat:
-            pairs = ", ".join(f"{{'k': {_lit(k)}, 'v': {v}}}" for k, v in flat)
+            pairs = ", ".join(f"{{'k': {sq.lit(k)}, 'v': {v}}}" for k, v in flat)
             entries = f"list_concat({entries}, [{pairs}])"
         # empty values dropped; sorted by key, then position, so that on a repeated key the later entry
         # (flat columns come after the map) is the one kept
@@ -469,7 +428,7 @@ class _Plan:
             t, c = self.types[self.product_map_col], self.ref(self.product_map_col)
             if t.startswith("MAP("):
                 cols["product_name"] = f"NULLIF(CAST({c}['product_name'] AS VARCHAR), '')"
-            elif _is_text(t):
+            elif sq.is_text(t):
                 cols["product_name"] = (f"CASE WHEN json_valid({c}) THEN "
                                         f"NULLIF(json_extract_string({c}, '$.product_name'), '') END")
         cols["unblended_cost"] = f"COALESCE({cols['unblended_cost']}, CAST(0 AS DECIMAL(38, 9)))"
@@ -478,8 +437,8 @@ class _Plan:
             cols["tags"] = tags
         else:
             cols["_tag_list"] = tag_list
-        inner = ",\n  ".join(f"{e} AS {_q(n)}" for n, e in cols.items())
-        fallback = f"DATE {_lit(period_hint.isoformat())}" if period_hint else "CAST(date_trunc('month', usage_date) AS DATE)"
+        inner = ",\n  ".join(f"{e} AS {sq.q(n)}" for n, e in cols.items())
+        fallback = f"DATE {sq.lit(period_hint.isoformat())}" if period_hint else "CAST(date_trunc('month', usage_date) AS DATE)"
         outer = []
         for f in self.out_schema:
             if f.name == "usage_date":
@@ -489,47 +448,21 @@ class _Plan:
             elif f.name == "tags" and tag_list is not None:
                 outer.append(f"{tags} AS tags")
             elif f.name == "source_file":
-                outer.append(f"{_lit(self.fname)} AS source_file")
+                outer.append(f"{sq.lit(self.fname)} AS source_file")
             else:
-                outer.append(_q(f.name))
-        # A row that breaks a rule stops the read with the rule's message (DuckDB's error()), so a bad row
-        # fails the run the same way whichever engine runs this SELECT.
+                outer.append(sq.q(f.name))
         guards = [("usage_start_time", f"rows have no {self.by_norm[USAGE_START]}")] + [
             (c, f"rows have an empty {self.source[c]}") for c in ("payer_account_id", "line_item_type", "currency")]
-        when = " ".join(f"WHEN {_q(c)} IS NULL THEN error({_lit(CHECK_MARK + self.fname + ': ' + m)})"
-                        for c, m in guards)
+        keep = (f"usage_date BETWEEN DATE {sq.lit(start.isoformat())} AND DATE {sq.lit(end.isoformat())}")
         return (f"SELECT {', '.join(outer)} FROM (SELECT *, CAST(usage_start_time AS DATE) AS usage_date FROM "
                 f"(SELECT {inner} FROM {src})) "
-                f"WHERE CASE {when} ELSE usage_date BETWEEN DATE {_lit(start.isoformat())} "
-                f"AND DATE {_lit(end.isoformat())} END")
+                f"WHERE {sq.guarded_where(((sq.q(c), m) for c, m in guards), self.fname, keep)}")
 
 
 # Rows per Arrow batch when a warehouse other than the embedded one takes the rows: peak memory grows with
 # it (~1.6 KiB a row in flight), time barely changes between 16k and 128k.
 READ_BATCH_ROWS = 16_384
-READER_MEMORY = "128MB"
 PREFETCH_BATCHES = 2
-READER_THREADS = 2
-CSV_BUFFER = 8 << 20  # bytes per CSV read buffer (DuckDB's default is 32 MiB)
-CHECK_MARK = "cloudact-check: "  # prefixes the message of a row rule broken inside the SELECT
-
-
-def _connect():
-    con = duckdb.connect(config={"memory_limit": READER_MEMORY, "threads": READER_THREADS,
-                                 "preserve_insertion_order": False})
-    con.execute("SET TimeZone = 'UTC'")
-    return con
-
-
-READ_ERRORS = (duckdb.Error, pa.ArrowException, OSError)  # OSError: DuckDB errors inside the Arrow stream
-
-
-def _source_sql(path: str, fmt: str) -> str:
-    if fmt == "parquet":
-        return f"read_parquet({_lit(path)})"
-    comp = "gzip" if fmt == "csv.gz" else "none"
-    return (f"read_csv({_lit(path)}, all_varchar = true, header = true, compression = {_lit(comp)}, "
-            f"delim = ',', quote = '\"', escape = '\"', buffer_size = {CSV_BUFFER})")
 
 
 def _file_part(con, path: str, f: DataFile, ctx: ExtractContext, raw_schema: pa.Schema) -> ScanPart | None:
@@ -537,71 +470,10 @@ def _file_part(con, path: str, f: DataFile, ctx: ExtractContext, raw_schema: pa.
     if Path(path).stat().st_size == 0:
         ctx.warn(f"{f.name} is empty")
         return None
-    src = _source_sql(path, f.fmt)
-    try:
-        columns = [(r[0], str(r[1])) for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
-        header = _csv_header(path, f.fmt) if f.fmt != "parquet" else None
-    except READ_ERRORS + (EOFError, zlib.error, UnicodeDecodeError) as e:
-        raise _read_error(e, None, src, f) from None
-    if header and len(header) == len(columns):
-        # DuckDB renames repeated names case-insensitively (`user:Team`, `user:team` -> `user:team_1`):
-        # resolve columns by the file's own header, refer to them by DuckDB's names.
-        columns = [(h, typ, name) for h, (name, typ) in zip(header, columns)]
-    plan = _Plan(columns, f.name, raw_schema)
+    src = sq.source_sql(path, f.fmt)
+    plan = _Plan(sq.describe(con, path, f), f.name, raw_schema)
     return ScanPart(plan.sql(src, ctx.start_date, ctx.end_date, f.period_start),
-                    lambda e: _read_error(e, plan, src, f))
-
-
-def _csv_header(path: str, fmt: str) -> list[str]:
-    """The CSV's header names as written (BOM stripped)."""
-    opener = gzip.open if fmt == "csv.gz" else open
-    with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
-        return next(pycsv.reader(fh), [])
-
-
-def _read_error(e: BaseException, plan: _Plan | None, src: str, f: DataFile) -> BaseException:
-    """A DuckDB error while reading a file, as the error the user sees (arrives as pyarrow's OSError when it
-    happens inside the Arrow stream)."""
-    if isinstance(e, ExtractError):
-        return e
-    msg = str(e)
-    if CHECK_MARK in msg:
-        return ExtractError(msg.split(CHECK_MARK, 1)[1].strip())
-    if msg.startswith(("Binder Error", "Parser Error", "Catalog Error")):
-        return e  # a bug in the generated SQL, not in the file
-    if msg.startswith("Out of Memory"):
-        return ExtractError(f"{f.name}: reading it ran out of memory ({msg.splitlines()[0]})")
-    if plan is not None and (isinstance(e, duckdb.ConversionException) or msg.startswith("Conversion Error")):
-        return _bad_value(plan, src, f, e)
-    if not isinstance(e, READ_ERRORS + (EOFError, zlib.error, UnicodeDecodeError)):
-        return e
-    return corrupted(f, e)
-
-
-def _is_empty(con, path: str, f: DataFile) -> bool:
-    if Path(path).stat().st_size == 0:
-        return False  # already reported
-    try:
-        return con.execute(f"SELECT 1 FROM {_source_sql(path, f.fmt)} LIMIT 1").fetchone() is None
-    except Exception:  # noqa: BLE001
-        return False
-
-
-def _bad_value(plan: _Plan, src: str, f: DataFile, e: Exception) -> ExtractError:
-    """The column (and a sample value) behind a failed cast, found with TRY_CAST probes on a private
-    connection (the failed one may be inside an aborted transaction)."""
-    con = _connect()
-    try:
-        for col, kind, cond in plan.checks():
-            try:
-                row = con.execute(f"SELECT {plan.ref(col)} FROM {src} WHERE {cond} LIMIT 1").fetchone()
-            except Exception:  # noqa: BLE001, S112 - a probe failing must not hide the original error
-                continue
-            if row:
-                return ExtractError(f"{f.name}: column {col} has a value that is not a {kind}: {row[0]!r}")
-    finally:
-        con.close()
-    return ExtractError(f"{f.name}: a value cannot be converted ({e})")
+                    lambda e: sq.read_error(e, f, lambda e: sq.bad_value(src, f, plan.checks(), e)))
 
 
 # Source totals per (usage day, billing period, currency) of the landed rows, for reconciliation.
@@ -627,7 +499,7 @@ def _stream(ctx: ExtractContext, source, files: list[DataFile]) -> dict[str, Any
                     continue
                 yield part
                 stats["rows_kept"] += part.rows
-                if part.rows == 0 and _is_empty(con, path, f):
+                if part.rows == 0 and sq.is_empty(con, path, f):
                     ctx.warn(f"{f.name} is empty")
         stats["done"] = True
         ctx.log.info("read %s CUR files, %s rows in range", stats["files"], stats["rows_kept"])
@@ -638,7 +510,7 @@ def _stream(ctx: ExtractContext, source, files: list[DataFile]) -> dict[str, Any
                                "in the pipeline's raw_tables")
         yield from totals.batches(totals_schema)
 
-    scan = DuckScan(parts, _connect, summary=(TOTALS_SQL, totals.add_rows), schema=raw_schema, batch_rows=READ_BATCH_ROWS,
+    scan = DuckScan(parts, sq.connect, summary=(TOTALS_SQL, totals.add_rows), schema=raw_schema, batch_rows=READ_BATCH_ROWS,
                     prefetch=PREFETCH_BATCHES)
     return {RAW_TABLE: scan, TOTALS_TABLE: total_batches()}
 

@@ -1,0 +1,189 @@
+"""SQL building blocks for extractors that read billing files with DuckDB (see shared.warehouse.scan).
+
+An extractor describes a file (`describe`), builds one SELECT over `source_sql(...)` with the typed
+expressions below, guards its row rules with `guarded_where`, and returns it as a `ScanPart` whose
+`explain` is `read_error(...)`: DuckDB's errors become the messages a user sees (the file, the column,
+a sample of the bad value), whichever engine ran the SELECT.
+"""
+from __future__ import annotations
+
+import csv as pycsv
+import gzip
+import zlib
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from jobs.base import ExtractError
+from jobs.cloud.common import DataFile, corrupted
+
+READER_MEMORY = "128MB"  # the private connection used when another warehouse takes Arrow batches
+READER_THREADS = 2
+CSV_BUFFER = 8 << 20  # bytes per CSV read buffer (DuckDB's default is 32 MiB)
+CHECK_MARK = "cloudact-check: "  # prefixes the message of a row rule broken inside a SELECT
+MONEY = "DECIMAL(38, 9)"  # NUMERIC
+
+# DuckDB errors (OSError: as raised inside an Arrow stream) and the damaged-file errors of Python's readers
+READ_ERRORS = (duckdb.Error, pa.ArrowException, OSError, EOFError, zlib.error, UnicodeDecodeError)
+
+
+def connect():
+    """A private, memory-capped in-memory DuckDB for reading files."""
+    con = duckdb.connect(config={"memory_limit": READER_MEMORY, "threads": READER_THREADS,
+                                 "preserve_insertion_order": False})
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+# -- literals and names ----------------------------------------------------------------------------
+def q(name: str) -> str:
+    """A quoted identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def lit(value: str) -> str:
+    """A quoted string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def is_text(typ: str) -> bool:
+    return typ in ("VARCHAR", "JSON") or typ.startswith("VARCHAR")
+
+
+# -- typed expressions over a column of DuckDB type `typ` --------------------------------------------
+def text(ref: str, typ: str) -> str:
+    """Text, '' as NULL."""
+    return f"NULLIF({ref}, '')" if is_text(typ) else f"NULLIF(CAST({ref} AS VARCHAR), '')"
+
+
+def round9(text_expr: str) -> str:
+    """Decimal text as DECIMAL(38, 9), rounded half to even (digits past the 15th decimal ignored), as the
+    pyarrow extractors always have, so that totals do not move.
+
+    DuckDB's cast rounds half away from zero; the two differ only when the 10th decimal is a 5 (or the
+    text has an exponent), so only those values take the slower exact path."""
+    exact = f"CAST(round_even(CAST({text_expr} AS DECIMAL(38, 15)), 9) AS {MONEY})"
+    return (f"CASE WHEN {text_expr} LIKE '%._________5%' OR contains({text_expr}, 'e') "
+            f"OR contains({text_expr}, 'E') THEN {exact} ELSE CAST({text_expr} AS {MONEY}) END")
+
+
+def money(ref: str, typ: str) -> str:
+    """NUMERIC. Text and floats (through their shortest text, so no binary noise) round half to even."""
+    if is_text(typ):
+        return round9(f"NULLIF({ref}, '')")
+    if typ in ("DOUBLE", "FLOAT", "REAL"):
+        return round9(f"CAST({ref} AS VARCHAR)")
+    if typ.startswith("DECIMAL"):
+        return f"CAST(round_even({ref}, 9) AS {MONEY})"
+    return f"CAST({ref} AS {MONEY})"
+
+
+def timestamp(ref: str, typ: str) -> str:
+    """TIMESTAMPTZ (ISO text; text without a zone is UTC)."""
+    if is_text(typ):
+        return f"CAST(NULLIF({ref}, '') AS TIMESTAMPTZ)"
+    return f"CAST({ref} AS TIMESTAMPTZ)"
+
+
+def timestamp_check(ref: str) -> str:
+    """True for a non-empty text that is not a timestamp (see `bad_value`)."""
+    return f"NULLIF({ref}, '') IS NOT NULL AND TRY_CAST({ref} AS TIMESTAMPTZ) IS NULL"
+
+
+def number_check(ref: str) -> str:
+    """True for a non-empty value that is not a number (see `bad_value`)."""
+    e = f"CAST({ref} AS VARCHAR)"
+    return f"NULLIF({e}, '') IS NOT NULL AND TRY_CAST({e} AS {MONEY}) IS NULL"
+
+
+def guarded_where(guards: Iterable[tuple[str, str]], fname: str, keep: str) -> str:
+    """A WHERE condition: `keep`, but a row where a guard's expression is NULL stops the read with that
+    guard's message (DuckDB's error()), so a bad row fails the run the same way whichever engine runs the
+    SELECT. guards: (expression, message)."""
+    when = " ".join(f"WHEN {expr} IS NULL THEN error({lit(CHECK_MARK + fname + ': ' + msg)})"
+                    for expr, msg in guards)
+    return f"CASE {when} ELSE {keep} END" if when else keep
+
+
+# -- files ---------------------------------------------------------------------------------------------
+def source_sql(path: str, fmt: str) -> str:
+    """DuckDB's reader for a local file: Parquet as typed, CSV / gzip CSV with every column as text."""
+    if fmt == "parquet":
+        return f"read_parquet({lit(path)})"
+    comp = "gzip" if fmt == "csv.gz" else "none"
+    return (f"read_csv({lit(path)}, all_varchar = true, header = true, compression = {lit(comp)}, "
+            f"delim = ',', quote = '\"', escape = '\"', buffer_size = {CSV_BUFFER})")
+
+
+def csv_header(path: str, fmt: str) -> list[str]:
+    """The CSV's header names as written (BOM stripped)."""
+    opener = gzip.open if fmt == "csv.gz" else open
+    with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
+        return next(pycsv.reader(fh), [])
+
+
+def describe(con, path: str, f: DataFile) -> list[tuple[str, str, str]]:
+    """(name as in the file, DuckDB type, name in DuckDB's relation) per column.
+
+    DuckDB renames repeated CSV names case-insensitively (`user:Team`, `user:team` -> `user:team_1`):
+    columns are resolved by the file's own header and referred to by DuckDB's names."""
+    src = source_sql(path, f.fmt)
+    try:
+        cols = [(r[0], str(r[1])) for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
+        header = csv_header(path, f.fmt) if f.fmt != "parquet" else None
+    except READ_ERRORS as e:
+        raise read_error(e, f) from None
+    if header and len(header) == len(cols):
+        return [(h, typ, name) for h, (name, typ) in zip(header, cols)]
+    return [(name, typ, name) for name, typ in cols]
+
+
+def is_empty(con, path: str, f: DataFile) -> bool:
+    """A file with a header and no rows (a zero-byte file is reported before reading)."""
+    if Path(path).stat().st_size == 0:
+        return False
+    try:
+        return con.execute(f"SELECT 1 FROM {source_sql(path, f.fmt)} LIMIT 1").fetchone() is None
+    except Exception:  # noqa: BLE001
+        return False
+
+
+# -- errors --------------------------------------------------------------------------------------------
+def read_error(e: BaseException, f: DataFile,
+               probe: Callable[[BaseException], ExtractError] | None = None) -> BaseException:
+    """A DuckDB error while reading file `f`, as the error the user sees. `probe(e)` names the column of a
+    value that cannot be cast (see `bad_value`)."""
+    if isinstance(e, ExtractError):
+        return e
+    msg = str(e)
+    if CHECK_MARK in msg:
+        return ExtractError(msg.split(CHECK_MARK, 1)[1].strip())
+    if msg.startswith(("Binder Error", "Parser Error", "Catalog Error")):
+        return e  # a bug in the generated SQL, not in the file
+    if msg.startswith("Out of Memory"):
+        return ExtractError(f"{f.name}: reading it ran out of memory ({msg.splitlines()[0]})")
+    if probe is not None and (isinstance(e, duckdb.ConversionException) or msg.startswith("Conversion Error")):
+        return probe(e)
+    if not isinstance(e, READ_ERRORS):
+        return e
+    return corrupted(f, e)
+
+
+def bad_value(src: str, f: DataFile, checks: Iterable[tuple[str, str, str, str]], e: BaseException) -> ExtractError:
+    """The column (and a sample value) behind a failed cast. checks: (column as in the file, kind, its
+    reference in `src`, condition true for a bad value), probed on a private connection (the failed one may
+    be inside an aborted transaction)."""
+    con = connect()
+    try:
+        for col, kind, ref, cond in checks:
+            try:
+                row = con.execute(f"SELECT {ref} FROM {src} WHERE {cond} LIMIT 1").fetchone()
+            except Exception:  # noqa: BLE001, S112 - a probe failing must not hide the original error
+                continue
+            if row:
+                return ExtractError(f"{f.name}: column {col} has a value that is not a {kind}: {row[0]!r}")
+    finally:
+        con.close()
+    return ExtractError(f"{f.name}: a value cannot be converted ({e})")
