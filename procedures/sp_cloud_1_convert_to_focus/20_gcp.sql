@@ -62,29 +62,31 @@ WITH src AS (
     AND r.usage_date BETWEEN @start_date AND @end_date
 ),
 -- GCP unit names -> FOCUS Unit Format: data sizes and time units by word, then '<size> <time>' -> '<size>-<time>'.
+-- Computed once per distinct unit name (a few dozen), not once per row, then joined back.
+unit_names AS (
+  SELECT name,
+         REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(
+         REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(
+         REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(
+           LOWER(TRIM(name)),
+           r'\bkibibytes?\b', 'KiB'), r'\bmebibytes?\b', 'MiB'), r'\bgibibytes?\b', 'GiB'),
+           r'\btebibytes?\b', 'TiB'), r'\bpebibytes?\b', 'PiB'), r'\bgigabytes?\b', 'GB'), r'\bbytes?\b', 'B'),
+           r'\bseconds?\b', 'Seconds'), r'\bminutes?\b', 'Minutes'), r'\bhours?\b', 'Hours'), r'\bdays?\b', 'Days'),
+           r'\bmonths?\b', 'Months'), r'\bcounts?\b', 'Count'), r'\brequests?\b', 'Requests'),
+           r'\btokens?\b', 'Tokens'),
+           r'^([0-9]+ )?([A-Za-z]+)[ -](Seconds|Minutes|Hours|Days|Months)$', r'\1\2-\3') AS focus_unit
+  FROM (
+    SELECT DISTINCT name
+    FROM `{org_dataset}.gcp_billing_raw` AS r, UNNEST([r.usage_pricing_unit, r.usage_unit]) AS name
+    WHERE r.x_org_slug = @org_slug AND r.x_pipeline_id = @pipeline_id AND r.x_credential_id = @credential_id
+      AND r.usage_date BETWEEN @start_date AND @end_date AND name IS NOT NULL
+  )
+),
 units AS (
-  SELECT s.*,
-         REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(
-         REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(
-         REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(
-           LOWER(TRIM(s.usage_pricing_unit)),
-           r'\bkibibytes?\b', 'KiB'), r'\bmebibytes?\b', 'MiB'), r'\bgibibytes?\b', 'GiB'),
-           r'\btebibytes?\b', 'TiB'), r'\bpebibytes?\b', 'PiB'), r'\bgigabytes?\b', 'GB'), r'\bbytes?\b', 'B'),
-           r'\bseconds?\b', 'Seconds'), r'\bminutes?\b', 'Minutes'), r'\bhours?\b', 'Hours'), r'\bdays?\b', 'Days'),
-           r'\bmonths?\b', 'Months'), r'\bcounts?\b', 'Count'), r'\brequests?\b', 'Requests'),
-           r'\btokens?\b', 'Tokens'),
-           r'^([0-9]+ )?([A-Za-z]+)[ -](Seconds|Minutes|Hours|Days|Months)$', r'\1\2-\3') AS pricing_unit_focus,
-         REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(
-         REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(
-         REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(
-           LOWER(TRIM(s.usage_unit)),
-           r'\bkibibytes?\b', 'KiB'), r'\bmebibytes?\b', 'MiB'), r'\bgibibytes?\b', 'GiB'),
-           r'\btebibytes?\b', 'TiB'), r'\bpebibytes?\b', 'PiB'), r'\bgigabytes?\b', 'GB'), r'\bbytes?\b', 'B'),
-           r'\bseconds?\b', 'Seconds'), r'\bminutes?\b', 'Minutes'), r'\bhours?\b', 'Hours'), r'\bdays?\b', 'Days'),
-           r'\bmonths?\b', 'Months'), r'\bcounts?\b', 'Count'), r'\brequests?\b', 'Requests'),
-           r'\btokens?\b', 'Tokens'),
-           r'^([0-9]+ )?([A-Za-z]+)[ -](Seconds|Minutes|Hours|Days|Months)$', r'\1\2-\3') AS usage_unit_focus
+  SELECT s.*, pu.focus_unit AS pricing_unit_focus, uu.focus_unit AS usage_unit_focus
   FROM src AS s
+  LEFT JOIN unit_names AS pu ON pu.name = s.usage_pricing_unit
+  LEFT JOIN unit_names AS uu ON uu.name = s.usage_unit
 ),
 charges AS (
   SELECT u.*, FALSE AS is_credit, u.cost AS billed, CAST(NULL AS STRING) AS credit_type,
@@ -97,6 +99,7 @@ charges AS (
          JSON_VALUE(c, '$.id') AS credit_id
   FROM units AS u
   CROSS JOIN UNNEST(JSON_QUERY_ARRAY(u.credits)) AS c
+  WHERE u.credits IS NOT NULL AND u.credits != '[]'  -- most rows have none: skip parsing them
 ),
 priced AS (
   SELECT ch.*,
