@@ -187,3 +187,35 @@ def bad_value(src: str, f: DataFile, checks: Iterable[tuple[str, str, str, str]]
     finally:
         con.close()
     return ExtractError(f"{f.name}: a value cannot be converted ({e})")
+
+
+# -- JSON text as Python's json.dumps(ensure_ascii=True) writes it ---------------------------------------
+def json_ascii(json_expr: str) -> str:
+    """JSON text (e.g. to_json(...)) with every character past ~ written as a lower-case \\uXXXX escape
+    (a surrogate pair beyond the BMP), byte for byte what json.dumps writes by default. DuckDB's to_json
+    already escapes the control characters the same way; only text with such characters takes the slow,
+    per-character path."""
+    cp = "unicode(ch)"
+    hi = f"(55296 + (({cp} - 65536) >> 10))"
+    lo = f"(56320 + (({cp} - 65536) & 1023))"
+
+    def esc(n: str) -> str:
+        return f"'\\u' || lpad(lower(hex({n})), 4, '0')"
+
+    each = (f"CASE WHEN {cp} < 127 THEN ch WHEN {cp} < 65536 THEN {esc(cp)} "
+            f"ELSE {esc(hi)} || {esc(lo)} END")
+    return (f"CASE WHEN regexp_matches({json_expr}, '[^\\x00-\\x7e]') "
+            f"THEN array_to_string(list_transform(string_split({json_expr}, ''), lambda ch: {each}), '') "
+            f"ELSE {json_expr} END")
+
+
+def money_exact(ref: str, typ: str) -> str:
+    """NUMERIC like `money`, but a float's shortest text is rounded half to even on all of its digits
+    (Python's Decimal(repr(x)).quantize), not only the first 15 decimals. A double's shortest text has at
+    most 17 significant digits, so below 1e11 DECIMAL(38, 27) holds it exactly, and above 1e8 it has no
+    digit past the 9th decimal to round."""
+    if typ not in ("DOUBLE", "FLOAT", "REAL"):
+        return money(ref, typ)
+    t = f"CAST({ref} AS VARCHAR)"
+    return (f"CASE WHEN abs({ref}) < 1e11 AND ({t} LIKE '%._________5%' OR contains({t}, 'e')) "
+            f"THEN CAST(round_even(CAST({t} AS DECIMAL(38, 27)), 9) AS {MONEY}) ELSE {money(ref, typ)} END")

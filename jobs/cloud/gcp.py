@@ -35,32 +35,45 @@ A table partitioned on a column (a copy) is pruned on that column when it is usa
 a view is read without a partition filter. Schedule the run over the current and previous invoice month (late
 usage and corrections keep arriving for days after a month ends).
 
+Reading (standard/detailed export): every Parquet file, or the BigQuery query's Arrow pages (registered as a
+view on the connection that reads them), becomes one DuckDB SELECT (a `ScanPart` of a
+`shared.warehouse.scan.DuckScan`) that flattens, casts, filters to the run's usage days and stops on a row
+breaking a rule (no usage_start_time; in range: an empty billing_account_id or currency, a money value that is
+not a finite number below 1e19), with the message naming the file and the number of such rows. The embedded
+warehouse runs it inside its own INSERT (one engine, no Arrow hop, no Python in the row path); other warehouses
+stream it as Arrow batches (READ_BATCH_ROWS) from a private, memory-capped DuckDB. The FOCUS export is still read
+as Arrow batches and mapped by jobs/cloud/focus_export.py.
+
 Flattening (one raw row per export row): nested records become columns (`project.id` -> project_id, ...);
-`credits[]` is kept as a JSON array text (amounts as exact decimals) plus `credits_total` and per-type sums;
-project labels, Resource Manager tags and resource labels are merged into one flat JSON object with lower-case
-keys (later wins: project < tags < resource labels); FLOAT64 money goes through its shortest decimal text into
-NUMERIC (9 decimals), so sums are exact.
+`credits[]` is kept as a JSON array text (amounts as exact decimals, text as json.dumps writes it) plus
+`credits_total` and per-type sums; project labels, Resource Manager tags and resource labels are merged into one
+flat JSON object with lower-case keys, sorted (later wins: project < tags < resource labels; a valueless key
+takes the value true); FLOAT64 money goes through its shortest decimal text into NUMERIC (9 decimals, half to
+even on all its digits), so sums are exact. Label and credit columns must be the export's repeated records (or
+maps); a file holding them as JSON text is refused, naming the column.
 
 cloud_source_totals: per (usage day, invoice month, currency) the row count and cost + credits, i.e. what the
-rows add to the invoice; SUM(BilledCost) of the FOCUS rows of a billing period must equal it.
+rows add to the invoice, one GROUP BY over the landed rows (TOTALS_SQL); SUM(BilledCost) of the FOCUS rows of a
+billing period must equal it.
 """
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
-from collections import defaultdict
 from collections.abc import Iterator
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
+from jobs.cloud import duck_sql as sq
 from jobs.cloud import focus_export
-from jobs.cloud.common import SourceTotals, key_values, usage_days_in_range
+from jobs.cloud.common import DataFile, SourceTotals
+from shared.warehouse.scan import DuckScan, ScanPart
 
 RAW_TABLE = "gcp_billing_raw"
 TOTALS_TABLE = "cloud_source_totals"
@@ -127,88 +140,36 @@ CREDIT_COLUMNS = {
 CREDIT_SUM_COLUMNS = ("credits_sustained_usage", "credits_committed_usage", "credits_free_tier",
                       "credits_promotion", "credits_other")
 
-_TS = pa.timestamp("us", tz="UTC")
-_MONEY_TYPE = pa.decimal128(38, 9)
-_Q = Decimal("0.000000001")
-_ZERO = Decimal(0)
+READ_BATCH_ROWS = 16_384  # Arrow batches handed to a warehouse other than the embedded one
+PREFETCH_BATCHES = 2
+MONEY_LIMIT = "1e19"  # an exact 9-decimal NUMERIC of 28 significant digits: larger amounts are refused
+_CREDIT_FIELDS = ("name", "amount", "full_name", "id", "type")
+_ZERO_SQL = f"CAST(0 AS {sq.MONEY})"
+_PAIRS = "STRUCT(k VARCHAR, i BIGINT, v VARCHAR)[]"  # the typed NULL of a missing key/value column
+_CREDITS = f"STRUCT(j VARCHAR, c VARCHAR, a {sq.MONEY})[]"
+
+
+STREAM_VIEW = "__gcp_export_stream"  # the BigQuery pages, as DuckDB sees them
+# Source totals per (usage day, invoice month, currency) of the landed rows: rows and cost + credits; the
+# latest export_time only goes to the log.
+TOTALS_SQL = ("SELECT usage_date, billing_period_start, currency, COUNT(*), SUM(cost + credits_total), "
+              "MAX(export_time) FROM {rows} GROUP BY usage_date, billing_period_start, currency")
+
+
+@dataclass
+class _Input:
+    """One relation of export rows: a Parquet file, or the BigQuery query's pages registered as a view."""
+
+    name: str  # in messages and the `source` column
+    src: str  # the relation's SQL
+    schema: pa.Schema | None
+    rows: int  # read from it (for the log)
+    rereadable: bool  # whether a second query may read it (to count the rows breaking a rule)
+    failure: list[BaseException] = field(default_factory=list)  # the stream's own error, if it failed
 
 
 # --------------------------------------------------------------------------------------------------
-# Value helpers
-# --------------------------------------------------------------------------------------------------
-def _dec(v: Any, what: str, fname: str) -> Decimal | None:
-    """A money value (float, Decimal, int or text) as a 9-decimal Decimal; floats via their shortest text."""
-    if v is None:
-        return None
-    try:
-        d = v if isinstance(v, Decimal) else Decimal(repr(v) if isinstance(v, float) else str(v))
-        if not d.is_finite():
-            raise InvalidOperation
-        return d.quantize(_Q, rounding=ROUND_HALF_EVEN)
-    except (InvalidOperation, ValueError):
-        raise ExtractError(f"{fname}: {what} has a value that is not a number: {v!r}") from None
-
-
-def _dec_text(d: Decimal) -> str:
-    """Fixed-point text without exponent or trailing zeros (valid JSON number, exact in NUMERIC)."""
-    text = format(d, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
-
-
-def _timestamp(arr: pa.Array, col: str, fname: str) -> pa.Array:
-    if pa.types.is_timestamp(arr.type):
-        if arr.type.tz is None:
-            arr = pc.assume_timezone(arr, "UTC")
-        return arr.cast(_TS)
-    if pa.types.is_date(arr.type):
-        return arr.cast(pa.timestamp("us")).cast(_TS)
-    try:
-        text = arr.cast(pa.string())
-        return pc.cast(text, _TS)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    try:
-        naive = pc.cast(pc.replace_substring(arr.cast(pa.string()), "T", " "), pa.timestamp("us"))
-        return pc.assume_timezone(naive, "UTC").cast(_TS)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-        raise ExtractError(f"{fname}: column {col} has a value that is not a timestamp ({e})") from None
-
-
-def _field(arr: pa.Array, name: str) -> pa.Array | None:
-    """Child `name` of a struct array with the parent's nulls applied, or None when there is no such child."""
-    if not pa.types.is_struct(arr.type):
-        return None
-    idx = arr.type.get_field_index(name)
-    if idx < 0:
-        return None
-    return pc.struct_field(arr, [idx])
-
-
-def _path(batch: pa.RecordBatch, path: str) -> pa.Array | None:
-    head, *rest = path.split(".")
-    idx = batch.schema.get_field_index(head)
-    if idx < 0:
-        return None
-    arr = batch.column(idx)
-    for name in rest:
-        arr = _field(arr, name)
-        if arr is None:
-            return None
-    return arr
-
-
-def _label_value(v):
-    return True if v in (None, "") else str(v)  # FOCUS: a valueless key takes the value true
-
-
-def _json_obj(d: dict) -> str | None:
-    return json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=False) if d else None
-
-
-# --------------------------------------------------------------------------------------------------
-# One batch of export rows -> raw rows
+# Export rows -> raw rows: one DuckDB SELECT over a Parquet file or the BigQuery Arrow stream
 # --------------------------------------------------------------------------------------------------
 def check_columns(names: list[str], where: str) -> None:
     missing = [c for c in REQUIRED_SOURCE if c not in names]
@@ -217,109 +178,220 @@ def check_columns(names: list[str], where: str) -> None:
                            "(is this a Cloud Billing export table, standard or detailed?)")
 
 
-def convert(batch: pa.RecordBatch, start: dt.date, end: dt.date, fname: str,
-            out_schema: pa.Schema) -> pa.RecordBatch | None:
-    """Export rows (Arrow, nested) whose UTC usage day is in start..end, as gcp_billing_raw rows (no lineage)."""
-    start_ts = _timestamp(_path(batch, "usage_start_time"), "usage_start_time", fname)
-    kept = usage_days_in_range(start_ts, start, end, fname, "usage_start_time")
-    if kept is None:
+def _duck_type(t: pa.DataType) -> str:
+    """The DuckDB type name duck_sql's casts dispatch on."""
+    if pa.types.is_floating(t):
+        return "DOUBLE"
+    if pa.types.is_decimal(t):
+        return "DECIMAL"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "VARCHAR"
+    return "OTHER"
+
+
+def _child(ref: str, t: pa.DataType, name: str) -> tuple[str, pa.DataType] | None:
+    if not pa.types.is_struct(t) or t.get_field_index(name) < 0:
         return None
-    keep, usage_date = kept
-    batch, start_ts = batch.filter(keep), start_ts.filter(keep)
-    n = batch.num_rows
-    out: dict[str, pa.Array] = {"usage_date": usage_date, "usage_start_time": start_ts}
-    end_arr = _path(batch, "usage_end_time")
-    out["usage_end_time"] = _timestamp(end_arr, "usage_end_time", fname) if end_arr is not None else pa.nulls(n, _TS)
-    exp_arr = _path(batch, "export_time")
-    out["export_time"] = _timestamp(exp_arr, "export_time", fname) if exp_arr is not None else pa.nulls(n, _TS)
-    for raw, (kind, path) in COLUMN_MAP.items():
-        arr = _path(batch, path)
-        if arr is None:
-            out[raw] = pa.nulls(n, _MONEY_TYPE if kind == MONEY else pa.string())
-        elif kind == MONEY:
-            out[raw] = pa.array([_dec(v, path, fname) for v in arr.to_pylist()], _MONEY_TYPE)
-        else:
-            s = arr if pa.types.is_string(arr.type) else arr.cast(pa.string())
-            out[raw] = pc.if_else(pc.equal(s, ""), pa.scalar(None, pa.string()), s)
-    for required in ("billing_account_id", "currency"):
-        if out[required].null_count:
-            raise ExtractError(f"{fname}: {out[required].null_count} rows have an empty {required}")
-    out["cost"] = pc.coalesce(out["cost"], pa.scalar(_ZERO, _MONEY_TYPE))
-    rate = _path(batch, "currency_conversion_rate")
-    out["currency_conversion_rate"] = rate.cast(pa.float64()) if rate is not None else pa.nulls(n, pa.float64())
-    ctype = _path(batch, "cost_type")
-    ctype = pc.replace_substring(pc.utf8_lower(ctype.cast(pa.string())), " ", "_")
-    out["cost_type"] = pc.coalesce(ctype, pa.scalar("regular"))
-    # billing period = first day of invoice.month, else of the usage month
-    months = out["invoice_month"].to_pylist()
-    periods = []
-    for m, d in zip(months, usage_date.to_pylist()):
-        if m and len(m) == 6 and m.isdigit():
-            periods.append(dt.date(int(m[:4]), int(m[4:]), 1))
-        else:
-            periods.append(d.replace(day=1))
-    out["billing_period_start"] = pa.array(periods, pa.date32())
-    _credits(batch, n, fname, out)
-    _labels(batch, n, out)
-    out["source"] = pa.array([fname] * n, pa.string())
-    return pa.RecordBatch.from_arrays([out[f.name] for f in out_schema], schema=out_schema)
+    return f"struct_extract({ref}, {sq.lit(name)})", t.field(name).type
 
 
-def _credits(batch: pa.RecordBatch, n: int, fname: str, out: dict) -> None:
-    arr = _path(batch, "credits")
-    cells = arr.to_pylist() if arr is not None else [None] * n
-    texts, totals = [], []
-    sums = {c: [] for c in CREDIT_SUM_COLUMNS}
-    for cell in cells:
-        if isinstance(cell, str):  # a JSON text column (e.g. a CSV/JSON dump)
+def _json(expr: str, ascii_only: bool = False) -> str:
+    """JSON text of a value, `null` for NULL (json.dumps, with ensure_ascii when `ascii_only`)."""
+    text = f"to_json(CAST({expr} AS VARCHAR))"
+    return f"COALESCE({sq.json_ascii(text) if ascii_only else text}, 'null')"
+
+
+def _number_text(d: str) -> str:
+    """A NUMERIC as the shortest fixed-point text (no exponent, no trailing zeros, 0 for zero)."""
+    t = f"rtrim(rtrim(CAST({d} AS VARCHAR), '0'), '.')"
+    return f"CASE WHEN {t} IN ('', '-0') THEN '0' ELSE {t} END"
+
+
+class _Plan:
+    """The export's Arrow schema resolved once into the SELECT yielding gcp_billing_raw rows."""
+
+    def __init__(self, schema: pa.Schema, fname: str, out_schema: pa.Schema):
+        self.schema, self.fname, self.out_schema = schema, fname, out_schema
+
+    def leaf(self, path: str) -> tuple[str, pa.DataType] | None:
+        """(SQL reference, Arrow type) of a dotted path, None when the export lacks it (a NULL record
+        yields NULL children)."""
+        head, *rest = path.split(".")
+        if head not in self.schema.names:
+            return None
+        found: tuple[str, pa.DataType] | None = (sq.q(head), self.schema.field(head).type)
+        for name in rest:
+            found = _child(*found, name)
+            if found is None:
+                return None
+        return found
+
+    def money(self, ref: str, t: pa.DataType, what: str) -> str:
+        """NUMERIC; the read stops on a value that is not a finite number the NUMERIC holds exactly."""
+        typ = _duck_type(t)
+        if typ == "VARCHAR":
+            num = f"TRY_CAST({ref} AS DOUBLE)"
+            bad = f"{ref} IS NOT NULL AND ({num} IS NULL OR NOT isfinite({num}) OR abs({num}) >= {MONEY_LIMIT})"
+            shown = f"'''' || {ref} || ''''"
+        elif typ == "DOUBLE":
+            bad = f"{ref} IS NOT NULL AND NOT (isfinite({ref}) AND abs({ref}) < {MONEY_LIMIT})"
+            shown = f"CAST({ref} AS VARCHAR)"
+        else:
+            bad = f"{ref} IS NOT NULL AND abs({ref}) >= {MONEY_LIMIT}"
+            shown = f"CAST({ref} AS VARCHAR)"
+            if typ == "DECIMAL":
+                shown = f"'Decimal(''' || {shown} || ''')'"
+        msg = sq.lit(f"{sq.CHECK_MARK}{self.fname}: {what} has a value that is not a number: ")
+        exact = sq.money_exact(ref, typ) if typ != "VARCHAR" else sq.round9(ref)
+        return f"CASE WHEN {bad} THEN error({msg} || {shown}) ELSE {exact} END"
+
+    def column(self, kind: str, path: str) -> str:
+        found = self.leaf(path)
+        if found is None:
+            return f"CAST(NULL AS {sq.MONEY})" if kind == MONEY else "CAST(NULL AS VARCHAR)"
+        ref, t = found
+        return self.money(ref, t, path) if kind == MONEY else sq.text(ref, _duck_type(t))
+
+    def time(self, path: str) -> str:
+        found = self.leaf(path)
+        return sq.timestamp(found[0], _duck_type(found[1])) if found else "CAST(NULL AS TIMESTAMPTZ)"
+
+    # -- key/value records -> {k, v} lists, v as JSON (a valueless key takes the value true, as in FOCUS) --
+    def pairs(self, path: str, lower: bool) -> str | None:
+        found = self.leaf(path)
+        if found is None:
+            return None
+        ref, t = found
+        if pa.types.is_map(t):
+            items, value = f"map_entries({ref})", "e.value"
+        elif pa.types.is_list(t) and pa.types.is_struct(t.value_type) and t.value_type.get_field_index("key") >= 0:
+            items, value = ref, "e.value" if t.value_type.get_field_index("value") >= 0 else "NULL"
+        else:
+            raise ExtractError(f"{self.fname}: column {path} is {t}, not a list of key/value records")
+        k, v = "CAST(e.key AS VARCHAR)", f"CAST({value} AS VARCHAR)"
+        return (f"list_filter(list_transform({items}, lambda e: {{'k': {f'lower({k})' if lower else k}, "
+                f"'v': CASE WHEN {v} IS NULL OR {v} = '' THEN 'true' ELSE to_json({v}) END}}), "
+                "lambda e: e.k IS NOT NULL AND e.k <> '')")
+
+    @staticmethod
+    def ordered(sources: list[str]) -> str:
+        """The {k, v} lists in precedence order, sorted by key, then by position (see `json_object`)."""
+        listed = sources[0] if len(sources) == 1 else f"list_concat({', '.join(sources)})"
+        return f"list_sort(list_transform({listed}, lambda e, i: {{'k': e.k, 'i': i, 'v': e.v}}))"
+
+    @staticmethod
+    def json_object(col: str) -> str:
+        """A sorted {k, i, v} list as a compact JSON object; of a repeated key the later entry wins."""
+        last = f"list_filter({col}, lambda e, i: i = len({col}) OR {col}[i + 1].k <> e.k)"
+        return (f"CASE WHEN len({col}) > 0 THEN '{{' || array_to_string(list_transform({last}, "
+                "lambda e: to_json(e.k) || ':' || e.v), ',') || '}' END")
+
+    # -- credits ---------------------------------------------------------------------------------------
+    def credits(self) -> str | None:
+        """Each credit as {j: its JSON text, c: its per-type sum column, a: its amount}."""
+        found = self.leaf("credits")
+        if found is None:
+            return None
+        ref, t = found
+        if not (pa.types.is_list(t) and pa.types.is_struct(t.value_type)):
+            raise ExtractError(f"{self.fname}: column credits is {t}, not a list of credit records")
+        st = t.value_type
+        field = {n: f"c.{sq.q(n)}" if st.get_field_index(n) >= 0 else "NULL" for n in _CREDIT_FIELDS}
+        amount = _ZERO_SQL
+        if field["amount"] != "NULL":
+            amount = f"COALESCE({self.money(field['amount'], st.field('amount').type, 'credits.amount')}, {_ZERO_SQL})"
+        typed = (f"{{'a': {amount}, 't': upper(NULLIF(CAST({field['type']} AS VARCHAR), '')), "
+                 f"'name': {field['name']}, 'full_name': {field['full_name']}, "
+                 f"'id': NULLIF(CAST({field['id']} AS VARCHAR), '')}}")
+        entry = ("'{\"name\":' || " + _json("x.name", True) + " || ',\"amount\":' || " + _number_text("x.a")
+                 + " || ',\"full_name\":' || " + _json("x.full_name", True) + " || ',\"id\":' || "
+                 + _json("x.id", True) + " || ',\"type\":' || " + _json("x.t", True) + " || '}'")
+        per_type = " ".join(f"WHEN {sq.lit(k)} THEN {sq.lit(v)}" for k, v in CREDIT_COLUMNS.items())
+        return (f"list_transform(list_transform({ref}, lambda c: {typed}), lambda x: "
+                f"{{'j': {entry}, 'c': CASE x.t {per_type} ELSE 'credits_other' END, 'a': x.a}})")
+
+    # -- the whole SELECT -------------------------------------------------------------------------------
+    def sql(self, src: str, start: dt.date, end: dt.date) -> tuple[str, dict[str, str]]:
+        """The SELECT, and per row rule the SQL counting the rows that break it (for its message)."""
+        cols: dict[str, str] = {"usage_start_time": "__start", "usage_date": "__day",
+                                "usage_end_time": self.time("usage_end_time"),
+                                "export_time": self.time("export_time")}
+        for raw, (kind, path) in COLUMN_MAP.items():
+            cols[raw] = self.column(kind, path)
+        cols["cost"] = f"COALESCE({cols['cost']}, {_ZERO_SQL})"
+        rate = self.leaf("currency_conversion_rate")
+        cols["currency_conversion_rate"] = f"CAST({rate[0]} AS DOUBLE)" if rate else "CAST(NULL AS DOUBLE)"
+        ctype = self.leaf("cost_type")[0]
+        cols["cost_type"] = f"COALESCE(replace(lower(CAST({ctype} AS VARCHAR)), ' ', '_'), 'regular')"
+        month = cols["invoice_month"]
+        cols["billing_period_start"] = (
+            f"CASE WHEN regexp_full_match({month}, '[0-9]{{6}}') THEN make_date(CAST(substr({month}, 1, 4) AS "
+            f"INTEGER), CAST(substr({month}, 5, 2) AS INTEGER), 1) ELSE CAST(date_trunc('month', __day) AS DATE) END")
+        labels = [p for p in (self.pairs(x, True) for x in ("project.labels", "tags", "labels")) if p]
+        system = self.pairs("system_labels", False)
+        cols["__labels"] = self.ordered(labels) if labels else f"CAST(NULL AS {_PAIRS})"
+        cols["__system"] = self.ordered([system]) if system else f"CAST(NULL AS {_PAIRS})"
+        cols["__credits"] = self.credits() or f"CAST(NULL AS {_CREDITS})"
+        cols["source"] = sq.lit(self.fname)
+
+        def amounts(col: str | None) -> str:
+            picked = "__credits" if col is None else f"list_filter(__credits, lambda x: x.c = {sq.lit(col)})"
+            return f"CAST(list_sum(list_transform({picked}, lambda x: x.a)) AS {sq.MONEY})"
+
+        outer = {"credits": "CASE WHEN len(__credits) > 0 THEN '[' || array_to_string("
+                            "list_transform(__credits, lambda x: x.j), ',') || ']' END",
+                 "credits_total": f"COALESCE({amounts(None)}, {_ZERO_SQL})",
+                 "labels": self.json_object("__labels"), "system_labels": self.json_object("__system")}
+        outer.update({c: amounts(c) for c in CREDIT_SUM_COLUMNS})
+        select = ", ".join(f"{outer[f.name]} AS {sq.q(f.name)}" if f.name in outer else sq.q(f.name)
+                           for f in self.out_schema)
+        middle = ",\n  ".join(f"{e} AS {sq.q(n)}" for n, e in cols.items())
+        start_ref, start_t = self.leaf("usage_start_time")
+        first = f"SELECT *, {sq.timestamp(start_ref, _duck_type(start_t))} AS __start FROM {src}"
+        in_range = (f"CAST(__start AS DATE) BETWEEN DATE {sq.lit(start.isoformat())} "
+                    f"AND DATE {sq.lit(end.isoformat())}")
+        kept = (f"SELECT *, CAST(__start AS DATE) AS __day FROM ({first}) WHERE "
+                + sq.guarded_where([("__start", "{n} rows have no usage_start_time")], self.fname, in_range))
+        required = ("billing_account_id", "currency")
+        rules = sq.guarded_where([(sq.q(c), f"{{n}} rows have an empty {c}") for c in required], self.fname, "TRUE")
+        counts = {"usage_start_time": f"SELECT count(*) FROM ({first}) WHERE __start IS NULL"}
+        for c in required:
+            counts[c] = f"SELECT count(*) FROM ({first}) WHERE {in_range} AND {cols[c]} IS NULL"
+        return f"SELECT {select} FROM (SELECT {middle} FROM ({kept})) WHERE {rules}", counts
+
+
+def _explain(e: BaseException, f: DataFile, counts: dict[str, str] | None,
+             failure: list[BaseException]) -> BaseException:
+    """A failure while running a plan's SELECT, as the user's error: the BigQuery stream's own error, a
+    broken row rule (with the number of rows breaking it when `counts` can read the source again), or
+    a damaged file."""
+    if failure:
+        return failure[0]
+    err = sq.read_error(e, f)
+    msg = str(err)
+    if "{n} rows" in msg:
+        n = None
+        rule = next((c for c in counts or {} if msg.endswith((f"no {c}", f"empty {c}"))), None)
+        if rule is not None:
+            con = sq.connect()
             try:
-                cell = json.loads(cell)
-            except ValueError:
-                raise ExtractError(f"{fname}: credits is not a JSON array: {cell[:80]!r}") from None
-        entries, per = [], defaultdict(lambda: _ZERO)
-        for c in cell or []:
-            amount = _dec(c.get("amount"), "credits.amount", fname) or _ZERO
-            ctype = (c.get("type") or "").upper() or None
-            entries.append(f'{{"name":{json.dumps(c.get("name"))},"amount":{_dec_text(amount)},'
-                           f'"full_name":{json.dumps(c.get("full_name"))},"id":{json.dumps(c.get("id") or None)},'
-                           f'"type":{json.dumps(ctype)}}}')
-            per[CREDIT_COLUMNS.get(ctype or "", "credits_other")] += amount
-        texts.append("[" + ",".join(entries) + "]" if entries else None)
-        totals.append(sum(per.values(), _ZERO))
-        for col in CREDIT_SUM_COLUMNS:
-            sums[col].append(per.get(col))
-    out["credits"] = pa.array(texts, pa.string())
-    out["credits_total"] = pa.array(totals, _MONEY_TYPE)
-    for col in CREDIT_SUM_COLUMNS:
-        out[col] = pa.array(sums[col], _MONEY_TYPE)
-
-
-def _labels(batch: pa.RecordBatch, n: int, out: dict) -> None:
-    sources = [_path(batch, p) for p in ("project.labels", "tags", "labels")]
-    cols = [a.to_pylist() if a is not None else None for a in sources]
-    merged = []
-    for i in range(n):
-        d: dict[str, Any] = {}
-        for col in cols:
-            if col is not None:
-                for k, v in key_values(col[i]):
-                    d[k.lower()] = _label_value(v)
-        merged.append(_json_obj(d))
-    out["labels"] = pa.array(merged, pa.string())
-    sys_arr = _path(batch, "system_labels")
-    if sys_arr is None:
-        out["system_labels"] = pa.nulls(n, pa.string())
-    else:
-        out["system_labels"] = pa.array([_json_obj({k: _label_value(v) for k, v in key_values(c)})
-                                         for c in sys_arr.to_pylist()], pa.string())
+                n = con.execute(counts[rule]).fetchone()[0]
+            except Exception:  # noqa: BLE001 - the count only adds to the message
+                n = None
+            finally:
+                con.close()
+        return ExtractError(msg.replace("{n} rows", f"{n} rows" if n else "rows"))
+    if isinstance(err, ExtractError) and msg.startswith(f"{f.name} is corrupted"):
+        return _unreadable(f.name, e, (str(e).strip().splitlines() or [""])[0])  # DuckDB appends the query
+    return err
 
 
 # --------------------------------------------------------------------------------------------------
 # Sources
 # --------------------------------------------------------------------------------------------------
-def _unreadable(f: Path, e: Exception) -> ExtractError:
-    return ExtractError(f"{f} is corrupted or truncated and cannot be read ({type(e).__name__}: {e}); "
-                        "nothing was written. Re-export the file and run again.")
+def _unreadable(f: Path | str, e: BaseException, detail: str | None = None) -> ExtractError:
+    return ExtractError(f"{f} is corrupted or truncated and cannot be read ({type(e).__name__}: "
+                        f"{e if detail is None else detail}); nothing was written. Re-export the file and run again.")
 
 
 class FolderSource:
@@ -350,6 +422,19 @@ class FolderSource:
             except (OSError, pa.ArrowException) as e:
                 raise _unreadable(first, e) from None
         return self._focus
+
+    def inputs(self, con, ctx: ExtractContext) -> Iterator[_Input]:
+        """Each file, read by DuckDB itself."""
+        import pyarrow.parquet as pq
+
+        for f in self.files():
+            try:
+                meta = pq.read_metadata(f)
+                schema = meta.schema.to_arrow_schema()
+            except (OSError, pa.ArrowException) as e:
+                raise _unreadable(f, e) from None
+            check_columns(schema.names, str(f))
+            yield _Input(str(f), sq.source_sql(str(f), "parquet"), schema, meta.num_rows, rereadable=True)
 
     def batches(self, ctx: ExtractContext) -> Iterator[tuple[str, pa.RecordBatch]]:
         import pyarrow.parquet as pq
@@ -447,6 +532,38 @@ class BigQuerySource:
         return columns, partition_filter
 
     def batches(self, ctx: ExtractContext) -> Iterator[tuple[str, pa.RecordBatch]]:
+        for batch in self._pages(ctx):
+            yield self.table_ref, batch
+
+    def inputs(self, con, ctx: ExtractContext) -> Iterator[_Input]:
+        """The query's Arrow pages as one input, registered on `con` for DuckDB to scan."""
+        read = _Input(self.table_ref, STREAM_VIEW, None, 0, rereadable=False)
+
+        def counted(pages):
+            try:
+                for batch in pages:
+                    read.rows += batch.num_rows
+                    yield batch
+            except BaseException as e:
+                read.failure.append(e)
+                raise
+
+        pages = self._pages(ctx)
+        first = next(pages, None)
+        if first is None:
+            return
+        read.schema = first.schema
+        con.register(STREAM_VIEW, pa.RecordBatchReader.from_batches(first.schema,
+                                                                    counted(itertools.chain([first], pages))))
+        try:
+            yield read
+        finally:
+            try:
+                con.unregister(STREAM_VIEW)
+            except Exception:  # noqa: BLE001, S110 - an aborted transaction refuses it; its error is the one to see
+                pass
+
+    def _pages(self, ctx: ExtractContext) -> Iterator[pa.RecordBatch]:
         from google.cloud import bigquery
 
         try:
@@ -465,8 +582,7 @@ class BigQuerySource:
         ctx.log.info("reading %s (%s)", self.table_ref, partition_filter or "no partition filter")
         try:
             rows = client.query(sql, job_config=config).result(page_size=BATCH_ROWS)
-            for batch in rows.to_arrow_iterable():
-                yield self.table_ref, batch
+            yield from rows.to_arrow_iterable()
         except ExtractError:
             raise
         except Exception as e:  # noqa: BLE001
@@ -491,78 +607,86 @@ def _source(cred: dict):
                           '{"project": ..., "dataset": ..., "table": ...}')
 
 
-class _NetTotals(SourceTotals):
-    """Per usage day, invoice month and currency: cost + credits, what the export rows add to the invoice."""
-
-    def __init__(self):
-        super().__init__(PROVIDER, cost_col="net")
-
-    def add(self, out: pa.RecordBatch) -> None:
-        def col(name: str) -> pa.Array:
-            return out.column(out.schema.get_field_index(name))
-
-        net = pa.array([a + b for a, b in zip(col("cost").to_pylist(), col("credits_total").to_pylist())],
-                       _MONEY_TYPE)
-        super().add(pa.RecordBatch.from_arrays(
-            [col("usage_date"), col("billing_period_start"), col("currency"), net],
-            names=["usage_date", "billing_period_start", "currency", "net"]))
-
-
 # --------------------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------------------
-def extract(ctx: ExtractContext) -> dict[str, Iterator[pa.RecordBatch]]:
-    """Every export row whose usage day is in the run's range, flattened; totals built while they stream.
+def extract(ctx: ExtractContext) -> dict[str, Any]:
+    """Every export row whose usage day is in the run's range: a DuckScan of the standard/detailed export for
+    gcp_billing_raw, or the FOCUS export's rows for cloud_focus_raw. The totals are complete only once the
+    raw rows have been landed, so cloud_source_totals is listed after the raw table in the pipeline."""
+    source = _source(ctx.credential)
+    if source.focus:
+        return _focus_stream(ctx, source)
+    return _scan(ctx, source)
 
-    The standard/detailed export lands in gcp_billing_raw, the FOCUS export in cloud_focus_raw; list both before
-    cloud_source_totals in the pipeline's raw_tables (the totals are complete only once the raw stream has been
-    consumed).
-    """
+
+def _scan(ctx: ExtractContext, source) -> dict[str, Any]:
     from shared import schemas
 
-    source = _source(ctx.credential)
-    raw_table = focus_export.RAW_TABLE if source.focus else RAW_TABLE
-    raw_schema = schemas.get(raw_table).arrow_schema(include_lineage=False)
-    if source.focus:
-        totals = focus_export.source_totals(PROVIDER)
-        mappers: dict[str, focus_export.Mapper] = {}  # one per file or table: its header is resolved once
-
-        def to_raw(name: str, batch: pa.RecordBatch) -> pa.RecordBatch | None:
-            if name not in mappers:
-                mappers[name] = focus_export.Mapper(batch.schema.names, name, raw_schema, PROVIDER)
-            return mappers[name].convert(batch, ctx.start_date, ctx.end_date, None)
-    else:
-        totals = _NetTotals()
-
-        def to_raw(name: str, batch: pa.RecordBatch) -> pa.RecordBatch | None:
-            return convert(batch, ctx.start_date, ctx.end_date, name, raw_schema)
-
-    totals_schema = schemas.get(TOTALS_TABLE).arrow_schema(include_lineage=False)
+    raw_schema = schemas.get(RAW_TABLE).arrow_schema(include_lineage=False)
+    totals = SourceTotals(PROVIDER)
     stats: dict[str, Any] = {"rows_read": 0, "rows_kept": 0, "done": False, "max_export_time": None}
 
-    def raw_batches() -> Iterator[pa.RecordBatch]:
-        for name, batch in source.batches(ctx):
-            stats["rows_read"] += batch.num_rows
-            out = to_raw(name, batch)
-            if out is None or not out.num_rows:
-                continue
-            totals.add(out)
-            stats["rows_kept"] += out.num_rows
-            if "export_time" in out.schema.names:
-                latest = pc.max(out.column(out.schema.get_field_index("export_time"))).as_py()
-                if latest and (stats["max_export_time"] is None or latest > stats["max_export_time"]):
-                    stats["max_export_time"] = latest
-            yield out
+    def parts(con) -> Iterator[ScanPart]:
+        for read in source.inputs(con, ctx):
+            plan = _Plan(read.schema, read.name, raw_schema)
+            sql, counts = plan.sql(read.src, ctx.start_date, ctx.end_date)
+            f = DataFile(read.name, "parquet")
+            part = ScanPart(sql, lambda e, f=f, counts=counts, read=read: _explain(
+                e, f, counts if read.rereadable else None, read.failure))
+            yield part
+            stats["rows_read"] += read.rows
+            stats["rows_kept"] += part.rows
         stats["done"] = True
         if not stats["rows_kept"]:
             ctx.warn(f"the billing export has no rows with usage on {ctx.start_date}..{ctx.end_date}")
         ctx.log.info("read %s export rows, %s in range, latest export_time %s", stats["rows_read"],
                      stats["rows_kept"], stats["max_export_time"])
 
-    def total_batches() -> Iterator[pa.RecordBatch]:
-        if not stats["done"]:
-            raise ExtractError(f"{TOTALS_TABLE} was read before {raw_table} finished: list {raw_table} first "
-                               "in the pipeline's raw_tables")
-        yield from totals.batches(totals_schema)
+    def add(rows: list[tuple]) -> None:
+        totals.add_rows(r[:5] for r in rows)
+        latest = max((r[5] for r in rows if r[5] is not None), default=None)
+        if latest is not None and (stats["max_export_time"] is None or latest > stats["max_export_time"]):
+            stats["max_export_time"] = latest
 
-    return {raw_table: raw_batches(), TOTALS_TABLE: total_batches()}
+    scan = DuckScan(parts, sq.connect, summary=(TOTALS_SQL, add), schema=raw_schema, batch_rows=READ_BATCH_ROWS,
+                    prefetch=PREFETCH_BATCHES)
+    return {RAW_TABLE: scan, TOTALS_TABLE: _totals_after(stats, RAW_TABLE, totals)}
+
+
+def _totals_after(stats: dict[str, Any], raw_table: str, totals) -> Iterator[pa.RecordBatch]:
+    from shared import schemas
+
+    if not stats["done"]:
+        raise ExtractError(f"{TOTALS_TABLE} was read before {raw_table} finished: list {raw_table} first "
+                           "in the pipeline's raw_tables")
+    yield from totals.batches(schemas.get(TOTALS_TABLE).arrow_schema(include_lineage=False))
+
+
+def _focus_stream(ctx: ExtractContext, source) -> dict[str, Iterator[pa.RecordBatch]]:
+    """The FOCUS export's rows, mapped batch by batch by jobs/cloud/focus_export.py."""
+    from shared import schemas
+
+    raw_table = focus_export.RAW_TABLE
+    raw_schema = schemas.get(raw_table).arrow_schema(include_lineage=False)
+    totals = focus_export.source_totals(PROVIDER)
+    mappers: dict[str, focus_export.Mapper] = {}  # one per file or table: its header is resolved once
+    stats: dict[str, Any] = {"rows_read": 0, "rows_kept": 0, "done": False}
+
+    def raw_batches() -> Iterator[pa.RecordBatch]:
+        for name, batch in source.batches(ctx):
+            stats["rows_read"] += batch.num_rows
+            if name not in mappers:
+                mappers[name] = focus_export.Mapper(batch.schema.names, name, raw_schema, PROVIDER)
+            out = mappers[name].convert(batch, ctx.start_date, ctx.end_date, None)
+            if out is None or not out.num_rows:
+                continue
+            totals.add(out)
+            stats["rows_kept"] += out.num_rows
+            yield out
+        stats["done"] = True
+        if not stats["rows_kept"]:
+            ctx.warn(f"the billing export has no rows with usage on {ctx.start_date}..{ctx.end_date}")
+        ctx.log.info("read %s export rows, %s in range", stats["rows_read"], stats["rows_kept"])
+
+    return {raw_table: raw_batches(), TOTALS_TABLE: _totals_after(stats, raw_table, totals)}
