@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv as pycsv
 import gzip
+import os
+import tempfile
 import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -31,8 +33,10 @@ READ_ERRORS = (duckdb.Error, pa.ArrowException, OSError, EOFError, zlib.error, U
 
 def connect():
     """A private, memory-capped in-memory DuckDB for reading files."""
+    # spills go to the system temp folder (DuckDB's default is `.tmp/` in the working directory)
     con = duckdb.connect(config={"memory_limit": READER_MEMORY, "threads": READER_THREADS,
-                                 "preserve_insertion_order": False})
+                                 "preserve_insertion_order": False,
+                                 "temp_directory": os.path.join(tempfile.gettempdir(), "cloudact-duckdb")})
     con.execute("SET TimeZone = 'UTC'")
     return con
 
