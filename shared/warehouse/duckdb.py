@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -74,9 +75,9 @@ class DuckDBWarehouse(Warehouse):
             if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", limit, re.IGNORECASE):
                 raise WarehouseError(f"CLOUDACT_DUCKDB_MEMORY_LIMIT={limit!r} is not a size such as 512MB or 2GB")
             self._con.execute(f"SET memory_limit = '{limit}'")
-        if path:
-            tmp = str(Path(path).parent / (Path(path).name + ".tmp")).replace("'", "''")
-            self._con.execute(f"SET temp_directory = '{tmp}'")
+        # spills beside the file, or (in-memory) in the system temp folder rather than `.tmp/` in the CWD
+        tmp = Path(path).parent / (Path(path).name + ".tmp") if path else Path(tempfile.gettempdir(), "cloudact-duckdb")
+        self._con.execute("SET temp_directory = '" + str(tmp).replace("'", "''") + "'")
         self._con.execute("SET preserve_insertion_order = false")
         threads = os.environ.get("CLOUDACT_DUCKDB_THREADS", "").strip()
         if threads:
