@@ -195,10 +195,9 @@ def _child(ref: str, t: pa.DataType, name: str) -> tuple[str, pa.DataType] | Non
     return f"struct_extract({ref}, {sq.lit(name)})", t.field(name).type
 
 
-def _json(expr: str, ascii_only: bool = False) -> str:
-    """JSON text of a value, `null` for NULL (json.dumps, with ensure_ascii when `ascii_only`)."""
-    text = f"to_json(CAST({expr} AS VARCHAR))"
-    return f"COALESCE({sq.json_ascii(text) if ascii_only else text}, 'null')"
+def _json(expr: str) -> str:
+    """JSON text of a value, `null` for NULL (json.dumps with ensure_ascii=False)."""
+    return f"COALESCE(to_json(CAST({expr} AS VARCHAR)), 'null')"
 
 
 def _number_text(d: str) -> str:
@@ -303,9 +302,9 @@ class _Plan:
         typed = (f"{{'a': {amount}, 't': upper(NULLIF(CAST({field['type']} AS VARCHAR), '')), "
                  f"'name': {field['name']}, 'full_name': {field['full_name']}, "
                  f"'id': NULLIF(CAST({field['id']} AS VARCHAR), '')}}")
-        entry = ("'{\"name\":' || " + _json("x.name", True) + " || ',\"amount\":' || " + _number_text("x.a")
-                 + " || ',\"full_name\":' || " + _json("x.full_name", True) + " || ',\"id\":' || "
-                 + _json("x.id", True) + " || ',\"type\":' || " + _json("x.t", True) + " || '}'")
+        entry = ("'{\"name\":' || " + _json("x.name") + " || ',\"amount\":' || " + _number_text("x.a")
+                 + " || ',\"full_name\":' || " + _json("x.full_name") + " || ',\"id\":' || "
+                 + _json("x.id") + " || ',\"type\":' || " + _json("x.t") + " || '}'")
         per_type = " ".join(f"WHEN {sq.lit(k)} THEN {sq.lit(v)}" for k, v in CREDIT_COLUMNS.items())
         return (f"list_transform(list_transform({ref}, lambda c: {typed}), lambda x: "
                 f"{{'j': {entry}, 'c': CASE x.t {per_type} ELSE 'credits_other' END, 'a': x.a}})")
@@ -338,8 +337,9 @@ class _Plan:
             picked = "__credits" if col is None else f"list_filter(__credits, lambda x: x.c = {sq.lit(col)})"
             return f"CAST(list_sum(list_transform({picked}, lambda x: x.a)) AS {sq.MONEY})"
 
-        outer = {"credits": "CASE WHEN len(__credits) > 0 THEN '[' || array_to_string("
-                            "list_transform(__credits, lambda x: x.j), ',') || ']' END",
+        # json.dumps escaped the credits' text to ASCII (the labels' not): once over the whole array
+        listed = "'[' || array_to_string(list_transform(__credits, lambda x: x.j), ',') || ']'"
+        outer = {"credits": f"CASE WHEN len(__credits) > 0 THEN {sq.json_ascii(listed)} END",
                  "credits_total": f"COALESCE({amounts(None)}, {_ZERO_SQL})",
                  "labels": self.json_object("__labels"), "system_labels": self.json_object("__system")}
         outer.update({c: amounts(c) for c in CREDIT_SUM_COLUMNS})
