@@ -19,14 +19,22 @@ a warning) and a period only a cost-details export covers fails the run: one cre
 Cost details: both EA (PascalCase, `CostInBillingCurrency`, `BillingCurrencyCode`, older `Cost`, `SubscriptionGuid`,
 `InstanceId`, `UsageDate`) and MCA (camelCase, `costInBillingCurrency`, `billingCurrency`) names are accepted: names
 are compared lower-cased without punctuation, with known renames listed per raw column. Dates are `MM/DD/YYYY` or
-ISO, per value. `Tags` is JSON, or EA's JSON without the outer braces; keys are lower-cased.
+ISO, per value. `Tags` is JSON, or EA's JSON without the outer braces; keys are lower-cased, valueless keys true.
+Each cost-details file becomes one DuckDB SELECT (a `ScanPart` of a `shared.warehouse.scan.DuckScan`, built by
+`_Plan`) that trims, casts (CSV: every column read as text first; NUMERIC rounded half to even), parses dates,
+units (`pricing_unit`) and tags (`parse_tags` + `tags_json`) in SQL, drops rows outside the run's range and
+stops on a row breaking a rule (no date, no currency, ...) with the message the file's values call for. The
+embedded warehouse runs it inside its own INSERT; other warehouses stream it as Arrow batches from a private,
+memory-capped DuckDB. Blobs are spooled to a temporary file first. `parse_tags` and `pricing_unit` stay the
+Python statement of the rules the SQL follows (tests hold the two together).
 
 With manifests, the newest run (runInfo.submittedTime, else the file time) per export, dataset and period wins
 and only the blobs it lists are read, so overwritten or stale parts are never double counted.
 
 cloud_source_totals: per usage day, billing period and currency, the billed total of what was read: the
 ActualCost rows' cost when the period has an actual export, else the AmortizedCost rows' cost without the
-commitment-covered usage and unused-commitment rows (billed at purchase, not at use); for FocusCost, the
+commitment-covered usage and unused-commitment rows (billed at purchase, not at use): one GROUP BY over the
+landed rows (TOTALS_SQL), so cloud_source_totals is listed after the raw table; for FocusCost, the
 SUM(BilledCost) of its rows.
 """
 from __future__ import annotations
@@ -43,29 +51,23 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
+from jobs.cloud import duck_sql as sq
 from jobs.cloud import focus_export
 from jobs.cloud.common import (
-    MONEY_TYPE,
     DataFile,
     LocalFiles,
     SourceTotals,
-    as_string,
-    blank_to_null,
-    date_from_text,
     format_of,
     list_data_files,
     local_root,
-    money,
     month_overlaps,
     read_json_doc,
     require_columns,
     resolve_listed_file,
-    stream_raw,
-    tags_json,
 )
+from shared.warehouse.scan import ScanPart
 
 RAW_TABLE = "azure_billing_raw"
 PROVIDER = "azure"
@@ -411,8 +413,9 @@ class BlobSource:
         return io.BufferedReader(_ChunkStream(downloader.chunks()), 1 << 20)
 
     def local_path(self, f: DataFile, stack) -> str:
-        """Parquet needs random access: spool the blob to a temporary file (disk, not memory)."""
-        tmp = stack.enter_context(tempfile.NamedTemporaryFile(suffix=".parquet"))  # noqa: SIM115
+        """The blob spooled to a temporary file (disk, not memory), for DuckDB to read."""
+        suffix = {"parquet": ".parquet", "csv.gz": ".csv.gz"}.get(f.fmt, ".csv")
+        tmp = stack.enter_context(tempfile.NamedTemporaryFile(suffix=suffix))  # noqa: SIM115
         try:
             self.client.download_blob(self._name(f)).readinto(tmp)
         except Exception as e:  # noqa: BLE001
@@ -437,90 +440,288 @@ def _token_credential(cred: dict):
 
 
 # --------------------------------------------------------------------------------------------------
-# Casting one batch to the raw table
+# Reading one file: a DuckDB SELECT that resolves, trims, casts and filters in SQL
 # --------------------------------------------------------------------------------------------------
-class _Mapper:
-    """Resolves a file's column names once, then converts its batches."""
+# What Python's str.strip() and Arrow's utf8_trim_whitespace remove: values are trimmed as they always were.
+WHITESPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + \
+    "\u2028\u2029\u202f\u205f\u3000"
+_WS = sq.lit(WHITESPACE)
+# A value that cannot be parsed stops the SELECT with error(MARK kind SEP column SEP value END); `explain`
+# turns it into the message the pyarrow reader gave (Python repr of the value, Arrow's wording).
+_MARK, _SEP, _END = "cloudact-azure-value\x1f", "\x1f", "\x1e"
+_VALUE_ERROR = re.compile(re.escape(_MARK) + "(\\w+)" + _SEP + "(.*?)" + _SEP + "(.*?)" + _END, re.DOTALL)
+_NO_VALUE = re.compile(r"^(.*): rows have (no|an empty) (.*)$", re.DOTALL)
 
-    def __init__(self, names: list[str], f: AzureFile, out_schema: pa.Schema):
-        self.fname, self.dataset, self.out_schema = f.name, f.dataset, out_schema
-        by_norm: dict[str, str] = {}
-        for n in names:
-            by_norm.setdefault(norm(n), n)
-        self.source: dict[str, str | None] = {
-            raw: next((by_norm[c] for c in candidates if c in by_norm), None)
-            for raw, (_, candidates) in COLUMN_MAP.items()}
-        present = [raw for raw in REQUIRED if self.source[raw] is not None]
-        require_columns(present, REQUIRED, self.fname, "Azure cost details")
-        self.tags_col = next((by_norm[c] for c in TAG_COLUMNS if c in by_norm), None)
-        self.units: dict[str | None, tuple[Decimal, str | None]] = {}
 
-    def convert(self, batch: pa.RecordBatch, start: dt.date, end: dt.date, period_hint: dt.date | None):
-        def col(name: str) -> pa.Array:
-            return batch.column(batch.schema.get_field_index(name))
+def _value_error(kind: str, col: str, value: str) -> str:
+    return f"error({sq.lit(_MARK + kind + _SEP + col + _SEP)} || {value} || {sq.lit(_END)})"
 
-        src = self.source
-        usage_date = date_from_text(col(src["usage_date"]), src["usage_date"], self.fname)
-        if usage_date.null_count:
-            raise ExtractError(f"{self.fname}: {usage_date.null_count} rows have no {src['usage_date']}")
-        keep = pc.and_(pc.greater_equal(usage_date, pa.scalar(start, pa.date32())),
-                       pc.less_equal(usage_date, pa.scalar(end, pa.date32())))
-        if not pc.any(keep).as_py():
-            return None
-        batch, usage_date = batch.filter(keep), usage_date.filter(keep)
-        n = batch.num_rows
-        out: dict[str, pa.Array] = {"usage_date": usage_date}
+
+def _date_sql(ref: str, typ: str, col: str) -> str:
+    """DATE from a DATE / TIMESTAMP column, or from trimmed text (NULL for blank): `MM/DD/YYYY` or ISO
+    (`2024-03-01`, `2024-03-01T00:00:00Z`) per value, the rest of the text ignored."""
+    if typ == "DATE":
+        return ref
+    if typ.startswith("TIMESTAMP"):
+        return f"CAST(CAST({ref} AS TIMESTAMPTZ) AS DATE)"
+    us = f"regexp_extract({ref}, '^(\\d{{1,2}})/(\\d{{1,2}})/(\\d{{4}})', ['m', 'd', 'y'])"
+    iso = (f"CASE WHEN regexp_matches({ref}, '^\\d{{1,2}}/\\d{{1,2}}/\\d{{4}}') THEN "
+           f"{us}.y || '-' || lpad({us}.m, 2, '0') || '-' || lpad({us}.d, 2, '0') "
+           f"WHEN regexp_matches({ref}, '^\\d{{4}}-\\d{{2}}-\\d{{2}}') THEN left({ref}, 10) END")
+    return (f"CASE WHEN {ref} IS NULL THEN NULL WHEN ({iso}) IS NULL THEN {_value_error('date', col, ref)} "
+            f"WHEN TRY_CAST(({iso}) AS DATE) IS NULL THEN {_value_error('impossible', col, iso)} "
+            f"ELSE CAST(({iso}) AS DATE) END")
+
+
+def _trimmed(ref: str, typ: str) -> str:
+    """Text trimmed of whitespace, blank as NULL (the pyarrow reader's strings)."""
+    text = ref if sq.is_text(typ) else f"CAST({ref} AS VARCHAR)"
+    # trim() with a character set is slow: only values starting or ending with other than printable ASCII
+    return (f"CASE WHEN ascii({text}) BETWEEN 33 AND 126 AND ascii(right({text}, 1)) BETWEEN 33 AND 126 "
+            f"THEN {text} ELSE NULLIF(trim({text}, {_WS}), '') END")
+
+
+def _map_sql(mapping: dict[str, str]) -> str:
+    return "MAP {" + ", ".join(f"{sq.lit(k)}: {sq.lit(v)}" for k, v in mapping.items()) + "}"
+
+
+def _title_sql(x: str) -> str:
+    """Python's str.title(): a letter after a cased letter is lower-cased, any other upper-cased."""
+    return (f"array_to_string(list_transform(string_split({x}, ''), lambda c, i: CASE WHEN i > 1 AND "
+            f"regexp_matches(string_split({x}, '')[i - 1], '[\\p{{Lu}}\\p{{Ll}}\\p{{Lt}}]') THEN lower(c) "
+            "ELSE upper(c) END), '')")
+
+
+# The usual units, looked up rather than parsed (a few regular expressions per row otherwise); their
+# values come from pricing_unit itself.
+_KNOWN_UOMS = ("1 Hour", "10 Hours", "100 Hours", "1000 Hours", "1 Day", "1 Month", "1 GB", "10 GB", "100 GB",
+               "1 TB", "1 GB/Month", "1 GB/Hour", "100 GB/Month", "1 TB/Month", "1/Month", "1/Day", "1/Hour",
+               "1K", "10K", "100K", "1M", "10000 Transactions", "1 Count", "1")
+_KNOWN_BLOCKS = _map_sql({k: str(pricing_unit(k)[0]) for k in _KNOWN_UOMS})
+_KNOWN_UNITS = _map_sql({k: pricing_unit(k)[1] for k in _KNOWN_UOMS})
+
+
+def _unit_sql(u: str) -> tuple[str, str]:
+    """(pricing_block_size, pricing_unit) expressions over the trimmed UnitOfMeasure `u`: `pricing_unit` in SQL."""
+    num = f"regexp_extract({u}, '^(\\d+(?:\\.\\d+)?)', 1)"
+    after = f"ltrim(substr({u}, length({num}) + 1), {_WS})"
+    has_scale = f"regexp_matches({after}, '^[kKmMbB]([^a-zA-Z]|$)')"
+    factor = (f"CASE WHEN {has_scale} THEN {_map_sql({k: str(v) for k, v in _SCALE.items() if k})}"
+              f"[lower(left({after}, 1))] ELSE '1' END")
+    block = (f"CASE WHEN {u} IS NULL THEN CAST(1 AS {sq.MONEY}) WHEN {_KNOWN_BLOCKS}[{u}] IS NOT NULL THEN "
+             f"CAST({_KNOWN_BLOCKS}[{u}] AS {sq.MONEY}) ELSE CAST(CAST(COALESCE(NULLIF({num}, ''), '1') "
+             f"AS DECIMAL(38, 9)) * CAST({factor} AS BIGINT) AS {sq.MONEY}) END")
+    rest = f"trim(CASE WHEN {has_scale} THEN substr({after}, 2) ELSE {after} END, {_WS})"
+    words, times = _map_sql(_UNIT_WORDS), _map_sql(_TIME_UNITS)
+    per_unit = _map_sql({k: v[:-1] for k, v in _TIME_UNITS.items()})
+    what = f"trim(split_part({rest}, '/', 1), {_WS})"
+    per = f"trim(substr({rest}, strpos({rest}, '/') + 1), {_WS})"
+    base = f"COALESCE({words}[lower({what})], {what})"
+    unit = (f"CASE WHEN {u} IS NULL THEN NULL WHEN {_KNOWN_UNITS}[{u}] IS NOT NULL THEN {_KNOWN_UNITS}[{u}] "
+            f"WHEN {rest} = '' THEN 'Units' "
+            f"WHEN starts_with({rest}, '/') THEN COALESCE('Units/' || {per_unit}[lower(trim(substr({rest}, 2), {_WS}))], "
+            f"'Units') "
+            f"WHEN contains({rest}, '/') THEN CASE WHEN {times}[lower({per})] IS NOT NULL THEN "
+            f"(CASE WHEN {base} = 'Units' THEN 'Unit' ELSE {base} END) || '-' || {times}[lower({per})] "
+            f"ELSE {base} || '/' || {_title_sql(per)} END "
+            f"ELSE COALESCE({words}[lower({rest})], upper(left({rest}, 1)) || substr({rest}, 2)) END")
+    return block, unit
+
+
+# A Tags cell in the form exports write (string keys and values without escapes, brace-less or not), parsed
+# with regular expressions; anything else goes through DuckDB's JSON functions.
+_JSON_WS = "[ \\t\\n\\r]*"
+_PLAIN = '"[\\x20\\x21\\x23-\\x5b\\x5d-\\x7e]*"'
+_PAIR = f"{_PLAIN}{_JSON_WS}:{_JSON_WS}{_PLAIN}"
+_BODY = f"{_PAIR}({_JSON_WS},{_JSON_WS}{_PAIR})*"
+_SIMPLE_TAGS = f"^(\\{{{_JSON_WS}({_BODY})?{_JSON_WS}\\}}|{_BODY})$"
+_PAIR_GROUPS = f'"([^"]*)"{_JSON_WS}:{_JSON_WS}"([^"]*)"'
+# DuckDB's JSON reader accepts trailing commas and comments, Python's json (and so the tags as always read)
+# does not: outside string literals, such text means no tags.
+_STRING = '"(\\\\.|[^"\\\\])*"'
+_LENIENT = f",{_JSON_WS}[}}\\]]|/"
+
+
+def _tags_sql(t: str) -> str:
+    """The flat tags JSON (parse_tags + tags_json) of the trimmed Tags text `t`, as a list of {k, i, v}
+    entries (`_tag_list`) folded by `_TAGS_JSON`."""
+    wrapped = f"CASE WHEN starts_with({t}, '{{') THEN {t} ELSE '{{' || {t} || '}}' END"
+    # printable ASCII without quotes or backslashes: strip() only removes spaces, json.dumps escapes nothing
+    simple = (f"list_transform(list_zip(regexp_extract_all({t}, {sq.lit(_PAIR_GROUPS)}, 1), "
+              f"regexp_extract_all({t}, {sq.lit(_PAIR_GROUPS)}, 2)), lambda p: {{'k': lower(trim(p[1])), "
+              "'v': CASE WHEN p[2] = '' THEN '\"true\"' ELSE '\"' || p[2] || '\"' END})")
+    # Python's str() of what json.loads gives: integers exactly, floats as repr (DuckDB prints doubles the same)
+    number = ("CASE WHEN regexp_matches(CAST(x.v AS VARCHAR), '^-?[0-9]+$') THEN COALESCE(CAST(TRY_CAST("
+              "CAST(x.v AS VARCHAR) AS HUGEINT) AS VARCHAR), CAST(x.v AS VARCHAR)) "
+              "ELSE CAST(CAST(CAST(x.v AS VARCHAR) AS DOUBLE) AS VARCHAR) END")
+    value = ("CASE json_type(x.v) WHEN 'VARCHAR' THEN CASE WHEN json_extract_string(x.v, '$') = '' THEN "
+             "'\"true\"' ELSE to_json(json_extract_string(x.v, '$')) END "
+             "WHEN 'NULL' THEN '\"true\"' WHEN 'BOOLEAN' THEN to_json(CAST(x.v AS VARCHAR)) "
+             "WHEN 'OBJECT' THEN to_json(CAST(x.v AS VARCHAR)) WHEN 'ARRAY' THEN to_json(CAST(x.v AS VARCHAR)) "
+             f"ELSE to_json({number}) END")
+    general = (f"list_transform(json_keys({wrapped}), lambda k: {{'k': k, 'v': json_extract({wrapped}, "
+               f"'$.' || to_json(k))}})")
+    general = f"list_transform({general}, lambda x: {{'k': lower(trim(x.k, {_WS})), 'v': {value}}})"
+    entries = (f"CASE WHEN {t} IS NULL THEN NULL WHEN regexp_matches({t}, {sq.lit(_SIMPLE_TAGS)}) THEN {simple} "
+               f"WHEN json_valid({wrapped}) AND json_type({wrapped}) = 'OBJECT' AND NOT regexp_matches("
+               f"regexp_replace({wrapped}, {sq.lit(_STRING)}, '\"\"', 'g'), {sq.lit(_LENIENT)}) THEN {general} END")
+    # keys trimmed and lower-cased, valueless keys true (above); empty keys dropped; sorted by key, then
+    # position, so that the last of a repeated key is the one kept
+    return (f"list_sort(list_transform(list_filter({entries}, lambda x: x.k <> ''), "
+            "lambda x, i: {'k': x.k, 'i': i, 'v': x.v}))")
+
+
+# `_tag_list` folded into JSON text: the last entry of each key, as json.dumps(sort_keys, ensure_ascii) writes it
+_KEPT_TAGS = "list_filter(_tag_list, lambda x, i: i = len(_tag_list) OR _tag_list[i + 1].k <> x.k)"
+_TAGS_TEXT = f"'{{' || array_to_string(list_transform({_KEPT_TAGS}, lambda x: to_json(x.k) || ':' || x.v), ',') || '}}'"
+_TAGS_JSON = f"CASE WHEN len(_tag_list) > 0 THEN {sq.json_ascii(_TAGS_TEXT)} END"
+
+
+class _Plan:
+    """A file's columns resolved once into the SELECT that yields its raw rows."""
+
+    def __init__(self, columns: list[tuple[str, str, str]], f: AzureFile, names: list[str]):
+        self.f, self.names = f, names  # the raw table's columns, in its order (Arrow batches are positional)
+        by_norm: dict[str, tuple[str, str, str]] = {}
+        for col in columns:
+            by_norm.setdefault(norm(col[0]), col)
+        self.source = {raw: next((by_norm[c] for c in candidates if c in by_norm), None)
+                       for raw, (_, candidates) in COLUMN_MAP.items()}
+        require_columns([raw for raw in REQUIRED if self.source[raw] is not None], REQUIRED, f.name,
+                        "Azure cost details")
+        self.tags = next((by_norm[c] for c in TAG_COLUMNS if c in by_norm), None)
+
+    def _columns(self, src: str) -> str:
+        """Every used column once: trimmed text, or as typed where the type is already the raw one's."""
+        cols = [f"{sq.q(found[2]) if self._typed(raw) else _trimmed(sq.q(found[2]), found[1])} AS c_{raw}"
+                for raw, found in self.source.items() if found is not None]
+        if self.tags is not None:
+            cols.append(f"{_trimmed(sq.q(self.tags[2]), self.tags[1])} AS c_tags")
+        return f"SELECT {', '.join(cols)} FROM {src}"
+
+    def _inner(self, src: str) -> str:
+        """`_columns` and the usage date: the rows to filter."""
+        usage = _date_sql("c_usage_date", self._typ("usage_date"), self.source["usage_date"][0])
+        return f"SELECT *, {usage} AS usage_date FROM ({self._columns(src)})"
+
+    def _typed(self, raw: str) -> bool:
+        typ, kind = self.source[raw][1], COLUMN_MAP[raw][0]
+        return (kind == MONEY and not sq.is_text(typ)) or (kind == DATE and (typ == "DATE" or typ.startswith("TIMESTAMP")))
+
+    def _typ(self, raw: str) -> str:
+        """The DuckDB type of column c_{raw}."""
+        return self.source[raw][1] if self._typed(raw) else "VARCHAR"
+
+    def _range(self, start: dt.date, end: dt.date) -> str:
+        return f"usage_date BETWEEN DATE {sq.lit(start.isoformat())} AND DATE {sq.lit(end.isoformat())}"
+
+    def sql(self, src: str, start: dt.date, end: dt.date) -> str:
+        src_names = {raw: found[0] for raw, found in self.source.items() if found is not None}
+        out: dict[str, str] = {}
         for raw, (kind, _) in COLUMN_MAP.items():
-            if raw == "usage_date":
-                continue
-            name = src[raw]
-            if name is None:
-                out[raw] = pa.nulls(n, {MONEY: MONEY_TYPE, DATE: pa.date32()}.get(kind, pa.string()))
+            ref = f"c_{raw}"
+            if raw not in src_names:
+                out[raw] = {MONEY: f"CAST(NULL AS {sq.MONEY})", DATE: "CAST(NULL AS DATE)"}.get(
+                    kind, "CAST(NULL AS VARCHAR)")
+            elif raw == "usage_date":
+                out[raw] = "usage_date"
             elif kind == MONEY:
-                out[raw] = money(col(name), name, self.fname)
+                out[raw] = sq.money(ref, self._typ(raw))
             elif kind == DATE:
-                out[raw] = date_from_text(col(name), name, self.fname)
+                out[raw] = _date_sql(ref, self._typ(raw), src_names[raw])
             else:
-                s = blank_to_null(pc.utf8_trim_whitespace(as_string(col(name))))
-                out[raw] = s
-        fallback = (pa.scalar(period_hint, pa.date32()) if period_hint
-                    else pc.floor_temporal(usage_date, unit="month"))
-        out["billing_period_start"] = pc.coalesce(out["billing_period_start"], fallback)
-        out["cost_type"] = pa.array([self.dataset] * n, pa.string())
-        for required in ("billing_currency", "charge_type"):
-            if out[required].null_count:
-                raise ExtractError(f"{self.fname}: {out[required].null_count} rows have an empty {src[required]}")
-        if out["cost"].null_count:
-            out["cost"] = pc.coalesce(out["cost"], pa.scalar(Decimal(0), MONEY_TYPE))
-        out["billing_currency"] = pc.utf8_upper(out["billing_currency"])
-        # The new export experience writes an empty GUID or nothing for rows without a subscription.
-        sub = out["subscription_id"]
-        out["subscription_id"] = pc.if_else(pc.equal(sub, "00000000-0000-0000-0000-000000000000"),
-                                            pa.scalar(None, pa.string()), sub)
-        blocks, units = [], []
-        for uom in out["unit_of_measure"].to_pylist():
-            if uom not in self.units:
-                self.units[uom] = pricing_unit(uom)
-            b, u = self.units[uom]
-            blocks.append(b)
-            units.append(u)
-        out["pricing_block_size"] = pa.array(blocks, MONEY_TYPE)
-        out["pricing_unit"] = pa.array(units, pa.string())
-        if self.tags_col:
-            out["tags"] = pa.array([tags_json(parse_tags(v)) for v in col(self.tags_col).to_pylist()], pa.string())
-        else:
-            out["tags"] = pa.nulls(n, pa.string())
-        out["source_file"] = pa.array([self.fname] * n, pa.string())
-        return pa.RecordBatch.from_arrays([out[f.name] for f in self.out_schema], schema=self.out_schema)
+                out[raw] = ref
+        period = f"DATE {sq.lit(self.f.period_start.isoformat())}" if self.f.period_start else \
+            "CAST(date_trunc('month', usage_date) AS DATE)"
+        out["billing_period_start"] = f"COALESCE({out['billing_period_start']}, {period})"
+        out["cost_type"] = sq.lit(self.f.dataset)
+        out["cost"] = f"COALESCE({out['cost']}, CAST(0 AS {sq.MONEY}))"
+        out["billing_currency"] = "upper(c_billing_currency)"
+        # the new export experience writes an empty GUID for rows without a subscription
+        out["subscription_id"] = f"NULLIF({out['subscription_id']}, '00000000-0000-0000-0000-000000000000')"
+        uom = out["unit_of_measure"]
+        out["pricing_block_size"], out["pricing_unit"] = _unit_sql(uom)
+        out["tags"] = _TAGS_JSON if self.tags is not None else "CAST(NULL AS VARCHAR)"
+        out["source_file"] = sq.lit(self.f.name)
+        tag_list = f", {_tags_sql('c_tags')} AS _tag_list" if self.tags is not None else ""
+        fname = self.f.name
+        checks = sq.guarded_where(((f"c_{r}", f"rows have an empty {src_names[r]}")
+                                   for r in ("billing_currency", "charge_type")), fname, "true")
+        keep = f"CASE WHEN {self._range(start, end)} THEN {checks} ELSE false END"
+        where = sq.guarded_where([("usage_date", f"rows have no {src_names['usage_date']}")], fname, keep)
+        return (f"SELECT {', '.join(f'{out[n]} AS {sq.q(n)}' for n in self.names)} FROM "
+                f"(SELECT *{tag_list} FROM ({self._inner(src)}) WHERE {where})")
+
+    # -- errors --------------------------------------------------------------------------------------
+    def explain(self, e: BaseException, src: str, start: dt.date, end: dt.date) -> BaseException:
+        """A failed SELECT as the message the pyarrow reader gave for the same file."""
+        found = _VALUE_ERROR.search(str(e))
+        if found:
+            kind, col, value = found.groups()
+            if kind == "date":
+                return ExtractError(f"{self.f.name}: column {col} has a value that is not a date: {value!r}")
+            return ExtractError(f"{self.f.name}: column {col} has an impossible date (Failed to parse string: "
+                                f"'{value}' as a scalar of type timestamp[s])")
+        err = sq.read_error(e, self.f, lambda e: self._bad_number(e, src, start, end))
+        missing = _NO_VALUE.match(str(err)) if isinstance(err, ExtractError) else None
+        if missing:
+            return ExtractError(f"{missing[1]}: {self._count_missing(src, start, end, missing[3])} rows have "
+                                f"{missing[2]} {missing[3]}")
+        return err
+
+    def _probe(self, sql: str):
+        con = sq.connect()
+        try:
+            return con.execute(sql).fetchone()
+        except Exception:  # noqa: BLE001 - a probe failing must not hide the original error
+            return None
+        finally:
+            con.close()
+
+    def _count_missing(self, src: str, start: dt.date, end: dt.date, col: str) -> str:
+        raw = next(r for r, found in self.source.items() if found is not None and found[0] == col)
+        where = "c_usage_date IS NULL" if raw == "usage_date" else f"{self._range(start, end)} AND c_{raw} IS NULL"
+        inner = self._columns(src) if raw == "usage_date" else self._inner(src)  # no date parsing: it may fail
+        row = self._probe(f"SELECT COUNT(*) FROM ({inner}) WHERE {where}")
+        return str(row[0]) if row else "some"
+
+    def _bad_number(self, e: BaseException, src: str, start: dt.date, end: dt.date) -> ExtractError:
+        for raw, found in self.source.items():
+            if found is None or COLUMN_MAP[raw][0] != MONEY:
+                continue
+            ref = f"c_{raw}"
+            row = self._probe(f"SELECT CAST({ref} AS VARCHAR) FROM ({self._inner(src)}) WHERE {self._range(start, end)} "
+                              f"AND {sq.number_check(ref)} LIMIT 1")
+            if row:
+                return ExtractError(f"{self.f.name}: column {found[0]} has a value that is not a number "
+                                    f"(The string '{row[0]}' is not a valid decimal128 number)")
+        return ExtractError(f"{self.f.name}: a value cannot be converted ({e})")
 
 
-def _is_commitment_usage(rb: pa.RecordBatch) -> pa.Array:
-    """Amortized rows billed at purchase time, not at use: commitment-covered usage and unused commitments."""
-    def c(name):
-        return rb.column(rb.schema.get_field_index(name))
-    commit = pc.or_kleene(pc.is_in(c("pricing_model"), pa.array(["Reservation", "SavingsPlan"])),
-                          pc.is_in(c("charge_type"), pa.array(["UnusedReservation", "UnusedSavingsPlan"])))
-    return pc.fill_null(pc.and_kleene(commit, pc.is_in(c("charge_type"), pa.array(list(COMMITMENT_USAGE)))), False)
+def _file_part(con, path: str, f: AzureFile, ctx: ExtractContext, names: list[str]) -> ScanPart | None:
+    if Path(path).stat().st_size == 0:
+        ctx.warn(f"{f.name} is empty")
+        return None
+    src = sq.source_sql(path, f.fmt)
+    try:
+        plan = _Plan(sq.describe(con, path, f), f, names)
+    except ExtractError:
+        if sq.is_empty(con, path, f):  # a header-only file is empty, whatever its columns
+            ctx.warn(f"{f.name} is empty")
+            return None
+        raise
+    start, end = ctx.start_date, ctx.end_date
+    return ScanPart(plan.sql(src, start, end), lambda e: plan.explain(e, src, start, end))
+
+
+# Per (usage day, billing period, currency, dataset) of the landed rows: rows and billed cost. Amortized rows
+# billed at purchase, not at use (commitment-covered usage, unused commitments), count as 0.
+TOTALS_SQL = (
+    "SELECT usage_date, billing_period_start, billing_currency, cost_type, COUNT(*), SUM(CASE WHEN cost_type = "
+    f"{sq.lit(AMORTIZED)} AND COALESCE((pricing_model IN ('Reservation', 'SavingsPlan') OR charge_type IN "
+    "('UnusedReservation', 'UnusedSavingsPlan')) AND charge_type IN ("
+    + ", ".join(sq.lit(c) for c in COMMITMENT_USAGE) + "), false) THEN 0 ELSE cost END) FROM {rows} "
+    "GROUP BY usage_date, billing_period_start, billing_currency, cost_type")
 
 
 class AzureTotals(SourceTotals):
@@ -531,19 +732,12 @@ class AzureTotals(SourceTotals):
         self.by_dataset: dict[str, dict[tuple, list]] = {
             ACTUAL: defaultdict(lambda: [0, Decimal(0)]), AMORTIZED: defaultdict(lambda: [0, Decimal(0)])}
 
-    def add(self, out: pa.RecordBatch) -> None:
-        dataset = out.column(out.schema.get_field_index("cost_type"))[0].as_py()
-        cost = out.column(out.schema.get_field_index("cost"))
-        if dataset == AMORTIZED:
-            cost = pc.if_else(_is_commitment_usage(out), pa.scalar(Decimal(0), MONEY_TYPE), cost)
-        d, p, c = (out.column(out.schema.get_field_index(x)) for x in self.cols[:3])
-        agg = pa.table({"d": d, "p": p, "c": c, "v": cost}).group_by(["d", "p", "c"]).aggregate(
-            [("v", "sum"), ("v", "count")])
-        target = self.by_dataset[dataset]
-        for dd, pp, cc, s, k in zip(*(agg.column(x).to_pylist() for x in ("d", "p", "c", "v_sum", "v_count"))):
-            entry = target[(dd, pp, cc)]
-            entry[0] += k
-            entry[1] += s or Decimal(0)
+    def add_rows(self, rows) -> None:
+        """(usage day, billing period, currency, dataset, rows, cost) per group (TOTALS_SQL)."""
+        for d, p, c, dataset, n, v in rows:
+            entry = self.by_dataset[dataset][(d, p, c)]
+            entry[0] += n
+            entry[1] += v or Decimal(0)
 
     def batches(self, schema: pa.Schema):
         actual_periods = {p for (_, p, _) in self.by_dataset[ACTUAL]}
@@ -552,6 +746,19 @@ class AzureTotals(SourceTotals):
             if key[1] not in actual_periods:
                 self.totals[key] = value
         yield from super().batches(schema)
+
+
+# Rows per Arrow batch for warehouses other than the embedded one (peak memory grows with it).
+READ_BATCH_ROWS = 16_384
+
+
+def _stream(ctx: ExtractContext, source, files: list[AzureFile]) -> dict[str, Any]:
+    """{azure_billing_raw: DuckScan, cloud_source_totals: batches, filled once the scan has been landed}."""
+    from shared import schemas
+
+    names = schemas.get(RAW_TABLE).arrow_schema(include_lineage=False).names
+    return sq.file_scan(ctx, source, files, lambda con, path, f: _file_part(con, path, f, ctx, names), RAW_TABLE,
+                        AzureTotals(), TOTALS_SQL, what="Azure export", batch_rows=READ_BATCH_ROWS)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -598,9 +805,4 @@ def extract(ctx: ExtractContext) -> dict[str, Any]:
     if focus_files:
         _only_focus(ctx, files, focus_files)
         return focus_export.stream_files(ctx, source, focus_files, PROVIDER)
-    by_name = {f.name: f for f in files}
-
-    def make_mapper(names: list[str], fname: str, schema: pa.Schema) -> _Mapper:
-        return _Mapper(names, by_name[fname], schema)
-
-    return stream_raw(ctx, source, files, RAW_TABLE, make_mapper, AzureTotals(), what="Azure export")
+    return _stream(ctx, source, files)

@@ -223,3 +223,47 @@ def money_exact(ref: str, typ: str) -> str:
     t = f"CAST({ref} AS VARCHAR)"
     return (f"CASE WHEN abs({ref}) < 1e11 AND ({t} LIKE '%._________5%' OR contains({t}, 'e')) "
             f"THEN CAST(round_even(CAST({t} AS DECIMAL(38, 27)), 9) AS {MONEY}) ELSE {money(ref, typ)} END")
+
+
+def file_scan(ctx, source, files: list[DataFile], part_of: Callable, raw_table: str, totals, totals_sql: str,
+              what: str = "billing", batch_rows: int = 16_384, prefetch: int = 2) -> dict:
+    """An extractor's result for files read with DuckDB: {raw_table: a DuckScan with one part per file,
+    cloud_source_totals: `totals` (a SourceTotals fed by `totals_sql` over the landed rows)}.
+
+    Each file is spooled with `source.local_path` and kept until its part has been read; `part_of(con, path,
+    f)` returns its ScanPart, or None when there is nothing to read (having warned). A file that yields no
+    row and has none is reported empty. The totals exist once the scan has been consumed, so the pipeline
+    lists raw_table first."""
+    from contextlib import ExitStack
+
+    from jobs.cloud.common import TOTALS_TABLE
+    from shared import schemas
+    from shared.warehouse.scan import DuckScan
+
+    stats = {"files": 0, "rows": 0, "done": False}
+
+    def parts(con):
+        for f in files:
+            stats["files"] += 1
+            with ExitStack() as stack:
+                path = source.local_path(f, stack)
+                part = part_of(con, path, f)
+                if part is None:
+                    continue
+                yield part
+                stats["rows"] += part.rows
+                if part.rows == 0 and is_empty(con, path, f):
+                    ctx.warn(f"{f.name} is empty")
+        stats["done"] = True
+        ctx.log.info("read %s %s files, %s rows in range", stats["files"], what, stats["rows"])
+
+    def total_batches():
+        if not stats["done"]:
+            raise ExtractError(f"{TOTALS_TABLE} was read before {raw_table} finished: list {raw_table} first "
+                               "in the pipeline's raw_tables")
+        yield from totals.batches(schemas.get(TOTALS_TABLE).arrow_schema(include_lineage=False))
+
+    scan = DuckScan(parts, connect, summary=(totals_sql, totals.add_rows),
+                    schema=schemas.get(raw_table).arrow_schema(include_lineage=False), batch_rows=batch_rows,
+                    prefetch=prefetch)
+    return {raw_table: scan, TOTALS_TABLE: total_batches()}
