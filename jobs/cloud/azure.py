@@ -464,13 +464,16 @@ def _date_sql(ref: str, typ: str, col: str) -> str:
         return ref
     if typ.startswith("TIMESTAMP"):
         return f"CAST(CAST({ref} AS TIMESTAMPTZ) AS DATE)"
-    us = f"regexp_extract({ref}, '^(\\d{{1,2}})/(\\d{{1,2}})/(\\d{{4}})', ['m', 'd', 'y'])"
-    iso = (f"CASE WHEN regexp_matches({ref}, '^\\d{{1,2}}/\\d{{1,2}}/\\d{{4}}') THEN "
-           f"{us}.y || '-' || lpad({us}.m, 2, '0') || '-' || lpad({us}.d, 2, '0') "
-           f"WHEN regexp_matches({ref}, '^\\d{{4}}-\\d{{2}}-\\d{{2}}') THEN left({ref}, 10) END")
-    return (f"CASE WHEN {ref} IS NULL THEN NULL WHEN ({iso}) IS NULL THEN {_value_error('date', col, ref)} "
-            f"WHEN TRY_CAST(({iso}) AS DATE) IS NULL THEN {_value_error('impossible', col, iso)} "
-            f"ELSE CAST(({iso}) AS DATE) END")
+    us = f"regexp_extract({ref}, '^\\d{{1,2}}/\\d{{1,2}}/\\d{{4}}')"
+    iso = f"regexp_extract({ref}, '^\\d{{4}}-\\d{{2}}-\\d{{2}}')"
+    # only for the message: the ISO text Arrow was given
+    padded = (f"regexp_replace(regexp_replace(regexp_replace({us}, '^(\\d)/', '0\\1/'), '/(\\d)/', '/0\\1/'), "
+              "'^(\\d+)/(\\d+)/(\\d+)$', '\\3-\\1-\\2')")
+    return (f"CASE WHEN {ref} IS NULL THEN NULL "
+            f"WHEN {us} <> '' THEN COALESCE(CAST(TRY_STRPTIME({us}, '%m/%d/%Y') AS DATE), "
+            f"{_value_error('impossible', col, padded)}) "
+            f"WHEN {iso} <> '' THEN COALESCE(TRY_CAST({iso} AS DATE), {_value_error('impossible', col, iso)}) "
+            f"ELSE {_value_error('date', col, ref)} END")
 
 
 def _trimmed(ref: str, typ: str) -> str:
@@ -544,12 +547,13 @@ _LENIENT = f",{_JSON_WS}[}}\\]]|/"
 
 def _tags_sql(t: str) -> str:
     """The flat tags JSON (parse_tags + tags_json) of the trimmed Tags text `t`, as a list of {k, i, v}
-    entries (`_tag_list`) folded by `_TAGS_JSON`."""
+    entries (`_tag_list`: key, position, `"key":value` JSON text) folded by `_TAGS_JSON`."""
     wrapped = f"CASE WHEN starts_with({t}, '{{') THEN {t} ELSE '{{' || {t} || '}}' END"
     # printable ASCII without quotes or backslashes: strip() only removes spaces, json.dumps escapes nothing
     simple = (f"list_transform(list_zip(regexp_extract_all({t}, {sq.lit(_PAIR_GROUPS)}, 1), "
               f"regexp_extract_all({t}, {sq.lit(_PAIR_GROUPS)}, 2)), lambda p: {{'k': lower(trim(p[1])), "
-              "'v': CASE WHEN p[2] = '' THEN '\"true\"' ELSE '\"' || p[2] || '\"' END})")
+              "'v': CASE WHEN p[2] = '' THEN 'true' ELSE p[2] END})")
+    simple = f"list_transform({simple}, lambda x: {{'k': x.k, 'v': '\"' || x.k || '\":\"' || x.v || '\"'}})"
     # Python's str() of what json.loads gives: integers exactly, floats as repr (DuckDB prints doubles the same)
     number = ("CASE WHEN regexp_matches(CAST(x.v AS VARCHAR), '^-?[0-9]+$') THEN COALESCE(CAST(TRY_CAST("
               "CAST(x.v AS VARCHAR) AS HUGEINT) AS VARCHAR), CAST(x.v AS VARCHAR)) "
@@ -562,6 +566,7 @@ def _tags_sql(t: str) -> str:
     general = (f"list_transform(json_keys({wrapped}), lambda k: {{'k': k, 'v': json_extract({wrapped}, "
                f"'$.' || to_json(k))}})")
     general = f"list_transform({general}, lambda x: {{'k': lower(trim(x.k, {_WS})), 'v': {value}}})"
+    general = f"list_transform({general}, lambda x: {{'k': x.k, 'v': to_json(x.k) || ':' || x.v}})"
     entries = (f"CASE WHEN {t} IS NULL THEN NULL WHEN regexp_matches({t}, {sq.lit(_SIMPLE_TAGS)}) THEN {simple} "
                f"WHEN json_valid({wrapped}) AND json_type({wrapped}) = 'OBJECT' AND NOT regexp_matches("
                f"regexp_replace({wrapped}, {sq.lit(_STRING)}, '\"\"', 'g'), {sq.lit(_LENIENT)}) THEN {general} END")
@@ -573,7 +578,7 @@ def _tags_sql(t: str) -> str:
 
 # `_tag_list` folded into JSON text: the last entry of each key, as json.dumps(sort_keys, ensure_ascii) writes it
 _KEPT_TAGS = "list_filter(_tag_list, lambda x, i: i = len(_tag_list) OR _tag_list[i + 1].k <> x.k)"
-_TAGS_TEXT = f"'{{' || array_to_string(list_transform({_KEPT_TAGS}, lambda x: to_json(x.k) || ':' || x.v), ',') || '}}'"
+_TAGS_TEXT = f"'{{' || array_to_string(list_transform({_KEPT_TAGS}, lambda x: x.v), ',') || '}}'"
 _TAGS_JSON = f"CASE WHEN len(_tag_list) > 0 THEN {sq.json_ascii(_TAGS_TEXT)} END"
 
 
