@@ -225,6 +225,25 @@ def money_exact(ref: str, typ: str) -> str:
             f"THEN CAST(round_even(CAST({t} AS DECIMAL(38, 27)), 9) AS {MONEY}) ELSE {money(ref, typ)} END")
 
 
+def csv_text_sql(path: str, fmt: str, columns: int) -> str:
+    """DuckDB's reader for a local CSV / gzip CSV whose header has been read (`describe_csv`): every column as
+    text, named c0, c1, ... by position. Nothing is sniffed: on files of a few MB, sniffing costs as much as
+    the read, and it runs again for every statement over the file."""
+    comp = "gzip" if fmt == "csv.gz" else "none"
+    names = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(columns))
+    return (f"read_csv({lit(path)}, columns = {{{names}}}, auto_detect = false, header = true, "
+            f"compression = {lit(comp)}, delim = ',', quote = '\"', escape = '\"', buffer_size = {CSV_BUFFER})")
+
+
+def describe_csv(path: str, f: DataFile) -> list[tuple[str, str, str]]:
+    """`describe` for `csv_text_sql`: (name as in the header, 'VARCHAR', c<position>) per column."""
+    try:
+        header = csv_header(path, f.fmt)
+    except READ_ERRORS as e:
+        raise read_error(e, f) from None
+    return [(name, "VARCHAR", f"c{i}") for i, name in enumerate(header)]
+
+
 def file_scan(ctx, source, files: list[DataFile], part_of: Callable, raw_table: str, totals, totals_sql: str,
               what: str = "billing", batch_rows: int = 16_384, prefetch: int = 2) -> dict:
     """An extractor's result for files read with DuckDB: {raw_table: a DuckScan with one part per file,
@@ -267,3 +286,15 @@ def file_scan(ctx, source, files: list[DataFile], part_of: Callable, raw_table: 
                     schema=schemas.get(raw_table).arrow_schema(include_lineage=False), batch_rows=batch_rows,
                     prefetch=prefetch)
     return {raw_table: scan, TOTALS_TABLE: total_batches()}
+
+
+def probe(sql: str) -> tuple | None:
+    """The first row of `sql` on a private connection (the connection of a failed statement may be inside an
+    aborted transaction), None if it fails: a probe explaining an error must not replace it."""
+    con = connect()
+    try:
+        return con.execute(sql).fetchone()
+    except Exception:  # noqa: BLE001
+        return None
+    finally:
+        con.close()

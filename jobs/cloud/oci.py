@@ -25,40 +25,43 @@ report: `ChargePeriodStart`, `BilledCost`, `oci_CompartmentId`, ...), so reorder
 fine. `tags/<namespace>.<key>` columns (cost report) or the `Tags` JSON (FOCUS report) become one flat JSON
 object with lower-cased `namespace.key` keys. `billingUnitReadable` (`1 GiB MONTHS STORAGE_SIZE`) is
 normalised to FOCUS Unit Format (`GiB-Months`) into pricing_unit.
+
+Each file becomes one DuckDB SELECT (a `ScanPart` of a `shared.warehouse.scan.DuckScan`; every CSV column
+read as text) that casts the columns (exact half-even NUMERIC), folds the tags into JSON, derives the unit,
+keeps the in-range rows and stops on a row breaking a rule (no usage start; an in-range row without a
+tenant or currency). The embedded warehouse runs it inside its own INSERT; other warehouses stream it as
+Arrow batches from a private, memory-capped DuckDB. Source totals are one GROUP BY over the landed rows
+(TOTALS_SQL). Object Storage objects are spooled to a temporary file first. `focus_unit` is the unit rule
+in Python (the SQL follows it; tests hold the two equal).
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
 import re
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
-from decimal import Decimal
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
+from jobs.cloud import duck_sql as sq
 from jobs.cloud.common import (
-    TS,
+    TOTALS_TABLE,
     DataFile,
     LocalFiles,
     SourceTotals,
-    as_string,
-    blank_to_null,
     format_of,
-    key_values,
     list_data_files,
     local_root,
-    money,
     require_columns,
-    stream_raw,
-    tags_json,
-    timestamp,
-    usage_days_in_range,
 )
+from shared.warehouse.scan import DuckScan, ScanPart
 
 RAW_TABLE = "oci_billing_raw"
 PROVIDER = "oci"
@@ -66,7 +69,8 @@ NAMESPACE = "bling"
 PREFIXES = {"cost": "reports/cost-csv/", "focus": "FOCUS Reports/"}
 LIST_PAGE = 1000  # ListObjects page size (the service maximum); tests lower it to exercise paging
 DEFAULT_LATE_DAYS = 7
-MONEY_TYPE = pa.decimal128(38, 9)
+# Rows per Arrow batch when a warehouse other than the embedded one takes the rows (memory grows with it)
+READ_BATCH_ROWS = 16_384
 
 STRING, MONEY, FLAG = "string", "money", "flag"
 # raw column -> (kind, cost-report header names, FOCUS-report header names), first present wins
@@ -190,13 +194,127 @@ def focus_unit(readable: str | None, description: str | None = None) -> str | No
 
 
 # --------------------------------------------------------------------------------------------------
-# Casting one batch to the raw table
+# The same rules in SQL, for DuckDB to apply per row (focus_unit stays the reference: tests hold the two
+# equal on every unit the generator, the samples and a grid of odd spellings produce)
 # --------------------------------------------------------------------------------------------------
-def _flag(arr: pa.Array) -> pa.Array:
-    s = pc.utf8_lower(pc.utf8_trim_whitespace(as_string(arr)))
-    return pc.if_else(pc.is_in(s, pa.array(["true", "t", "yes", "y", "1"])), True,
-                      pc.if_else(pc.is_in(s, pa.array(["false", "f", "no", "n", "0"])), False,
-                                 pa.scalar(None, pa.bool_())))
+_WS = " \t\n\r\x0b\x0c"
+_SPLIT = r"'[ \t\n\r\v\f]+'"
+
+
+# billingUnitReadable values (and skuUnitDescription / PricingUnit spellings) OCI reports use: their units
+# are looked up, as parsing them with the rules below costs more than all other columns together; any
+# other text goes through the rules
+KNOWN_READABLE = (
+    "1 GiB HOURS DATA_TRANSFERRED", "1 GiB HOURS MEMORY", "1 GiB HOURS STORAGE_SIZE", "1 GiB MONTHS BACKUP_SIZE",
+    "1 GiB MONTHS PERFORMANCE_UNITS", "1 GiB MONTHS STORAGE_SIZE", "1 GiB NONE DATA_TRANSFERRED",
+    "1 NONE HOURS CLUSTER", "1 NONE HOURS ECPUS", "1 NONE HOURS GPUS", "1 NONE HOURS INSTANCE", "1 NONE HOURS MBPS",
+    "1 NONE HOURS OCPUS", "1 NONE HOURS NODE", "1 TiB MONTHS STORAGE_SIZE", "1 TiB HOURS STORAGE_SIZE",
+    "10000 GiB SECONDS EXECUTION_TIME", "10000 NONE NONE REQUESTS", "1000000 NONE NONE DATAPOINTS",
+    "1000000 NONE NONE REQUESTS", "1000000 NONE NONE INVOCATIONS", "1 NONE NONE REQUESTS", "1 NONE MONTHS USERS",
+)
+KNOWN_DESCRIBED = (
+    "10,000 GB Memory-Seconds", "10,000 Requests per Month", "Cluster Per Hour", "ECPU Hours", "GB Hours",
+    "GB Months", "GB Of Data Transferred", "Gigabytes Per Hour", "Hours", "Instance per hour", "Mbps Per Hour",
+    "Million Datapoints", "OCPU Hours", "TB", "GPU Hours", "Node Hours", "Requests",
+)
+
+
+def _let(value: str, name: str, body: str) -> str:
+    """`body` with `name` bound to `value`, computed once (a lambda over a one-element list)."""
+    return f"list_transform([{value}], lambda {name}: {body})[1]"
+
+
+def _words_sql(text_expr: str) -> str:
+    """str.split(): the words between runs of whitespace (all-blank text gives [''], which every rule below
+    treats like Python's [])."""
+    return f"regexp_split_to_array(trim({text_expr}, {sq.lit(_WS)}), {_SPLIT})"
+
+
+def _time_sql(w: str) -> str:
+    keys = ", ".join(map(sq.lit, _TIME_UNITS))
+    values = ", ".join(map(sq.lit, _TIME_UNITS.values()))
+    return f"[{values}][list_position([{keys}], regexp_replace(upper({w}), 'S$', ''))]"
+
+
+def _size_sql(w: str) -> str:
+    return (f"(CASE WHEN regexp_full_match({w}, '(?i)[KMGTPE]I?B') THEN upper(left({w}, 1)) || "
+            f"CASE WHEN length({w}) = 3 THEN 'iB' ELSE 'B' END "
+            f"WHEN regexp_full_match({w}, '(?i)B|BYTES?') THEN 'Bytes' END)")
+
+
+def _noun_sql(w: str, plural: bool) -> str:
+    up = f"upper({w})"
+    single = f"CASE WHEN {up} = 'IOPS' OR {up} LIKE '%SS' THEN {up} ELSE regexp_replace({up}, 'S$', '') END"
+    acronyms = ", ".join(sq.lit(a) for a in sorted(_ACRONYMS))
+    base = f"CASE WHEN _s IN ({acronyms}) THEN _s ELSE left(_s, 1) || lower(substr(_s, 2)) END"
+    if plural:
+        noun = _let(base, "_b", "CASE WHEN _b = 'IOPS' OR ends_with(_b, 's') THEN _b ELSE _b || 's' END")
+    else:
+        noun = f"NULLIF({base}, '')"  # an empty noun counts as none, as in Python
+    return f"(CASE WHEN regexp_full_match({w}, '[A-Za-z]+') THEN {_let(single, '_s', noun)} END)"
+
+
+def _readable_unit_sql(words: str) -> str:
+    """The unit of billingUnitReadable's words, NULL when the text does not fit."""
+    has_size, has_time = "upper(_w[2]) <> 'NONE'", "upper(_w[3]) <> 'NONE'"
+    unit = (f"CASE WHEN ({has_size} AND _r.s IS NULL) OR ({has_time} AND _r.t IS NULL) THEN NULL "
+            f"WHEN {has_size} AND {has_time} THEN _r.s || '-' || _r.t WHEN {has_size} THEN _r.s "
+            f"WHEN {has_time} THEN COALESCE({_noun_sql('_r.m', False)} || '-' || _r.t, _r.t) "
+            f"ELSE COALESCE({_noun_sql('_r.m', True)}, 'Units') END")
+    parts = (f"{{'s': {_size_sql('_w[2]')}, 't': {_time_sql('_w[3]')}, "
+             "'m': array_to_string(list_slice(_w, 4, len(_w)), '_')}")
+    qty = "CASE WHEN contains(_w[1], '.') THEN rtrim(rtrim(_w[1], '0'), '.') ELSE _w[1] END"
+    body = (f"CASE WHEN len(_w) >= 4 AND regexp_full_match(_w[1], '[0-9]+(\\.[0-9]+)?') THEN "
+            f"CASE WHEN {qty} = '1' THEN '' ELSE {qty} || ' ' END || {_let(parts, '_r', unit)} END")
+    return _let(words, "_w", body)
+
+
+def _described_unit_sql(words: str) -> str:
+    """The unit of skuUnitDescription's words (never NULL: 'Units' when they fit no rule)."""
+    pair = (f"{{'f': COALESCE({_size_sql('_d[1]')}, {_noun_sql('_d[1]', False)}), 't': {_time_sql('_d[2]')}, "
+            f"'c': {_noun_sql('_d[2]', True)}}}")
+    two = ("CASE WHEN _p.f IS NOT NULL AND _p.t IS NOT NULL THEN _p.f || '-' || _p.t "
+           "WHEN lower(_d[1]) = 'million' AND _p.c IS NOT NULL THEN '1000000 ' || _p.c ELSE 'Units' END")
+    body = (f"CASE len(_d) WHEN 1 THEN COALESCE({_time_sql('_d[1]')}, {_size_sql('_d[1]')}, "
+            f"{_noun_sql('_d[1]', True)}, 'Units') WHEN 2 THEN {_let(pair, '_p', two)} ELSE 'Units' END")
+    return _let(words, "_d", body)
+
+
+def _unit_sql(readable: str, described: str) -> str:
+    """pricing_unit: focus_unit(readable, described) of two text expressions."""
+    spaced = f"replace({described}, '-', ' ')"
+    rules = (f"COALESCE({_readable_unit_sql(_words_sql(readable))}, CASE WHEN {described} IS NOT NULL THEN "
+             f"{_described_unit_sql(_words_sql(spaced))} END, CASE WHEN {readable} IS NOT NULL THEN 'Units' END)")
+    # a known readable decides alone (the description is used only when the readable does not parse)
+    by_readable = " ".join(f"WHEN {sq.lit(r)} THEN {sq.lit(u)}" for r, u in _KNOWN_UNITS.items())
+    by_described = " ".join(f"WHEN {sq.lit(d)} THEN {sq.lit(focus_unit(None, d))}" for d in KNOWN_DESCRIBED)
+    known = (f"{readable} IN ({', '.join(map(sq.lit, _KNOWN_UNITS))}) OR ({readable} IS NULL AND "
+             f"{described} IN ({', '.join(map(sq.lit, KNOWN_DESCRIBED))}))")
+    return (f"CASE WHEN {known} THEN COALESCE(CASE {readable} {by_readable} END, CASE {described} {by_described} END) "
+            f"ELSE {rules} END")
+
+
+_KNOWN_UNITS = {r: focus_unit(r, None) for r in KNOWN_READABLE if focus_unit(r, "Hours") == focus_unit(r, "GB")}
+
+
+def _json_str_sql(v: str) -> str:
+    """json.dumps(v) of a text expression. The tags have always been written with Python's ASCII escapes
+    (lower-case \\uXXXX, surrogate pairs); DuckDB's to_json keeps UTF-8 and upper-cases them, so text with
+    anything but printable ASCII is escaped character by character."""
+    char = ("CASE WHEN c = '\"' THEN '\\\"' WHEN c = '\\' THEN '\\\\' WHEN unicode(c) = 10 THEN '\\n' "
+            "WHEN unicode(c) = 13 THEN '\\r' WHEN unicode(c) = 9 THEN '\\t' WHEN unicode(c) = 8 THEN '\\b' "
+            "WHEN unicode(c) = 12 THEN '\\f' WHEN unicode(c) BETWEEN 32 AND 126 THEN c "
+            "WHEN unicode(c) < 65536 THEN printf('\\u%04x', unicode(c)) "
+            "ELSE printf('\\u%04x\\u%04x', 55296 + ((unicode(c) - 65536) >> 10), 56320 + ((unicode(c) - 65536) & 1023)) END")
+    return (f"CASE WHEN regexp_matches({v}, '[^ -~]') THEN '\"' || array_to_string(list_transform(string_split({v}, ''), "
+            f"lambda c: {char}), '') || '\"' ELSE CAST(to_json({v}) AS VARCHAR) END")
+
+
+def _json_value_sql(j: str) -> str:
+    """A Tags document's value (JSON) as the text Python's str() gave its json.loads value (NULL for null)."""
+    return (f"CASE json_type({j}) WHEN 'VARCHAR' THEN {j} ->> '$' WHEN 'NULL' THEN NULL "
+            f"WHEN 'BOOLEAN' THEN CASE WHEN {j} ->> '$' = 'true' THEN 'True' ELSE 'False' END "
+            f"WHEN 'DOUBLE' THEN CAST(CAST({j} AS DOUBLE) AS VARCHAR) ELSE CAST({j} AS VARCHAR) END")
 
 
 def _tag_key(header: str) -> str | None:
@@ -206,11 +324,20 @@ def _tag_key(header: str) -> str | None:
     return None
 
 
-class _Mapper:
-    """Resolves a file's header once (cost report or FOCUS report), then converts its batches."""
+# --------------------------------------------------------------------------------------------------
+# One report file as one SELECT
+# --------------------------------------------------------------------------------------------------
+_TRUE, _FALSE = ("true", "t", "yes", "y", "1"), ("false", "f", "no", "n", "0")
 
-    def __init__(self, names: list[str], fname: str, out_schema: pa.Schema):
-        self.fname, self.out_schema = fname, out_schema
+
+class _Plan:
+    """A file's header resolved once (cost report or FOCUS report) into the SELECT of its raw rows."""
+
+    def __init__(self, columns: list[tuple[str, str, str]], fname: str):
+        self.fname = fname
+        names = [c[0] for c in columns]
+        self.types = {c[0]: c[1] for c in columns}
+        self.sql_names = {c[0]: c[2] for c in columns}
         present = set(names)
         if COST_START in present:
             self.kind = "cost"
@@ -223,88 +350,180 @@ class _Mapper:
         if self.kind == "focus" and not present & {"SubAccountId", "BillingAccountId"}:
             require_columns(present, ("SubAccountId",), fname, "OCI FOCUS report")
         self.start_col = COST_START if self.kind == "cost" else FOCUS_START
-        self.end_col = COST_END if self.kind == "cost" else FOCUS_END
+        end_col = COST_END if self.kind == "cost" else FOCUS_END
+        self.end_col = end_col if end_col in present else None
         self.source: dict[str, str | None] = {}
         for raw, (_, cost_names, focus_names) in COLUMN_MAP.items():
             candidates = cost_names if self.kind == "cost" else focus_names
             self.source[raw] = next((c for c in candidates if c in present), None)
         self.tag_cols = [(n, k) for n in names if (k := _tag_key(n))]
-        self.tags_json_col = "Tags" if self.kind == "focus" and "Tags" in present else None
+        self.tags_doc = "Tags" if self.kind == "focus" and "Tags" in present else None
         self.correction_col = ("lineItem/isCorrection" if "lineItem/isCorrection" in present
                                else "ChargeClass" if "ChargeClass" in present else None)
 
-    def convert(self, batch: pa.RecordBatch, start: dt.date, end: dt.date, period_hint: dt.date | None):
-        def col(name: str) -> pa.Array:
-            return batch.column(batch.schema.get_field_index(name))
+    # -- typed expressions over one source column ------------------------------------------------
+    def ref(self, col: str) -> str:
+        return sq.q(self.sql_names[col])
 
-        start_ts = timestamp(col(self.start_col), self.start_col, self.fname)
-        kept = usage_days_in_range(start_ts, start, end, self.fname, self.start_col)
-        if kept is None:
-            return None
-        keep, usage_date = kept
-        batch, start_ts = batch.filter(keep), start_ts.filter(keep)
-        n = batch.num_rows
-        out: dict[str, pa.Array] = {
-            "usage_date": usage_date,
-            "interval_start": start_ts,
-            "interval_end": (timestamp(col(self.end_col), self.end_col, self.fname)
-                             if self.end_col in batch.schema.names else pa.nulls(n, TS)),
-            "billing_period_start": pc.floor_temporal(usage_date, unit="month"),
-            "report_type": pa.array([self.kind] * n, pa.string()),
+    def text(self, col: str) -> str:
+        return sq.text(self.ref(col), self.types[col])
+
+    def trimmed(self, col: str) -> str:
+        return f"trim({self.text(col)}, {sq.lit(_WS)})"
+
+    def money(self, col: str) -> str:
+        return sq.money(self.trimmed(col), "VARCHAR")  # blanks and padded numbers, as pyarrow read them
+
+    def flag(self, col: str) -> str:
+        s = f"lower({self.trimmed(col)})"
+        return (f"CASE WHEN {s} IN ({', '.join(map(sq.lit, _TRUE))}) THEN true "
+                f"WHEN {s} IN ({', '.join(map(sq.lit, _FALSE))}) THEN false END")
+
+    def in_range(self, ts: str, start: dt.date, end: dt.date) -> str:
+        return f"CAST({ts} AS DATE) BETWEEN DATE {sq.lit(start.isoformat())} AND DATE {sq.lit(end.isoformat())}"
+
+    # -- tags ----------------------------------------------------------------------------------------
+    def _flat_tags(self) -> list[tuple[str, str]]:
+        """(key, value) per key of the tags/ columns; on a repeated key the last non-empty column wins."""
+        by_key: dict[str, list[str]] = {}
+        for src, key in self.tag_cols:
+            by_key.setdefault(key, []).append(self.text(src))
+        return [(k, v[0] if len(v) == 1 else f"COALESCE({', '.join(reversed(v))})") for k, v in by_key.items()]
+
+    def tags(self) -> tuple[dict[str, str], dict[str, str]]:
+        """(columns of the typed level, columns of the outer level) that make `tags`: flat tag columns fold
+        at once; a Tags document is first listed as {k, i, v} (_tag_list), then folded."""
+        flat = self._flat_tags()
+        if self.tags_doc is None:
+            if not flat:
+                return {"tags": "CAST(NULL AS VARCHAR)"}, {}
+            flat.sort()
+            # one escaping expression over the list of values, not one per column: planning it per file costs
+            # more than running it
+            values = f"list_transform([{', '.join(v for _, v in flat)}], lambda v: {_json_str_sql('v')})"
+            parts = [f"{sq.lit(json.dumps(k) + ':')} || _j[{i}]" for i, (k, _) in enumerate(flat, 1)]
+            return {"tags": _let(values, "_j", f"NULLIF('{{' || concat_ws(',', {', '.join(parts)}) || '}}', '{{}}')")}, {}
+        doc = self.text(self.tags_doc)
+        # a document's later key wins even when empty (it then drops the tag); a tags/ column, after the
+        # document, only when it has a value
+        entries = (f"CASE WHEN json_valid({doc}) AND json_type({doc}) = 'OBJECT' THEN list_transform(map_entries("
+                   f"json_transform({doc}, '\"MAP(VARCHAR, JSON)\"')), lambda e, i: {{'k': lower(e.key), "
+                   f"'i': CAST(i AS BIGINT), 'v': {_json_value_sql('e.value')}}}) END")
+        if flat:
+            cols = ", ".join(f"{{'k': {sq.lit(k)}, 'i': CAST({1_000_000 + n} AS BIGINT), 'v': {v}}}"
+                             for n, (k, v) in enumerate(flat))
+            entries = f"list_concat({entries}, list_filter([{cols}], lambda x: x.v IS NOT NULL))"
+        listed = f"list_sort(COALESCE({entries}, []))"
+        kept = ("list_filter(_tag_list, lambda x, i: (i = len(_tag_list) OR _tag_list[i + 1].k <> x.k) "
+                "AND x.k <> '' AND x.v IS NOT NULL AND x.v <> '')")
+        json_text = (f"CASE WHEN len({kept}) = 0 THEN NULL ELSE '{{' || array_to_string(list_transform({kept}, "
+                     f"lambda x: {_json_str_sql('x.k')} || ':' || {_json_str_sql('x.v')}), ',') || '}}' END")
+        return {"_tag_list": listed}, {"tags": json_text}
+
+    # -- the whole SELECT ----------------------------------------------------------------------------
+    def guards(self) -> dict[str, tuple[str, bool]]:
+        """Row rules: message -> (condition over the file's own columns true for a row breaking it, whether it
+        holds for rows out of the run's range too). The condition also counts the breaking rows (`explain`)."""
+        return {
+            f"rows have no {self.start_col}": (f"{self.text(self.start_col)} IS NULL", True),
+            **{f"rows have an empty {self.source[c]}": (f"{self.text(self.source[c])} IS NULL", False)
+               for c in ("tenant_id", "currency")},
+        }
+
+    def sql(self, src: str, start: dt.date, end: dt.date, out_schema: pa.Schema) -> str:
+        cols: dict[str, str] = {
+            "usage_date": "CAST(_start AS DATE)",
+            "interval_start": "_start",
+            "interval_end": (sq.timestamp(self.ref(self.end_col), self.types[self.end_col]) if self.end_col
+                             else "CAST(NULL AS TIMESTAMPTZ)"),
+            "billing_period_start": "CAST(date_trunc('month', CAST(_start AS DATE)) AS DATE)",
+            "report_type": sq.lit(self.kind),
         }
         for raw, (kind, _, _) in COLUMN_MAP.items():
-            src = self.source[raw]
-            if src is None:
-                out[raw] = pa.nulls(n, {MONEY: MONEY_TYPE, FLAG: pa.bool_()}.get(kind, pa.string()))
-            elif kind == MONEY:
-                out[raw] = money(col(src), src, self.fname)
-            elif kind == FLAG:
-                out[raw] = _flag(col(src))
+            col = self.source[raw]
+            if col is None:
+                cols[raw] = {MONEY: f"CAST(NULL AS {sq.MONEY})", FLAG: "CAST(NULL AS BOOLEAN)"}.get(
+                    kind, "CAST(NULL AS VARCHAR)")
             else:
-                out[raw] = blank_to_null(col(src))
-        if out["tenant_id"].null_count:
-            raise ExtractError(f"{self.fname}: {out['tenant_id'].null_count} rows have an empty "
-                               f"{self.source['tenant_id']}")
-        if out["currency"].null_count:
-            raise ExtractError(f"{self.fname}: {out['currency'].null_count} rows have an empty "
-                               f"{self.source['currency']}")
-        out["my_cost"] = pc.coalesce(out["my_cost"], pa.scalar(Decimal(0), MONEY_TYPE))
+                cols[raw] = {MONEY: self.money, FLAG: self.flag}.get(kind, self.text)(col)
+        cols["my_cost"] = f"COALESCE({cols['my_cost']}, CAST(0 AS {sq.MONEY}))"
         if self.correction_col is None:
-            out["is_correction"] = pa.array([False] * n, pa.bool_())
+            cols["is_correction"] = "false"
         elif self.correction_col == "ChargeClass":
-            out["is_correction"] = pc.fill_null(pc.equal(pc.utf8_lower(as_string(col("ChargeClass"))),
-                                                         "correction"), False)
+            cols["is_correction"] = f"COALESCE(lower({self.text('ChargeClass')}) = 'correction', false)"
         else:
-            out["is_correction"] = pc.fill_null(_flag(col(self.correction_col)), False)
-        out["pricing_unit"] = self._units(out["billing_unit"], out["sku_unit_description"])
-        out["tags"] = self._tags(batch, n)
-        out["source_file"] = pa.array([self.fname] * n, pa.string())
-        return pa.RecordBatch.from_arrays([out[f.name] for f in self.out_schema], schema=self.out_schema)
+            cols["is_correction"] = f"COALESCE({self.flag(self.correction_col)}, false)"
+        typed_tags, final = self.tags()
+        cols.update(typed_tags)
+        typed = ",\n  ".join(f"{e} AS {sq.q(n)}" for n, e in cols.items())
+        final.update(pricing_unit=_unit_sql("billing_unit", "sku_unit_description"), source_file=sq.lit(self.fname))
+        outer = ", ".join(f"{final[f.name]} AS {sq.q(f.name)}" if f.name in final else sq.q(f.name)
+                          for f in out_schema)
+        rules = [(cond.removesuffix(" IS NULL"), msg) for msg, (cond, _) in self.guards().items()]
+        in_range = self.in_range("_start", start, end)
+        keep = f"CASE WHEN {in_range} THEN {sq.guarded_where(rules[1:], self.fname, 'true')} ELSE false END"
+        where = sq.guarded_where(rules[:1], self.fname, keep)  # rows without a start fail even out of range
+        start_ts = sq.timestamp(self.ref(self.start_col), self.types[self.start_col])
+        return (f"SELECT {outer} FROM (SELECT {typed} FROM (SELECT *, {start_ts} AS _start FROM {src}) "
+                f"WHERE {where})")
 
-    @staticmethod
-    def _units(readable: pa.Array, description: pa.Array) -> pa.Array:
-        return pa.array([focus_unit(r, d) for r, d in zip(readable.to_pylist(), description.to_pylist())],
-                        pa.string())
+    # -- errors ----------------------------------------------------------------------------------------
+    def explain(self, e: BaseException, f: DataFile, src: str, start: dt.date, end: dt.date) -> BaseException:
+        """The user's error for a failed SELECT: a broken row rule counts its rows, a value that cannot be
+        cast names its column and the value, in the words the pyarrow reader used."""
+        err = sq.read_error(e, f, lambda e: self._bad_value(e, f, src, start, end))
+        prefix = f"{self.fname}: "
+        rule = self.guards().get(str(err).removeprefix(prefix)) if isinstance(err, ExtractError) else None
+        if rule is None:
+            return err
+        cond, everywhere = rule
+        if not everywhere:
+            cond = f"{cond} AND {self.in_range(self._start_src(), start, end)}"
+        n = sq.probe(f"SELECT count(*) FROM {src} WHERE {cond}")
+        return ExtractError(f"{prefix}{n[0]} {str(err).removeprefix(prefix)}") if n and n[0] else err
 
-    def _tags(self, batch: pa.RecordBatch, n: int) -> pa.Array:
-        cols = [(key, batch.column(batch.schema.get_field_index(src)).to_pylist()) for src, key in self.tag_cols]
-        docs = (batch.column(batch.schema.get_field_index(self.tags_json_col)).to_pylist()
-                if self.tags_json_col else None)
-        if not cols and docs is None:
-            return pa.nulls(n, pa.string())
-        values = []
-        for i in range(n):
-            tags: dict[str, Any] = {}
-            if docs is not None:
-                for k, v in key_values(docs[i]):
-                    if isinstance(v, (dict, list)):
-                        v = json.dumps(v, sort_keys=True, separators=(",", ":"))
-                    tags[str(k).lower()] = v
-            for key, vals in cols:
-                if vals[i] not in (None, ""):
-                    tags[key] = vals[i]
-            values.append(tags_json(tags))
-        return pa.array(values, pa.string())
+    def _start_src(self) -> str:
+        return f"TRY_CAST({self.text(self.start_col)} AS TIMESTAMPTZ)"
+
+    def _bad_value(self, e: BaseException, f: DataFile, src: str, start: dt.date, end: dt.date) -> ExtractError:
+        in_range = self.in_range(self._start_src(), start, end)
+        checks = [(self.start_col, "timestamp", self.text(self.start_col), "TRUE")]
+        if self.end_col:
+            checks.append((self.end_col, "timestamp", self.text(self.end_col), in_range))
+        checks += [(col, "number", self.trimmed(col), in_range) for raw, (kind, _, _) in COLUMN_MAP.items()
+                   if kind == MONEY and (col := self.source[raw])]
+        for col, kind, value, where in checks:
+            bad = (f"TRY_CAST({value} AS TIMESTAMPTZ) IS NULL" if kind == "timestamp"
+                   else f"TRY_CAST({value} AS DECIMAL(38, 15)) IS NULL")
+            row = sq.probe(f"SELECT {value} FROM {src} WHERE {value} <> '' AND {bad} AND {where} LIMIT 1")
+            if row:
+                detail = (f"Failed to parse string: '{row[0]}' as a scalar of type timestamp[us]" if kind == "timestamp"
+                          else f"The string '{row[0]}' is not a valid decimal128 number")
+                return ExtractError(f"{f.name}: column {col} has a value that is not a {kind} ({detail})")
+        return ExtractError(f"{f.name}: a value cannot be converted ({e})")
+
+
+def _file_part(con, path: str, f: DataFile, ctx: ExtractContext, out_schema: pa.Schema) -> ScanPart | None:
+    """The SELECT yielding a file's in-range raw rows (None for an empty file)."""
+    if Path(path).stat().st_size == 0:
+        ctx.warn(f"{f.name} is empty")
+        return None
+    columns = sq.describe_csv(path, f)
+    src = sq.csv_text_sql(path, f.fmt, len(columns))
+    try:
+        plan = _Plan(columns, f.name)
+    except ExtractError:
+        if _is_empty(con, path, f):  # a header without rows was never checked for its columns
+            ctx.warn(f"{f.name} is empty")
+            return None
+        raise
+    start, end = ctx.start_date, ctx.end_date
+    return ScanPart(plan.sql(src, start, end, out_schema), lambda e: plan.explain(e, f, src, start, end))
+
+
+# Source totals per (usage day, billing period, currency) of the landed rows, for reconciliation.
+TOTALS_SQL = ("SELECT usage_date, billing_period_start, currency, COUNT(*), SUM(my_cost) FROM {rows} "
+              "GROUP BY usage_date, billing_period_start, currency")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -446,8 +665,18 @@ class ObjectStorageSource:
         raw.decode_content = False  # the bytes as stored: gzip is undone by the reader, by name
         return raw
 
-    def local_path(self, f: DataFile, stack: ExitStack) -> str:  # pragma: no cover - reports are CSV only
-        raise ExtractError(f"{f.name}: only CSV reports are supported")
+    def local_path(self, f: DataFile, stack: ExitStack) -> str:
+        """The object spooled to a temporary file (disk, not memory), for DuckDB to read."""
+        tmp = stack.enter_context(tempfile.NamedTemporaryFile(suffix="." + f.fmt))  # noqa: SIM115
+        raw = self.open(f)
+        try:
+            shutil.copyfileobj(raw, tmp, 1 << 20)
+        except Exception as e:  # noqa: BLE001 - a connection dropped mid-object
+            raise self._err(e, f.name) from None
+        finally:
+            raw.close()
+        tmp.flush()
+        return tmp.name
 
 
 def _source(cred: dict):
@@ -456,15 +685,55 @@ def _source(cred: dict):
     return ObjectStorageSource(cred)
 
 
+def _is_empty(con, path: str, f: DataFile) -> bool:
+    cur = con.cursor()  # its probe stops after one row: on `con` that would block the next part's query
+    try:
+        return sq.is_empty(cur, path, f)
+    finally:
+        cur.close()
+
+
+def _stream(ctx: ExtractContext, source, files: list[DataFile]) -> dict[str, Any]:
+    """{oci_billing_raw: a DuckScan of the files, cloud_source_totals: its totals once it has been landed}."""
+    from shared import schemas
+
+    raw_schema = schemas.get(RAW_TABLE).arrow_schema(include_lineage=False)
+    totals = SourceTotals(PROVIDER, cost_col="my_cost")
+    done: list[int] = []  # rows kept, once every file has been read
+
+    def parts(con) -> Iterator[ScanPart]:
+        kept = 0
+        for f in files:
+            with ExitStack() as stack:
+                path = source.local_path(f, stack)
+                part = _file_part(con, path, f, ctx, raw_schema)
+                if part is not None:
+                    yield part
+                    kept += part.rows
+                    if not part.rows and _is_empty(con, path, f):
+                        ctx.warn(f"{f.name} is empty")
+        done.append(kept)
+        ctx.log.info("read %s OCI report files, %s rows in range", len(files), kept)
+
+    def total_batches() -> Iterator[pa.RecordBatch]:
+        if not done:
+            raise ExtractError(f"{TOTALS_TABLE} was read before {RAW_TABLE} finished: list {RAW_TABLE} first "
+                               "in the pipeline's raw_tables")
+        yield from totals.batches(schemas.get(TOTALS_TABLE).arrow_schema(include_lineage=False))
+
+    scan = DuckScan(parts, sq.connect, summary=(TOTALS_SQL, totals.add_rows), schema=raw_schema,
+                    batch_rows=READ_BATCH_ROWS)
+    return {RAW_TABLE: scan, TOTALS_TABLE: total_batches()}
+
+
 def extract(ctx: ExtractContext) -> dict[str, Any]:
     """Read the report objects that can hold usage of the run's range; return the in-range rows.
 
-    Raw rows stream as a generator; cloud_source_totals is summed while they are consumed, so the pipeline
-    lists oci_billing_raw before cloud_source_totals.
+    The rows are a DuckScan (one SELECT per file); cloud_source_totals is summed once they have been landed,
+    so the pipeline lists oci_billing_raw before cloud_source_totals.
     """
     source = _source(ctx.credential)
     files = source.files(ctx)
     if not files:
         ctx.warn(f"no OCI report object can hold usage of {ctx.start_date}..{ctx.end_date}")
-    totals = SourceTotals(PROVIDER, cost_col="my_cost")
-    return stream_raw(ctx, source, files, RAW_TABLE, _Mapper, totals, what="OCI report")
+    return _stream(ctx, source, files)
