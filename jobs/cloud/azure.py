@@ -674,20 +674,11 @@ class _Plan:
                                 f"{missing[2]} {missing[3]}")
         return err
 
-    def _probe(self, sql: str):
-        con = sq.connect()
-        try:
-            return con.execute(sql).fetchone()
-        except Exception:  # noqa: BLE001 - a probe failing must not hide the original error
-            return None
-        finally:
-            con.close()
-
     def _count_missing(self, src: str, start: dt.date, end: dt.date, col: str) -> str:
         raw = next(r for r, found in self.source.items() if found is not None and found[0] == col)
         where = "c_usage_date IS NULL" if raw == "usage_date" else f"{self._range(start, end)} AND c_{raw} IS NULL"
         inner = self._columns(src) if raw == "usage_date" else self._inner(src)  # no date parsing: it may fail
-        row = self._probe(f"SELECT COUNT(*) FROM ({inner}) WHERE {where}")
+        row = sq.probe(f"SELECT COUNT(*) FROM ({inner}) WHERE {where}")
         return str(row[0]) if row else "some"
 
     def _bad_number(self, e: BaseException, src: str, start: dt.date, end: dt.date) -> ExtractError:
@@ -695,7 +686,7 @@ class _Plan:
             if found is None or COLUMN_MAP[raw][0] != MONEY:
                 continue
             ref = f"c_{raw}"
-            row = self._probe(f"SELECT CAST({ref} AS VARCHAR) FROM ({self._inner(src)}) WHERE {self._range(start, end)} "
+            row = sq.probe(f"SELECT CAST({ref} AS VARCHAR) FROM ({self._inner(src)}) WHERE {self._range(start, end)} "
                               f"AND {sq.number_check(ref)} LIMIT 1")
             if row:
                 return ExtractError(f"{self.f.name}: column {found[0]} has a value that is not a number "
@@ -707,9 +698,11 @@ def _file_part(con, path: str, f: AzureFile, ctx: ExtractContext, names: list[st
     if Path(path).stat().st_size == 0:
         ctx.warn(f"{f.name} is empty")
         return None
-    src = sq.source_sql(path, f.fmt)
+    # CSV: read by its header, not sniffed (sniffing costs as much as reading a small file, for every statement)
+    columns = sq.describe(con, path, f) if f.fmt == "parquet" else sq.describe_csv(path, f)
+    src = sq.source_sql(path, f.fmt) if f.fmt == "parquet" else sq.csv_text_sql(path, f.fmt, len(columns))
     try:
-        plan = _Plan(sq.describe(con, path, f), f, names)
+        plan = _Plan(columns, f, names)
     except ExtractError:
         if sq.is_empty(con, path, f):  # a header-only file is empty, whatever its columns
             ctx.warn(f"{f.name} is empty")
