@@ -391,3 +391,49 @@ def test_object_storage_lands_natively(rt, acme, object_storage):  # noqa: F811 
         f"oci://{TENANCY}@bling/reports/cost-csv/0000000030000269-0000{i}.csv.gz" for i in (1, 2)}
     _check_against(raw.drop_columns(["source_file"]),
                    [{k: v for k, v in e.items() if k != "source_file"} for e in _expected([SAMPLE], *NOV)])
+
+
+# --------------------------------------------------------------------------------------------------
+# Several files per part (read in parallel): messages still name the file, headers may differ
+# --------------------------------------------------------------------------------------------------
+def _rewrite(path: Path, change) -> None:
+    with gzip.open(path, "rt", newline="") as fh:
+        lines = list(csv.reader(fh))
+    change(lines)
+    with gzip.open(path, "wt", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows(lines)
+
+
+@pytest.mark.parametrize("column,value,expected", [
+    ("lineItem/tenantId", "", "1 rows have an empty lineItem/tenantId"),
+    ("cost/unitPrice", "n/a", ("column cost/unitPrice has a value that is not a number (The string 'n/a' is not a "
+                               "valid decimal128 number)")),
+])
+def test_a_bad_row_in_a_part_of_several_files_names_its_file(rt, acme, tmp_path, column, value, expected):
+    files = sorted(oci_report_generator.generate(1000, tmp_path, seed=5, files=5))
+
+    def spoil(lines):
+        lines[3][lines[0].index(column)] = value
+
+    _rewrite(files[3], spoil)
+    with pytest.raises(ExtractError) as arrow_err:
+        _arrow_path(tmp_path, *MARCH)
+    with pytest.raises(ExtractError) as native_err:
+        land(rt.warehouse, registry.get(PIPELINE), _ctx(tmp_path, *MARCH))
+    assert str(native_err.value) == str(arrow_err.value) == f"{files[3]}: {expected}"
+
+
+def test_files_with_other_headers_are_read_in_their_own_part(rt, acme, tmp_path):
+    files = sorted(oci_report_generator.generate(2000, tmp_path, seed=9, files=5))
+
+    def reorder(lines):  # another column order and an extra column
+        for line in lines:
+            line.reverse()
+            line.append("x" if line is not lines[0] else "extra/column")
+
+    _rewrite(files[2], reorder)
+    raw, totals = _both_paths(rt.warehouse, tmp_path, *MARCH)
+    expected = _expected(files, *MARCH)
+    assert raw.num_rows == len(expected) == 2000
+    _check_against(raw, expected)
+    assert _totals(totals) == _expected_totals(expected)

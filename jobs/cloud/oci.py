@@ -26,17 +26,20 @@ fine. `tags/<namespace>.<key>` columns (cost report) or the `Tags` JSON (FOCUS r
 object with lower-cased `namespace.key` keys. `billingUnitReadable` (`1 GiB MONTHS STORAGE_SIZE`) is
 normalised to FOCUS Unit Format (`GiB-Months`) into pricing_unit.
 
-Each file becomes one DuckDB SELECT (a `ScanPart` of a `shared.warehouse.scan.DuckScan`; every CSV column
-read as text) that casts the columns (exact half-even NUMERIC), folds the tags into JSON, derives the unit,
-keeps the in-range rows and stops on a row breaking a rule (no usage start; an in-range row without a
-tenant or currency). The embedded warehouse runs it inside its own INSERT; other warehouses stream it as
-Arrow batches from a private, memory-capped DuckDB. Source totals are one GROUP BY over the landed rows
-(TOTALS_SQL). Object Storage objects are spooled to a temporary file first. `focus_unit` is the unit rule
-in Python (the SQL follows it; tests hold the two equal).
+Files are read by DuckDB SELECTs (each a `ScanPart` of a `shared.warehouse.scan.DuckScan`), one per run of
+up to PART_FILES consecutive files with the same header (DuckDB reads them in parallel; every CSV column as
+text, by its known header, without sniffing). The SELECT casts the columns (exact half-even NUMERIC), folds
+the tags into JSON, derives the unit, keeps the in-range rows and stops on a row breaking a rule (no usage
+start; an in-range row without a tenant or currency), naming the row's file. The embedded warehouse runs it
+inside its own INSERT; other warehouses stream it as Arrow batches from a private, memory-capped DuckDB.
+Source totals are one GROUP BY over the landed rows (TOTALS_SQL). Object Storage objects are spooled to a
+temporary file first. `focus_unit` is the unit rule in Python (the SQL follows it; tests hold the two equal).
 """
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import gzip
 import json
 import re
 import shutil
@@ -47,6 +50,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
@@ -325,7 +329,7 @@ def _tag_key(header: str) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------------
-# One report file as one SELECT
+# Report files as one SELECT
 # --------------------------------------------------------------------------------------------------
 _TRUE, _FALSE = ("true", "t", "yes", "y", "1"), ("false", "f", "no", "n", "0")
 
@@ -372,7 +376,7 @@ class _Plan:
         return f"trim({self.text(col)}, {sq.lit(_WS)})"
 
     def money(self, col: str) -> str:
-        return sq.money(self.trimmed(col), "VARCHAR")  # blanks and padded numbers, as pyarrow read them
+        return sq.money_text(f"NULLIF({self.trimmed(col)}, '')")  # blanks and padded numbers, as pyarrow read them
 
     def flag(self, col: str) -> str:
         s = f"lower({self.trimmed(col)})"
@@ -398,8 +402,7 @@ class _Plan:
             if not flat:
                 return {"tags": "CAST(NULL AS VARCHAR)"}, {}
             flat.sort()
-            # one escaping expression over the list of values, not one per column: planning it per file costs
-            # more than running it
+            # one escaping expression over the list of values, not one per column: a smaller SELECT to plan
             values = f"list_transform([{', '.join(v for _, v in flat)}], lambda v: {_json_str_sql('v')})"
             parts = [f"{sq.lit(json.dumps(k) + ':')} || _j[{i}]" for i, (k, _) in enumerate(flat, 1)]
             return {"tags": _let(values, "_j", f"NULLIF('{{' || concat_ws(',', {', '.join(parts)}) || '}}', '{{}}')")}, {}
@@ -430,7 +433,8 @@ class _Plan:
                for c in ("tenant_id", "currency")},
         }
 
-    def sql(self, src: str, start: dt.date, end: dt.date, out_schema: pa.Schema) -> str:
+    def sql(self, src: str, start: dt.date, end: dt.date, out_schema: pa.Schema, names: dict[str, str]) -> str:
+        """The SELECT over `src` (csv_files_sql of the files whose local path -> name are `names`)."""
         cols: dict[str, str] = {
             "usage_date": "CAST(_start AS DATE)",
             "interval_start": "_start",
@@ -456,16 +460,20 @@ class _Plan:
         typed_tags, final = self.tags()
         cols.update(typed_tags)
         typed = ",\n  ".join(f"{e} AS {sq.q(n)}" for n, e in cols.items())
-        final.update(pricing_unit=_unit_sql("billing_unit", "sku_unit_description"), source_file=sq.lit(self.fname))
+        final["pricing_unit"] = _unit_sql("billing_unit", "sku_unit_description")
         outer = ", ".join(f"{final[f.name]} AS {sq.q(f.name)}" if f.name in final else sq.q(f.name)
                           for f in out_schema)
-        rules = [(cond.removesuffix(" IS NULL"), msg) for msg, (cond, _) in self.guards().items()]
+        # a broken rule stops the read naming the row's file (see sq.guarded_where)
+        stop = {msg: f"error({sq.lit(sq.CHECK_MARK)} || _file || {sq.lit(': ' + msg)})" for msg in self.guards()}
+        rules = [f"WHEN {cond} THEN {stop[msg]}" for msg, (cond, _) in self.guards().items()]
         in_range = self.in_range("_start", start, end)
-        keep = f"CASE WHEN {in_range} THEN {sq.guarded_where(rules[1:], self.fname, 'true')} ELSE false END"
-        where = sq.guarded_where(rules[:1], self.fname, keep)  # rows without a start fail even out of range
+        # rows without a start fail even out of the range
+        where = f"CASE {rules[0]} WHEN {in_range} THEN CASE {' '.join(rules[1:])} ELSE true END ELSE false END"
         start_ts = sq.timestamp(self.ref(self.start_col), self.types[self.start_col])
-        return (f"SELECT {outer} FROM (SELECT {typed} FROM (SELECT *, {start_ts} AS _start FROM {src}) "
-                f"WHERE {where})")
+        file = (sq.lit(next(iter(names.values()))) if len(names) == 1 else
+                "CASE filename " + " ".join(f"WHEN {sq.lit(p)} THEN {sq.lit(n)}" for p, n in names.items()) + " END")
+        return (f"SELECT {outer} FROM (SELECT {typed}, _file AS source_file FROM (SELECT *, {start_ts} AS _start, "
+                f"{file} AS _file FROM {src}) WHERE {where})")
 
     # -- errors ----------------------------------------------------------------------------------------
     def explain(self, e: BaseException, f: DataFile, src: str, start: dt.date, end: dt.date) -> BaseException:
@@ -486,6 +494,11 @@ class _Plan:
         return f"TRY_CAST({self.text(self.start_col)} AS TIMESTAMPTZ)"
 
     def _bad_value(self, e: BaseException, f: DataFile, src: str, start: dt.date, end: dt.date) -> ExtractError:
+        return (self.find_bad_value(f, src, start, end)
+                or ExtractError(f"{f.name}: a value cannot be converted ({e})"))
+
+    def find_bad_value(self, f: DataFile, src: str, start: dt.date, end: dt.date) -> ExtractError | None:
+        """The first value of the file that cannot be cast, as the user's error (None: none found)."""
         in_range = self.in_range(self._start_src(), start, end)
         checks = [(self.start_col, "timestamp", self.text(self.start_col), "TRUE")]
         if self.end_col:
@@ -500,25 +513,58 @@ class _Plan:
                 detail = (f"Failed to parse string: '{row[0]}' as a scalar of type timestamp[us]" if kind == "timestamp"
                           else f"The string '{row[0]}' is not a valid decimal128 number")
                 return ExtractError(f"{f.name}: column {col} has a value that is not a {kind} ({detail})")
-        return ExtractError(f"{f.name}: a value cannot be converted ({e})")
-
-
-def _file_part(con, path: str, f: DataFile, ctx: ExtractContext, out_schema: pa.Schema) -> ScanPart | None:
-    """The SELECT yielding a file's in-range raw rows (None for an empty file)."""
-    if Path(path).stat().st_size == 0:
-        ctx.warn(f"{f.name} is empty")
         return None
-    columns = sq.describe_csv(path, f)
-    src = sq.csv_text_sql(path, f.fmt, len(columns))
+
+
+# Files per part: DuckDB reads a (gzip) CSV file with one thread, so a part of several files with the same
+# header keeps every core busy; more files only hold more spooled objects at once.
+PART_FILES = 8
+
+
+def _has_rows(path: str, fmt: str) -> bool:
+    """Whether the file holds a row below its header (a damaged file is left for the read to report)."""
+    opener = gzip.open if fmt == "csv.gz" else open
     try:
-        plan = _Plan(columns, f.name)
-    except ExtractError:
-        if _is_empty(con, path, f):  # a header without rows was never checked for its columns
-            ctx.warn(f"{f.name} is empty")
-            return None
-        raise
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
+            reader = csv.reader(fh)
+            next(reader, None)
+            return any(row for row in reader)
+    except sq.READ_ERRORS + (csv.Error,):
+        return True
+
+
+class _Member:
+    """A file of a part: its plan (messages name the file) and a reader of it alone (to probe it)."""
+
+    def __init__(self, f: DataFile, path: str, columns: list[tuple[str, str, str]]):
+        self.f, self.path, self.header = f, path, [c[0] for c in columns]
+        self.plan = _Plan(columns, f.name)
+        self.src = sq.csv_text_sql(path, f.fmt, len(columns))
+
+    def explain(self, e: BaseException, start: dt.date, end: dt.date) -> BaseException:
+        return self.plan.explain(e, self.f, self.src, start, end)
+
+
+def _part(members: list[_Member], ctx: ExtractContext, out_schema: pa.Schema) -> ScanPart:
+    """One SELECT over the members' files (same header, same format)."""
     start, end = ctx.start_date, ctx.end_date
-    return ScanPart(plan.sql(src, start, end, out_schema), lambda e: plan.explain(e, f, src, start, end))
+    first = members[0]
+    src = sq.csv_files_sql([m.path for m in members], first.f.fmt, len(first.header))
+    sql = first.plan.sql(src, start, end, out_schema, {m.path: m.f.name for m in members})
+
+    def explain(e: BaseException) -> BaseException:
+        msg = str(e)
+        for m in members:  # a broken rule names its file
+            if f"{sq.CHECK_MARK}{m.f.name}: " in msg:
+                return m.explain(e, start, end)
+        if isinstance(e, duckdb.ConversionException) or msg.startswith("Conversion Error"):
+            for m in members:
+                found = m.plan.find_bad_value(m.f, m.src, start, end)
+                if found is not None:
+                    return found
+        return next((m for m in members if m.path in msg), first).explain(e, start, end)
+
+    return ScanPart(sql, explain)
 
 
 # Source totals per (usage day, billing period, currency) of the landed rows, for reconciliation.
@@ -685,14 +731,6 @@ def _source(cred: dict):
     return ObjectStorageSource(cred)
 
 
-def _is_empty(con, path: str, f: DataFile) -> bool:
-    cur = con.cursor()  # its probe stops after one row: on `con` that would block the next part's query
-    try:
-        return sq.is_empty(cur, path, f)
-    finally:
-        cur.close()
-
-
 def _stream(ctx: ExtractContext, source, files: list[DataFile]) -> dict[str, Any]:
     """{oci_billing_raw: a DuckScan of the files, cloud_source_totals: its totals once it has been landed}."""
     from shared import schemas
@@ -703,15 +741,27 @@ def _stream(ctx: ExtractContext, source, files: list[DataFile]) -> dict[str, Any
 
     def parts(con) -> Iterator[ScanPart]:
         kept = 0
-        for f in files:
+        pending = list(files)
+        while pending:
             with ExitStack() as stack:
-                path = source.local_path(f, stack)
-                part = _file_part(con, path, f, ctx, raw_schema)
-                if part is not None:
-                    yield part
-                    kept += part.rows
-                    if not part.rows and _is_empty(con, path, f):
-                        ctx.warn(f"{f.name} is empty")
+                members: list[_Member] = []
+                while pending and len(members) < PART_FILES:
+                    f = pending[0]
+                    path = source.local_path(f, stack)
+                    if Path(path).stat().st_size == 0 or not _has_rows(path, f.fmt):
+                        ctx.warn(f"{f.name} is empty")  # its columns are not checked: it has none to read
+                        pending.pop(0)
+                        continue
+                    columns = sq.describe_csv(path, f)
+                    if members and ([c[0] for c in columns], f.fmt) != (members[0].header, members[0].f.fmt):
+                        break  # read with the next part (spooled again: headers rarely change)
+                    members.append(_Member(f, path, columns))
+                    pending.pop(0)
+                if not members:
+                    continue
+                part = _part(members, ctx, raw_schema)
+                yield part
+                kept += part.rows
         done.append(kept)
         ctx.log.info("read %s OCI report files, %s rows in range", len(files), kept)
 
@@ -729,8 +779,8 @@ def _stream(ctx: ExtractContext, source, files: list[DataFile]) -> dict[str, Any
 def extract(ctx: ExtractContext) -> dict[str, Any]:
     """Read the report objects that can hold usage of the run's range; return the in-range rows.
 
-    The rows are a DuckScan (one SELECT per file); cloud_source_totals is summed once they have been landed,
-    so the pipeline lists oci_billing_raw before cloud_source_totals.
+    The rows are a DuckScan (one SELECT per run of files with one header); cloud_source_totals is summed once
+    they have been landed, so the pipeline lists oci_billing_raw before cloud_source_totals.
     """
     source = _source(ctx.credential)
     files = source.files(ctx)
