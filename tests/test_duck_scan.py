@@ -127,3 +127,22 @@ def test_rerun_replaces_the_slice_natively(rt, acme):
     assert first == second
     rows = wh.query("SELECT x_run_id, COUNT(*) AS n FROM `acme_prod.aws_billing_raw` GROUP BY 1")
     assert rows == [{"x_run_id": "run_b", "n": first["aws_billing_raw"]}]
+
+
+def test_a_file_without_rows_in_range_is_followed_by_the_next_file_on_both_paths(rt, acme, tmp_path):
+    """After a part that yielded nothing, the scan's connection must be free for the next file: the Arrow
+    path checks emptiness on the connection that just streamed the part."""
+    sample = SAMPLE_DIR / "sample-anonymous-aws-export-dataset.csv"
+    header = sample.read_text().splitlines()[0]
+    (tmp_path / "a_header_only.csv").write_text(header + "\n")
+    (tmp_path / "b_sample.csv").write_bytes(sample.read_bytes())
+    (tmp_path / "c_sample_again.csv").write_bytes(sample.read_bytes())
+    # a range with no sample rows first: every part yields nothing
+    ctx = _ctx(tmp_path, dt.date(2023, 12, 1), dt.date(2023, 12, 31))
+    assert list(aws.extract(ctx)["aws_billing_raw"]) == []
+    assert any("a_header_only.csv is empty" in w for w in ctx.warnings)
+    assert not any("b_sample.csv" in w for w in ctx.warnings)
+
+    arrow_raw, _ = _arrow_path(tmp_path, *NOV)
+    native_raw, _, counts = _native_path(rt.warehouse, tmp_path, *NOV)
+    assert arrow_raw.num_rows == native_raw.num_rows == counts["aws_billing_raw"] == 2 * 1281

@@ -31,7 +31,6 @@ import datetime as dt
 import json
 import re
 import tempfile
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -57,7 +56,7 @@ from jobs.cloud.common import (
 from jobs.cloud.common import (
     month_overlaps as _month_overlaps,
 )
-from shared.warehouse.scan import DuckScan, ScanPart
+from shared.warehouse.scan import ScanPart
 
 RAW_TABLE = "aws_billing_raw"
 TOTALS_TABLE = "cloud_source_totals"
@@ -485,34 +484,9 @@ def _stream(ctx: ExtractContext, source, files: list[DataFile]) -> dict[str, Any
     from shared import schemas
 
     raw_schema = schemas.get(RAW_TABLE).arrow_schema(include_lineage=False)
-    totals_schema = schemas.get(TOTALS_TABLE).arrow_schema(include_lineage=False)
-    totals = SourceTotals(PROVIDER)
-    stats: dict[str, Any] = {"files": 0, "rows_kept": 0, "done": False}
-
-    def parts(con):
-        for f in files:
-            stats["files"] += 1
-            with ExitStack() as stack:
-                path = source.local_path(f, stack)
-                part = _file_part(con, path, f, ctx, raw_schema)
-                if part is None:
-                    continue
-                yield part
-                stats["rows_kept"] += part.rows
-                if part.rows == 0 and sq.is_empty(con, path, f):
-                    ctx.warn(f"{f.name} is empty")
-        stats["done"] = True
-        ctx.log.info("read %s CUR files, %s rows in range", stats["files"], stats["rows_kept"])
-
-    def total_batches():
-        if not stats["done"]:
-            raise ExtractError(f"{TOTALS_TABLE} was read before {RAW_TABLE} finished: list {RAW_TABLE} first "
-                               "in the pipeline's raw_tables")
-        yield from totals.batches(totals_schema)
-
-    scan = DuckScan(parts, sq.connect, summary=(TOTALS_SQL, totals.add_rows), schema=raw_schema, batch_rows=READ_BATCH_ROWS,
-                    prefetch=PREFETCH_BATCHES)
-    return {RAW_TABLE: scan, TOTALS_TABLE: total_batches()}
+    return sq.file_scan(ctx, source, files, lambda con, path, f: _file_part(con, path, f, ctx, raw_schema),
+                        RAW_TABLE, SourceTotals(PROVIDER), TOTALS_SQL, what="CUR", batch_rows=READ_BATCH_ROWS,
+                        prefetch=PREFETCH_BATCHES)
 
 
 # --------------------------------------------------------------------------------------------------

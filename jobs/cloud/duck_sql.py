@@ -149,7 +149,8 @@ def is_empty(con, path: str, f: DataFile) -> bool:
     if Path(path).stat().st_size == 0:
         return False
     try:
-        return con.execute(f"SELECT 1 FROM {source_sql(path, f.fmt)} LIMIT 1").fetchone() is None
+        # fetchall: a half-read result would block the connection's next query
+        return not con.execute(f"SELECT 1 FROM {source_sql(path, f.fmt)} LIMIT 1").fetchall()
     except Exception:  # noqa: BLE001
         return False
 

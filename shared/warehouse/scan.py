@@ -96,6 +96,7 @@ class DuckScan:
             parts = self.parts(con)
             try:
                 for part in parts:
+                    reader = None
                     try:
                         reader = con.sql(part.sql).to_arrow_reader(self.batch_rows)
                         for batch in reader:
@@ -108,6 +109,10 @@ class DuckScan:
                                        else batch)
                     except Exception as e:  # noqa: BLE001 - explained, then raised
                         raise part.explain(e) from None
+                    finally:
+                        if reader is not None:
+                            # finish the result before the parts generator resumes and queries `con` itself
+                            reader.close()
             finally:
                 parts.close()
         finally:
