@@ -9,7 +9,7 @@ import datetime as dt
 import gzip
 import io
 import json
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 import pyarrow as pa
@@ -80,8 +80,8 @@ def _same_on_both_paths(wh, folder: Path, start, end):
 
 
 def money9(text: str) -> Decimal:
-    """NUMERIC as the pyarrow extractor cast text: digits past the 15th decimal dropped, then half-even."""
-    return Decimal(text.strip()).quantize(Decimal("1e-15"), ROUND_DOWN).quantize(Decimal("1e-9"), ROUND_HALF_EVEN)
+    """NUMERIC: the text rounded half to even on all of its digits."""
+    return Decimal(text.strip()).quantize(Decimal("1e-9"), ROUND_HALF_EVEN)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -146,3 +146,33 @@ def test_a_file_without_rows_in_range_is_followed_by_the_next_file_on_both_paths
     arrow_raw, _ = _arrow_path(tmp_path, *NOV)
     native_raw, _, counts = _native_path(rt.warehouse, tmp_path, *NOV)
     assert arrow_raw.num_rows == native_raw.num_rows == counts["aws_billing_raw"] == 2 * 1281
+
+
+def test_round9_matches_python_decimal_half_even_on_every_digit():
+    """NUMERIC casts of text and floats: DuckDB's result must be Decimal(text).quantize(1e-9, half even)."""
+    import random
+    from decimal import ROUND_HALF_EVEN
+
+    from jobs.cloud import duck_sql as sq
+
+    rnd = random.Random(11)
+    texts = ["0.0000000005", "-0.0000000005", "0.0000000015", "0.000000000500000001", "2.5e-9", "-3.5E-9",
+             "123456789012.0000000005", "999999999.9999999995", "1000000000.0000000005", "7", "-0.1",
+             "0.000000000499999999999999999"]
+    for _ in range(3000):
+        digits = rnd.randint(0, 20)
+        whole = rnd.choice(["0", str(rnd.randint(0, 10**rnd.randint(1, 12)))])
+        frac = "".join(rnd.choice("0123456789") for _ in range(digits))
+        if digits >= 10 and rnd.random() < 0.5:  # force a tie at the 10th decimal
+            frac = frac[:9] + "5" + ("0" * (digits - 10) if rnd.random() < 0.5 else frac[10:])
+        texts.append(("-" if rnd.random() < 0.3 else "") + whole + ("." + frac if frac else ""))
+    floats = [rnd.uniform(-1e6, 1e6) * 10 ** -rnd.randint(0, 12) for _ in range(2000)]
+    con = sq.connect()
+    try:
+        got = con.execute(f"SELECT {sq.round9('t')} FROM unnest(?) AS u(t)", [texts]).fetchall()
+        got_f = con.execute(f"SELECT {sq.money('x', 'DOUBLE')} FROM unnest(?) AS u(x)", [floats]).fetchall()
+    finally:
+        con.close()
+    q = Decimal("1e-9")
+    assert [r[0] for r in got] == [Decimal(t).quantize(q, ROUND_HALF_EVEN) for t in texts]
+    assert [r[0] for r in got_f] == [Decimal(repr(x)).quantize(q, ROUND_HALF_EVEN) for x in floats]

@@ -354,12 +354,18 @@ def run_case(c: Case, work: Path, fc_cli: Path | None, log, fc_missing: str = "n
     src = case_dir / "src"
     src.mkdir(parents=True)
     t0 = time.perf_counter()
-    files = c.shape.generate(c.rows, src)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    py = sys.executable
+    # Generated in a child: the generators' DuckDB would grow this process, and Linux counts the parent's RSS
+    # at spawn time into every later child's ru_maxrss, which would then misreport their peaks.
+    gen = subprocess.run([py, "-m", "tools.bench", "_generate", c.shape.name, str(c.rows), str(src)],
+                         capture_output=True, text=True, env=env, cwd=str(ROOT), check=False)
+    if gen.returncode != 0:
+        raise RuntimeError(f"generating {c.name} failed: {(gen.stderr.strip().splitlines() or ['?'])[-1]}")
+    files = [Path(x) for x in json.loads(gen.stdout.strip().splitlines()[-1])]
     c.input_mb = sum(f.stat().st_size for f in files) / 1e6
     log(f"[{c.name}] generated {c.rows:,} rows, {c.input_mb:,.0f} MB in {len(files)} file(s) "
         f"in {time.perf_counter() - t0:.1f} s")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    py = sys.executable
     c.floor = measure([py, "-m", "tools.bench", "_floor", str(case_dir / "floor.parquet"), c.fmt,
                        *map(str, files)], env=env, cwd=str(ROOT))
     log(f"[{c.name}] floor: {c.floor.out.get('total_s', c.floor.wall_s):.2f} s, {c.floor.maxrss_mib:.0f} MiB "
@@ -494,6 +500,10 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:  # noqa: BLE001
             print(json.dumps({"ok": False, "error": f"{type(e).__name__}: {e}"}))
             return 1
+        return 0
+    if argv and argv[0] == "_generate":
+        shape = next(x for shapes in SHAPES.values() for x in shapes if x.name == argv[1])
+        print(json.dumps([str(f) for f in shape.generate(int(argv[2]), Path(argv[3]))]))
         return 0
     if argv and argv[0] == "_floor":
         print(json.dumps(_floor(argv[1], argv[2], *argv[3:])))

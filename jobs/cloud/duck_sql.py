@@ -63,14 +63,18 @@ def text(ref: str, typ: str) -> str:
 
 
 def round9(text_expr: str) -> str:
-    """Decimal text as DECIMAL(38, 9), rounded half to even (digits past the 15th decimal ignored), as the
-    pyarrow extractors always have, so that totals do not move.
+    """Decimal text as DECIMAL(38, 9), rounded half to even on all of its digits (Python's
+    Decimal(text).quantize), so that totals match the sources to the last digit.
 
-    DuckDB's cast rounds half away from zero; the two differ only when the 10th decimal is a 5 (or the
-    text has an exponent), so only those values take the slower exact path."""
-    exact = f"CAST(round_even(CAST({text_expr} AS DECIMAL(38, 15)), 9) AS {MONEY})"
-    return (f"CASE WHEN {text_expr} LIKE '%._________5%' OR contains({text_expr}, 'e') "
-            f"OR contains({text_expr}, 'E') THEN {exact} ELSE CAST({text_expr} AS {MONEY}) END")
+    DuckDB's casts round half away from zero; the two differ only when the 10th decimal is a 5 (or the text
+    has an exponent), so only those values take the exact path (up to 27 decimals below 1e11; beyond that,
+    digits past the 15th decimal are ignored). The others are parsed as DECIMAL(18, 9) when they fit:
+    DuckDB parses text into a 38-digit DECIMAL about 100x slower."""
+    tie = f"{text_expr} LIKE '%._________5%' OR contains({text_expr}, 'e') OR contains({text_expr}, 'E')"
+    exact = (f"COALESCE(CAST(round_even(TRY_CAST({text_expr} AS DECIMAL(38, 27)), 9) AS {MONEY}), "
+             f"CAST(round_even(CAST({text_expr} AS DECIMAL(38, 15)), 9) AS {MONEY}))")
+    fast = f"COALESCE(CAST(TRY_CAST({text_expr} AS DECIMAL(18, 9)) AS {MONEY}), CAST({text_expr} AS {MONEY}))"
+    return f"CASE WHEN {tie} THEN {exact} ELSE {fast} END"
 
 
 def money(ref: str, typ: str) -> str:
@@ -214,18 +218,6 @@ def json_ascii(json_expr: str) -> str:
             f"ELSE {json_expr} END")
 
 
-def money_exact(ref: str, typ: str) -> str:
-    """NUMERIC like `money`, but a float's shortest text is rounded half to even on all of its digits
-    (Python's Decimal(repr(x)).quantize), not only the first 15 decimals. A double's shortest text has at
-    most 17 significant digits, so below 1e11 DECIMAL(38, 27) holds it exactly, and above 1e8 it has no
-    digit past the 9th decimal to round."""
-    if typ not in ("DOUBLE", "FLOAT", "REAL"):
-        return money(ref, typ)
-    t = f"CAST({ref} AS VARCHAR)"
-    return (f"CASE WHEN abs({ref}) < 1e11 AND ({t} LIKE '%._________5%' OR contains({t}, 'e')) "
-            f"THEN CAST(round_even(CAST({t} AS DECIMAL(38, 27)), 9) AS {MONEY}) ELSE {money(ref, typ)} END")
-
-
 def csv_text_sql(path: str, fmt: str, columns: int) -> str:
     """DuckDB's reader for a local CSV / gzip CSV whose header has been read (`describe_csv`): every column as
     text, named c0, c1, ... by position. Nothing is sniffed: on files of a few MB, sniffing costs as much as
@@ -307,12 +299,3 @@ def csv_files_sql(paths: list[str], fmt: str, columns: int) -> str:
     one = csv_text_sql(paths[0], fmt, columns)
     listed = "[" + ", ".join(lit(p) for p in paths) + "]"
     return one.replace(lit(paths[0]), listed, 1).replace("header = true", "header = true, filename = true", 1)
-
-
-def money_text(text_expr: str) -> str:
-    """`round9` of decimal text, values below 10^9 parsed as DECIMAL(18, 9) first: DuckDB parses text into
-    a 38-digit DECIMAL about 100x slower (4 us a value with OCI's 18 decimals). Same result: both casts
-    round half away from zero, and values whose rounding differs take round9's exact path."""
-    exact = f"{text_expr} LIKE '%._________5%' OR contains({text_expr}, 'e') OR contains({text_expr}, 'E')"
-    return (f"COALESCE(CASE WHEN NOT ({exact}) THEN CAST(TRY_CAST({text_expr} AS DECIMAL(18, 9)) AS {MONEY}) END, "
-            f"{round9(text_expr)})")

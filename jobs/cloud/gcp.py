@@ -241,7 +241,7 @@ class _Plan:
             if typ == "DECIMAL":
                 shown = f"'Decimal(''' || {shown} || ''')'"
         msg = sq.lit(f"{sq.CHECK_MARK}{self.fname}: {what} has a value that is not a number: ")
-        exact = sq.money_exact(ref, typ) if typ != "VARCHAR" else sq.round9(ref)
+        exact = sq.money(ref, typ) if typ != "VARCHAR" else sq.round9(ref)
         return f"CASE WHEN {bad} THEN error({msg} || {shown}) ELSE {exact} END"
 
     def column(self, kind: str, path: str) -> str:

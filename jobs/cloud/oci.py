@@ -376,7 +376,7 @@ class _Plan:
         return f"trim({self.text(col)}, {sq.lit(_WS)})"
 
     def money(self, col: str) -> str:
-        return sq.money_text(f"NULLIF({self.trimmed(col)}, '')")  # blanks and padded numbers, as pyarrow read them
+        return sq.round9(f"NULLIF({self.trimmed(col)}, '')")  # blanks and padded numbers, as pyarrow read them
 
     def flag(self, col: str) -> str:
         s = f"lower({self.trimmed(col)})"
