@@ -448,6 +448,31 @@ def test_conformance_13_whitelist_ignores_the_dataset_prefix():
     assert len(r.whitelisted) == 2
 
 
+def test_conformance_or_composite_is_explained_through_the_models_dependencies(tmp_path):
+    """An OR composite names its children `model_rule_reference#N`: they are resolved from the model."""
+    from tools import conformance as c
+
+    text = ("Total: 10 | Pass: 6 | Fail: 4 | Skipped: 0\n"
+            "❌ InvoiceId-C-000-O: FAIL  (violations=0, msg=InvoiceId-C-000-O: AND failed - failed child rules: "
+            "[InvoiceId-C-003-C])\n"
+            "❌ InvoiceId-C-003-C: FAIL  (violations=0, msg=InvoiceId-C-003-C: OR failed - all child rules failed: "
+            "[model_rule_reference#1, model_rule_reference#2])\n"
+            "❌ InvoiceId-C-004-C: FAIL  (violations=2, msg=x)\n"
+            "❌ InvoiceId-C-005-C: FAIL  (violations=3, msg=x)\n")
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "model-1.2.0.1.json").write_text(json.dumps({"ModelRules": {
+        "InvoiceId-C-003-C": {"ValidationCriteria": {"Dependencies": ["InvoiceId-C-004-C", "InvoiceId-C-005-C"]}},
+        "InvoiceId-C-004-C": {"ValidationCriteria": {"Dependencies": []}}}}))
+    deps = c.model_dependencies(tmp_path, "1.2", rules)
+    assert deps["InvoiceId-C-003-C"] == ["InvoiceId-C-004-C", "InvoiceId-C-005-C"]
+    r = c.classify(c.parse_output(text, c.RunResult("FOCUS 1.2")), c.WHITELIST["1.2"], deps)
+    assert r.unexpected == [] and len(r.whitelisted) == 4
+    # without the model the composite stays unexplained
+    assert c.classify(c.parse_output(text, c.RunResult("FOCUS 1.2")), c.WHITELIST["1.2"]).unexpected == [
+        "InvoiceId-C-000-O", "InvoiceId-C-003-C"]
+
+
 def test_conformance_criteria_are_the_claimed_subset_of_the_model(tmp_path):
     from tools import conformance as c
 

@@ -761,7 +761,8 @@ def assert_gcp_values(out: dict[str, dict]) -> None:
                                       "app": "Compute Engine"}
     assert (vm["InvoiceIssuerName"], vm["ServiceProviderName"], vm["HostProviderName"]) == ("Google Cloud",) * 3
     assert (vm["ChargeFrequency"], vm["ResourceType"], vm["SubAccountType"]) == ("Usage-Based", "instances", "Project")
-    assert vm["SkuMeter"] is None and vm["BillingAccountName"] == vm["BillingAccountId"]
+    # no SkuMeter in GCP's export: its ChargeDescription (the SKU's description) stands in, as FOCUS asks for one
+    assert vm["SkuMeter"] == vm["ChargeDescription"] and vm["BillingAccountName"] == vm["BillingAccountId"]
     assert (out[day_of("storage", feb1)]["ServiceCategory"], out[day_of("purchase", feb1)]["ServiceSubcategory"]) == \
         ("Storage", "Relational Databases")
     mkt = out[day_of("marketplace", feb1)]

@@ -92,7 +92,7 @@ WHITELIST: dict[str, dict[str, str]] = {
 _TOTAL = re.compile(r"Total:\s*(\d+)\s*\|\s*Pass:\s*(\d+)\s*\|\s*Fail:\s*(\d+)\s*\|\s*Skipped:\s*(\d+)")
 _FAIL = re.compile(r"^\S*\s*(?P<rule>[A-Za-z][\w.-]*):\s+FAIL\b\s*(?:\((?P<detail>.*)\))?\s*$")
 _VIOLATIONS = re.compile(r"violations=(\d+)")
-_CHILDREN = re.compile(r"failed child rules:\s*\[([^\]]*)\]")
+_CHILDREN = re.compile(r"(?:failed child rules|all child rules failed):\s*\[([^\]]*)\]")
 
 
 def _say(msg: str = "") -> None:
@@ -298,7 +298,24 @@ def parse_output(text: str, result: RunResult) -> RunResult:
     return result
 
 
-def classify(result: RunResult, whitelist: dict[str, str]) -> RunResult:
+def model_dependencies(venv: Path, version: str, rules_dir: Path | None) -> dict[str, list[str]]:
+    """Rule id -> the rules a composite depends on, from the model JSON the validator runs: an OR composite
+    reports its children as `model_rule_reference#N`, not by id."""
+    dirs = [rules_dir] if rules_dir else list(venv.glob("lib/python*/site-packages/focus_validator/rules"))
+    for d in dirs:
+        for f in sorted(d.glob(f"model-{version}*.json")):
+            try:
+                doc = json.loads(f.read_text())
+            except (OSError, ValueError):
+                continue
+            rules = doc.get("ModelRules", doc) if isinstance(doc, dict) else {}
+            if isinstance(rules, dict):
+                return {k: list(v.get("Dependencies") or (v.get("ValidationCriteria") or {}).get("Dependencies") or [])
+                        for k, v in rules.items() if isinstance(v, dict)}
+    return {}
+
+
+def classify(result: RunResult, whitelist: dict[str, str], dependencies: dict[str, list[str]] | None = None) -> RunResult:
     """Split failures into whitelisted (known defects, or composites failing only through them) and unexpected."""
     explained = {r for r in result.failures if _norm(r) in whitelist}
     changed = True
@@ -310,6 +327,8 @@ def classify(result: RunResult, whitelist: dict[str, str]) -> RunResult:
             children = _CHILDREN.search(detail)
             if children:
                 kids = [k.strip() for k in children.group(1).split(",") if k.strip()]
+                if any(k.startswith("model_rule_reference") for k in kids):
+                    kids = (dependencies or {}).get(_norm(rule), [])
                 if kids and all(k in explained for k in kids):
                     explained.add(rule)
                     changed = True
@@ -341,7 +360,7 @@ def run_validator(label: str, venv: Path, work: Path, env: dict[str, str], parqu
     if proc.returncode != 0 or not result.ran:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
         result.error = f"focus-validator exited {proc.returncode} without a result:\n{tail}"
-    return classify(result, WHITELIST.get(version, {}))
+    return classify(result, WHITELIST.get(version, {}), model_dependencies(venv, version, rules_dir))
 
 
 def run_gate(parquet: Path) -> bool:

@@ -133,7 +133,7 @@ COLUMN_MAP: dict[str, tuple[str, tuple[str, ...]]] = {
     "service_key": (STRING, ("x_ServiceCode", "x_SkuMeterCategory")),
     "sku_id": (STRING, ("SkuId",)),
     "sku_price_id": (STRING, ("SkuPriceId",)),
-    "sku_meter": (STRING, ("SkuMeter", "x_UsageType")),
+    "sku_meter": (STRING, ("SkuMeter", "x_UsageType", "x_SkuMeterName")),
     "sku_price_details": (JSON_OBJECT, ("SkuPriceDetails",)),
 }
 # Every FOCUS version since 1.0-preview has these (under one of their names): without them a row has no

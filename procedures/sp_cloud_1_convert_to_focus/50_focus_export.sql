@@ -24,6 +24,8 @@
 --   (Spend: the billing currency; Usage: PricingUnit) on Usage/Purchase rows with a commitment.
 -- * PricingQuantity/Unit: required on Usage/Purchase rows (ConsumedQuantity, else 0, in 'Units' when the export
 --   has no unit); NULL on Tax. SkuId/SkuPriceId NULL on Tax; SkuMeter and SkuPriceDetails only with their ids.
+--   SkuMeter SHOULD be set with a SkuId: exports without one (GCP; Azure reads x_SkuMeterName) take the
+--   ChargeDescription, which in those exports is the SKU's description (GCP's own export calls it the meter).
 -- * ServiceCategory/ServiceSubcategory: the export's pair when it is a FOCUS 1.3 pair (service_*_valid, checked
 --   by the extractor against shared/focus.py); a valid category with an invalid subcategory keeps the category
 --   and takes the mapped subcategory of that category, else 'Other (<category>)'; otherwise
@@ -214,7 +216,7 @@ SELECT availability_zone, billed_cost, billing_account_id, COALESCE(billing_acco
          ELSE COALESCE(mapped_subcategory, 'Other (Other)')
        END,
        IF(category = 'Tax', NULL, sku_id),
-       IF(category = 'Tax' OR sku_id IS NULL, NULL, sku_meter),
+       IF(category = 'Tax' OR sku_id IS NULL, NULL, COALESCE(sku_meter, charge_description)),
        IF(category = 'Tax' OR sku_price_id IS NULL, NULL, PARSE_JSON(sku_price_details)),
        IF(category = 'Tax', NULL, sku_price_id),
        sub_account_id, IF(sub_account_id IS NULL, NULL, COALESCE(sub_account_name, sub_account_id)),
