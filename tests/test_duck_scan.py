@@ -176,3 +176,22 @@ def test_round9_matches_python_decimal_half_even_on_every_digit():
     q = Decimal("1e-9")
     assert [r[0] for r in got] == [Decimal(t).quantize(q, ROUND_HALF_EVEN) for t in texts]
     assert [r[0] for r in got_f] == [Decimal(repr(x)).quantize(q, ROUND_HALF_EVEN) for x in floats]
+
+
+def test_the_arrow_readers_money_cast_is_the_same_exact_cast():
+    """jobs.cloud.common.money (the FOCUS-export reader's Arrow path) rounds exactly like duck_sql.round9,
+    in row order."""
+    from decimal import ROUND_HALF_EVEN
+
+    from jobs.cloud.common import money
+
+    texts = ["0.000000000500000001", "0.0000000005", " 2.675 ", "", None, "-1e-9", "123.4567890125"] * 3
+    got = money(pa.array(texts), "BilledCost", "f.csv").to_pylist()
+    want = [None if t in (None, "") else Decimal(t.strip()).quantize(Decimal("1e-9"), ROUND_HALF_EVEN)
+            for t in texts]
+    assert got == want
+    floats = [0.1, 2.675, 5.000001e-10, -3.5e-9]
+    assert money(pa.array(floats), "c", "f").to_pylist() == [
+        Decimal(repr(x)).quantize(Decimal("1e-9"), ROUND_HALF_EVEN) for x in floats]
+    with pytest.raises(ExtractError, match="f.csv: column BilledCost has a value that is not a number"):
+        money(pa.array(["1.5", "twelve"]), "BilledCost", "f.csv")

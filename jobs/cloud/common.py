@@ -40,7 +40,6 @@ TOTALS_TABLE = "cloud_source_totals"
 BATCH_ROWS = 50_000
 CSV_BLOCK_BYTES = 4 << 20
 MONEY_TYPE = pa.decimal128(38, 9)  # NUMERIC
-WIDE_DECIMAL = pa.decimal128(38, 15)
 TS = pa.timestamp("us", tz="UTC")
 
 # Errors that mean the bytes of a file are damaged (truncated gzip, broken CSV quoting, bad Parquet, ...).
@@ -192,18 +191,28 @@ def blank_to_null(arr: pa.Array) -> pa.Array:
 
 
 def money(arr: pa.Array, col: str, fname: str) -> pa.Array:
-    """A numeric column as NUMERIC (decimal 38,9); text goes through exact decimal parsing."""
+    """A numeric column as NUMERIC (decimal 38,9), rounded half to even on every digit: text (and floats,
+    through their shortest text: no binary noise) goes through the same SQL cast as the DuckDB extractors
+    (jobs.cloud.duck_sql.round9), so every path rounds a value the same way."""
     if pa.types.is_decimal(arr.type):
-        return pc.round(arr, 9).cast(MONEY_TYPE)
+        return pc.round(arr, 9, round_mode="half_to_even").cast(MONEY_TYPE)
     if pa.types.is_integer(arr.type):
         return arr.cast(MONEY_TYPE)
-    text = pc.utf8_trim_whitespace(as_string(arr))  # floats go through their shortest text: no binary noise
+    import duckdb
+
+    from jobs.cloud import duck_sql
+
+    text = pc.utf8_trim_whitespace(as_string(arr))
     text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    con = duckdb.connect()  # not duck_sql.connect(): that one may reorder rows, and these must stay aligned
     try:
-        wide = pc.cast(text, options=pc.CastOptions(WIDE_DECIMAL, allow_decimal_truncate=True))
-    except pa.ArrowInvalid as e:
+        con.register("money_in", pa.table({"t": text}))
+        out = con.sql(f"SELECT {duck_sql.round9('t')} AS v FROM money_in").to_arrow_table().column("v")
+    except duckdb.Error as e:
         raise ExtractError(f"{fname}: column {col} has a value that is not a number ({e})") from None
-    return pc.round(wide, 9).cast(MONEY_TYPE)
+    finally:
+        con.close()
+    return out.combine_chunks().cast(MONEY_TYPE) if out.num_chunks else pa.array([], MONEY_TYPE)
 
 
 def timestamp(arr: pa.Array, col: str, fname: str) -> pa.Array:
