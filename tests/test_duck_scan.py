@@ -129,9 +129,24 @@ def test_rerun_replaces_the_slice_natively(rt, acme):
     assert rows == [{"x_run_id": "run_b", "n": first["aws_billing_raw"]}]
 
 
+def test_is_empty_leaves_the_connection_free_for_the_next_part(tmp_path):
+    """The parts loop asks is_empty on the connection that reads the next file: a half-read result would
+    make that read fail (DuckDB: "connection has an unfinished result")."""
+    from jobs.cloud import duck_sql as sq
+    from jobs.cloud.common import DataFile
+
+    sample = SAMPLE_DIR / "sample-anonymous-aws-export-dataset.csv"
+    con = sq.connect()
+    try:
+        assert sq.is_empty(con, str(sample), DataFile(str(sample), "csv")) is False
+        assert con.sql("SELECT 42").fetchall() == [(42,)]
+    finally:
+        con.close()
+
+
 def test_a_file_without_rows_in_range_is_followed_by_the_next_file_on_both_paths(rt, acme, tmp_path):
-    """After a part that yielded nothing, the scan's connection must be free for the next file: the Arrow
-    path checks emptiness on the connection that just streamed the part."""
+    """A header-only file is reported empty, a file with rows outside the range is not, and the files after
+    them are still read, on both landing paths."""
     sample = SAMPLE_DIR / "sample-anonymous-aws-export-dataset.csv"
     header = sample.read_text().splitlines()[0]
     (tmp_path / "a_header_only.csv").write_text(header + "\n")
@@ -195,3 +210,10 @@ def test_the_arrow_readers_money_cast_is_the_same_exact_cast():
         Decimal(repr(x)).quantize(Decimal("1e-9"), ROUND_HALF_EVEN) for x in floats]
     with pytest.raises(ExtractError, match="f.csv: column BilledCost has a value that is not a number"):
         money(pa.array(["1.5", "twelve"]), "BilledCost", "f.csv")
+
+
+def test_totals_read_before_the_raw_rows_is_an_error_naming_the_order():
+    """A pipeline listing cloud_source_totals before the raw table would land empty totals: refused."""
+    out = aws.extract(_ctx(SAMPLE_DIR, *NOV))
+    with pytest.raises(ExtractError, match="list aws_billing_raw first in the pipeline's raw_tables"):
+        list(out["cloud_source_totals"])

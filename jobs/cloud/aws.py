@@ -56,10 +56,10 @@ from jobs.cloud.common import (
 from jobs.cloud.common import (
     month_overlaps as _month_overlaps,
 )
+from shared import schemas
 from shared.warehouse.scan import ScanPart
 
 RAW_TABLE = "aws_billing_raw"
-TOTALS_TABLE = "cloud_source_totals"
 PROVIDER = "aws"
 
 # raw column -> (kind, source names in priority order, normalised to snake_case)
@@ -481,8 +481,6 @@ TOTALS_SQL = ("SELECT usage_date, billing_period_start, currency, COUNT(*), SUM(
 
 
 def _stream(ctx: ExtractContext, source, files: list[DataFile]) -> dict[str, Any]:
-    from shared import schemas
-
     raw_schema = schemas.get(RAW_TABLE).arrow_schema(include_lineage=False)
     return sq.file_scan(ctx, source, files, lambda con, path, f: _file_part(con, path, f, ctx, raw_schema),
                         RAW_TABLE, SourceTotals(PROVIDER), TOTALS_SQL, what="CUR", batch_rows=READ_BATCH_ROWS,

@@ -336,6 +336,17 @@ class SourceTotals:
             yield pa.RecordBatch.from_pylist(rows, schema=schema)
 
 
+def totals_after(totals: SourceTotals, raw_table: str, finished: Callable[[], bool]) -> Iterator[pa.RecordBatch]:
+    """cloud_source_totals as batches, once every raw row they sum has been read: the totals are built while
+    the raw rows stream, so the pipeline must list raw_table before cloud_source_totals in raw_tables."""
+    from shared import schemas
+
+    if not finished():
+        raise ExtractError(f"{TOTALS_TABLE} was read before {raw_table} finished: list {raw_table} first "
+                           "in the pipeline's raw_tables")
+    yield from totals.batches(schemas.get(TOTALS_TABLE).arrow_schema(include_lineage=False))
+
+
 def stream_raw(ctx: ExtractContext, source, files: list[DataFile], raw_table: str,
                make_mapper: Callable[[list[str], str, pa.Schema], Any], totals: SourceTotals,
                what: str = "billing") -> dict[str, Iterator[pa.RecordBatch]]:
@@ -348,7 +359,6 @@ def stream_raw(ctx: ExtractContext, source, files: list[DataFile], raw_table: st
     from shared import schemas
 
     raw_schema = schemas.get(raw_table).arrow_schema(include_lineage=False)
-    totals_schema = schemas.get(TOTALS_TABLE).arrow_schema(include_lineage=False)
     stats: dict[str, Any] = {"files": 0, "rows_read": 0, "rows_kept": 0, "done": False}
 
     def raw_batches() -> Iterator[pa.RecordBatch]:
@@ -377,13 +387,7 @@ def stream_raw(ctx: ExtractContext, source, files: list[DataFile], raw_table: st
         ctx.log.info("read %s %s files, %s rows, %s in range", stats["files"], what, stats["rows_read"],
                      stats["rows_kept"])
 
-    def total_batches() -> Iterator[pa.RecordBatch]:
-        if not stats["done"]:
-            raise ExtractError(f"{TOTALS_TABLE} was read before {raw_table} finished: list {raw_table} first "
-                               "in the pipeline's raw_tables")
-        yield from totals.batches(totals_schema)
-
-    return {raw_table: raw_batches(), TOTALS_TABLE: total_batches()}
+    return {raw_table: raw_batches(), TOTALS_TABLE: totals_after(totals, raw_table, lambda: stats["done"])}
 
 
 def resolve_listed_file(root: Path, name: str, manifest: Path) -> Path:

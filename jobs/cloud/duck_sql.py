@@ -13,13 +13,16 @@ import os
 import tempfile
 import zlib
 from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
 from jobs.base import ExtractError
-from jobs.cloud.common import DataFile, corrupted
+from jobs.cloud.common import TOTALS_TABLE, DataFile, corrupted, totals_after
+from shared import schemas
+from shared.warehouse.scan import DuckScan
 
 READER_MEMORY = "128MB"  # the private connection used when another warehouse takes Arrow batches
 READER_THREADS = 2
@@ -246,12 +249,6 @@ def file_scan(ctx, source, files: list[DataFile], part_of: Callable, raw_table: 
     f)` returns its ScanPart, or None when there is nothing to read (having warned). A file that yields no
     row and has none is reported empty. The totals exist once the scan has been consumed, so the pipeline
     lists raw_table first."""
-    from contextlib import ExitStack
-
-    from jobs.cloud.common import TOTALS_TABLE
-    from shared import schemas
-    from shared.warehouse.scan import DuckScan
-
     stats = {"files": 0, "rows": 0, "done": False}
 
     def parts(con):
@@ -269,16 +266,10 @@ def file_scan(ctx, source, files: list[DataFile], part_of: Callable, raw_table: 
         stats["done"] = True
         ctx.log.info("read %s %s files, %s rows in range", stats["files"], what, stats["rows"])
 
-    def total_batches():
-        if not stats["done"]:
-            raise ExtractError(f"{TOTALS_TABLE} was read before {raw_table} finished: list {raw_table} first "
-                               "in the pipeline's raw_tables")
-        yield from totals.batches(schemas.get(TOTALS_TABLE).arrow_schema(include_lineage=False))
-
     scan = DuckScan(parts, connect, summary=(totals_sql, totals.add_rows),
                     schema=schemas.get(raw_table).arrow_schema(include_lineage=False), batch_rows=batch_rows,
                     prefetch=prefetch)
-    return {raw_table: scan, TOTALS_TABLE: total_batches()}
+    return {raw_table: scan, TOTALS_TABLE: totals_after(totals, raw_table, lambda: stats["done"])}
 
 
 def probe(sql: str) -> tuple | None:

@@ -72,11 +72,10 @@ import pyarrow as pa
 from jobs.base import CredentialError, ExtractContext, ExtractError
 from jobs.cloud import duck_sql as sq
 from jobs.cloud import focus_export
-from jobs.cloud.common import DataFile, SourceTotals
+from jobs.cloud.common import TOTALS_TABLE, DataFile, SourceTotals, totals_after
 from shared.warehouse.scan import DuckScan, ScanPart
 
 RAW_TABLE = "gcp_billing_raw"
-TOTALS_TABLE = "cloud_source_totals"
 PROVIDER = "gcp"
 BATCH_ROWS = 50_000
 DEFAULT_LOOKBACK_DAYS = 3
@@ -651,16 +650,7 @@ def _scan(ctx: ExtractContext, source) -> dict[str, Any]:
 
     scan = DuckScan(parts, sq.connect, summary=(TOTALS_SQL, add), schema=raw_schema, batch_rows=READ_BATCH_ROWS,
                     prefetch=PREFETCH_BATCHES)
-    return {RAW_TABLE: scan, TOTALS_TABLE: _totals_after(stats, RAW_TABLE, totals)}
-
-
-def _totals_after(stats: dict[str, Any], raw_table: str, totals) -> Iterator[pa.RecordBatch]:
-    from shared import schemas
-
-    if not stats["done"]:
-        raise ExtractError(f"{TOTALS_TABLE} was read before {raw_table} finished: list {raw_table} first "
-                           "in the pipeline's raw_tables")
-    yield from totals.batches(schemas.get(TOTALS_TABLE).arrow_schema(include_lineage=False))
+    return {RAW_TABLE: scan, TOTALS_TABLE: totals_after(totals, RAW_TABLE, lambda: stats["done"])}
 
 
 def _focus_stream(ctx: ExtractContext, source) -> dict[str, Iterator[pa.RecordBatch]]:
@@ -689,4 +679,4 @@ def _focus_stream(ctx: ExtractContext, source) -> dict[str, Iterator[pa.RecordBa
             ctx.warn(f"the billing export has no rows with usage on {ctx.start_date}..{ctx.end_date}")
         ctx.log.info("read %s export rows, %s in range", stats["rows_read"], stats["rows_kept"])
 
-    return {raw_table: raw_batches(), TOTALS_TABLE: _totals_after(stats, raw_table, totals)}
+    return {raw_table: raw_batches(), TOTALS_TABLE: totals_after(totals, raw_table, lambda: stats["done"])}

@@ -64,6 +64,7 @@ from jobs.cloud.common import (
     list_data_files,
     local_root,
     require_columns,
+    totals_after,
 )
 from shared.warehouse.scan import DuckScan, ScanPart
 
@@ -765,15 +766,9 @@ def _stream(ctx: ExtractContext, source, files: list[DataFile]) -> dict[str, Any
         done.append(kept)
         ctx.log.info("read %s OCI report files, %s rows in range", len(files), kept)
 
-    def total_batches() -> Iterator[pa.RecordBatch]:
-        if not done:
-            raise ExtractError(f"{TOTALS_TABLE} was read before {RAW_TABLE} finished: list {RAW_TABLE} first "
-                               "in the pipeline's raw_tables")
-        yield from totals.batches(schemas.get(TOTALS_TABLE).arrow_schema(include_lineage=False))
-
     scan = DuckScan(parts, sq.connect, summary=(TOTALS_SQL, totals.add_rows), schema=raw_schema,
                     batch_rows=READ_BATCH_ROWS)
-    return {RAW_TABLE: scan, TOTALS_TABLE: total_batches()}
+    return {RAW_TABLE: scan, TOTALS_TABLE: totals_after(totals, RAW_TABLE, lambda: bool(done))}
 
 
 def extract(ctx: ExtractContext) -> dict[str, Any]:

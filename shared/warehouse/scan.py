@@ -111,8 +111,7 @@ class DuckScan:
                         raise part.explain(e) from None
                     finally:
                         if reader is not None:
-                            # finish the result before the parts generator resumes and queries `con` itself
-                            reader.close()
+                            reader.close()  # release the part's result now, not when the reader is collected
             finally:
                 parts.close()
         finally:
