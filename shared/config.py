@@ -3,6 +3,8 @@
 CLOUDACT_BACKEND   embedded (default) | gcp
 CLOUDACT_HOME      local state for the embedded backend (default ./.cloudact)
 GOOGLE_CLOUD_PROJECT / CLOUDACT_REGION   for the gcp backend
+CLOUDACT_TENANCY   single (embedded default) | multi (gcp default); see shared/tenancy.py
+CLOUDACT_SOURCE_ROOT   multi: the folder holding each org's file:// sources (<root>/<org_slug>/)
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ class Settings:
     home: Path
     project: str | None
     region: str
+    tenancy: str = "single"
+    source_root: Path | None = None
 
     @property
     def warehouse_path(self) -> Path:
@@ -33,9 +37,15 @@ def settings() -> Settings:
     backend = os.environ.get("CLOUDACT_BACKEND", "embedded").strip().lower()
     if backend not in {"embedded", "gcp"}:
         raise ValueError(f"CLOUDACT_BACKEND must be 'embedded' or 'gcp', not {backend!r}")
+    tenancy = os.environ.get("CLOUDACT_TENANCY", "").strip().lower() or ("multi" if backend == "gcp" else "single")
+    if tenancy not in {"single", "multi"}:
+        raise ValueError(f"CLOUDACT_TENANCY must be 'single' or 'multi', not {tenancy!r}")
+    root = os.environ.get("CLOUDACT_SOURCE_ROOT", "").strip()
     return Settings(
         backend=backend,
         home=Path(os.environ.get("CLOUDACT_HOME", ".cloudact")).resolve(),
         project=os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GCP_PROJECT"),
         region=os.environ.get("CLOUDACT_REGION", "us-central1"),
+        tenancy=tenancy,
+        source_root=Path(root).resolve() if root else None,
     )
