@@ -67,13 +67,15 @@ class _Group(click.Group):
     def invoke(self, ctx):
         from shared.naming import InvalidName
         from shared.pricing import PricingError
-        from shared.secrets import CredentialInvalid, NoCredential
+        from shared.secrets import CredentialConflict, CredentialInvalid, NoCredential
+        from shared.tenancy import TrustViolation
         from shared.tenants import OrgExists, UnknownOrg
         from shared.warehouse.base import WarehouseError
 
         try:
             return super().invoke(ctx)
-        except (InvalidName, OrgExists, UnknownOrg, CredentialInvalid, NoCredential, PricingError, WarehouseError) as e:
+        except (InvalidName, OrgExists, UnknownOrg, CredentialInvalid, CredentialConflict, NoCredential, TrustViolation,
+                PricingError, WarehouseError) as e:
             _fail(str(e))
 
 
@@ -185,6 +187,15 @@ def credentials() -> None:
     """Provider credentials, encrypted at rest."""
 
 
+def _credential_json(path: Path) -> dict:
+    from shared.secrets import CredentialInvalid
+
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        raise CredentialInvalid(f"{path} is not valid JSON: {e}") from None
+
+
 @credentials.command("add")
 @click.argument("slug")
 @click.argument("provider")
@@ -193,22 +204,47 @@ def credentials() -> None:
 @click.option("--label", help="A name to recognise it by.")
 def credentials_add(slug: str, provider: str, path: Path, label: str | None) -> None:
     """Store a credential for PROVIDER and print its id (last line)."""
-    from shared.secrets import CredentialInvalid, CredentialStore
+    from shared.secrets import CredentialStore
     from shared.tenants import get_org
 
     rt = _rt()
     get_org(rt.warehouse, slug)
-    try:
-        doc = json.loads(path.read_text())
-    except ValueError as e:
-        raise CredentialInvalid(f"{path} is not valid JSON: {e}") from None
-    click.echo(CredentialStore(rt.warehouse, rt.settings).add(slug, provider, doc, label))
+    created = CredentialStore(rt.warehouse, rt.settings).create(slug, provider, _credential_json(path), label)
+    if created.get("external_id"):
+        err.print(f"The role must require ExternalId [bold]{created['external_id']}[/] in its trust policy.")
+    click.echo(created["credential_id"])
+
+
+@credentials.command("rotate")
+@click.argument("slug")
+@click.argument("credential_id")
+@click.option("--from-json", "path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help='JSON file with the fields to replace, e.g. {"admin_key": "sk-admin-new..."}.')
+def credentials_rotate(slug: str, credential_id: str, path: Path) -> None:
+    """Replace a credential's secrets, keeping its id (its data stays keyed the same); re-enables it."""
+    from shared.secrets import CredentialStore
+
+    rt = _rt()
+    CredentialStore(rt.warehouse, rt.settings).rotate(slug, credential_id, _credential_json(path))
+    console.print(f"rotated {credential_id}")
+
+
+@credentials.command("disable")
+@click.argument("slug")
+@click.argument("credential_id")
+def credentials_disable(slug: str, credential_id: str) -> None:
+    """No new runs with this credential; the data it landed stays."""
+    from shared.secrets import CredentialStore
+
+    rt = _rt()
+    CredentialStore(rt.warehouse, rt.settings).disable(slug, credential_id)
+    console.print(f"disabled {credential_id}")
 
 
 @credentials.command("list")
 @click.argument("slug")
 def credentials_list(slug: str) -> None:
-    """List credentials of SLUG (ids and providers, never secrets)."""
+    """List credentials of SLUG (ids, providers and status, never secrets)."""
     from shared.secrets import CredentialStore
 
     console.print(_table(f"credentials of {slug}", CredentialStore(_rt().warehouse).list(slug)))

@@ -5,6 +5,7 @@ GET  /api/v1/pipelines/runs/{org}/{run_id}         -> 200 {run_id, status, ...}
 GET  /api/v1/pipelines/runs/{org}                  -> 200 {runs: [...]}
 /api/v1/subscriptions/{org}[/{id}[/cancel]]        SaaS subscriptions (shared/subscriptions.py)
 /api/v1/schedules/{org}[/{id}]                     per-org schedules (shared/schedules.py)
+/api/v1/credentials/{org}[/{id}[/rotate]]          provider credentials: add, list, rotate, disable (DELETE)
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ RUN_PREFIX = "/api/v1/pipelines/run/"
 RUNS_PREFIX = "/api/v1/pipelines/runs/"
 SUBSCRIPTIONS_PREFIX = "/api/v1/subscriptions/"
 SCHEDULES_PREFIX = "/api/v1/schedules/"
+CREDENTIALS_PREFIX = "/api/v1/credentials/"
 MAX_RANGE_DAYS = 400
 
 
@@ -220,6 +222,48 @@ def handle_subscriptions(rt, method: str, rest: str, query: dict, raw_body: byte
     raise ApiError(405, "method_not_allowed", f"{method} is not supported on this subscriptions path")
 
 
+def handle_credentials(rt, method: str, rest: str, raw_body: bytes) -> tuple[int, dict[str, Any]]:
+    """/api/v1/credentials/{org}[/{id}[/rotate]]: a tenant sets up its own integrations with its org key.
+    Secrets go in and never come out."""
+    from shared.secrets import CredentialConflict, CredentialInvalid, CredentialStore
+
+    org, _, tail = rest.partition("/")
+    cid, _, action = tail.strip("/").partition("/")
+    store = CredentialStore(rt.warehouse, rt.settings)
+    try:
+        if not cid and method == "GET":
+            return 200, {"credentials": [_iso(r) for r in store.list(org)]}
+        if not cid and method == "POST":
+            body = _json_body(raw_body)
+            if not isinstance(body, dict):
+                raise CredentialInvalid("the body must be a JSON object: {\"provider\", \"credential\", \"label\"?}")
+            unknown = set(body) - {"provider", "credential", "label"}
+            if unknown:
+                raise CredentialInvalid(f"unknown field(s): {', '.join(sorted(unknown))}; allowed: provider, "
+                                        "credential, label")
+            if not isinstance(body.get("provider"), str):
+                raise CredentialInvalid("provider must be a credential kind, e.g. \"openai\" or \"aws\"")
+            return 201, store.create(org, body["provider"], body.get("credential"), body.get("label"))
+        if cid and action == "rotate" and method == "POST":
+            body = _json_body(raw_body)
+            if isinstance(body, dict) and set(body) == {"credential"}:
+                body = body["credential"]
+            return 200, store.rotate(org, cid, body)
+        if cid and not action and method == "DELETE":
+            return 200, store.disable(org, cid)
+    except CredentialInvalid as e:
+        raise ApiError(400, "invalid_credential", str(e)) from None
+    except CredentialConflict as e:
+        raise ApiError(409, "source_already_read", str(e)) from None
+    except NoCredential as e:
+        raise ApiError(404, "unknown_credential", str(e)) from None
+    raise ApiError(405, "method_not_allowed", f"{method} is not supported on this credentials path")
+
+
+def _iso(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v for k, v in row.items()}
+
+
 def handle(rt, method: str, path: str, headers, raw_body: bytes, query: dict | None = None) -> tuple[int, dict[str, Any]]:
     """Route one request; return (status, JSON body). Never raises for client errors."""
     try:
@@ -229,6 +273,10 @@ def handle(rt, method: str, path: str, headers, raw_body: bytes, query: dict | N
             rest = path[len(SCHEDULES_PREFIX):]
             _authorize(rt, rest.partition("/")[0], headers)
             return schedules.handle_schedules(rt, method, rest, raw_body)
+        if path.startswith(CREDENTIALS_PREFIX):
+            rest = path[len(CREDENTIALS_PREFIX):]
+            _authorize(rt, rest.partition("/")[0], headers)
+            return handle_credentials(rt, method, rest, raw_body)
         if path.startswith(SUBSCRIPTIONS_PREFIX):
             rest = path[len(SUBSCRIPTIONS_PREFIX):]
             _authorize(rt, rest.partition("/")[0], headers)

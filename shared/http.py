@@ -7,12 +7,16 @@
 - Retries 429 (honouring `Retry-After`, seconds or HTTP-date), 408, 5xx and connection errors with
   exponential backoff plus jitter, at most `max_attempts` requests in all.
 - 401/403 raise `CredentialError` telling the user how to add a new key; other 4xx raise
-  `ExtractError` with the status and the provider's own error message.
+  `ExtractError` with the status, the provider's error code and a short message (never a body that is
+  not the provider's JSON error: run errors are read by the tenant).
 - Never logs or raises with a header value: log lines carry method, path, status and attempt only,
-  and provider error text is scrubbed of the header values sent and of anything shaped like a key.
+  and provider error text is scrubbed of the header values sent (also URL-encoded or base64), of
+  values after secret-sounding names and of anything shaped like a key.
+- In multi tenancy connections go only to public addresses (`shared.tenancy.PublicOnlyTransport`).
 """
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import email.utils
 import json
@@ -23,10 +27,12 @@ import re
 import time
 from decimal import Decimal
 from typing import Any, Callable, Mapping
+from urllib.parse import quote, quote_plus
 
 import httpx
 
 from jobs.base import CredentialError, ExtractError
+from shared import tenancy
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504, 529})  # 529: Anthropic "overloaded"
 _SECRET_HEADER = re.compile(r"auth|key|token|secret|cookie|signature", re.IGNORECASE)
@@ -78,23 +84,66 @@ def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -
     return max(0.0, when.timestamp() - now())
 
 
+MESSAGE_MAX = 160  # characters of a provider's error message that reach a run's error
+# `password=...`, `"secret": "..."`: values after a secret-sounding name, whatever the service that sent them.
+_NAMED_SECRET = re.compile(
+    r"""(?i)\b((?:db_?)?pass(?:word|wd)?|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential)s?"""
+    r"""(["']?\s*[=:]\s*["']?)[^\s"',;&]+""")
+
+
 def _error_message(response: httpx.Response) -> str:
-    """The provider's own error text: `{"error": {"message"}}`, `{"error": "..."}`, `{"message"}` or the body."""
+    """What a provider's error answer may tell the user: its error code and its own short message, from
+    `{"error": {"code"|"type", "message"}}`, `{"error": "..."}`, `{"code", "message"}`. A body that is not such a
+    JSON document (an HTML page, a proxy's or an internal service's text) is not repeated at all: error text
+    is read by the tenant, so it must not become a way to read what the platform's network can reach."""
     try:
         doc = response.json()
     except ValueError:
         doc = None
+    code = message = None
     if isinstance(doc, dict):
         err = doc.get("error")
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
-        if isinstance(err, str) and err:
-            return err
-        for k in ("message", "detail", "error_description"):
-            if doc.get(k):
-                return str(doc[k])
-    text = response.text.strip()
-    return text[:300] if text else "no error message in the response"
+        if isinstance(err, dict):
+            code = err.get("code") or err.get("type") or err.get("status")
+            message = err.get("message")
+        elif isinstance(err, str):
+            code = err if re.fullmatch(r"[\w.:-]{1,64}", err) else None
+            message = None if code else err
+        code = code or doc.get("code") or doc.get("type")
+        message = message or doc.get("message") or doc.get("detail") or doc.get("error_description")
+    if not isinstance(code, (str, int)) or not re.fullmatch(r"[\w.:-]{1,64}", str(code)):
+        code = None
+    if not isinstance(message, str) or not message.strip():
+        message = None
+    else:
+        message = " ".join(message.split())
+        if len(message) > MESSAGE_MAX:
+            message = message[:MESSAGE_MAX].rstrip() + " [cut]"
+    if code is None and message is None:
+        kind = (response.headers.get("content-type") or "no content type").split(";")[0].strip()
+        return f"no provider error message ({kind}, {len(response.content)} bytes, not shown)"
+    return f"{code}: {message}" if code and message else str(code or message)
+
+
+def _secret_forms(value: str) -> set[str]:
+    """The forms a secret takes in transit: as sent, URL-encoded, base64 (an Authorization: Basic header carries
+    base64 of `user:password`, so its parts are secrets too)."""
+    forms = {value, quote(value, safe=""), quote_plus(value), base64.b64encode(value.encode()).decode()}
+    try:
+        decoded = base64.b64decode(value, validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        decoded = ""
+    if decoded.isprintable() and len(decoded) >= 6:
+        forms |= {decoded, *decoded.split(":", 1)}
+    return {f for f in forms if len(f) >= 6}
+
+
+def scrub_text(text: str, secrets: list[str]) -> str:
+    """`text` without the given secrets (in any of their transit forms), named secrets or key-shaped strings."""
+    for form in sorted({f for s in secrets for f in _secret_forms(s)}, key=len, reverse=True):
+        text = text.replace(form, "***")
+    text = _NAMED_SECRET.sub(lambda m: m.group(1) + m.group(2) + "***", text)
+    return _KEY_SHAPED.sub(lambda m: m.group(1) + "-***", text)
 
 
 class ApiClient:
@@ -139,8 +188,9 @@ class ApiClient:
             {p for v in secret_values for p in (v, *v.split()) if len(p) >= 6 and p.lower() not in _SCHEMES},
             key=len, reverse=True,
         )
+        # Multi tenancy: tenant-named hosts are connected to only at public addresses, checked per connection.
         self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=dict(headers), timeout=timeout,
-                                  transport=transport)
+                                  transport=transport or tenancy.transport())
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:
@@ -154,9 +204,7 @@ class ApiClient:
 
     # -- helpers -----------------------------------------------------------------------------------
     def scrub(self, text: str) -> str:
-        for s in self._secrets:
-            text = text.replace(s, "***")
-        return _KEY_SHAPED.sub(lambda m: m.group(1) + "-***", text)
+        return scrub_text(text, self._secrets)
 
     def backoff(self, attempt: int) -> float:
         """Delay before retry number `attempt` (1-based): exponential, capped, with equal jitter (> 0)."""
@@ -203,6 +251,8 @@ class ApiClient:
             wait: float | None = None
             try:
                 response = self._http.request(method, path, params=query, json=json_body)
+            except tenancy.TrustViolation as e:
+                raise ExtractError(f"{self.provider}: the platform will not connect there: {e}") from None
             except httpx.TransportError as e:
                 last = f"connection error ({type(e).__name__})"
                 self.log.warning("%s %s attempt %d/%d: %s", method, path, attempt, self.max_attempts, last)
