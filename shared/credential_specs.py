@@ -107,10 +107,13 @@ def _oci_sources(doc: dict) -> list[str]:
     return keys
 
 
+SECRET_SOURCE = "secret:"  # a source known only by its secret: rotating the secret may change it
+
+
 def _admin_key_source(doc: dict) -> list[str]:
     # The same admin key twice reads the same provider organization; a hash, so the key never leaves the vault.
     key = doc.get("admin_key")
-    return [f"admin_key:{hashlib.sha256(str(key).encode()).hexdigest()}"] if key else []
+    return [f"{SECRET_SOURCE}admin_key:{hashlib.sha256(str(key).encode()).hexdigest()}"] if key else []
 
 
 # --------------------------------------------------------------------------------------------------
@@ -225,6 +228,13 @@ def secret_fields(kind: str) -> frozenset[str]:
 def source_keys(kind: str, doc: dict) -> list[str]:
     """The billing sources `doc` reads, as comparable text (hashed before they are stored)."""
     return sorted(set(spec(kind).sources(doc)))
+
+
+def same_source(kind: str, old: dict, new: dict) -> bool:
+    """Does `new` read what `old` read (sources known only by a secret aside: rotation replaces those)?"""
+    def named(doc: dict) -> list[str]:
+        return [k for k in source_keys(kind, doc) if not k.startswith(SECRET_SOURCE)]
+    return named(old) == named(new)
 
 
 def _check_types(sp: Spec, doc: dict) -> None:

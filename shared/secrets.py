@@ -100,15 +100,17 @@ class CredentialStore:
         old = self._open(row)
         new = validate(provider, {**old, **changes}, org_slug, self.s)
         new = self._with_external_id(org_slug, provider, new)
-        if specs.source_keys(provider, new) != specs.source_keys(provider, old):
+        if not specs.same_source(provider, old, new):
             raise CredentialInvalid("rotate replaces secrets, not the source a credential reads; add a new "
                                     "credential for another source")
+        keys = _hashed(specs.source_keys(provider, new))
+        self._refuse_shared_source(org_slug, provider, keys, credential_id)
         sealed = self._sealed(org_slug, credential_id, new)
         self.wh.execute(
-            f"UPDATE {_T} SET secret_ciphertext = @c, secret_ref = @r, status = 'active', updated_at = @now "
-            "WHERE org_slug = @org AND credential_id = @id",
+            f"UPDATE {_T} SET secret_ciphertext = @c, secret_ref = @r, status = 'active', source_keys = @keys, "
+            "updated_at = @now WHERE org_slug = @org AND credential_id = @id",
             {"c": sealed["secret_ciphertext"], "r": sealed["secret_ref"], "now": dt.datetime.now(dt.timezone.utc),
-             "org": org_slug, "id": credential_id})
+             "keys": json.dumps(keys), "org": org_slug, "id": credential_id})
         return self._public({**row, "status": "active"}, new)
 
     def disable(self, org_slug: str, credential_id: str) -> dict[str, Any]:

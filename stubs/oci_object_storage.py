@@ -13,7 +13,8 @@ Listing is in name order; `start` is inclusive, `startAfter` exclusive, `end` ex
 
 Auth: every request must carry an HTTP-signature `Authorization` header (`Signature version="1",
 keyId="<tenancy>/<user>/<fingerprint>",...`), as the SDK's API-key signer sends. The signature itself is
-not verified; with `tenancy=` set, the keyId must name that tenancy (else 401 NotAuthenticated).
+not verified; with `tenancy=` set, the keyId must name that tenancy, and a key whose fingerprint was
+`revoke`d (as a user deletes an API key in the console) is refused (both 401 NotAuthenticated).
 
 Usage (tests):
 
@@ -88,10 +89,14 @@ class OciObjectStorageStub(LoopbackStub):
     def __init__(self, *, tenancy: str | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__(host=host, port=port)
         self.tenancy = tenancy
+        self.revoked: set[str] = set()  # fingerprints of deleted API keys
         self._objects: dict[tuple[str, str], dict[str, StoredObject]] = {}
         self._data_lock = threading.Lock()
 
     # -- content ---------------------------------------------------------------------------------
+    def revoke(self, fingerprint: str) -> None:
+        self.revoked.add(fingerprint)
+
     def create_bucket(self, namespace: str, bucket: str) -> None:
         with self._data_lock:
             self._objects.setdefault((namespace, bucket), {})
@@ -120,6 +125,8 @@ class OciObjectStorageStub(LoopbackStub):
         key_id = auth.split('keyId="', 1)[1].split('"', 1)[0]
         if self.tenancy and key_id.split("/", 1)[0] != self.tenancy:
             return 401, self.error_body(401, f"The keyId {key_id!r} does not belong to tenancy {self.tenancy}.")
+        if key_id.rsplit("/", 1)[-1] in self.revoked:
+            return 401, self.error_body(401, "The API key was deleted.")
         return None
 
     def handle(self, path: str, params: dict[str, list[str]]) -> tuple[int, Any]:
