@@ -51,9 +51,17 @@ class Spec:
                          + self.endpoints + self.locations)
 
     def remote(self, doc: dict) -> bool:
-        """Does the credential reach the provider's services (not only local files)?"""
-        return any(doc.get(f) for f in self.fields - set(self.locations) if f not in ("dataset", "focus", "report",
-                                                                                    "late_days", "label"))
+        """Does the credential reach the provider's services (anything but local folders)?"""
+        for name, value in doc.items():
+            if name in self.locations:
+                if urlsplit(str(value)).scheme != "file":
+                    return True
+            elif name not in _LOCAL_OPTIONS:
+                return True
+        return False
+
+
+_LOCAL_OPTIONS = frozenset({"dataset", "focus", "report", "late_days"})  # options of a folder source too
 
 
 # --------------------------------------------------------------------------------------------------
@@ -77,7 +85,8 @@ def _prefix(value: Any) -> str:
 def _aws_sources(doc: dict) -> list[str]:
     keys = _folder(doc)
     if doc.get("bucket"):
-        keys.append(f"s3:{doc['bucket']}/{_prefix(doc.get('prefix'))}")
+        prefix = _prefix(doc.get("prefix"))
+        keys.append(f"s3:{doc['bucket']}" + (f"/{prefix}" if prefix else ""))
     return keys
 
 

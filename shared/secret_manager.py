@@ -29,3 +29,8 @@ def put_secret(project: str, secret_id: str, payload: str) -> str:
 
 def get_secret(version_name: str) -> str:
     return _client().access_secret_version(request={"name": version_name}).payload.data.decode()
+
+
+def disable_secret_version(version_name: str) -> None:
+    """A rotated-out version can no longer be read (kept, not destroyed, so an audit can still see it existed)."""
+    _client().disable_secret_version(request={"name": version_name})

@@ -111,6 +111,10 @@ class CredentialStore:
             "updated_at = @now WHERE org_slug = @org AND credential_id = @id",
             {"c": sealed["secret_ciphertext"], "r": sealed["secret_ref"], "now": dt.datetime.now(dt.timezone.utc),
              "keys": json.dumps(keys), "org": org_slug, "id": credential_id})
+        if row["secret_ref"] and row["secret_ref"] != sealed["secret_ref"]:
+            from shared.secret_manager import disable_secret_version
+
+            disable_secret_version(row["secret_ref"])  # the old secret stops working for anyone who kept it
         return self._public({**row, "status": "active"}, new)
 
     def disable(self, org_slug: str, credential_id: str) -> dict[str, Any]:
@@ -146,8 +150,11 @@ class CredentialStore:
     def load(self, org_slug: str, provider: str, credential_id: str) -> dict:
         row = self.find(org_slug, provider, credential_id)
         doc = self._open(row)
-        if provider == "aws" and doc.get("role_arn") and self._multi():
-            doc["external_id"] = self.external_id(org_slug)  # never a value the tenant could have chosen
+        if self._multi():
+            # Checked again at run time: stored under other rules (single tenancy) or before DNS changed.
+            specs.validate(provider, {k: v for k, v in doc.items() if k != "external_id"}, org_slug, self.s)
+            if provider == "aws" and doc.get("role_arn"):
+                doc["external_id"] = self.external_id(org_slug)  # never a value the tenant could have chosen
         return doc
 
     def list(self, org_slug: str) -> list[dict]:

@@ -123,3 +123,42 @@ def test_rotate_cannot_switch_the_source(rt, acme, tmp_path):
         store.rotate("acme", cid, {"bucket": "cur-b"})
     store.rotate("acme", cid, {"aws_access_key_id": "AKIAEXAMPLE", "aws_secret_access_key": "new-secret"})
     assert store.load("acme", "aws", cid)["aws_secret_access_key"] == "new-secret"
+
+
+def test_rotation_on_gcp_stores_a_new_secret_version_and_disables_the_old(rt, acme, monkeypatch):
+    import dataclasses
+
+    from shared import secret_manager
+
+    class FakeSecretManager:
+        """The three Secret Manager calls the store makes, kept in memory."""
+
+        def __init__(self):
+            self.versions: dict[str, str] = {}
+            self.disabled: set[str] = set()
+
+        def create_secret(self, request):
+            pass
+
+        def add_secret_version(self, request):
+            name = f"{request['parent']}/versions/{len(self.versions) + 1}"
+            self.versions[name] = request["payload"]["data"].decode()
+            return type("Version", (), {"name": name})()
+
+        def access_secret_version(self, request):
+            assert request["name"] not in self.disabled, "a disabled version was read"
+            payload = type("Payload", (), {"data": self.versions[request["name"]].encode()})()
+            return type("Response", (), {"payload": payload})()
+
+        def disable_secret_version(self, request):
+            self.disabled.add(request["name"])
+
+    fake = FakeSecretManager()
+    monkeypatch.setattr(secret_manager, "_client", lambda: fake)
+    store = CredentialStore(rt.warehouse, dataclasses.replace(rt.settings, backend="gcp", project="platform"))
+    cid = store.add("acme", "openai", {"admin_key": "sk-admin-one"})
+    (first,) = fake.versions
+    store.rotate("acme", cid, {"admin_key": "sk-admin-two"})
+    assert fake.disabled == {first}
+    assert store.load("acme", "openai", cid)["admin_key"] == "sk-admin-two"
+    assert not any("sk-admin" in str(v) for v in rt.warehouse.query("SELECT * FROM `organizations.org_credentials`")[0].values())

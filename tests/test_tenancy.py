@@ -369,3 +369,30 @@ def _server(respond, host: str = "127.0.0.1") -> ThreadingHTTPServer:
     server = ThreadingHTTPServer((host, 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+def test_a_credential_stored_under_single_tenancy_is_checked_again_when_a_multi_run_loads_it(rt, acme, tmp_path):
+    import dataclasses
+
+    from shared.secrets import CredentialInvalid, CredentialStore
+
+    cid = CredentialStore(rt.warehouse, rt.settings).add("acme", "aws", {"source": "file:///etc"})
+    multi = dataclasses.replace(rt.settings, tenancy="multi", source_root=tmp_path)
+    with pytest.raises(CredentialInvalid, match="source"):
+        CredentialStore(rt.warehouse, multi).load("acme", "aws", cid)
+
+
+def test_a_cloud_storage_url_as_source_needs_an_identity_too(tenants, rt):
+    client, keys = tenants
+    r = add(client, keys["acme"], "aws", {"source": "s3://other-tenants-bucket/cur/"})
+    assert r.status_code == 400 and "own identity" in r.json["message"]
+    assert stored(rt) == 0
+
+
+def test_an_s3_source_named_as_url_or_bucket_is_one_source(rt, acme):
+    from shared.secrets import CredentialConflict, CredentialStore
+
+    store = CredentialStore(rt.warehouse, rt.settings)
+    first = store.add("acme", "aws", {"bucket": "cur-bucket", "region": "us-east-1"})
+    with pytest.raises(CredentialConflict, match=first):
+        store.add("acme", "aws", {"source": "s3://cur-bucket/"})
