@@ -82,6 +82,8 @@ def run_demo(console: Console) -> int:
     home = base.home / "demo"
     shutil.rmtree(home, ignore_errors=True)
     os.environ["CLOUDACT_HOME"] = str(home)
+    # The demo's providers are loopback servers and local folders of this machine: one operator, its own home.
+    os.environ["CLOUDACT_TENANCY"] = "single"
     runtime.use(None)
     rt = runtime.get()
     runs_done: list[dict] = []
