@@ -1,16 +1,19 @@
 """Runtime settings, read from the environment once per process.
 
 CLOUDACT_BACKEND   embedded (default) | gcp
-CLOUDACT_HOME      local state for the embedded backend (default ./.cloudact)
+CLOUDACT_HOME      local state for the embedded backend (default ./.cloudact), an owner-only (0700) folder
 GOOGLE_CLOUD_PROJECT / CLOUDACT_REGION   for the gcp backend
 """
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# What CloudAct keeps in its home: a folder holding one of these (or nothing) is one we made.
+STATE_FILES = ("warehouse.duckdb", "secret.key")
 
 
 @dataclass(frozen=True)
@@ -39,3 +42,23 @@ def settings() -> Settings:
         project=os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GCP_PROJECT"),
         region=os.environ.get("CLOUDACT_REGION", "us-central1"),
     )
+
+
+def private_dir(path: Path) -> Path:
+    """Make `path` (the folder of the embedded state) exist and be owner-only, 0700.
+
+    The warehouse and the credential key inside are 0600, but a folder others can list or enter still
+    shows their names and sizes and lets in any file DuckDB creates later. An existing folder is
+    tightened only if it is ours (empty, or holding our state: earlier versions made it 0755); a
+    folder of the user's with other things in it (CLOUDACT_HOME=$HOME) keeps its mode.
+    """
+    try:
+        path.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        st = path.stat()
+        ours = st.st_uid == os.getuid() and (
+            not any(path.iterdir()) or any((path / name).exists() for name in STATE_FILES))
+        if not ours or stat.S_IMODE(st.st_mode) == 0o700:
+            return path
+    path.chmod(0o700)  # mkdir's mode is masked by the umask; the folder's mode should not be
+    return path
