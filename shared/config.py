@@ -1,19 +1,16 @@
 """Runtime settings, read from the environment once per process.
 
 CLOUDACT_BACKEND   embedded (default) | gcp
-CLOUDACT_HOME      local state for the embedded backend (default ./.cloudact), an owner-only (0700) folder
+CLOUDACT_HOME      local state for the embedded backend (default ./.cloudact)
 GOOGLE_CLOUD_PROJECT / CLOUDACT_REGION   for the gcp backend
 """
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# What CloudAct keeps in its home: a folder holding one of these (or nothing) is one we made.
-STATE_FILES = ("warehouse.duckdb", "secret.key")
 
 
 @dataclass(frozen=True)
@@ -44,6 +41,10 @@ def settings() -> Settings:
     )
 
 
+# What CloudAct keeps in its home: a folder holding one of these (or nothing) is one we made.
+STATE_FILES = ("warehouse.duckdb", "secret.key")
+
+
 def private_dir(path: Path) -> Path:
     """Make `path` (the folder of the embedded state) exist and be owner-only, 0700.
 
@@ -58,7 +59,7 @@ def private_dir(path: Path) -> Path:
         st = path.stat()
         ours = st.st_uid == os.getuid() and (
             not any(path.iterdir()) or any((path / name).exists() for name in STATE_FILES))
-        if not ours or stat.S_IMODE(st.st_mode) == 0o700:
+        if not ours or (st.st_mode & 0o777) == 0o700:
             return path
     path.chmod(0o700)  # mkdir's mode is masked by the umask; the folder's mode should not be
     return path
