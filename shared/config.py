@@ -49,3 +49,27 @@ def settings() -> Settings:
         tenancy=tenancy,
         source_root=Path(root).resolve() if root else None,
     )
+
+
+# What CloudAct keeps in its home: a folder holding one of these (or nothing) is one we made.
+STATE_FILES = ("warehouse.duckdb", "secret.key")
+
+
+def private_dir(path: Path) -> Path:
+    """Make `path` (the folder of the embedded state) exist and be owner-only, 0700.
+
+    The warehouse and the credential key inside are 0600, but a folder others can list or enter still
+    shows their names and sizes and lets in any file DuckDB creates later. An existing folder is
+    tightened only if it is ours (empty, or holding our state: earlier versions made it 0755); a
+    folder of the user's with other things in it (CLOUDACT_HOME=$HOME) keeps its mode.
+    """
+    try:
+        path.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        st = path.stat()
+        ours = st.st_uid == os.getuid() and (
+            not any(path.iterdir()) or any((path / name).exists() for name in STATE_FILES))
+        if not ours or (st.st_mode & 0o777) == 0o700:
+            return path
+    path.chmod(0o700)  # mkdir's mode is masked by the umask; the folder's mode should not be
+    return path

@@ -41,8 +41,10 @@ class _Fernet:
     def __init__(self, path: Path):
         from cryptography.fernet import Fernet
 
+        from shared.config import private_dir
+
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(Fernet.generate_key())

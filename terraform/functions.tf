@@ -6,16 +6,22 @@
 # var.run_pipeline_allow_unauthenticated) and stripe_webhook (Stripe cannot send an identity token;
 # the function verifies Stripe's signature with STRIPE_WEBHOOK_SECRET). Nothing else is public:
 # dispatch_run and convert_on_completion are invoked by Pub/Sub push as cloudact-push, sync_schedules
-# by Cloud Scheduler as cloudact-scheduler.
+# by Cloud Scheduler as cloudact-scheduler, sweep_runs by Cloud Scheduler as cloudact-sweeper.
 
 locals {
-  function_env = {
-    CLOUDACT_BACKEND     = "gcp"
-    GOOGLE_CLOUD_PROJECT = var.project_id
-    CLOUDACT_REGION      = var.region
-    CLOUDACT_ENVIRONMENT = var.environment
-    LOG_EXECUTION_ID     = "true"
+  # What every runtime (functions and jobs) reads from its environment (shared/config.py,
+  # shared/plans.py). One platform hosts many orgs, so tenancy is multi, and an org without a
+  # subscription gets the default plan: var.default_plan, which refuses by default.
+  runtime_env = {
+    CLOUDACT_BACKEND          = "gcp"
+    GOOGLE_CLOUD_PROJECT      = var.project_id
+    CLOUDACT_REGION           = var.region
+    CLOUDACT_ENVIRONMENT      = var.environment
+    CLOUDACT_TENANCY          = "multi"
+    CLOUDACT_DEFAULT_PLAN     = var.default_plan
+    CLOUDACT_SOURCE_READER_SA = google_service_account.source_reader.email # the functions only name it to tenants
   }
+  function_env  = merge(local.runtime_env, { LOG_EXECUTION_ID = "true" })
   source_bucket = var.functions_source_bucket != "" ? var.functions_source_bucket : "${var.project_id}-cloudact-functions-source"
 }
 
@@ -254,4 +260,41 @@ resource "google_cloud_run_v2_service_iam_member" "sync_schedules_scheduler" {
   location = var.region
   role     = "roles/run.invoker"
   member   = google_service_account.scheduler.member
+}
+
+resource "google_cloudfunctions2_function" "sweep_runs" {
+  name        = "cloudact-sweep-runs"
+  location    = var.region
+  description = "End runs whose lease expired or that waited past their queue timeout (failed, with a message), freeing their slice and quota"
+
+  build_config {
+    runtime         = "python311"
+    entry_point     = "sweep_runs"
+    service_account = google_service_account.fn_builder.id
+    source {
+      storage_source {
+        bucket = google_storage_bucket.functions_source.name
+        object = google_storage_bucket_object.functions_source.name
+      }
+    }
+  }
+
+  service_config {
+    available_memory               = "512Mi"
+    timeout_seconds                = 120 # a few UPDATEs; well inside the 5-minute tick
+    max_instance_count             = 1   # one sweeper at a time
+    ingress_settings               = var.private_function_ingress
+    all_traffic_on_latest_revision = true
+    service_account_email          = google_service_account.functions.email
+    environment_variables          = local.function_env
+  }
+
+  depends_on = [google_project_iam_member.fn_builder_roles, google_storage_bucket_iam_member.fn_builder_reads_source]
+}
+
+resource "google_cloud_run_v2_service_iam_member" "sweep_runs_sweeper" {
+  name     = google_cloudfunctions2_function.sweep_runs.name
+  location = var.region
+  role     = "roles/run.invoker"
+  member   = google_service_account.sweeper.member
 }

@@ -1,13 +1,18 @@
 # Service accounts, one per role in the system, and what each may do.
 #
 #   cloudact-functions  runs every Cloud Function (the API, the dispatcher, the converter, Stripe, schedules)
-#   cloudact-jobs       runs the ingest jobs (one image, one Cloud Run job per job family)
+#   cloudact-jobs       runs the ingest jobs (one image, one Cloud Run job per job family); writes org datasets
+#   cloudact-source-reader  what tenants' GCP service accounts are impersonated through: holds nothing in
+#                       this project; tenants grant it roles/iam.serviceAccountTokenCreator on their own
+#                       service account, and the jobs may mint its tokens (the jobs' only token grant)
 #   cloudact-scheduler  the OIDC identity the daily Cloud Scheduler job calls sync_schedules with
+#   cloudact-sweeper    the OIDC identity the 5-minute Cloud Scheduler job calls sweep_runs with
 #   cloudact-push       the OIDC identity Pub/Sub pushes with to dispatch_run / convert_on_completion
 #   cloudact-fn-builder builds the functions' containers (gen2 functions build with Cloud Build)
 #   cloudact-deployer   runs cloudbuild.yaml (tests, image, terraform apply, bootstrap)
 #
-# No account gets roles/owner or roles/editor (tests/test_deploy_config.py checks it).
+# No account gets roles/owner or roles/editor, and no account may mint tokens or act as others
+# project-wide (tests/test_deploy_config.py checks both).
 
 locals {
   pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
@@ -25,9 +30,22 @@ resource "google_service_account" "jobs" {
   depends_on   = [google_project_service.apis]
 }
 
+resource "google_service_account" "source_reader" {
+  account_id   = "cloudact-source-reader"
+  display_name = "CloudAct tenant source reader"
+  description  = "Impersonates tenants' service accounts (they grant it Token Creator on them). No roles in this project."
+  depends_on   = [google_project_service.apis]
+}
+
 resource "google_service_account" "scheduler" {
   account_id   = "cloudact-scheduler"
   display_name = "CloudAct Cloud Scheduler invoker"
+  depends_on   = [google_project_service.apis]
+}
+
+resource "google_service_account" "sweeper" {
+  account_id   = "cloudact-sweeper"
+  display_name = "CloudAct run sweep invoker"
   depends_on   = [google_project_service.apis]
 }
 
@@ -91,6 +109,22 @@ resource "google_project_iam_member" "jobs_secret_accessor" {
   project = var.project_id
   role    = "roles/secretmanager.secretAccessor"
   member  = google_service_account.jobs.member
+}
+
+# -- Tenant sources: through cloudact-source-reader only ---------------------------------------
+# The jobs write every org's dataset, so they must never read a tenant's source with their own
+# identity: a tenant naming another org's table (or anything else in this project) would then be
+# read with the platform's rights. A GCP source is read as the tenant's own service account,
+# impersonated through a chain that starts at cloudact-source-reader (delegates = [source reader]):
+# the jobs may mint tokens for that one account and no other, and the source reader holds no role
+# in this project (no BigQuery data, no secrets), so all the chain can yield is the token of a tenant
+# account that granted it Token Creator, with that account's rights. The extractors find it in
+# CLOUDACT_SOURCE_READER_SA (jobs.tf).
+
+resource "google_service_account_iam_member" "jobs_mint_source_reader" {
+  service_account_id = google_service_account.source_reader.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = google_service_account.jobs.member
 }
 
 # -- Cloud Run jobs: dispatch_run starts them with per-run overrides --------------------------------
@@ -167,12 +201,14 @@ resource "google_project_iam_member" "deployer_roles" {
   member  = google_service_account.deployer.member
 }
 
-# Deploying a function or job that runs as an account needs actAs on that account (and only those).
+# Deploying a function or job that runs as an account, or a scheduler job that calls with its OIDC
+# token, needs actAs on that account (and only those: nothing runs as cloudact-source-reader).
 resource "google_service_account_iam_member" "deployer_act_as" {
   for_each = {
     functions  = google_service_account.functions.name
     jobs       = google_service_account.jobs.name
     scheduler  = google_service_account.scheduler.name
+    sweeper    = google_service_account.sweeper.name
     push       = google_service_account.push.name
     fn_builder = google_service_account.fn_builder.name
     deployer   = google_service_account.deployer.name # the build trigger runs as it

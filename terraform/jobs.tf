@@ -2,6 +2,8 @@
 # (shared/launcher/cloudrun.py) starts `cloudact-{family}` with the run's arguments
 # (`python -m jobs run --run-id ... --org ... --pipeline ...`) and identifying env vars as overrides,
 # so the job itself has no args. tests/test_deploy_config.py checks this list against providers.yml.
+# The jobs run as cloudact-jobs, which writes org datasets; they read tenant sources only as
+# cloudact-source-reader's delegate (iam.tf), named to them in CLOUDACT_SOURCE_READER_SA.
 
 locals {
   job_families = ["cloud", "genai", "subscription"]
@@ -33,25 +35,13 @@ resource "google_cloud_run_v2_job" "family" {
           }
         }
 
-        env {
-          name  = "CLOUDACT_BACKEND"
-          value = "gcp"
-        }
-        env {
-          name  = "GOOGLE_CLOUD_PROJECT"
-          value = var.project_id
-        }
-        env {
-          name  = "CLOUDACT_REGION"
-          value = var.region
-        }
-        env {
-          name  = "CLOUDACT_ENVIRONMENT"
-          value = var.environment
-        }
-        env {
-          name  = "CLOUDACT_JOB_FAMILY"
-          value = each.key
+        # The runtime env of functions.tf, plus the family.
+        dynamic "env" {
+          for_each = merge(local.runtime_env, { CLOUDACT_JOB_FAMILY = each.key })
+          content {
+            name  = env.key
+            value = env.value
+          }
         }
       }
     }

@@ -12,6 +12,11 @@ output "sync_schedules_url" {
   value = google_cloudfunctions2_function.sync_schedules.service_config[0].uri
 }
 
+output "source_reader_service_account" {
+  description = "Tenants grant this account roles/iam.serviceAccountTokenCreator on their own service account so their GCP sources are read as them (docs/deploy.md)."
+  value       = google_service_account.source_reader.email
+}
+
 output "topics" {
   description = "Topic names (shared/bus/base.py TOPICS)."
   value       = [for t in google_pubsub_topic.topic : t.name]
@@ -36,10 +41,12 @@ output "image_repository" {
 
 output "service_accounts" {
   value = {
-    functions = google_service_account.functions.email
-    jobs      = google_service_account.jobs.email
-    scheduler = google_service_account.scheduler.email
-    push      = google_service_account.push.email
-    deployer  = google_service_account.deployer.email
+    functions     = google_service_account.functions.email
+    jobs          = google_service_account.jobs.email
+    source_reader = google_service_account.source_reader.email
+    scheduler     = google_service_account.scheduler.email
+    sweeper       = google_service_account.sweeper.email
+    push          = google_service_account.push.email
+    deployer      = google_service_account.deployer.email
   }
 }

@@ -57,7 +57,7 @@ variable "run_pipeline_allow_unauthenticated" {
 }
 
 variable "private_function_ingress" {
-  description = "Ingress of the non-public functions (dispatch_run, convert_on_completion, sync_schedules). ALLOW_INTERNAL_ONLY still admits Pub/Sub push and Cloud Scheduler from the same project; IAM (roles/run.invoker) is required either way."
+  description = "Ingress of the non-public functions (dispatch_run, convert_on_completion, sync_schedules, sweep_runs). ALLOW_INTERNAL_ONLY still admits Pub/Sub push and Cloud Scheduler from the same project; IAM (roles/run.invoker) is required either way."
   type        = string
   default     = "ALLOW_INTERNAL_ONLY"
 
@@ -118,6 +118,28 @@ variable "sync_schedules_cron" {
   description = "Cron (UTC) of the Cloud Scheduler job that calls sync_schedules to reconcile the per-org scheduler jobs; empty = no such job."
   type        = string
   default     = "0 2 * * *"
+}
+
+variable "sweep_runs_cron" {
+  description = "Cron (UTC) of the Cloud Scheduler job that calls sweep_runs, which ends runs whose lease expired (the job died) or that were never picked up. Keep it well under CLOUDACT_RUN_LEASE_S's minutes: a run is ended at most one tick after its lease expires."
+  type        = string
+  default     = "*/5 * * * *"
+
+  validation {
+    condition     = length(split(" ", trimspace(var.sweep_runs_cron))) == 5
+    error_message = "sweep_runs_cron must be a five-field cron; the sweep cannot be switched off (dead jobs' runs would hold their slice and quota forever)."
+  }
+}
+
+variable "default_plan" {
+  description = "CLOUDACT_DEFAULT_PLAN of the functions and jobs: the plan of an org with no subscription (shared/plans.py). \"none\" (the default) refuses its runs with 402; a plan id of organizations.plans (e.g. a free Stripe product) gives that plan's limits. The built-in unlimited \"free-local\" is for local installs and is refused here."
+  type        = string
+  default     = "none"
+
+  validation {
+    condition     = trimspace(var.default_plan) != "" && lower(trimspace(var.default_plan)) != "free-local"
+    error_message = "default_plan must be \"none\" or a plan id of organizations.plans: empty or \"free-local\" would make every org without a subscription unlimited."
+  }
 }
 
 variable "alert_email" {

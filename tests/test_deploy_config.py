@@ -4,11 +4,14 @@ the functions source archive, and checkov when it is installed.
 They tie the infrastructure to the code: every functions_framework entry point has a Cloud Function,
 every job family of providers.yml a Cloud Run job `cloudact-{family}`, every bus topic a topic and a
 dead-letter topic; and they hold the security rules: only run_pipeline and stripe_webhook are public,
-no account is owner/editor, every delivering subscription dead-letters.
+no account is owner/editor, every runtime account holds exactly its listed grants (the identity that
+reads tenant sources holds none in the platform project; the jobs may mint tokens for it alone), the
+runtimes are multi-tenant and refuse orgs without a plan, every delivering subscription dead-letters.
 """
 from __future__ import annotations
 
 import ast
+import datetime as dt
 import json
 import os
 import re
@@ -26,6 +29,14 @@ TF_DIR = ROOT / "terraform"
 PUBLIC_FUNCTIONS = {"run_pipeline", "stripe_webhook"}
 PUBLIC_MEMBERS = {"allUsers", "allAuthenticatedUsers"}
 FORBIDDEN_ROLES = {"roles/owner", "roles/editor"}
+# Roles that let their holder act as, or mint credentials of, a service account. (The deployer's
+# serviceAccountAdmin manages accounts and their IAM; RUNTIME_GRANTS keeps it off every runtime account.)
+IDENTITY_ROLES = {"roles/iam.serviceAccountTokenCreator", "roles/iam.serviceAccountUser",
+                  "roles/iam.serviceAccountOpenIdTokenCreator", "roles/iam.workloadIdentityUser",
+                  "roles/iam.serviceAccountKeyAdmin"}
+# Entry points of issue 11 that functions/main.py gains on another branch; until it has them, their
+# Terraform function is checked against the decorator named here. (Delete once functions/main.py has them.)
+LANDING_ENTRY_POINTS = {"sweep_runs": "http"}
 
 hcl2 = pytest.importorskip("hcl2", reason="python-hcl2 is not installed (pip install python-hcl2)")
 
@@ -35,8 +46,8 @@ hcl2 = pytest.importorskip("hcl2", reason="python-hcl2 is not installed (pip ins
 
 def _clean(value):
     """python-hcl2 output without its quoting and block markers."""
-    if isinstance(value, dict):
-        return {_clean(k): _clean(v) for k, v in value.items() if k != "__is_block__"}
+    if isinstance(value, dict):  # also drops __comments__ and __inline_comments__
+        return {_clean(k): _clean(v) for k, v in value.items() if not str(k).startswith("__")}
     if isinstance(value, list):
         return [_clean(v) for v in value]
     if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
@@ -85,6 +96,36 @@ def first(body: dict, key: str) -> dict:
     return value[0] if isinstance(value, list) else value
 
 
+def env_map(expr) -> dict[str, str]:
+    """An environment map as the .tf writes it: a literal map, `${local.x}` or `${merge(local.x, {K = V})}`."""
+    if isinstance(expr, dict):
+        return expr
+    m = re.fullmatch(r"\$\{local\.(\w+)\}", expr)
+    if m:
+        return env_map(locals_()[m.group(1)])
+    m = re.fullmatch(r"\$\{merge\(local\.(\w+), \{(.*)\}\)\}", expr, re.S)
+    assert m, f"cannot read the environment {expr!r}"
+    extra = {k: v.strip('"') for k, v in re.findall(r'(\w+)\s*=\s*("[^"]*"|[\w.]+)', m.group(2))}
+    return {**env_map(locals_()[m.group(1)]), **extra}
+
+
+def function_env(entry_point: str) -> dict[str, str]:
+    return env_map(first(functions_by_entry_point()[entry_point][1], "service_config")["environment_variables"])
+
+
+def job_env() -> dict[str, str]:
+    """The env of the jobs' container: its env blocks, or the for_each of its dynamic "env" block."""
+    (job,) = resources("google_cloud_run_v2_job").values()
+    container = first(first(first(job, "template"), "template"), "containers")
+    env = {e["name"]: e["value"] for e in container.get("env", [])}
+    for dyn in container.get("dynamic", []):
+        if "env" in dyn:
+            content = first(dyn["env"], "content")
+            assert (content["name"], content["value"]) == ("${env.key}", "${env.value}")
+            env.update(env_map(dyn["env"]["for_each"]))
+    return env
+
+
 def entry_points() -> dict[str, str]:
     """functions_framework-decorated functions of functions/main.py -> decorator name."""
     tree = ast.parse((ROOT / "functions" / "main.py").read_text())
@@ -114,6 +155,8 @@ def functions_by_entry_point() -> dict[str, tuple[str, dict]]:
 def test_every_entry_point_has_a_gen2_function():
     eps = entry_points()
     assert {"run_pipeline", "dispatch_run", "convert_on_completion"} <= set(eps)
+    for name, kind in LANDING_ENTRY_POINTS.items():
+        assert eps.setdefault(name, kind) == kind, f"{name} must be a functions_framework.{kind} function"
     fns = functions_by_entry_point()
     missing = sorted(set(eps) - set(fns))
     assert not missing, f"no google_cloudfunctions2_function for {missing}"
@@ -123,8 +166,9 @@ def test_every_entry_point_has_a_gen2_function():
         assert first(body, "build_config")["runtime"] == "python311", name
         env = first(body, "service_config")["environment_variables"]
         assert env == "${local.function_env}", f"{name} must use the shared function env"
-    assert locals_()["function_env"]["CLOUDACT_BACKEND"] == "gcp"
-    assert set(locals_()["function_env"]) >= {"GOOGLE_CLOUD_PROJECT", "CLOUDACT_REGION"}
+    env = env_map("${local.function_env}")
+    assert env["CLOUDACT_BACKEND"] == "gcp"
+    assert set(env) >= {"GOOGLE_CLOUD_PROJECT", "CLOUDACT_REGION"}
 
 
 def test_cloud_event_functions_are_pushed_from_their_topics():
@@ -168,8 +212,9 @@ def test_every_job_family_has_a_cloud_run_job():
         if pipeline.status == "available":
             assert launcher.job_name(pid).rsplit("/", 1)[1] in names, pid
     container = first(first(first(next(iter(jobs.values())), "template"), "template"), "containers")
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = job_env()
     assert env["CLOUDACT_BACKEND"] == "gcp" and "GOOGLE_CLOUD_PROJECT" in env and "CLOUDACT_REGION" in env
+    assert env["CLOUDACT_JOB_FAMILY"] == "each.key"
     assert container["image"] == "${var.image}"
 
 
@@ -275,6 +320,155 @@ def test_no_owner_or_editor_roles():
         assert not roles & FORBIDDEN_ROLES, f"{rtype}.{name} grants {roles & FORBIDDEN_ROLES}"
     text = "\n".join(p.read_text() for p in TF_DIR.glob("*.tf"))
     assert not re.search(r'"roles/(owner|editor)"', text)
+
+
+def _each(for_each) -> list[tuple[str | None, str | None]]:
+    """(each.key, each.value) of a for_each: a map, a toset([...]) of strings, or (None, None) for one
+    over resources (its grants then name `each.value.x`, which stays as written)."""
+    if isinstance(for_each, dict):
+        return list(for_each.items())
+    if isinstance(for_each, str) and for_each.startswith("${toset(["):
+        return [(s, s) for s in re.findall(r'"([^"]+)"', for_each)]
+    return [(None, None)]
+
+
+def _who(member: str) -> str:
+    m = re.fullmatch(r"\$\{google_service_account\.(\w+)\.member\}", member)
+    return m.group(1) if m else member
+
+
+def grants() -> list[tuple[str, str, str, str]]:
+    """Every IAM grant, for_each expanded: (holder, resource type, target, role). The holder is the
+    service account's resource name (`jobs`) or the member as written (`allUsers`, ...)."""
+    out = []
+    for rtype, name, body, _ in _iam_grants():
+        assert "member" in body, f"{rtype}.{name}: use *_iam_member (one member, additive), not bindings or policies"
+        target_key = next((k for k in ("service_account_id", "dataset_id", "secret_id", "topic", "subscription",
+                                       "bucket", "name", "project") if k in body), None)
+        for key, value in _each(body.get("for_each")):
+            def sub(s: str) -> str:
+                if value is not None:
+                    s = s.replace("${each.value}", value).replace("${each.key}", key)
+                return s
+            out.append((_who(sub(body["member"])), rtype, sub(str(body.get(target_key, ""))), sub(body["role"])))
+    return out
+
+
+def held_by(holder: str) -> set[tuple[str, str, str]]:
+    return {(rtype, target, role) for who, rtype, target, role in grants() if who == holder}
+
+
+PROJECT = "${var.project_id}"
+# What each runtime account may do, and nothing else: a new grant must be argued for here.
+RUNTIME_GRANTS = {
+    "functions": {
+        ("google_project_iam_member", PROJECT, "roles/bigquery.jobUser"),
+        ("google_project_iam_member", PROJECT, "roles/bigquery.dataEditor"),
+        ("google_project_iam_member", PROJECT, "roles/cloudscheduler.admin"),
+        ("google_bigquery_dataset_iam_member", "${google_bigquery_dataset.organizations.dataset_id}",
+         "roles/bigquery.dataEditor"),
+        ("google_secret_manager_secret_iam_member", "${google_secret_manager_secret.stripe_webhook.id}",
+         "roles/secretmanager.secretAccessor"),
+        ("google_pubsub_topic_iam_member", '${google_pubsub_topic.topic["run_requests"].name}', "roles/pubsub.publisher"),
+        ("google_cloud_run_v2_job_iam_member", "${each.value.name}", "roles/run.jobsExecutorWithOverrides"),
+    },
+    "jobs": {
+        ("google_project_iam_member", PROJECT, "roles/bigquery.jobUser"),
+        ("google_project_iam_member", PROJECT, "roles/bigquery.dataEditor"),
+        ("google_project_iam_member", PROJECT, "roles/secretmanager.secretAccessor"),
+        ("google_bigquery_dataset_iam_member", "${google_bigquery_dataset.organizations.dataset_id}",
+         "roles/bigquery.dataEditor"),
+        ("google_pubsub_topic_iam_member", '${google_pubsub_topic.topic["run_completed"].name}', "roles/pubsub.publisher"),
+        ("google_service_account_iam_member", "${google_service_account.source_reader.name}",
+         "roles/iam.serviceAccountTokenCreator"),
+    },
+    "source_reader": set(),  # tenants grant it Token Creator on their own accounts, outside this project
+    "scheduler": {("google_cloud_run_v2_service_iam_member", "${google_cloudfunctions2_function.sync_schedules.name}",
+                   "roles/run.invoker")},
+    "sweeper": {("google_cloud_run_v2_service_iam_member", "${google_cloudfunctions2_function.sweep_runs.name}",
+                 "roles/run.invoker")},
+    "push": {("google_cloud_run_v2_service_iam_member", "${google_cloudfunctions2_function.dispatch_run.name}",
+              "roles/run.invoker"),
+             ("google_cloud_run_v2_service_iam_member", "${google_cloudfunctions2_function.convert_on_completion.name}",
+              "roles/run.invoker")},
+    "fn_builder": {("google_project_iam_member", PROJECT, "roles/logging.logWriter"),
+                   ("google_project_iam_member", PROJECT, "roles/artifactregistry.writer"),
+                   ("google_storage_bucket_iam_member", "${google_storage_bucket.functions_source.name}",
+                    "roles/storage.objectViewer")},
+}
+
+
+def test_every_runtime_account_holds_exactly_its_grants():
+    accounts = set(resources("google_service_account")) - {"deployer"}
+    assert accounts == set(RUNTIME_GRANTS), "a new service account needs its grants listed in RUNTIME_GRANTS"
+    for account, expected in RUNTIME_GRANTS.items():
+        assert held_by(account) == expected, f"{account}: extra {held_by(account) - expected}, " \
+                                             f"missing {expected - held_by(account)}"
+
+
+def test_the_source_reader_is_its_own_account_holding_nothing_in_the_platform_project():
+    """The identity that reads tenant sources cannot read or write any org's data or any secret here: a
+    tenant who names another org's table (or a secret) gets only what the tenant itself was granted."""
+    sas = resources("google_service_account")
+    assert sas["source_reader"]["account_id"] != sas["jobs"]["account_id"]
+    assert held_by("source_reader") == set()
+    assert not [g for g in grants() if "source_reader" in g[0]], "nothing may be granted to the source reader"
+    # no grant in any form: not through a group, a for_each map or a literal e-mail either
+    for rtype, name, body, members in _iam_grants():
+        text = json.dumps({k: v for k, v in body.items() if k != "service_account_id"})
+        assert "source_reader" not in text and "source-reader" not in text, f"{rtype}.{name} grants the source reader"
+
+
+def test_the_jobs_may_mint_tokens_for_the_source_reader_alone():
+    for who, rtype, target, role in grants():
+        if role in IDENTITY_ROLES:
+            assert rtype == "google_service_account_iam_member", (
+                f"{rtype} grants {role} to {who} on {target}: act-as and token roles are granted on one account, "
+                "never on a project, folder or organization")
+    minted = {(target, role) for who, rtype, target, role in grants() if who == "jobs" and role in IDENTITY_ROLES}
+    assert minted == {("${google_service_account.source_reader.name}", "roles/iam.serviceAccountTokenCreator")}
+    # and the jobs run as themselves, told which account is the source reader
+    (job,) = resources("google_cloud_run_v2_job").values()
+    assert first(first(job, "template"), "template")["service_account"] == "${google_service_account.jobs.email}"
+    assert job_env()["CLOUDACT_SOURCE_READER_SA"] == "${google_service_account.source_reader.email}"
+
+
+def test_runtimes_are_multi_tenant_and_refuse_orgs_without_a_subscription(rt, acme, monkeypatch):
+    from shared import registry
+    from shared.plans import QuotaExceeded, check_static, entitlement
+
+    variables = {k: v for block in TF["variable"] for k, v in block.items()}
+    default_plan = variables["default_plan"]
+    for env in (function_env("run_pipeline"), job_env()):
+        assert env["CLOUDACT_TENANCY"] == "multi"
+        assert env["CLOUDACT_DEFAULT_PLAN"] == "${var.default_plan}"
+    # The variable's validation refuses the values that make a plan-less org unlimited.
+    condition = first(default_plan, "validation")["condition"]
+    assert '!= ""' in condition and '!= "free-local"' in condition and "lower(trimspace(var.default_plan))" in condition
+    # What the default means to the code: an org with no subscription is refused.
+    monkeypatch.setenv("CLOUDACT_DEFAULT_PLAN", default_plan["default"])
+    ent = entitlement(rt.warehouse, "acme")
+    today = dt.date.today()
+    with pytest.raises(QuotaExceeded) as e:
+        check_static(ent, registry.get("genai/payg/openai"), today, today)
+    assert e.value.status == 402 and e.value.code == "no_subscription"
+
+
+def test_sweep_runs_is_private_and_called_every_five_minutes_by_its_own_invoker():
+    eps = {**LANDING_ENTRY_POINTS, **entry_points()}
+    assert eps["sweep_runs"] == "http"
+    name, fn = functions_by_entry_point()["sweep_runs"]
+    ref = f"${{google_cloudfunctions2_function.{name}.name}}"
+    uri = f"${{google_cloudfunctions2_function.{name}.service_config[0].uri}}"
+    assert first(fn, "service_config")["ingress_settings"] == "${var.private_function_ingress}"
+    invokers = {(who, role) for who, rtype, target, role in grants() if target == ref}
+    assert invokers == {("sweeper", "roles/run.invoker")}, f"only cloudact-sweeper may call sweep_runs: {invokers}"
+    (job,) = [j for j in resources("google_cloud_scheduler_job").values() if first(j, "http_target")["uri"] == uri]
+    assert "count" not in job, "the sweep cannot be switched off: dead jobs' runs would hold their slice forever"
+    oidc = first(first(job, "http_target"), "oidc_token")
+    assert oidc == {"service_account_email": "${google_service_account.sweeper.email}", "audience": uri}
+    variables = {k: v for block in TF["variable"] for k, v in block.items()}
+    assert job["schedule"] == "${var.sweep_runs_cron}" and variables["sweep_runs_cron"]["default"] == "*/5 * * * *"
 
 
 def test_secrets_have_no_values_in_code():

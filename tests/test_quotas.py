@@ -159,14 +159,43 @@ def test_a_plan_change_by_webhook_changes_the_quota(rt, acme):
     assert e.value.status == 402 and "'canceled'" in e.value.message
 
 
-def test_other_orgs_are_not_counted(rt, acme):
+def test_other_orgs_runs_today_do_not_count_against_the_daily_limit(rt, acme, monkeypatch):
+    """globex ran 3 times today; acme's plan allows 2 a day: acme still gets both, and its refusal counts 2."""
     from shared.tenants import create_org
 
-    create_org(rt.warehouse, "globex")
-    subscribe(rt.warehouse, daily_runs=1)
-    run(rt.warehouse)
+    wh = rt.warehouse
+    monkeypatch.delenv("CLOUDACT_DEFAULT_PLAN", raising=False)  # globex: no subscription -> unlimited default
+    create_org(wh, "globex")
     for i in range(3):
-        run(rt.warehouse, org="globex", cred=f"g{i}")  # globex: no subscription -> free-local default
+        runs.finish(wh, run(wh, org="globex", cred=f"g{i}"), "succeeded")  # ended: only the daily count sees them
+    subscribe(wh, daily_runs=2)
+    run(wh, cred="a0")
+    run(wh, cred="a1")
+    with pytest.raises(QuotaExceeded) as e:
+        run(wh, cred="a2")
+    assert e.value.status == 429 and e.value.code == "daily_run_limit"
+    assert "allows 2 runs per day (UTC) and 2 were started today" in e.value.message
+    counts = wh.query("SELECT org_slug, COUNT(*) AS n FROM `organizations.org_pipeline_runs` GROUP BY 1 ORDER BY 1")
+    assert counts == [{"org_slug": "acme", "n": 2}, {"org_slug": "globex", "n": 3}]
+
+
+def test_other_orgs_active_runs_do_not_count_against_the_concurrent_limit(rt, acme, monkeypatch):
+    """globex has 2 runs queued; acme's plan allows 1 at a time: acme's first is accepted, its second refused
+    naming acme's 1 active run."""
+    from shared.tenants import create_org
+
+    wh = rt.warehouse
+    monkeypatch.delenv("CLOUDACT_DEFAULT_PLAN", raising=False)
+    create_org(wh, "globex")
+    run(wh, org="globex", cred="g0")
+    run(wh, org="globex", cred="g1")
+    subscribe(wh, concurrent_runs=1)
+    first = run(wh, cred="a0")
+    with pytest.raises(QuotaExceeded) as e:
+        run(wh, cred="a1")
+    assert e.value.code == "concurrent_run_limit" and "1 concurrent runs and 1 are queued or running" in e.value.message
+    runs.finish(wh, first, "succeeded")
+    run(wh, cred="a1")  # globex's two are still queued
 
 
 def test_all_quota_stripe_and_schedule_sql_is_bigquery_sql(rt, acme, monkeypatch):

@@ -19,6 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from shared import procedures as procs
+from shared.config import private_dir
 from shared.naming import identifier
 from shared.schemas import TableSchema
 from shared.warehouse.base import Params, Slice, Warehouse, WarehouseError
@@ -43,6 +44,21 @@ def _unregister(cur, name: str) -> None:
         pass
 
 
+def _owner_only(path: Path) -> None:
+    """The warehouse file, its WAL and its spill files owner-only: 0600 (0700 folders) in a 0700 folder.
+
+    DuckDB creates them itself with the process umask (the WAL anew after every checkpoint, spill files
+    whenever memory runs out), has no setting for their mode and refuses a pre-created empty file. So
+    the process that owns an embedded warehouse creates nothing group- or world-accessible from here on:
+    its umask gains 077. Files an older version left readable are tightened.
+    """
+    private_dir(path.parent)
+    os.umask(os.umask(0o077) | 0o077)
+    for existing in (path, path.with_name(path.name + ".wal")):
+        if existing.exists() and existing.stat().st_uid == os.getuid():
+            existing.chmod(0o600)
+
+
 # DuckDB's buffer pool; the process adds ~125 MiB (interpreter, libraries, catalog) and DuckDB ~40 MiB outside
 # the pool, so a whole ingest + conversion stays under 512 MiB. Bulk data beyond it spills to the temp folder.
 DEFAULT_MEMORY_LIMIT = "320MB"
@@ -52,7 +68,7 @@ class DuckDBWarehouse(Warehouse):
     def __init__(self, path: str | Path | None = None):
         self.path = str(path) if path else ":memory:"
         if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _owner_only(Path(path))
         try:
             self._con = duckdb.connect(self.path)
         except duckdb.IOException as e:
