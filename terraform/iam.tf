@@ -105,6 +105,26 @@ resource "google_project_iam_member" "jobs_bq_data_editor" {
 # runtime by `cloudact credentials add`; the jobs read them, so the jobs' accessor grant is on the
 # project. The functions read only the Stripe secret (granted on that secret in secrets.tf).
 
+# The credentials API (POST/rotate under the org key) stores a tenant's secret as a new Secret Manager secret or
+# version and disables the rotated-out version; it never reads one (only the jobs do).
+resource "google_project_iam_custom_role" "credential_writer" {
+  project     = var.project_id
+  role_id     = "cloudactCredentialWriter"
+  title       = "CloudAct credential writer"
+  description = "Create credential secrets, add and disable their versions; no read access"
+  permissions = [
+    "secretmanager.secrets.create",
+    "secretmanager.versions.add",
+    "secretmanager.versions.disable",
+  ]
+}
+
+resource "google_project_iam_member" "functions_credential_writer" {
+  project = var.project_id
+  role    = google_project_iam_custom_role.credential_writer.id
+  member  = google_service_account.functions.member
+}
+
 resource "google_project_iam_member" "jobs_secret_accessor" {
   project = var.project_id
   role    = "roles/secretmanager.secretAccessor"
@@ -185,6 +205,7 @@ resource "google_project_iam_member" "deployer_roles" {
     "roles/cloudbuild.builds.editor",
     "roles/cloudfunctions.admin",
     "roles/cloudscheduler.admin",
+    "roles/iam.roleAdmin",
     "roles/iam.serviceAccountAdmin",
     "roles/logging.logWriter",
     "roles/monitoring.editor",

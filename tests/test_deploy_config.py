@@ -365,6 +365,7 @@ RUNTIME_GRANTS = {
         ("google_project_iam_member", PROJECT, "roles/bigquery.jobUser"),
         ("google_project_iam_member", PROJECT, "roles/bigquery.dataEditor"),
         ("google_project_iam_member", PROJECT, "roles/cloudscheduler.admin"),
+        ("google_project_iam_member", PROJECT, "${google_project_iam_custom_role.credential_writer.id}"),
         ("google_bigquery_dataset_iam_member", "${google_bigquery_dataset.organizations.dataset_id}",
          "roles/bigquery.dataEditor"),
         ("google_secret_manager_secret_iam_member", "${google_secret_manager_secret.stripe_webhook.id}",
@@ -573,3 +574,12 @@ def test_checkov_terraform_passes():
     for r in reports:
         for c in r.get("results", {}).get("skipped_checks", []):
             assert (c.get("suppress_comment") or "").strip(), f"{c['check_id']} skipped without a reason"
+
+
+def test_the_credentials_api_may_write_secrets_but_never_read_them():
+    """POST/rotate /api/v1/credentials store tenant secrets from the functions' identity; reading them stays
+    the jobs' alone, so a flaw in the API cannot hand a tenant another tenant's secret."""
+    roles = resources("google_project_iam_custom_role")
+    perms = set(roles["credential_writer"]["permissions"])
+    assert {"secretmanager.secrets.create", "secretmanager.versions.add", "secretmanager.versions.disable"} <= perms
+    assert not {p for p in perms if p.endswith((".access", ".get", ".list", "setIamPolicy"))}
