@@ -5,6 +5,8 @@ CLOUDACT_HOME      local state for the embedded backend (default ./.cloudact)
 GOOGLE_CLOUD_PROJECT / CLOUDACT_REGION   for the gcp backend
 CLOUDACT_TENANCY   single (embedded default) | multi (gcp default); see shared/tenancy.py
 CLOUDACT_SOURCE_ROOT   multi: the folder holding each org's file:// sources (<root>/<org_slug>/)
+CLOUDACT_SOURCE_READER_SA   the service account the platform impersonates tenants' GCP service accounts
+                   through (`{org}` is replaced by the org slug: one reader per org); see jobs/identity.py
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ class Settings:
     region: str
     tenancy: str = "single"
     source_root: Path | None = None
+    source_reader_sa: str | None = None
 
     @property
     def warehouse_path(self) -> Path:
@@ -48,6 +51,7 @@ def settings() -> Settings:
         region=os.environ.get("CLOUDACT_REGION", "us-central1"),
         tenancy=tenancy,
         source_root=Path(root).resolve() if root else None,
+        source_reader_sa=os.environ.get("CLOUDACT_SOURCE_READER_SA", "").strip() or None,
     )
 
 

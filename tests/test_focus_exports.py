@@ -825,7 +825,7 @@ def test_gcp_focus_export_from_bigquery(rt, acme, tmp_path, monkeypatch):
     rows = charges("gcp", JAN_FEB[0] - dt.timedelta(days=1), JAN_FEB[1] + dt.timedelta(days=1))
     gcp_parquet(tmp_path, rows)
     fake = FakeFocusTable(pq.read_table(tmp_path / "focus-000000000000.parquet"))
-    monkeypatch.setattr(gcp, "bigquery_client", lambda cred: fake)
+    monkeypatch.setattr(gcp, "bigquery_client", lambda cred, org: fake)
     table = "gcp_billing_export_focus_012345_6789AB_CDEF01"
     cred = {"project": "acme-billing", "dataset": "gcp_billing_immutable_012345_6789AB_CDEF01_us", "table": table}
     land(wh, GCP, cred, *JAN_FEB)
@@ -839,7 +839,7 @@ def test_gcp_focus_export_from_bigquery(rt, acme, tmp_path, monkeypatch):
     assert params == {"start_date": JAN_FEB[0], "end_date": JAN_FEB[1]}
     # a table without the FOCUS columns fails naming it and them, before any query
     fake = FakeFocusTable(pq.read_table(tmp_path / "focus-000000000000.parquet").drop_columns(["ServiceName"]))
-    monkeypatch.setattr(gcp, "bigquery_client", lambda cred: fake)
+    monkeypatch.setattr(gcp, "bigquery_client", lambda cred, org: fake)
     with pytest.raises(ExtractError, match=f"acme-billing.gcp_billing_immutable_012345_6789AB_CDEF01_us.{table}: "
                                            "required FOCUS columns missing: ServiceName"):
         extract(gcp, GCP, cred, *JAN_FEB)

@@ -171,7 +171,7 @@ def test_bigquery_path_queries_with_partition_filter(monkeypatch):
     rows = gen.generate(START, END)
     fake = FakeClient(gen.to_table(rows))
     seen = []
-    monkeypatch.setattr(gcp, "bigquery_client", lambda cred: seen.append(cred) or fake)
+    monkeypatch.setattr(gcp, "bigquery_client", lambda cred, org: seen.append(cred) or fake)
     cred = {"project": "cust-billing", "dataset": "billing_export",
             "table": "gcp_billing_export_resource_v1_01A2B3_C4D5E6_F7A8B9", "maximum_bytes_billed": 10**11}
     raw, totals, _ = run_extract(cred, dt.date(2025, 2, 1), dt.date(2025, 2, 1))
@@ -196,7 +196,7 @@ def test_bigquery_path_view_column_partition_and_drift(monkeypatch):
                        ({"partitioning": "usage_start_time"}, "usage_start_time >= TIMESTAMP_SUB"),
                        ({"partitioning": "some_other_col"}, None)):
         fake = FakeClient(table, **kw)
-        monkeypatch.setattr(gcp, "bigquery_client", lambda cred, fake=fake: fake)
+        monkeypatch.setattr(gcp, "bigquery_client", lambda cred, org, fake=fake: fake)
         raw, _, _ = run_extract({"project": "p", "dataset": "d", "table": "t"}, START, START)
         sql = fake.calls[1][1]
         assert raw.num_rows == table.num_rows
@@ -206,7 +206,7 @@ def test_bigquery_path_view_column_partition_and_drift(monkeypatch):
         else:
             assert sql.endswith("BETWEEN @start_date AND @end_date")
     fake = FakeClient(table.drop_columns(["cost_type"]))
-    monkeypatch.setattr(gcp, "bigquery_client", lambda cred: fake)
+    monkeypatch.setattr(gcp, "bigquery_client", lambda cred, org: fake)
     with pytest.raises(ExtractError, match="p.d.t: required billing export columns missing: cost_type"):
         run_extract({"project": "p", "dataset": "d", "table": "t"}, START, START)
     assert [c[0] for c in fake.calls] == ["get_table"]  # no query was run
@@ -219,7 +219,7 @@ def test_bigquery_errors_are_readable(monkeypatch):
         def get_table(self, ref):
             raise exceptions.Forbidden("Access Denied: Table p:d.t")
 
-    monkeypatch.setattr(gcp, "bigquery_client", lambda cred: Denied())
+    monkeypatch.setattr(gcp, "bigquery_client", lambda cred, org: Denied())
     with pytest.raises(CredentialError, match="roles/bigquery.dataViewer"):
         run_extract({"project": "p", "dataset": "d", "table": "t"}, START, START)
 
@@ -227,7 +227,7 @@ def test_bigquery_errors_are_readable(monkeypatch):
         def get_table(self, ref):
             raise exceptions.NotFound("Not found: Table p:d.t")
 
-    monkeypatch.setattr(gcp, "bigquery_client", lambda cred: Missing())
+    monkeypatch.setattr(gcp, "bigquery_client", lambda cred, org: Missing())
     with pytest.raises(ExtractError, match="not found"):
         run_extract({"project": "p", "dataset": "d", "table": "t"}, START, START)
 

@@ -242,7 +242,7 @@ BQ = {"project": "cust", "dataset": "billing", "table": "gcp_billing_export_reso
 
 
 def test_bigquery_pages_run_the_same_select(rt, acme, fixture_export, monkeypatch):
-    monkeypatch.setattr(gcp, "bigquery_client", lambda cred: _FakeBigQuery(pq.read_table(fixture_export)))
+    monkeypatch.setattr(gcp, "bigquery_client", lambda cred, org: _FakeBigQuery(pq.read_table(fixture_export)))
     folder_raw, folder_totals = _arrow_path(_folder(fixture_export), START, END)
     arrow_raw, arrow_totals = _arrow_path(BQ, START, END)
     native_raw, native_totals, counts = _native_path(rt.warehouse, BQ, START, END)
@@ -257,7 +257,7 @@ def test_bigquery_pages_run_the_same_select(rt, acme, fixture_export, monkeypatc
 def test_a_failing_bigquery_stream_reports_its_own_error(rt, acme, fixture_export, monkeypatch):
     from jobs.base import CredentialError
 
-    monkeypatch.setattr(gcp, "bigquery_client", lambda cred: _FakeBigQuery(pq.read_table(fixture_export), 3))
+    monkeypatch.setattr(gcp, "bigquery_client", lambda cred, org: _FakeBigQuery(pq.read_table(fixture_export), 3))
     with pytest.raises(CredentialError, match="roles/bigquery.dataViewer") as arrow_err:
         _arrow_path(BQ, START, END)
     with pytest.raises(CredentialError) as native_err:

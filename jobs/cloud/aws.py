@@ -5,6 +5,8 @@ Credential (one of):
   {"bucket": ..., "prefix": ..., "region": ...,    S3, driven by the manifests under the prefix
    "endpoint_url": optional, "aws_access_key_id"/"aws_secret_access_key"/"aws_session_token": optional,
    "role_arn": optional (STS assume-role), "external_id": optional}
+  In multi tenancy the keys or the role are required, a role is assumed with the org's ExternalId and
+  endpoint_url is checked on every request (jobs/identity.py).
 
 Formats: legacy CUR (`lineItem/UsageStartDate` headers, `*-Manifest.json` with `reportKeys`) and CUR 2.0 /
 Data Exports (`line_item_usage_start_date` names, manifest with `dataFiles`), as CSV, gzip CSV or Parquet.
@@ -53,10 +55,12 @@ from jobs.cloud.common import (
 from jobs.cloud.common import (
     format_of as _format_of,
 )
+from jobs.identity import aws_session
 from jobs.cloud.common import (
     month_overlaps as _month_overlaps,
 )
 from shared import schemas
+from shared.tenancy import TrustViolation
 from shared.warehouse.scan import ScanPart
 
 RAW_TABLE = "aws_billing_raw"
@@ -213,32 +217,17 @@ class LocalSource(LocalFiles):
 
 class S3Source:
     def __init__(self, cred: dict):
-        try:
-            import boto3
-            from botocore.config import Config
-        except ImportError as e:  # pragma: no cover
-            raise ExtractError("reading from S3 needs boto3 (pip install boto3)") from e
+        from botocore.config import Config
+
         self.bucket = cred["bucket"]
         self.prefix = (cred.get("prefix") or "").strip("/")
-        region = cred.get("region") or "us-east-1"
-        endpoint = cred.get("endpoint_url")
-        keys = {k: cred[k] for k in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token") if cred.get(k)}
-        session = boto3.session.Session(region_name=region, **keys)
-        if cred.get("role_arn"):
-            sts = session.client("sts", endpoint_url=endpoint)
-            args = {"RoleArn": cred["role_arn"], "RoleSessionName": "cloudact-cur-reader"}
-            if cred.get("external_id"):
-                args["ExternalId"] = cred["external_id"]
-            try:
-                c = sts.assume_role(**args)["Credentials"]
-            except Exception as e:  # noqa: BLE001 - botocore raises many kinds
-                raise CredentialError(f"could not assume role {cred['role_arn']}: {e}") from None
-            session = boto3.session.Session(region_name=region, aws_access_key_id=c["AccessKeyId"],
-                                            aws_secret_access_key=c["SecretAccessKey"],
-                                            aws_session_token=c["SessionToken"])
-        self.s3 = session.client("s3", endpoint_url=endpoint, config=Config(retries={"max_attempts": 5, "mode": "standard"}))
+        session = aws_session(cred, cred.get("region") or "us-east-1", "cloudact-cur-reader")
+        self.s3 = session.client("s3", endpoint_url=cred.get("endpoint_url"),
+                                 config=Config(retries={"max_attempts": 5, "mode": "standard"}))
 
-    def _err(self, e: Exception, what: str) -> ExtractError:
+    def _err(self, e: Exception, what: str) -> Exception:
+        if isinstance(e, TrustViolation):
+            return e
         code = getattr(e, "response", {}).get("Error", {}).get("Code", "") if hasattr(e, "response") else ""
         if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "403"):
             return CredentialError(f"S3 refused {what}: {code}. Check the credential's s3:GetObject/s3:ListBucket access.")

@@ -5,7 +5,8 @@ Credential (one of):
   {"source": "file:///dir", "dataset": optional}   export files directly, or export folders with manifest.json
   {"account_url": ..., "container": ..., "prefix": ...,   Blob Storage, driven by the manifest.json files
    "connection_string": optional,                         under the prefix
-   "tenant_id"/"client_id"/"client_secret": optional (ClientSecretCredential; else DefaultAzureCredential),
+   "tenant_id"/"client_id" with "client_secret" or "client_certificate" (PEM), or "access_token",
+   or "account_key": optional (else DefaultAzureCredential; refused in multi tenancy, see jobs/identity.py),
    "dataset": optional}
 
 Datasets: ActualCost and AmortizedCost exports -> azure_billing_raw; FocusCost exports (FOCUS 1.0-preview(v1),
@@ -49,6 +50,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 
@@ -67,6 +69,8 @@ from jobs.cloud.common import (
     require_columns,
     resolve_listed_file,
 )
+from jobs.identity import azure_identity, azure_request_hook, no_azure_identity
+from shared import tenancy
 from shared.warehouse.scan import ScanPart
 
 RAW_TABLE = "azure_billing_raw"
@@ -346,18 +350,27 @@ class BlobSource:
             raise CredentialError('Azure credential needs "container" (the export storage container)')
         self.prefix = (cred.get("prefix") or "").strip("/")
         self.dataset = _dataset(cred.get("dataset"))
+        # every request (each try, each redirect) is checked against the tenancy's endpoint rules
+        hook = {"raw_request_hook": azure_request_hook}
         if cred.get("connection_string"):
-            service = BlobServiceClient.from_connection_string(cred["connection_string"])
+            service = BlobServiceClient.from_connection_string(cred["connection_string"], **hook)
+            if tenancy.is_multi():
+                url = urlsplit(service.url)
+                tenancy.check_endpoint(f"{url.scheme}://{url.netloc}/", "the connection_string's BlobEndpoint")
         else:
             if not cred.get("account_url"):
                 raise CredentialError('Azure credential needs "account_url" or "connection_string"')
-            service = BlobServiceClient(cred["account_url"], credential=_token_credential(cred))
+            if tenancy.is_multi():
+                tenancy.check_endpoint(cred["account_url"], "account_url")
+            service = BlobServiceClient(cred["account_url"], credential=_token_credential(cred), **hook)
         self.url = service.url.rstrip("/")
         self.client = service.get_container_client(self.container)
 
-    def _err(self, e: Exception, what: str) -> ExtractError:
+    def _err(self, e: Exception, what: str) -> Exception:
         from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 
+        if isinstance(e, tenancy.TrustViolation):
+            return e
         status = getattr(e, "status_code", None)
         if isinstance(e, ClientAuthenticationError) or status in (401, 403):
             return CredentialError(f"Blob Storage refused {what}: {getattr(e, 'reason', None) or e}. The identity "
@@ -425,17 +438,18 @@ class BlobSource:
 
 
 def _token_credential(cred: dict):
-    try:
-        from azure.identity import ClientSecretCredential, DefaultAzureCredential
-    except ImportError as e:  # pragma: no cover
-        raise ExtractError("Azure AD sign-in needs azure-identity (pip install azure-identity)") from e
-    if cred.get("client_secret"):
-        missing = [k for k in ("tenant_id", "client_id") if not cred.get(k)]
-        if missing:
-            raise CredentialError(f"Azure credential with client_secret also needs {', '.join(missing)}")
-        return ClientSecretCredential(cred["tenant_id"], cred["client_id"], cred["client_secret"])
+    """The credential's own identity, its account key, else (single tenancy only) the operator's."""
+    identity = azure_identity(cred)
+    if identity is not None:
+        return identity
     if cred.get("account_key"):
         return cred["account_key"]
+    if tenancy.is_multi():
+        raise no_azure_identity()
+    try:
+        from azure.identity import DefaultAzureCredential
+    except ImportError as e:  # pragma: no cover
+        raise ExtractError("Azure AD sign-in needs azure-identity (pip install azure-identity)") from e
     return DefaultAzureCredential()
 
 

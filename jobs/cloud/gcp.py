@@ -6,10 +6,13 @@ Credential (one of):
                                     it, e.g. one file per export batch), nested columns as Arrow structs/lists,
                                     exactly the BigQuery export schema
   {"project": ..., "dataset": ..., "table": ...,          the customer's export table, read with
-   "service_account_json": optional (JSON text or object), google-cloud-bigquery (without a key: application
-   "job_project": optional (project that runs the query; default credentials, or the emulator when
-   default `project`), "location": optional,               BIGQUERY_EMULATOR_HOST is set)
+   "service_account_json": optional (JSON text or object), google-cloud-bigquery (without an identity:
+   "access_token" / "impersonate_service_account": optional, application default credentials, or the
+   "job_project": optional (project that runs the query;    emulator when BIGQUERY_EMULATOR_HOST is set;
+   default `project`), "location": optional,               refused in multi tenancy: jobs/identity.py)
    "maximum_bytes_billed": optional, "partition_lookback_days": optional (default 3)}
+  In multi tenancy a table in the platform's own datasets (`organizations`, `*_prod`) and queries run in the
+  platform's project are refused (`check_source`).
   either form with "focus": true | false (optional)       read the table as the FOCUS export
 
 Works with the standard (gcp_billing_export_v1_*) and the detailed (gcp_billing_export_resource_v1_*) tables;
@@ -61,6 +64,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +77,9 @@ from jobs.base import CredentialError, ExtractContext, ExtractError
 from jobs.cloud import duck_sql as sq
 from jobs.cloud import focus_export
 from jobs.cloud.common import TOTALS_TABLE, DataFile, SourceTotals, totals_after
+from jobs.identity import gcp_credentials
+from shared import tenancy
+from shared.config import settings
 from shared.warehouse.scan import DuckScan, ScanPart
 
 RAW_TABLE = "gcp_billing_raw"
@@ -451,26 +458,50 @@ class FolderSource:
                 raise _unreadable(f, e) from None
 
 
-def bigquery_client(cred: dict):
-    """A BigQuery client for the credential (tests replace this function with a fake)."""
+BIGQUERY_SCOPES = ["https://www.googleapis.com/auth/bigquery.readonly",
+                   "https://www.googleapis.com/auth/cloud-platform"]
+
+
+def bigquery_client(cred: dict, org_slug: str):
+    """A BigQuery client with the credential's own identity (jobs/identity.py); in single tenancy, without
+    one, the operator's application-default credentials or the emulator. Tests replace this with a fake."""
     project = cred.get("job_project") or cred["project"]
     location = cred.get("location")
-    sa = cred.get("service_account_json")
-    if sa:
+    creds = gcp_credentials(cred, BIGQUERY_SCOPES, org_slug)
+    if creds is not None:
         from google.cloud import bigquery
-        from google.oauth2 import service_account
 
-        try:
-            info = json.loads(sa) if isinstance(sa, str) else dict(sa)
-            creds = service_account.Credentials.from_service_account_info(
-                info, scopes=["https://www.googleapis.com/auth/bigquery.readonly",
-                              "https://www.googleapis.com/auth/cloud-platform"])
-        except (ValueError, KeyError, TypeError) as e:
-            raise CredentialError(f"service_account_json is not a valid service account key: {e}") from None
         return bigquery.Client(project=project, credentials=creds, location=location)
     from shared.warehouse.bigquery import make_client
 
     return make_client(project, location or "US")
+
+
+# Names as BigQuery allows them, loosely; what matters is that no field can leave the `quoted` table reference.
+_PROJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:_-]{0,127}$")
+_DATASET = re.compile(r"^\w{1,1024}$")
+_TABLE = re.compile(r"^[\w\- $*]{1,1024}$")
+
+
+def check_source(cred: dict, s=None) -> None:
+    """The BigQuery table a credential names: valid names; in multi tenancy, not one of the platform's datasets
+    and no query run in the platform's project. Runs in the extractor; the credential specs may call it too."""
+    s = s or settings()
+    for field, pattern in (("project", _PROJECT), ("dataset", _DATASET), ("table", _TABLE),
+                           ("job_project", _PROJECT)):
+        if cred.get(field) is not None and not pattern.match(str(cred[field])):
+            raise CredentialError(f"{field} {str(cred[field])[:80]!r} is not a BigQuery {field.replace('_', ' ')} name")
+    tenancy.check_bigquery_source(cred.get("project"), cred.get("dataset"), platform_project=s.project, s=s)
+    if not tenancy.is_multi(s):
+        return
+    job_project = cred.get("job_project") or cred.get("project")
+    for field in ("project", "job_project"):
+        if str(cred.get(field) or "").isdigit():  # a project number could name the platform's project unseen
+            raise tenancy.TrustViolation(f"{field} must be the project's id, not its number")
+    if s.project and str(job_project).lower() == s.project.lower():
+        raise tenancy.TrustViolation(
+            f"job_project {job_project!r} is the platform's own project; queries run in a project of yours "
+            "(set job_project to one where your identity has roles/bigquery.jobUser)")
 
 
 class BigQuerySource:
@@ -480,6 +511,7 @@ class BigQuerySource:
         missing = [k for k in ("project", "dataset", "table") if not cred.get(k)]
         if missing:
             raise CredentialError(f"GCP billing credential lacks {', '.join(missing)}")
+        check_source(cred)
         self.cred = cred
         self.table_ref = f"{cred['project']}.{cred['dataset']}.{cred['table']}"
         self.lookback = int(cred.get("partition_lookback_days", DEFAULT_LOOKBACK_DAYS))
@@ -566,8 +598,8 @@ class BigQuerySource:
         from google.cloud import bigquery
 
         try:
-            client = bigquery_client(self.cred)
-        except ExtractError:
+            client = bigquery_client(self.cred, ctx.org_slug)
+        except (ExtractError, tenancy.TrustViolation):
             raise
         except Exception as e:  # noqa: BLE001
             raise self._err(e, "creating a BigQuery client") from None
@@ -582,7 +614,7 @@ class BigQuerySource:
         try:
             rows = client.query(sql, job_config=config).result(page_size=BATCH_ROWS)
             yield from rows.to_arrow_iterable()
-        except ExtractError:
+        except (ExtractError, tenancy.TrustViolation):
             raise
         except Exception as e:  # noqa: BLE001
             raise self._err(e, f"querying {self.table_ref}") from None

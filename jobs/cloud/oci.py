@@ -3,7 +3,8 @@
 Credential (one of):
   {"source": "file:///path"}            a folder of cost-report (or FOCUS report) CSV / CSV.gz files
   {"tenancy_ocid", "user_ocid", "fingerprint", "private_key" (PEM), "region",
-   "passphrase": optional (encrypted key), "endpoint": optional (Object Storage URL, e.g. a stub),
+   "passphrase": optional (encrypted key), "endpoint": optional (Object Storage URL, e.g. a stub; in multi
+   tenancy public https only, checked on every request, redirects included),
    "report": optional "cost" (default: reports/cost-csv/) | "focus" (FOCUS Reports/),
    "late_days": optional (default 7, see below)}
 
@@ -66,6 +67,8 @@ from jobs.cloud.common import (
     require_columns,
     totals_after,
 )
+from jobs.identity import guard_requests_session
+from shared import tenancy
 from shared.warehouse.scan import DuckScan, ScanPart
 
 RAW_TABLE = "oci_billing_raw"
@@ -650,12 +653,18 @@ class ObjectStorageSource:
                                                         else {}).items()) or str(e)
             raise CredentialError(f"the OCI credential is not valid: {bad}") from None
         kwargs = {"service_endpoint": cred["endpoint"].rstrip("/")} if cred.get("endpoint") else {}
+        if kwargs and tenancy.is_multi():
+            tenancy.check_endpoint(cred["endpoint"], "endpoint")
         try:
+            # the signer is built from this key only: no instance, resource or config-file principal
             self.client = oci.object_storage.ObjectStorageClient(config, **kwargs)
         except Exception as e:  # noqa: BLE001 - a bad PEM or passphrase surfaces here
             raise CredentialError(f"could not load the OCI API signing key: {type(e).__name__}: {e}") from None
+        guard_requests_session(self.client.base_client.session)
 
-    def _err(self, e: Exception, what: str) -> ExtractError:
+    def _err(self, e: Exception, what: str) -> Exception:
+        if isinstance(e, tenancy.TrustViolation):
+            return e
         status = getattr(e, "status", None)
         code = getattr(e, "code", "") or ""
         if status in (401, 403) or (status == 404 and code in ("BucketNotFound", "NamespaceNotFound")):

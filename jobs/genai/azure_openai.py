@@ -2,6 +2,7 @@
 
 Credential (`cloudact credentials add ORG azure --from-json FILE`):
     {"tenant_id": "...", "client_id": "...", "client_secret": "...",   # a service principal (real use)
+     "client_certificate": "-----BEGIN ...",  # instead of client_secret: PEM certificate with its private key
      "access_token": "eyJ...",                 # alternative for tests and short jobs
      "resource_ids": ["/subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.CognitiveServices/accounts/<name>"],
      "cost_scope": "/subscriptions/<sub>",     # optional: no cost rows without it
@@ -13,7 +14,7 @@ Why REST over httpx and not the Azure SDKs (azure-mgmt-monitor / azure-monitor-q
 azure-mgmt-costmanagement): one HTTP path for every extractor (`shared.http.ApiClient`, with its
 bounded retries, Retry-After handling and secret scrubbing), the whole path is testable over real
 HTTP against a loopback stub, and no heavy SDK sits on the job path. Only minting a token from a
-client secret needs `azure-identity`, imported lazily and only for that credential form.
+client secret or certificate needs `azure-identity`, imported lazily and only for that credential form.
 
 - Tokens -> `genai_usage_daily`: per resource, `GET {resourceId}/providers/Microsoft.Insights/metrics`
   (api-version 2023-10-01) for ProcessedPromptTokens (input), GeneratedTokens (output) and
@@ -41,6 +42,7 @@ import pyarrow as pa
 from jobs.base import CredentialError, ExtractContext, ExtractError
 from jobs.genai.common import (COSTS_TABLE, MAX_PAGES, USAGE_TABLE, DayWindow, decimal_amount, to_batches,
                                to_numeric)
+from jobs.identity import azure_identity
 from shared.http import ApiClient, retry_settings
 from shared.models import model_family
 
@@ -63,28 +65,25 @@ _SCOPE = re.compile(r"^/(subscriptions|providers/Microsoft\.Billing)/[^?#]+$", r
 
 def _mint_token(cred: dict) -> str:
     """A management-plane token for the service principal (azure-identity, imported only here)."""
+    principal = azure_identity({k: v for k, v in cred.items() if k != "access_token"})
     try:
-        from azure.identity import ClientSecretCredential
-    except ImportError:
-        raise ExtractError("Minting a token from tenant_id/client_id/client_secret needs the azure-identity "
-                           "package (pip install azure-identity).") from None
-    try:
-        return ClientSecretCredential(cred["tenant_id"], cred["client_id"], cred["client_secret"]
-                                      ).get_token(TOKEN_SCOPE).token
+        return principal.get_token(TOKEN_SCOPE).token
     except Exception as e:  # noqa: BLE001 - azure-identity raises its own hierarchy
         raise CredentialError(f"Microsoft Entra ID refused the service principal ({type(e).__name__}). Check "
-                              "tenant_id, client_id and that the client_secret has not expired.") from None
+                              "tenant_id, client_id and that the client_secret or client_certificate has not "
+                              "expired.") from None
 
 
 def azure_client(ctx: ExtractContext, *, sleep: Callable[[float], Any], max_attempts: int | None,
                  token_minter: Callable[[dict], str] = _mint_token) -> ApiClient:
     cred = ctx.credential or {}
     token = cred.get("access_token")
-    if not token and all(cred.get(k) for k in ("tenant_id", "client_id", "client_secret")):
+    if not token and (cred.get("client_secret") or cred.get("client_certificate")):
         token = token_minter(cred)
     if not token or not isinstance(token, str):
         raise CredentialError(
-            "The azure credential has neither tenant_id/client_id/client_secret nor access_token. Add them with "
+            "The azure credential has neither tenant_id/client_id/client_secret nor access_token (nor "
+            "tenant_id/client_id/client_certificate). Add them with "
             f"`cloudact credentials add {ctx.org_slug} azure --from-json FILE`.")
     base_url = str(cred.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
     retry = retry_settings()

@@ -4,9 +4,10 @@ Credential (`cloudact credentials add ORG aws --from-json FILE`):
     {"region": "us-east-1",                      # or "regions": ["us-east-1", "eu-west-1"] (metrics are per region)
      "aws_access_key_id": "...", "aws_secret_access_key": "...", "aws_session_token": "...",   # optional
      "role_arn": "arn:aws:iam::123456789012:role/cloudact-bedrock-reader", "external_id": "...", # optional
-     "endpoint_url": "http://127.0.0.1:5000",    # optional (tests / VPC endpoints)
+     "endpoint_url": "http://127.0.0.1:5000",    # optional (tests / VPC endpoints; multi: public https only)
      "model_ids": ["anthropic.claude-3-haiku-20240307-v1:0"]}                                   # optional
-Needs `cloudwatch:ListMetrics` and `cloudwatch:GetMetricData` (+ `bedrock:GetInferenceProfile` to name
+In multi tenancy the keys or the role are required and a role is assumed with the org's ExternalId
+(jobs/identity.py). Needs `cloudwatch:ListMetrics` and `cloudwatch:GetMetricData` (+ `bedrock:GetInferenceProfile` to name
 the model behind an application inference profile; without it those rows keep the profile ARN).
 
 What it does, per region:
@@ -56,7 +57,9 @@ import pyarrow as pa
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
 from jobs.genai.common import USAGE_TABLE, DayWindow, to_batches
+from jobs.identity import aws_session
 from shared.models import model_family
+from shared.tenancy import TrustViolation
 
 PROVIDER = "bedrock"
 NAMESPACE = "AWS/Bedrock"
@@ -137,7 +140,9 @@ def bedrock_model_family(model_id: str) -> str:
 
 # -- AWS plumbing -------------------------------------------------------------------------------------
 
-def _aws_error(e: Exception, what: str) -> ExtractError:
+def _aws_error(e: Exception, what: str) -> Exception:
+    if isinstance(e, TrustViolation):
+        return e
     from botocore.exceptions import (
         ClientError,
         NoCredentialsError,
@@ -157,28 +162,6 @@ def _aws_error(e: Exception, what: str) -> ExtractError:
                 "cloudwatch:GetMetricData; update it with `cloudact credentials add ORG aws --from-json FILE`.")
         return ExtractError(f"AWS error on {what} ({code}: {message})")
     return ExtractError(f"AWS error on {what}: {type(e).__name__}: {e}")
-
-
-def _session(cred: dict, region: str):
-    try:
-        import boto3
-    except ImportError as e:  # pragma: no cover
-        raise ExtractError("the Bedrock extractor needs boto3 (pip install boto3)") from e
-    keys = {k: cred[k] for k in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token") if cred.get(k)}
-    session = boto3.session.Session(region_name=region, **keys)
-    if cred.get("role_arn"):
-        sts = session.client("sts", endpoint_url=cred.get("endpoint_url"))
-        args = {"RoleArn": cred["role_arn"], "RoleSessionName": "cloudact-bedrock-usage"}
-        if cred.get("external_id"):
-            args["ExternalId"] = cred["external_id"]
-        try:
-            c = sts.assume_role(**args)["Credentials"]
-        except Exception as e:  # noqa: BLE001 - botocore raises many kinds
-            err = _aws_error(e, f"assuming role {cred['role_arn']}")
-            raise CredentialError(str(err)) from None
-        session = boto3.session.Session(region_name=region, aws_access_key_id=c["AccessKeyId"],
-                                        aws_secret_access_key=c["SecretAccessKey"], aws_session_token=c["SessionToken"])
-    return session
 
 
 def _cloudwatch_client(session, region: str, endpoint_url: str | None):
@@ -344,7 +327,7 @@ def extract(ctx: ExtractContext, *, today: dt.date | None = None) -> dict[str, l
     window = DayWindow(ctx)
     unresolved: set[str] = set()
     for region in regions:
-        session = _session(cred, region)
+        session = aws_session(cred, region, "cloudact-bedrock-usage")
         cw = _cloudwatch_client(session, region, endpoint)
         pairs = discover(cw, region)
         pairs |= {(metric, mid) for mid in extra_ids for metric in METRIC_COLUMNS}

@@ -6,13 +6,15 @@ Credential (`cloudact credentials add ORG gcp --from-json FILE`):
                                               # billing export, whose "project" names the export's project)
      "service_account_json": {...} | "...",   # real use: a key with roles/monitoring.viewer
      "access_token": "ya29...",               # alternative to the service account (tests, short jobs)
+     "impersonate_service_account": "reader@my-project.iam.gserviceaccount.com",  # alternative: the platform
+                                              # impersonates it (jobs/identity.py: gcp_credentials)
      "base_url": "https://monitoring.googleapis.com"}   # optional
 
 Why REST over httpx and not the `google-cloud-monitoring` gRPC SDK: every extractor then takes one
 HTTP path (`shared.http.ApiClient`, with its bounded retries, Retry-After handling and secret
 scrubbing), the whole path is testable over real HTTP against a loopback stub, and the job image does
-not carry a heavy gRPC SDK. Only minting a token from a service-account key needs `google-auth`, and
-it is imported lazily, only when that credential form is used.
+not carry a heavy gRPC SDK. Only minting a token from a service-account key or by impersonation needs
+`google-auth`, and it is imported lazily, only when that credential form is used.
 
 The query is `GET /v3/projects/{project}/timeSeries` with `filter=metric.type="..."`, the interval
 [start 00:00Z, end+1 00:00Z), `aggregation.alignmentPeriod=86400s`, `perSeriesAligner=ALIGN_SUM`,
@@ -28,6 +30,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
 from jobs.genai.common import MAX_PAGES, DayWindow
+from jobs.identity import gcp_credentials, service_account_credentials
 from shared.http import ApiClient, retry_settings
 
 DEFAULT_BASE_URL = "https://monitoring.googleapis.com"
@@ -75,21 +78,21 @@ def projects_of(ctx: ExtractContext) -> list[str]:
     return projects
 
 
-def _mint_token(info: dict) -> str:
-    """An OAuth access token for the service account (google-auth, imported only here)."""
+def _refreshed_token(creds, what: str) -> str:
+    """An OAuth access token from google-auth credentials (google-auth, imported only here)."""
+    from google.auth.transport.requests import Request
+
     try:
-        from google.auth.transport.requests import Request
-        from google.oauth2 import service_account
-    except ImportError:  # pragma: no cover - google-auth ships with the GCP extras
-        raise ExtractError("Minting a token from service_account_json needs the google-auth package "
-                           "(pip install google-auth requests).") from None
-    try:
-        creds = service_account.Credentials.from_service_account_info(info, scopes=[SCOPE])
         creds.refresh(Request())
     except Exception as e:  # noqa: BLE001 - google-auth raises several unrelated types
-        raise CredentialError(f"Google refused the service account key ({type(e).__name__}). Check that it is a "
-                              "current key of an account with roles/monitoring.viewer.") from None
+        raise CredentialError(f"Google refused {what} ({type(e).__name__}). Check that it is current and the "
+                              "account has roles/monitoring.viewer.") from None
     return creds.token
+
+
+def _mint_token(info: dict) -> str:
+    """An OAuth access token for the service account key."""
+    return _refreshed_token(service_account_credentials(info, [SCOPE]), "the service account key")
 
 
 def monitoring_client(ctx: ExtractContext, *, provider: str, sleep: Callable[[float], Any],
@@ -98,9 +101,13 @@ def monitoring_client(ctx: ExtractContext, *, provider: str, sleep: Callable[[fl
     token = cred.get("access_token")
     if not token and cred.get("service_account_json"):
         token = token_minter(_service_account_info(cred["service_account_json"]))
+    if not token and cred.get("impersonate_service_account"):
+        token = _refreshed_token(gcp_credentials(cred, [SCOPE], ctx.org_slug),
+                                 f"impersonating {cred['impersonate_service_account']}")
     if not token or not isinstance(token, str):
         raise CredentialError(
-            f"The gcp credential has neither service_account_json nor access_token. Add one with "
+            f"The gcp credential has neither service_account_json nor access_token (nor "
+            f"impersonate_service_account). Add one with "
             f"`cloudact credentials add {ctx.org_slug} gcp --from-json FILE` "
             '(FILE: {"project": "...", "service_account_json": {...}}).')
     base_url = str(cred.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
