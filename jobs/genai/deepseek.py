@@ -261,10 +261,9 @@ def import_usage_file(credential: dict, source: str | os.PathLike,
     records = import_usage_csv(src)
     folder = usage_folder(credential, org_slug or "", must_exist=False)
     folder.path.mkdir(parents=True, exist_ok=True)
-    target = folder.checked(folder.path, what="the usage folder")  # mkdir may have followed a link
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-    dest = target / f"deepseek-usage-{stamp}-{src.name}"
-    fd, tmp = tempfile.mkstemp(dir=target, prefix=".import-", suffix=src.suffix)
+    dest = folder.path / f"deepseek-usage-{stamp}-{src.name}"
+    fd, tmp = tempfile.mkstemp(dir=folder.path, prefix=".import-", suffix=src.suffix)
     try:
         with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
             shutil.copyfileobj(inp, out)

@@ -181,18 +181,23 @@ class DuckDBWarehouse(Warehouse):
                         continue
                     arrow_schema = schemas.get(table).arrow_schema()
                     seen = [0]
+                    failed: list[BaseException] = []  # the producer's own error, if it raised one
 
-                    def counted(batches=batches, seen=seen, arrow_schema=arrow_schema):
-                        for b in batches:
-                            if b.schema != arrow_schema:
-                                if b.schema.types == arrow_schema.types and b.schema.names == arrow_schema.names:
-                                    b = pa.RecordBatch.from_arrays(b.columns, schema=arrow_schema)  # nullability only
-                                else:
-                                    b = pa.Table.from_batches([b]).cast(arrow_schema).to_batches()[0] if b.num_rows else None
-                                if b is None:
-                                    continue
-                            seen[0] += b.num_rows
-                            yield b
+                    def counted(batches=batches, seen=seen, arrow_schema=arrow_schema, failed=failed):
+                        try:
+                            for b in batches:
+                                if b.schema != arrow_schema:
+                                    if b.schema.types == arrow_schema.types and b.schema.names == arrow_schema.names:
+                                        b = pa.RecordBatch.from_arrays(b.columns, schema=arrow_schema)  # nullability only
+                                    else:
+                                        b = pa.Table.from_batches([b]).cast(arrow_schema).to_batches()[0] if b.num_rows else None
+                                    if b is None:
+                                        continue
+                                seen[0] += b.num_rows
+                                yield b
+                        except Exception as e:
+                            failed.append(e)
+                            raise
 
                     reader = pa.RecordBatchReader.from_batches(arrow_schema, counted())
                     cur.register("_cloudact_incoming", reader)
@@ -202,6 +207,12 @@ class DuckDBWarehouse(Warehouse):
                             f"INSERT INTO {ref} BY NAME SELECT * FROM _cloudact_incoming WHERE {where}",
                             params,
                         ).fetchone()[0]
+                    except WarehouseError:
+                        # DuckDB wraps the producer's error in its own, traceback and all: the producer's
+                        # message is the one a user should see
+                        if failed:
+                            raise failed[0] from None
+                        raise
                     finally:
                         _unregister(cur, "_cloudact_incoming")
                     if inserted != seen[0]:
