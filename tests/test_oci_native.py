@@ -318,7 +318,8 @@ def _sample_with(tmp_path: Path, column: str, value: str, rows: int = 1) -> Path
     # the value is in the sample's last (40th) row; the message names the row, never the value
     ("lineItem/intervalUsageStart", "yesterday", 1,
      "column lineItem/intervalUsageStart has a value that is not a timestamp (row 40)"),
-    ("lineItem/intervalUsageEnd", "later", 1, "column lineItem/intervalUsageEnd has a value that is not a timestamp (row 40)"),
+    ("lineItem/intervalUsageEnd", "later", 1,
+     "column lineItem/intervalUsageEnd has a value that is not a timestamp (row 40)"),
     ("cost/myCost", "twelve", 1, "column cost/myCost has a value that is not a number (row 40)"),
     ("usage/billedQuantity", " 1,5 ", 1, "column usage/billedQuantity has a value that is not a number (row 40)"),
 ])

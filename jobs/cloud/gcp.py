@@ -438,7 +438,8 @@ class FolderSource(LocalFiles):
             first = self.files()[0]
             try:
                 with ExitStack() as stack:
-                    self._focus = focus_export.is_focus_export(pq.read_schema(self.folder.local_path(first, stack)).names)
+                    names = pq.read_schema(self.folder.local_path(first, stack)).names
+                self._focus = focus_export.is_focus_export(names)
             except (OSError, pa.ArrowException) as e:
                 raise _unreadable(self.name(first), e) from None
         return self._focus

@@ -339,7 +339,8 @@ def extract(ctx: ExtractContext, *, sleep: Callable[[float], Any] = time.sleep,
     _log_balance(ctx, balance)
     files = usage_files(folder)
     if not files:
-        ctx.warn(f"No DeepSeek usage export in {folder.shown(folder.path)}. Export it from platform.deepseek.com (Usage -> Export) "
+        ctx.warn(f"No DeepSeek usage export in {folder.shown(folder.path)}. Export it from platform.deepseek.com "
+                 f"(Usage -> Export) "
                  f"and add it with `cloudact usage import {ctx.org_slug} deepseek FILE`.")
         return {USAGE_TABLE: []}
     if ctx.end_date < ctx.start_date:

@@ -34,6 +34,16 @@ def _bind(names: frozenset[str], params: Params | None) -> dict[str, Any]:
     return {k: params[k] for k in names}
 
 
+def _remembering(batches: Iterable[Any], failed: list[BaseException]):
+    """`batches`, keeping the error the producer raises, if any, in `failed`: DuckDB reports it wrapped in
+    its own error, with the Python traceback (the platform's paths) in the text."""
+    try:
+        yield from batches
+    except Exception as e:
+        failed.append(e)
+        raise
+
+
 def _unregister(cur, name: str) -> None:
     # In an aborted transaction DuckDB refuses even this; the caller rolls back and tries again, and
     # the original error (the one worth reporting) is never masked.
@@ -181,25 +191,21 @@ class DuckDBWarehouse(Warehouse):
                         continue
                     arrow_schema = schemas.get(table).arrow_schema()
                     seen = [0]
-                    failed: list[BaseException] = []  # the producer's own error, if it raised one
 
-                    def counted(batches=batches, seen=seen, arrow_schema=arrow_schema, failed=failed):
-                        try:
-                            for b in batches:
-                                if b.schema != arrow_schema:
-                                    if b.schema.types == arrow_schema.types and b.schema.names == arrow_schema.names:
-                                        b = pa.RecordBatch.from_arrays(b.columns, schema=arrow_schema)  # nullability only
-                                    else:
-                                        b = pa.Table.from_batches([b]).cast(arrow_schema).to_batches()[0] if b.num_rows else None
-                                    if b is None:
-                                        continue
-                                seen[0] += b.num_rows
-                                yield b
-                        except Exception as e:
-                            failed.append(e)
-                            raise
+                    def counted(batches=batches, seen=seen, arrow_schema=arrow_schema):
+                        for b in batches:
+                            if b.schema != arrow_schema:
+                                if b.schema.types == arrow_schema.types and b.schema.names == arrow_schema.names:
+                                    b = pa.RecordBatch.from_arrays(b.columns, schema=arrow_schema)  # nullability only
+                                else:
+                                    b = pa.Table.from_batches([b]).cast(arrow_schema).to_batches()[0] if b.num_rows else None
+                                if b is None:
+                                    continue
+                            seen[0] += b.num_rows
+                            yield b
 
-                    reader = pa.RecordBatchReader.from_batches(arrow_schema, counted())
+                    failed: list[BaseException] = []
+                    reader = pa.RecordBatchReader.from_batches(arrow_schema, _remembering(counted(), failed))
                     cur.register("_cloudact_incoming", reader)
                     try:
                         inserted = self._run(
@@ -208,9 +214,7 @@ class DuckDBWarehouse(Warehouse):
                             params,
                         ).fetchone()[0]
                     except WarehouseError:
-                        # DuckDB wraps the producer's error in its own, traceback and all: the producer's
-                        # message is the one a user should see
-                        if failed:
+                        if failed:  # the producer's own error, not DuckDB's wrapper with its traceback
                             raise failed[0] from None
                         raise
                     finally:
