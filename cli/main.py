@@ -444,7 +444,7 @@ def usage_import(slug: str, provider: str, path: Path, credential_id: str | None
     store = CredentialStore(rt.warehouse, rt.settings)
     row = store.find(slug, provider, credential_id)
     try:
-        dest, records = import_usage_file(store.load(slug, provider, row["credential_id"]), path)
+        dest, records = import_usage_file(store.load(slug, provider, row["credential_id"]), path, org_slug=slug)
     except ExtractError as e:
         _fail(str(e))
     days = sorted({r["date"] for r in records})

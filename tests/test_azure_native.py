@@ -243,12 +243,10 @@ def test_typed_parquet_columns(rt, acme, tmp_path):
 # Errors and warnings
 # --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("column", "value", "expected"), [
-    ("CostInBillingCurrency", "twelve", ("column CostInBillingCurrency has a value that is not a number "
-                                         "(The string 'twelve' is not a valid decimal128 number)")),
-    ("Date", "yesterday", "column Date has a value that is not a date: 'yesterday'"),
-    ("Date", "02/30/2024",
-     "column Date has an impossible date (Failed to parse string: '2024-02-30' as a scalar of type timestamp[s])"),
-    ("BillingPeriodEndDate", "soon", "column BillingPeriodEndDate has a value that is not a date: 'soon'"),
+    ("CostInBillingCurrency", "twelve", "column CostInBillingCurrency has a value that is not a number (row {n})"),
+    ("Date", "yesterday", "column Date has a value that is not a date (row {n})"),
+    ("Date", "02/30/2024", "column Date has an impossible date (row {n})"),
+    ("BillingPeriodEndDate", "soon", "column BillingPeriodEndDate has a value that is not a date (row {n})"),
     ("Date", "", "1 rows have no Date"),
     ("BillingCurrencyCode", " ", "1 rows have an empty BillingCurrencyCode"),
     ("ChargeType", "", "1 rows have an empty ChargeType"),
@@ -267,6 +265,7 @@ def test_bad_rows_fail_the_same_way_on_both_paths_and_keep_earlier_data(rt, acme
         _arrow_path(tmp_path / "bad", *billing.SEP)
     with pytest.raises(ExtractError) as native_err:
         land(wh, registry.get(PIPELINE), _ctx(tmp_path / "bad", *billing.SEP))
+    expected = expected.format(n=len(rows))  # the bad value is in the last row; never in the message
     assert str(native_err.value) == str(arrow_err.value) == f"{tmp_path / 'bad' / 'export.csv'}: {expected}"
     after = wh.query("SELECT COUNT(*) AS n, SUM(cost) AS c FROM `acme_prod.azure_billing_raw`")[0]
     assert after == before and before["n"] == 27

@@ -46,11 +46,8 @@ from jobs.cloud.common import (
     DataFile,
     LocalFiles,
     SourceTotals,
-    list_data_files,
-    local_root,
     read_json_doc,
     require_columns,
-    resolve_listed_file,
 )
 from jobs.cloud.common import (
     format_of as _format_of,
@@ -188,19 +185,17 @@ def _s3_key(ref: str) -> str:
 
 
 class LocalSource(LocalFiles):
-    def __init__(self, url: str):
-        self.root = local_root(url)
-
     def files(self, ctx: ExtractContext) -> list[DataFile]:
-        manifests = sorted(self.root.rglob("*Manifest.json"))
+        listed = self.folder.files()
+        manifests = [p for p in listed if p.name.endswith("Manifest.json")]
         if not manifests:
-            found = list_data_files(self.root)
+            found = [p for p in listed if _format_of(p.name)]
             if not found:
-                raise ExtractError(f"no CUR files (.csv, .csv.gz, .parquet) or manifest in {self.root}")
-            return [DataFile(str(p), _format_of(p.name)) for p in found]
+                raise ExtractError(f"no CUR files (.csv, .csv.gz, .parquet) or manifest in {self.name(self.root)}")
+            return [DataFile(self.name(p), _format_of(p.name)) for p in found]
         by_period: dict[Any, tuple[float, Path, dict]] = {}
         for m in manifests:
-            doc = _read_manifest(m.read_bytes(), str(m))
+            doc = _read_manifest(self.folder.read_bytes(m), self.name(m))
             period = _manifest_files(doc)[1]
             mtime = m.stat().st_mtime
             if period not in by_period or mtime >= by_period[period][0]:
@@ -210,8 +205,8 @@ class LocalSource(LocalFiles):
             if not _month_overlaps(period, ctx.start_date, ctx.end_date):
                 continue
             for key in _manifest_files(doc)[0]:
-                path = resolve_listed_file(self.root, _s3_key(key), m)
-                out.append(DataFile(str(path), _format_of(path.name) or "csv.gz", period))
+                path = self.listed(_s3_key(key), m)
+                out.append(DataFile(self.name(path), _format_of(path.name) or "csv.gz", period))
         return out
 
 
@@ -479,13 +474,13 @@ def _stream(ctx: ExtractContext, source, files: list[DataFile]) -> dict[str, Any
 # --------------------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------------------
-def _source(cred: dict):
+def _source(cred: dict, org_slug: str):
     if cred.get("source"):
         url = str(cred["source"])
         if url.startswith("s3://"):
             p = urlparse(url)
             return S3Source({**cred, "bucket": p.netloc, "prefix": cred.get("prefix") or p.path.strip("/")})
-        return LocalSource(url)
+        return LocalSource(url, org_slug)
     if cred.get("bucket"):
         return S3Source(cred)
     raise CredentialError('AWS credential needs {"source": "file:///folder"} or {"bucket": ..., "prefix": ...}')
@@ -495,7 +490,7 @@ def extract(ctx: ExtractContext) -> dict[str, Any]:
     """Read every CUR (or AWS FOCUS export) file for the billing periods overlapping the run; return the
     in-range rows: a DuckScan of the CUR files (the totals are summed once it has been landed, so
     cloud_source_totals is listed after the raw table), or the FOCUS export's rows for cloud_focus_raw."""
-    source = _source(ctx.credential)
+    source = _source(ctx.credential, ctx.org_slug)
     files = source.files(ctx)
     if not files:
         ctx.warn(f"no CUR billing period overlaps {ctx.start_date}..{ctx.end_date}")

@@ -58,16 +58,15 @@ from jobs.base import CredentialError, ExtractContext, ExtractError
 from jobs.cloud import duck_sql as sq
 from jobs.cloud import focus_export
 from jobs.cloud.common import (
+    BadValue,
     DataFile,
     LocalFiles,
     SourceTotals,
     format_of,
-    list_data_files,
-    local_root,
     month_overlaps,
+    not_a,
     read_json_doc,
     require_columns,
-    resolve_listed_file,
 )
 from jobs.identity import azure_identity, azure_request_hook, no_azure_identity
 from shared import tenancy
@@ -293,29 +292,32 @@ class AzureFile(DataFile):
 
 
 class LocalSource(LocalFiles):
-    def __init__(self, url: str, dataset: str | None):
-        self.root = local_root(url)
+    def __init__(self, url: str, dataset: str | None, org_slug: str):
+        super().__init__(url, org_slug)
         self.dataset = dataset
 
     def files(self, ctx: ExtractContext) -> list[AzureFile]:
-        paths = sorted(self.root.rglob("manifest.json"))
+        listed = self.folder.files()
+        paths = [p for p in listed if p.name == "manifest.json"]
         if not paths:
-            found = list_data_files(self.root)
+            found = [p for p in listed if format_of(p.name)]
             if not found:
-                raise ExtractError(f"no Azure export files (.csv, .csv.gz, .parquet) or manifest.json in {self.root}")
-            return [AzureFile(str(p), format_of(p.name), None, _dataset_of_path(str(p), self.dataset)) for p in found]
-        manifests = []
+                raise ExtractError(f"no Azure export files (.csv, .csv.gz, .parquet) or manifest.json in "
+                                   f"{self.name(self.root)}")
+            return [AzureFile(self.name(p), format_of(p.name), None, _dataset_of_path(self.name(p), self.dataset))
+                    for p in found]
+        manifests, path_of = [], {}
         for p in paths:
             mtime = dt.datetime.fromtimestamp(p.stat().st_mtime, dt.UTC).isoformat()
-            manifests.append(Manifest(read_json_doc(p.read_bytes(), str(p)), str(p), mtime))
+            manifests.append(Manifest(read_json_doc(self.folder.read_bytes(p), self.name(p)), self.name(p), mtime))
+            path_of[self.name(p)] = p
         out = []
         for m in _newest(manifests, ctx):
             for blob in m.blobs:
-                path = resolve_listed_file(self.root, blob, Path(m.name))
-                out.append(AzureFile(str(path), format_of(path.name) or "csv", m.period,
-                                     m.dataset or _dataset_of_path(str(path), self.dataset)))
+                path = self.listed(blob, path_of[m.name])
+                out.append(AzureFile(self.name(path), format_of(path.name) or "csv", m.period,
+                                     m.dataset or _dataset_of_path(self.name(path), self.dataset)))
         return out
-
 
 
 class _ChunkStream(io.RawIOBase):
@@ -460,15 +462,22 @@ def _token_credential(cred: dict):
 WHITESPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + \
     "\u2028\u2029\u202f\u205f\u3000"
 _WS = sq.lit(WHITESPACE)
-# A value that cannot be parsed stops the SELECT with error(MARK kind SEP column SEP value END); `explain`
-# turns it into the message the pyarrow reader gave (Python repr of the value, Arrow's wording).
+# A date that cannot be parsed stops the SELECT with error(MARK kind SEP column END); `explain` finds its row
+# and names the column and the row, never the value.
 _MARK, _SEP, _END = "cloudact-azure-value\x1f", "\x1f", "\x1e"
-_VALUE_ERROR = re.compile(re.escape(_MARK) + "(\\w+)" + _SEP + "(.*?)" + _SEP + "(.*?)" + _END, re.DOTALL)
+_VALUE_ERROR = re.compile(re.escape(_MARK) + "(\\w+)" + _SEP + "(.*?)" + _END, re.DOTALL)
 _NO_VALUE = re.compile(r"^(.*): rows have (no|an empty) (.*)$", re.DOTALL)
+_DATE_PROBLEMS = {"date": not_a("date"), "impossible": "an impossible date"}
 
 
-def _value_error(kind: str, col: str, value: str) -> str:
-    return f"error({sq.lit(_MARK + kind + _SEP + col + _SEP)} || {value} || {sq.lit(_END)})"
+def _value_error(kind: str, col: str) -> str:
+    return f"error({sq.lit(_MARK + kind + _SEP + col + _END)})"
+
+
+def _date_parts(ref: str) -> tuple[str, str]:
+    """The `MM/DD/YYYY` and ISO date prefixes of a text ('' when it has none)."""
+    return (f"regexp_extract({ref}, '^\\d{{1,2}}/\\d{{1,2}}/\\d{{4}}')",
+            f"regexp_extract({ref}, '^\\d{{4}}-\\d{{2}}-\\d{{2}}')")
 
 
 def _date_sql(ref: str, typ: str, col: str) -> str:
@@ -478,16 +487,22 @@ def _date_sql(ref: str, typ: str, col: str) -> str:
         return ref
     if typ.startswith("TIMESTAMP"):
         return f"CAST(CAST({ref} AS TIMESTAMPTZ) AS DATE)"
-    us = f"regexp_extract({ref}, '^\\d{{1,2}}/\\d{{1,2}}/\\d{{4}}')"
-    iso = f"regexp_extract({ref}, '^\\d{{4}}-\\d{{2}}-\\d{{2}}')"
-    # only for the message: the ISO text Arrow was given
-    padded = (f"regexp_replace(regexp_replace(regexp_replace({us}, '^(\\d)/', '0\\1/'), '/(\\d)/', '/0\\1/'), "
-              "'^(\\d+)/(\\d+)/(\\d+)$', '\\3-\\1-\\2')")
+    us, iso = _date_parts(ref)
     return (f"CASE WHEN {ref} IS NULL THEN NULL "
             f"WHEN {us} <> '' THEN COALESCE(CAST(TRY_STRPTIME({us}, '%m/%d/%Y') AS DATE), "
-            f"{_value_error('impossible', col, padded)}) "
-            f"WHEN {iso} <> '' THEN COALESCE(TRY_CAST({iso} AS DATE), {_value_error('impossible', col, iso)}) "
-            f"ELSE {_value_error('date', col, ref)} END")
+            f"{_value_error('impossible', col)}) "
+            f"WHEN {iso} <> '' THEN COALESCE(TRY_CAST({iso} AS DATE), {_value_error('impossible', col)}) "
+            f"ELSE {_value_error('date', col)} END")
+
+
+def _date_bad(ref: str, kind: str) -> str:
+    """True for a text `_date_sql` stops on with `kind` (date: no date at its start; impossible: a date
+    that does not exist)."""
+    us, iso = _date_parts(ref)
+    if kind == "date":
+        return f"{ref} IS NOT NULL AND {us} = '' AND {iso} = ''"
+    return (f"{ref} IS NOT NULL AND CASE WHEN {us} <> '' THEN TRY_STRPTIME({us}, '%m/%d/%Y') IS NULL "
+            f"WHEN {iso} <> '' THEN TRY_CAST({iso} AS DATE) IS NULL ELSE false END")
 
 
 def _trimmed(ref: str, typ: str) -> str:
@@ -673,20 +688,27 @@ class _Plan:
 
     # -- errors --------------------------------------------------------------------------------------
     def explain(self, e: BaseException, src: str, start: dt.date, end: dt.date) -> BaseException:
-        """A failed SELECT as the message the pyarrow reader gave for the same file."""
+        """A failed SELECT as the user's error: the column and row of a value that cannot be read, the number
+        of rows breaking a rule, or a damaged file."""
         found = _VALUE_ERROR.search(str(e))
         if found:
-            kind, col, value = found.groups()
-            if kind == "date":
-                return ExtractError(f"{self.f.name}: column {col} has a value that is not a date: {value!r}")
-            return ExtractError(f"{self.f.name}: column {col} has an impossible date (Failed to parse string: "
-                                f"'{value}' as a scalar of type timestamp[s])")
+            kind, col = found.groups()
+            return BadValue(self.f.name, col, _DATE_PROBLEMS[kind], self._bad_date_row(kind, col, src, start, end))
         err = sq.read_error(e, self.f, lambda e: self._bad_number(e, src, start, end))
         missing = _NO_VALUE.match(str(err)) if isinstance(err, ExtractError) else None
         if missing:
             return ExtractError(f"{missing[1]}: {self._count_missing(src, start, end, missing[3])} rows have "
                                 f"{missing[2]} {missing[3]}")
         return err
+
+    def _bad_date_row(self, kind: str, col: str, src: str, start: dt.date, end: dt.date) -> int | None:
+        raw = next((r for r, found in self.source.items() if found is not None and found[0] == col), None)
+        if raw is None:
+            return None
+        bad = _date_bad(f"c_{raw}", kind)
+        if raw == "usage_date":  # parsed for every row (the range is decided by it)
+            return sq.first_row(f"({self._columns(src)})", bad)
+        return sq.first_row(f"({self._inner(src)})", f"{self._range(start, end)} AND {bad}")
 
     def _count_missing(self, src: str, start: dt.date, end: dt.date, col: str) -> str:
         raw = next(r for r, found in self.source.items() if found is not None and found[0] == col)
@@ -700,12 +722,10 @@ class _Plan:
             if found is None or COLUMN_MAP[raw][0] != MONEY:
                 continue
             ref = f"c_{raw}"
-            row = sq.probe(f"SELECT CAST({ref} AS VARCHAR) FROM ({self._inner(src)}) WHERE {self._range(start, end)} "
-                              f"AND {sq.number_check(ref)} LIMIT 1")
-            if row:
-                return ExtractError(f"{self.f.name}: column {found[0]} has a value that is not a number "
-                                    f"(The string '{row[0]}' is not a valid decimal128 number)")
-        return ExtractError(f"{self.f.name}: a value cannot be converted ({e})")
+            row = sq.first_row(f"({self._inner(src)})", f"{self._range(start, end)} AND {sq.number_check(ref)}")
+            if row is not None:
+                return BadValue(self.f.name, found[0], not_a("number"), row)
+        return ExtractError(f"{self.f.name}: a value cannot be converted")
 
 
 def _file_part(con, path: str, f: AzureFile, ctx: ExtractContext, names: list[str]) -> ScanPart | None:
@@ -776,9 +796,9 @@ def _stream(ctx: ExtractContext, source, files: list[AzureFile]) -> dict[str, An
 # --------------------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------------------
-def _source(cred: dict):
+def _source(cred: dict, org_slug: str):
     if cred.get("source"):
-        return LocalSource(str(cred["source"]), _dataset(cred.get("dataset")))
+        return LocalSource(str(cred["source"]), _dataset(cred.get("dataset")), org_slug)
     if cred.get("account_url") or cred.get("connection_string"):
         return BlobSource(cred)
     raise CredentialError('Azure credential needs {"source": "file:///folder"} or '
@@ -809,7 +829,7 @@ def _only_focus(ctx: ExtractContext, files: list[AzureFile], focus_files: list[A
 
 def extract(ctx: ExtractContext) -> dict[str, Any]:
     """Read every export file of the periods overlapping the run; return the in-range rows (streamed)."""
-    source = _source(ctx.credential)
+    source = _source(ctx.credential, ctx.org_slug)
     files = [_with_dataset(source, f) for f in source.files(ctx)]
     if not files:
         ctx.warn(f"no Azure export period overlaps {ctx.start_date}..{ctx.end_date}")

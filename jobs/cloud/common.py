@@ -1,6 +1,7 @@
 """Pieces shared by the cloud billing extractors (jobs/cloud/aws.py, azure.py, ...).
 
-* `DataFile`, `format_of`, `local_root`, `list_data_files`, `LocalFiles`: file:// sources.
+* `DataFile`, `format_of`, `LocalFiles`: file:// sources (jobs.source_folder keeps them inside the org's root
+  in multi tenancy).
 * `read_json_doc`: a manifest's JSON, with an error naming the file.
 * `file_batches`: stream one CSV / gzip CSV / Parquet file as record batches (CSV: every column as text).
 * `as_string`, `blank_to_null`, `money`, `timestamp`, `date_from_text`: casting text columns to the raw types.
@@ -9,6 +10,9 @@
 * `SourceTotals`: per (usage day, billing period, currency) row counts and cost sums -> cloud_source_totals.
 * `stream_raw`: the extract loop (files -> mapper -> batches) with corrupted-file errors naming the file,
   returning the {raw table: batches, cloud_source_totals: batches} dict an extractor returns.
+* `corrupted`, `reader_reason`, `BadValue`: error text names the file, the column, the row and the kind of
+  problem, never a value or a line of the file (a run's error is read over the API: it must not carry a
+  file's contents).
 
 A source object (LocalFiles or a cloud-storage reader) provides `open(f) -> binary stream` and
 `local_path(f, stack) -> str` (a local path for Parquet's random access). A mapper provides
@@ -21,6 +25,7 @@ import datetime as dt
 import gzip
 import io
 import json
+import os
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -29,12 +34,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from jobs.base import ExtractContext, ExtractError
+from jobs.source_folder import SourceFolder
+from shared.tenancy import TrustViolation
 
 TOTALS_TABLE = "cloud_source_totals"
 BATCH_ROWS = 50_000
@@ -67,28 +73,44 @@ def format_of(name: str) -> str | None:
     return None
 
 
-def local_root(url: str) -> Path:
-    """`file:///dir` (or a plain path) -> an existing folder."""
-    parsed = urlparse(url)
-    root = Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(url)
-    if not root.is_dir():
-        raise ExtractError(f"source folder {root} does not exist")
-    return root
-
-
-def list_data_files(root: Path) -> list[Path]:
-    """Every .csv / .csv.gz / .parquet file under root, sorted."""
-    return sorted(p for p in root.rglob("*") if p.is_file() and format_of(p.name))
-
-
 class LocalFiles:
-    """open/local_path for files on the local disk (DataFile.name is the path)."""
+    """A file:// source: its folder, the files in it, and open/local_path for them. In multi tenancy
+    DataFile.name is the path relative to the org's root, and every file opened is checked to lie inside it
+    (jobs.source_folder)."""
+
+    def __init__(self, url: str, org_slug: str):
+        self.folder = SourceFolder(url, org_slug)
+        self.root = self.folder.path
+
+    def name(self, path: Path) -> str:
+        """DataFile.name for a file of the folder (shown in messages, kept as source_file)."""
+        return self.folder.shown(path)
+
+    def data_files(self) -> list[Path]:
+        """Every .csv / .csv.gz / .parquet file under the folder, sorted."""
+        return [p for p in self.folder.files() if format_of(p.name)]
+
+    def listed(self, name: str, manifest: Path) -> Path:
+        """The local copy of a file a manifest lists by its bucket key: the longest suffix of the key that
+        exists under the folder, else a file of that name beside the manifest. Multi: a key with a `..`
+        part is refused."""
+        parts = Path(name.lstrip("/")).parts
+        if self.folder.root is not None and ".." in parts:
+            raise TrustViolation(f"manifest {self.name(manifest)} lists a file outside the organization's source "
+                                 "folder (a '..' path); multi tenancy reads only files inside "
+                                 "$CLOUDACT_SOURCE_ROOT/<org>/")
+        found = next((c for c in (self.root.joinpath(*parts[i:]) for i in range(len(parts))) if c.is_file()), None)
+        if found is None and parts and (manifest.parent / parts[-1]).is_file():
+            found = manifest.parent / parts[-1]
+        if found is None:
+            raise ExtractError(f"manifest {self.name(manifest)} lists {name}, which is not in {self.name(self.root)}")
+        return found  # a link to elsewhere is refused when it is opened
 
     def open(self, f: DataFile):
-        return open(f.name, "rb")
+        return self.folder.open(f.name)
 
     def local_path(self, f: DataFile, stack: ExitStack) -> str:
-        return f.name
+        return self.folder.local_path(f.name, stack)
 
 
 def read_json_doc(data: bytes, name: str, what: str = "manifest") -> dict:
@@ -167,10 +189,63 @@ def file_batches(source, f: DataFile, stack: ExitStack) -> Iterator[pa.RecordBat
     yield from csv_batches(stream)
 
 
+def reader_reason(e: BaseException) -> str:
+    """What is wrong with a damaged file, as one of a few fixed phrases. Readers quote the file in their
+    messages (DuckDB's "Original Line: ...", Arrow's "CSV parse error: ...: <the row>"); the message only
+    picks the phrase, none of it is passed on."""
+    text = str(e).lower()
+    if isinstance(e, UnicodeDecodeError) or "unicode" in text or "utf-8" in text or "utf8" in text:
+        return "not UTF-8 text"
+    if isinstance(e, (zlib.error, gzip.BadGzipFile)) or any(
+            w in text for w in ("gzip", "zlib", "compressed file ended", "decompress", "end-of-stream")):
+        return "a truncated or damaged gzip stream"
+    if "magic bytes" in text or "footer" in text or "parquet file size is 0" in text:
+        return "an invalid Parquet footer (not a Parquet file, or cut short)"
+    if "parquet" in text or "thrift" in text or "row group" in text:
+        return "damaged Parquet data"
+    if "csv" in text or "quote" in text or "columns" in text:
+        return "malformed CSV (broken quoting, or a row with the wrong number of fields)"
+    if isinstance(e, EOFError):
+        return "the file ends early"
+    if isinstance(e, OSError) and e.errno:
+        return os.strerror(e.errno).lower()
+    return "unreadable data"
+
+
 def corrupted(f: DataFile, e: BaseException) -> ExtractError:
-    detail = (str(e).strip().splitlines() or [""])[0]  # DuckDB appends the query (LINE 1: ...) below
-    return ExtractError(f"{f.name} is corrupted or truncated and cannot be read ({type(e).__name__}: {detail}); "
+    return ExtractError(f"{f.name} is corrupted or truncated and cannot be read ({reader_reason(e)}); "
                         "nothing was written. Re-deliver the file and run again.")
+
+
+class BadValue(ExtractError):
+    """A cell that cannot be cast: the message names the file, the column, the row when it is known (1-based,
+    header excluded) and what is wrong, never the value."""
+
+    def __init__(self, fname: str, column: str, problem: str, row: int | None = None):
+        self.fname, self.column, self.problem, self.row = fname, column, problem, row
+        at = f" (row {row})" if row is not None else ""
+        super().__init__(f"{fname}: column {column} has {problem}{at}")
+
+    def at(self, row: int | None) -> BadValue:
+        return BadValue(self.fname, self.column, self.problem, row)
+
+
+def not_a(kind: str) -> str:
+    return f"a value that is not a {kind}"
+
+
+def first_failing(arr: pa.Array, convert: Callable[[pa.Array], Any], errors: tuple = (pa.ArrowInvalid,)) -> int:
+    """The 1-based position of the first value `convert` fails on, `convert(arr)` having failed: bisection
+    over prefixes, so the very parser that failed is the one that finds it."""
+    lo, hi = 0, len(arr)  # arr[:lo] converts, arr[:hi] does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            convert(arr.slice(0, mid))
+            lo = mid
+        except errors:
+            hi = mid
+    return hi
 
 
 # --------------------------------------------------------------------------------------------------
@@ -204,14 +279,19 @@ def money(arr: pa.Array, col: str, fname: str) -> pa.Array:
 
     text = pc.utf8_trim_whitespace(as_string(arr))
     text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
-    con = duckdb.connect()  # not duck_sql.connect(): that one may reorder rows, and these must stay aligned
+
+    def cast(values: pa.Array) -> pa.Array:
+        con = duckdb.connect()  # not duck_sql.connect(): that one may reorder rows, and these must stay aligned
+        try:
+            con.register("money_in", pa.table({"t": values}))
+            return con.sql(f"SELECT {duck_sql.round9('t')} AS v FROM money_in").to_arrow_table().column("v")
+        finally:
+            con.close()
+
     try:
-        con.register("money_in", pa.table({"t": text}))
-        out = con.sql(f"SELECT {duck_sql.round9('t')} AS v FROM money_in").to_arrow_table().column("v")
-    except duckdb.Error as e:
-        raise ExtractError(f"{fname}: column {col} has a value that is not a number ({e})") from None
-    finally:
-        con.close()
+        out = cast(text)
+    except duckdb.Error:
+        raise BadValue(fname, col, not_a("number"), first_failing(text, cast, (duckdb.Error,))) from None
     return out.combine_chunks().cast(MONEY_TYPE) if out.num_chunks else pa.array([], MONEY_TYPE)
 
 
@@ -224,15 +304,18 @@ def timestamp(arr: pa.Array, col: str, fname: str) -> pa.Array:
     if pa.types.is_date(arr.type):
         return arr.cast(pa.timestamp("us")).cast(TS)
     text = as_string(arr)
+
+    def cast(values: pa.Array) -> pa.Array:
+        try:
+            return pc.cast(values, TS)
+        except pa.ArrowInvalid:
+            naive = pc.cast(pc.replace_substring(values, "T", " "), pa.timestamp("us"))
+            return pc.assume_timezone(naive, "UTC").cast(TS)
+
     try:
-        return pc.cast(text, TS)
+        return cast(text)
     except pa.ArrowInvalid:
-        pass
-    try:
-        naive = pc.cast(pc.replace_substring(text, "T", " "), pa.timestamp("us"))
-        return pc.assume_timezone(naive, "UTC").cast(TS)
-    except pa.ArrowInvalid as e:
-        raise ExtractError(f"{fname}: column {col} has a value that is not a timestamp ({e})") from None
+        raise BadValue(fname, col, not_a("timestamp"), first_failing(text, cast)) from None
 
 
 def date_from_text(arr: pa.Array, col: str, fname: str) -> pa.Array:
@@ -248,18 +331,21 @@ def date_from_text(arr: pa.Array, col: str, fname: str) -> pa.Array:
     ok_us, ok_iso = pc.is_valid(us), pc.is_valid(iso)
     bad = pc.and_(pc.is_valid(text), pc.invert(pc.or_(ok_us, ok_iso)))
     if pc.any(bad).as_py():
-        sample = pc.filter(text, bad)[0].as_py()
-        raise ExtractError(f"{fname}: column {col} has a value that is not a date: {sample!r}")
+        raise BadValue(fname, col, not_a("date"), pc.index(bad, True).as_py() + 1)
 
     def part(field: str) -> pa.Array:
         a = pc.if_else(ok_us, pc.struct_field(us, field), pc.struct_field(iso, field))
         return pc.utf8_lpad(a, 2, "0")
 
     iso_text = pc.binary_join_element_wise(part("y"), part("m"), part("d"), "-")
+
+    def cast(values: pa.Array) -> pa.Array:
+        return pc.cast(pc.cast(values, pa.timestamp("s")), pa.date32())
+
     try:
-        return pc.cast(pc.cast(iso_text, pa.timestamp("s")), pa.date32())
-    except pa.ArrowInvalid as e:
-        raise ExtractError(f"{fname}: column {col} has an impossible date ({e})") from None
+        return cast(iso_text)
+    except pa.ArrowInvalid:
+        raise BadValue(fname, col, "an impossible date", first_failing(iso_text, cast)) from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -366,12 +452,17 @@ def stream_raw(ctx: ExtractContext, source, files: list[DataFile], raw_table: st
             stats["files"] += 1
             with ExitStack() as stack:
                 mapper = None
+                before = 0  # rows of this file in earlier batches
                 try:
                     for batch in file_batches(source, f, stack):
                         if mapper is None:
                             mapper = make_mapper(batch.schema.names, f.name, raw_schema)
                         stats["rows_read"] += batch.num_rows
-                        out = mapper.convert(batch, ctx.start_date, ctx.end_date, f.period_start)
+                        try:
+                            out = mapper.convert(batch, ctx.start_date, ctx.end_date, f.period_start)
+                        except BadValue as e:
+                            raise e.at(None if e.row is None else before + e.row) from None
+                        before += batch.num_rows
                         if out is None or not out.num_rows:
                             continue
                         totals.add(out)
@@ -388,20 +479,6 @@ def stream_raw(ctx: ExtractContext, source, files: list[DataFile], raw_table: st
                      stats["rows_kept"])
 
     return {raw_table: raw_batches(), TOTALS_TABLE: totals_after(totals, raw_table, lambda: stats["done"])}
-
-
-def resolve_listed_file(root: Path, name: str, manifest: Path) -> Path:
-    """The local copy of a file a manifest lists by its bucket key: the longest suffix of the key that
-    exists under `root`, else a file of that name beside the manifest."""
-    parts = Path(name.lstrip("/")).parts
-    for i in range(len(parts)):
-        cand = root.joinpath(*parts[i:])
-        if cand.is_file():
-            return cand
-    cand = manifest.parent / parts[-1]
-    if cand.is_file():
-        return cand
-    raise ExtractError(f"manifest {manifest} lists {name}, which is not in {root}")
 
 
 def usage_days_in_range(start_ts: pa.Array, start: dt.date, end: dt.date, fname: str, column: str):

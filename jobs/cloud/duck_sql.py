@@ -2,8 +2,8 @@
 
 An extractor describes a file (`describe`), builds one SELECT over `source_sql(...)` with the typed
 expressions below, guards its row rules with `guarded_where`, and returns it as a `ScanPart` whose
-`explain` is `read_error(...)`: DuckDB's errors become the messages a user sees (the file, the column,
-a sample of the bad value), whichever engine ran the SELECT.
+`explain` is `read_error(...)`: DuckDB's errors become the messages a user sees (the file, the column and
+the row of a bad value, never the value itself), whichever engine ran the SELECT.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import duckdb
 import pyarrow as pa
 
 from jobs.base import ExtractError
-from jobs.cloud.common import TOTALS_TABLE, DataFile, corrupted, totals_after
+from jobs.cloud.common import TOTALS_TABLE, BadValue, DataFile, corrupted, not_a, totals_after
 from shared import schemas
 from shared.warehouse.scan import DuckScan
 
@@ -184,21 +184,31 @@ def read_error(e: BaseException, f: DataFile,
 
 
 def bad_value(src: str, f: DataFile, checks: Iterable[tuple[str, str, str, str]], e: BaseException) -> ExtractError:
-    """The column (and a sample value) behind a failed cast. checks: (column as in the file, kind, its
-    reference in `src`, condition true for a bad value), probed on a private connection (the failed one may
-    be inside an aborted transaction)."""
-    con = connect()
+    """The column and row behind a failed cast. checks: (column as in the file, kind, its reference in `src`,
+    condition true for a bad value), probed on a private connection (the failed one may be inside an aborted
+    transaction)."""
+    for col, kind, _, cond in checks:
+        row = first_row(src, cond)
+        if row is not None:
+            return BadValue(f.name, col, not_a(kind), row)
+    return ExtractError(f"{f.name}: a value cannot be converted")
+
+
+def first_row(src: str, cond: str) -> int | None:
+    """The row number (1-based, in file order, header excluded) of the first row of `src` where `cond`
+    holds, None if there is none or the probe fails (a probe explaining an error must not replace it).
+    One thread, insertion order kept: row_number() then counts the rows as the file holds them."""
+    con = duckdb.connect(config={"memory_limit": READER_MEMORY, "threads": 1, "preserve_insertion_order": True,
+                                 "temp_directory": os.path.join(tempfile.gettempdir(), "cloudact-duckdb")})
     try:
-        for col, kind, ref, cond in checks:
-            try:
-                row = con.execute(f"SELECT {ref} FROM {src} WHERE {cond} LIMIT 1").fetchone()
-            except Exception:  # noqa: BLE001, S112 - a probe failing must not hide the original error
-                continue
-            if row:
-                return ExtractError(f"{f.name}: column {col} has a value that is not a {kind}: {row[0]!r}")
+        con.execute("SET TimeZone = 'UTC'")
+        row = con.execute(f"SELECT n FROM (SELECT row_number() OVER () AS n, _bad FROM "
+                          f"(SELECT ({cond}) AS _bad FROM {src})) WHERE _bad LIMIT 1").fetchone()
+    except Exception:  # noqa: BLE001
+        return None
     finally:
         con.close()
-    return ExtractError(f"{f.name}: a value cannot be converted ({e})")
+    return int(row[0]) if row else None
 
 
 # -- JSON text as Python's json.dumps(ensure_ascii=True) writes it ---------------------------------------

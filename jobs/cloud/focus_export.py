@@ -54,6 +54,7 @@ from jobs.cloud.common import (
     CORRUPTION_ERRORS,
     MONEY_TYPE,
     TS,
+    BadValue,
     DataFile,
     SourceTotals,
     as_string,
@@ -244,18 +245,23 @@ class Mapper:
         self.version = detect_version(names)
 
     def convert(self, batch: pa.RecordBatch, start, end, period_hint) -> pa.RecordBatch | None:
-        def col(name: str) -> pa.Array:
-            return batch.column(batch.schema.get_field_index(name))
-
         start_col = self.source["charge_period_start"]
-        start_ts = timestamp(col(start_col), start_col, self.fname)
+        start_ts = timestamp(batch.column(batch.schema.get_field_index(start_col)), start_col, self.fname)
         kept = usage_days_in_range(start_ts, start, end, self.fname, start_col)
         if kept is None:
             return None
         keep, usage_date = kept
-        batch = batch.filter(keep)
+        try:
+            return self._convert(batch.filter(keep), start_ts.filter(keep), usage_date)
+        except BadValue as e:  # its row is among the kept ones: the batch's row
+            raise e.at(None if e.row is None else pc.indices_nonzero(keep)[e.row - 1].as_py() + 1) from None
+
+    def _convert(self, batch: pa.RecordBatch, start_ts: pa.Array, usage_date: pa.Array) -> pa.RecordBatch:
+        def col(name: str) -> pa.Array:
+            return batch.column(batch.schema.get_field_index(name))
+
         n = batch.num_rows
-        out: dict[str, pa.Array] = {"usage_date": usage_date, "charge_period_start": start_ts.filter(keep)}
+        out: dict[str, pa.Array] = {"usage_date": usage_date, "charge_period_start": start_ts}
         for raw, (kind, _) in COLUMN_MAP.items():
             src = self.source[raw]
             if raw in out:

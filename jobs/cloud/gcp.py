@@ -65,18 +65,27 @@ import datetime as dt
 import itertools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
 from jobs.cloud import duck_sql as sq
 from jobs.cloud import focus_export
-from jobs.cloud.common import TOTALS_TABLE, DataFile, SourceTotals, totals_after
+from jobs.cloud.common import (
+    TOTALS_TABLE,
+    BadValue,
+    DataFile,
+    LocalFiles,
+    SourceTotals,
+    not_a,
+    reader_reason,
+    totals_after,
+)
 from jobs.identity import gcp_credentials
 from shared import tenancy
 from shared.config import settings
@@ -217,6 +226,9 @@ class _Plan:
 
     def __init__(self, schema: pa.Schema, fname: str, out_schema: pa.Schema):
         self.schema, self.fname, self.out_schema = schema, fname, out_schema
+        # money column -> condition true for an export row holding a value `money` stops on (to find its row)
+        self.bad_numbers: dict[str, str] = {}
+        self.first = self.in_range = ""  # set by `sql`: the rows with their start time, and the range test
 
     def leaf(self, path: str) -> tuple[str, pa.DataType] | None:
         """(SQL reference, Arrow type) of a dotted path, None when the export lacks it (a NULL record
@@ -231,24 +243,30 @@ class _Plan:
                 return None
         return found
 
-    def money(self, ref: str, t: pa.DataType, what: str) -> str:
-        """NUMERIC; the read stops on a value that is not a finite number the NUMERIC holds exactly."""
+    def money(self, ref: str, t: pa.DataType, what: str, per_row: Callable[[str], str] | None = None) -> str:
+        """NUMERIC; the read stops on a value that is not a finite number the NUMERIC holds exactly, naming the
+        column (`what`), never the value. per_row: the condition `bad` makes over a whole row, when `ref` is
+        inside a list's lambda."""
         typ = _duck_type(t)
         if typ == "VARCHAR":
             num = f"TRY_CAST({ref} AS DOUBLE)"
             bad = f"{ref} IS NOT NULL AND ({num} IS NULL OR NOT isfinite({num}) OR abs({num}) >= {MONEY_LIMIT})"
-            shown = f"'''' || {ref} || ''''"
         elif typ == "DOUBLE":
             bad = f"{ref} IS NOT NULL AND NOT (isfinite({ref}) AND abs({ref}) < {MONEY_LIMIT})"
-            shown = f"CAST({ref} AS VARCHAR)"
         else:
             bad = f"{ref} IS NOT NULL AND abs({ref}) >= {MONEY_LIMIT}"
-            shown = f"CAST({ref} AS VARCHAR)"
-            if typ == "DECIMAL":
-                shown = f"'Decimal(''' || {shown} || ''')'"
-        msg = sq.lit(f"{sq.CHECK_MARK}{self.fname}: {what} has a value that is not a number: ")
+        self.bad_numbers[what] = per_row(bad) if per_row else bad
+        msg = sq.lit(sq.CHECK_MARK + str(BadValue(self.fname, what, not_a("number"))))
         exact = sq.money(ref, typ) if typ != "VARCHAR" else sq.round9(ref)
-        return f"CASE WHEN {bad} THEN error({msg} || {shown}) ELSE {exact} END"
+        return f"CASE WHEN {bad} THEN error({msg}) ELSE {exact} END"
+
+    def bad_number(self, message: str) -> str | None:
+        """The money column a stopped read's message names, if it is one `money` wrote."""
+        return next((w for w in self.bad_numbers if message == str(BadValue(self.fname, w, not_a("number")))), None)
+
+    def bad_number_row(self, what: str) -> int | None:
+        """The row (of the file) of the first in-range value of `what` that `money` stops on."""
+        return sq.first_row(f"({self.first})", f"({self.bad_numbers[what]}) AND {self.in_range}")
 
     def column(self, kind: str, path: str) -> str:
         found = self.leaf(path)
@@ -304,7 +322,9 @@ class _Plan:
         field = {n: f"c.{sq.q(n)}" if st.get_field_index(n) >= 0 else "NULL" for n in _CREDIT_FIELDS}
         amount = _ZERO_SQL
         if field["amount"] != "NULL":
-            amount = f"COALESCE({self.money(field['amount'], st.field('amount').type, 'credits.amount')}, {_ZERO_SQL})"
+            amount = self.money(field["amount"], st.field("amount").type, "credits.amount",
+                                lambda bad: f"len(list_filter({ref}, lambda c: {bad})) > 0")
+            amount = f"COALESCE({amount}, {_ZERO_SQL})"
         typed = (f"{{'a': {amount}, 't': upper(NULLIF(CAST({field['type']} AS VARCHAR), '')), "
                  f"'name': {field['name']}, 'full_name': {field['full_name']}, "
                  f"'id': NULLIF(CAST({field['id']} AS VARCHAR), '')}}")
@@ -356,6 +376,7 @@ class _Plan:
         first = f"SELECT *, {sq.timestamp(start_ref, _duck_type(start_t))} AS __start FROM {src}"
         in_range = (f"CAST(__start AS DATE) BETWEEN DATE {sq.lit(start.isoformat())} "
                     f"AND DATE {sq.lit(end.isoformat())}")
+        self.first, self.in_range = first, in_range
         kept = (f"SELECT *, CAST(__start AS DATE) AS __day FROM ({first}) WHERE "
                 + sq.guarded_where([("__start", "{n} rows have no usage_start_time")], self.fname, in_range))
         required = ("billing_account_id", "currency")
@@ -366,18 +387,20 @@ class _Plan:
         return f"SELECT {select} FROM (SELECT {middle} FROM ({kept})) WHERE {rules}", counts
 
 
-def _explain(e: BaseException, f: DataFile, counts: dict[str, str] | None,
-             failure: list[BaseException]) -> BaseException:
-    """A failure while running a plan's SELECT, as the user's error: the BigQuery stream's own error, a
-    broken row rule (with the number of rows breaking it when `counts` can read the source again), or
-    a damaged file."""
-    if failure:
-        return failure[0]
+def _explain(e: BaseException, f: DataFile, plan: _Plan, counts: dict[str, str], read: _Input) -> BaseException:
+    """A failure while running a plan's SELECT, as the user's error: the BigQuery stream's own error, a bad
+    value (its column, and its row when the file can be read again), a broken row rule (with the number of
+    rows breaking it, likewise), or a damaged file."""
+    if read.failure:
+        return read.failure[0]
     err = sq.read_error(e, f)
     msg = str(err)
+    what = plan.bad_number(msg)
+    if what is not None:
+        return BadValue(f.name, what, not_a("number"), plan.bad_number_row(what) if read.rereadable else None)
     if "{n} rows" in msg:
         n = None
-        rule = next((c for c in counts or {} if msg.endswith((f"no {c}", f"empty {c}"))), None)
+        rule = next((c for c in counts if msg.endswith((f"no {c}", f"empty {c}"))), None) if read.rereadable else None
         if rule is not None:
             con = sq.connect()
             try:
@@ -388,32 +411,29 @@ def _explain(e: BaseException, f: DataFile, counts: dict[str, str] | None,
                 con.close()
         return ExtractError(msg.replace("{n} rows", f"{n} rows" if n else "rows"))
     if isinstance(err, ExtractError) and msg.startswith(f"{f.name} is corrupted"):
-        return _unreadable(f.name, e, (str(e).strip().splitlines() or [""])[0])  # DuckDB appends the query
+        return _unreadable(f.name, e)
     return err
 
 
 # --------------------------------------------------------------------------------------------------
 # Sources
 # --------------------------------------------------------------------------------------------------
-def _unreadable(f: Path | str, e: BaseException, detail: str | None = None) -> ExtractError:
-    return ExtractError(f"{f} is corrupted or truncated and cannot be read ({type(e).__name__}: "
-                        f"{e if detail is None else detail}); nothing was written. Re-export the file and run again.")
+def _unreadable(f: str, e: BaseException) -> ExtractError:
+    return ExtractError(f"{f} is corrupted or truncated and cannot be read ({reader_reason(e)}); nothing was "
+                        "written. Re-export the file and run again.")
 
 
-class FolderSource:
+class FolderSource(LocalFiles):
     """The export table dumped as Parquet files under a folder."""
 
-    def __init__(self, url: str, focus: bool | None = None):
-        parsed = urlparse(url)
-        self.root = Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(url)
-        if not self.root.is_dir():
-            raise ExtractError(f"source folder {self.root} does not exist")
+    def __init__(self, url: str, org_slug: str, focus: bool | None = None):
+        super().__init__(url, org_slug)
         self._focus = focus
 
     def files(self) -> list[Path]:
-        files = sorted(p for p in self.root.rglob("*.parquet") if p.is_file())
+        files = [p for p in self.folder.files() if p.name.endswith(".parquet")]
         if not files:
-            raise ExtractError(f"no billing export Parquet files (*.parquet) in {self.root}")
+            raise ExtractError(f"no billing export Parquet files (*.parquet) in {self.name(self.root)}")
         return files
 
     @property
@@ -424,9 +444,11 @@ class FolderSource:
 
             first = self.files()[0]
             try:
-                self._focus = focus_export.is_focus_export(pq.read_schema(first).names)
+                with ExitStack() as stack:
+                    names = pq.read_schema(self.folder.local_path(first, stack)).names
+                self._focus = focus_export.is_focus_export(names)
             except (OSError, pa.ArrowException) as e:
-                raise _unreadable(first, e) from None
+                raise _unreadable(self.name(first), e) from None
         return self._focus
 
     def inputs(self, con, ctx: ExtractContext) -> Iterator[_Input]:
@@ -434,28 +456,33 @@ class FolderSource:
         import pyarrow.parquet as pq
 
         for f in self.files():
-            try:
-                meta = pq.read_metadata(f)
-                schema = meta.schema.to_arrow_schema()
-            except (OSError, pa.ArrowException) as e:
-                raise _unreadable(f, e) from None
-            check_columns(schema.names, str(f))
-            yield _Input(str(f), sq.source_sql(str(f), "parquet"), schema, meta.num_rows, rereadable=True)
+            name = self.name(f)
+            with ExitStack() as stack:  # open until the file's part has been read
+                path = self.folder.local_path(f, stack)
+                try:
+                    meta = pq.read_metadata(path)
+                    schema = meta.schema.to_arrow_schema()
+                except (OSError, pa.ArrowException) as e:
+                    raise _unreadable(name, e) from None
+                check_columns(schema.names, name)
+                yield _Input(name, sq.source_sql(path, "parquet"), schema, meta.num_rows, rereadable=True)
 
     def batches(self, ctx: ExtractContext) -> Iterator[tuple[str, pa.RecordBatch]]:
         import pyarrow.parquet as pq
 
         check = focus_export.check_columns if self.focus else check_columns
         for f in self.files():
+            name = self.name(f)
             try:
-                pf = pq.ParquetFile(f)
-                check(pf.schema_arrow.names, str(f))
-                for batch in pf.iter_batches(batch_size=BATCH_ROWS):
-                    yield str(f), batch
+                with ExitStack() as stack:
+                    pf = pq.ParquetFile(self.folder.local_path(f, stack))
+                    check(pf.schema_arrow.names, name)
+                    for batch in pf.iter_batches(batch_size=BATCH_ROWS):
+                        yield name, batch
             except ExtractError:
                 raise
             except (OSError, pa.ArrowException) as e:
-                raise _unreadable(f, e) from None
+                raise _unreadable(name, e) from None
 
 
 BIGQUERY_SCOPES = ["https://www.googleapis.com/auth/bigquery.readonly",
@@ -629,9 +656,9 @@ def _focus_wanted(cred: dict) -> bool | None:
     return None
 
 
-def _source(cred: dict):
+def _source(cred: dict, org_slug: str):
     if cred.get("source"):
-        return FolderSource(str(cred["source"]), _focus_wanted(cred))
+        return FolderSource(str(cred["source"]), org_slug, _focus_wanted(cred))
     if cred.get("table") or cred.get("dataset"):
         return BigQuerySource(cred, _focus_wanted(cred))
     raise CredentialError('GCP billing credential needs {"source": "file:///folder"} or '
@@ -645,7 +672,7 @@ def extract(ctx: ExtractContext) -> dict[str, Any]:
     """Every export row whose usage day is in the run's range: a DuckScan of the standard/detailed export for
     gcp_billing_raw, or the FOCUS export's rows for cloud_focus_raw. The totals are complete only once the
     raw rows have been landed, so cloud_source_totals is listed after the raw table in the pipeline."""
-    source = _source(ctx.credential)
+    source = _source(ctx.credential, ctx.org_slug)
     if source.focus:
         return _focus_stream(ctx, source)
     return _scan(ctx, source)
@@ -663,8 +690,7 @@ def _scan(ctx: ExtractContext, source) -> dict[str, Any]:
             plan = _Plan(read.schema, read.name, raw_schema)
             sql, counts = plan.sql(read.src, ctx.start_date, ctx.end_date)
             f = DataFile(read.name, "parquet")
-            part = ScanPart(sql, lambda e, f=f, counts=counts, read=read: _explain(
-                e, f, counts if read.rereadable else None, read.failure))
+            part = ScanPart(sql, lambda e, f=f, plan=plan, counts=counts, read=read: _explain(e, f, plan, counts, read))
             yield part
             stats["rows_read"] += read.rows
             stats["rows_kept"] += part.rows
@@ -695,12 +721,19 @@ def _focus_stream(ctx: ExtractContext, source) -> dict[str, Iterator[pa.RecordBa
     mappers: dict[str, focus_export.Mapper] = {}  # one per file or table: its header is resolved once
     stats: dict[str, Any] = {"rows_read": 0, "rows_kept": 0, "done": False}
 
+    before: dict[str, int] = {}  # rows of each file in earlier batches
+
     def raw_batches() -> Iterator[pa.RecordBatch]:
         for name, batch in source.batches(ctx):
             stats["rows_read"] += batch.num_rows
             if name not in mappers:
                 mappers[name] = focus_export.Mapper(batch.schema.names, name, raw_schema, PROVIDER)
-            out = mappers[name].convert(batch, ctx.start_date, ctx.end_date, None)
+            try:
+                out = mappers[name].convert(batch, ctx.start_date, ctx.end_date, None)
+            except BadValue as e:  # a file's row; a query result's rows have no order to point at
+                numbered = isinstance(source, FolderSource) and e.row is not None
+                raise e.at(before.get(name, 0) + e.row if numbered else None) from None
+            before[name] = before.get(name, 0) + batch.num_rows
             if out is None or not out.num_rows:
                 continue
             totals.add(out)

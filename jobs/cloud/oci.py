@@ -58,12 +58,12 @@ from jobs.base import CredentialError, ExtractContext, ExtractError
 from jobs.cloud import duck_sql as sq
 from jobs.cloud.common import (
     TOTALS_TABLE,
+    BadValue,
     DataFile,
     LocalFiles,
     SourceTotals,
     format_of,
-    list_data_files,
-    local_root,
+    not_a,
     require_columns,
     totals_after,
 )
@@ -499,10 +499,11 @@ class _Plan:
 
     def _bad_value(self, e: BaseException, f: DataFile, src: str, start: dt.date, end: dt.date) -> ExtractError:
         return (self.find_bad_value(f, src, start, end)
-                or ExtractError(f"{f.name}: a value cannot be converted ({e})"))
+                or ExtractError(f"{f.name}: a value cannot be converted"))
 
     def find_bad_value(self, f: DataFile, src: str, start: dt.date, end: dt.date) -> ExtractError | None:
-        """The first value of the file that cannot be cast, as the user's error (None: none found)."""
+        """The first value of the file that cannot be cast, as the user's error naming its column and row
+        (None: none found)."""
         in_range = self.in_range(self._start_src(), start, end)
         checks = [(self.start_col, "timestamp", self.text(self.start_col), "TRUE")]
         if self.end_col:
@@ -512,11 +513,9 @@ class _Plan:
         for col, kind, value, where in checks:
             bad = (f"TRY_CAST({value} AS TIMESTAMPTZ) IS NULL" if kind == "timestamp"
                    else f"TRY_CAST({value} AS DECIMAL(38, 15)) IS NULL")
-            row = sq.probe(f"SELECT {value} FROM {src} WHERE {value} <> '' AND {bad} AND {where} LIMIT 1")
-            if row:
-                detail = (f"Failed to parse string: '{row[0]}' as a scalar of type timestamp[us]" if kind == "timestamp"
-                          else f"The string '{row[0]}' is not a valid decimal128 number")
-                return ExtractError(f"{f.name}: column {col} has a value that is not a {kind} ({detail})")
+            row = sq.first_row(src, f"{value} <> '' AND {bad} AND {where}")
+            if row is not None:
+                return BadValue(f.name, col, not_a(kind), row)
         return None
 
 
@@ -610,15 +609,15 @@ def _late_days(cred: dict) -> int:
 
 
 class LocalSource(LocalFiles):
-    def __init__(self, cred: dict):
-        self.root = local_root(cred["source"])
+    def __init__(self, cred: dict, org_slug: str):
+        super().__init__(cred["source"], org_slug)
         self.late_days = _late_days(cred)
 
     def files(self, ctx: ExtractContext) -> list[DataFile]:
-        found = [p for p in list_data_files(self.root) if format_of(p.name) in ("csv", "csv.gz")]
+        found = [p for p in self.data_files() if format_of(p.name) in ("csv", "csv.gz")]
         if not found:
-            raise ExtractError(f"no OCI report files (.csv, .csv.gz) in {self.root}")
-        return [DataFile(str(p), format_of(p.name)) for p in found
+            raise ExtractError(f"no OCI report files (.csv, .csv.gz) in {self.name(self.root)}")
+        return [DataFile(self.name(p), format_of(p.name)) for p in found
                 if _overlaps(_path_date(p.relative_to(self.root).as_posix()),
                              ctx.start_date, ctx.end_date, self.late_days)]
 
@@ -735,9 +734,9 @@ class ObjectStorageSource:
         return tmp.name
 
 
-def _source(cred: dict):
+def _source(cred: dict, org_slug: str):
     if cred.get("source"):
-        return LocalSource(cred)
+        return LocalSource(cred, org_slug)
     return ObjectStorageSource(cred)
 
 
@@ -786,7 +785,7 @@ def extract(ctx: ExtractContext) -> dict[str, Any]:
     The rows are a DuckScan (one SELECT per run of files with one header); cloud_source_totals is summed once
     they have been landed, so the pipeline lists oci_billing_raw before cloud_source_totals.
     """
-    source = _source(ctx.credential)
+    source = _source(ctx.credential, ctx.org_slug)
     files = source.files(ctx)
     if not files:
         ctx.warn(f"no OCI report object can hold usage of {ctx.start_date}..{ctx.end_date}")

@@ -41,15 +41,18 @@ import shutil
 import tempfile
 import time
 import zipfile
+import zlib
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Callable, Iterable
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 import pyarrow as pa
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
 from jobs.genai.common import USAGE_TABLE, to_batches
+from jobs.source_folder import SourceFolder
+from shared import tenancy
 from shared.http import ApiClient, retry_settings
 from shared.models import model_family
 
@@ -91,6 +94,7 @@ def _find(headers: list[str], aliases: Iterable[str]) -> int | None:
 
 
 def _parse_date(raw: str, where: str) -> dt.date:
+    """`where`: the file, the row and the column, for messages (which never quote the value)."""
     s = (raw or "").strip()
     if not s:
         raise ExtractError(f"{where}: the date is empty")
@@ -100,7 +104,7 @@ def _parse_date(raw: str, where: str) -> dt.date:
             return dt.date(int(m[1]), int(m[2]), int(m[3]))
         when = dt.datetime.fromisoformat(s.replace("Z", "+00:00").replace("/", "-"))
     except ValueError:
-        raise ExtractError(f"{where}: {raw!r} is not a date (expected YYYY-MM-DD or an ISO date-time)") from None
+        raise ExtractError(f"{where}: not a date (expected YYYY-MM-DD or an ISO date-time)") from None
     if when.tzinfo is not None:
         when = when.astimezone(dt.timezone.utc)
     return when.date()
@@ -113,16 +117,17 @@ def _parse_count(raw: str, where: str) -> int:
     try:
         d = Decimal(s)
     except InvalidOperation:
-        raise ExtractError(f"{where}: {raw!r} is not a number") from None
+        raise ExtractError(f"{where}: not a number") from None
     if not d.is_finite() or d < 0 or d != d.to_integral_value():
-        raise ExtractError(f"{where}: {raw!r} is not a whole, non-negative count")
+        raise ExtractError(f"{where}: not a whole, non-negative count")
     return int(d)
 
 
 def _missing_message(name: str, missing: list[str], headers: list[str]) -> str:
+    # the file's own header is not repeated: a file that is no export at all has content there
     wanted = "; ".join(f"{m} (one of: {', '.join(COLUMN_ALIASES[m])})" for m in missing)
-    return (f"{name}: not a DeepSeek usage export this importer understands: missing column(s) {wanted}. "
-            f"The file's header is: {', '.join(h for h in headers) or '(empty)'}. A long-format export needs "
+    return (f"{name}: not a DeepSeek usage export this importer understands: missing column(s) {wanted} "
+            f"(its header has {len(headers)} columns). A long-format export needs "
             f"date, model, {LONG_ALIASES['type'][0]} and {LONG_ALIASES['amount'][0]} columns instead.")
 
 
@@ -139,20 +144,22 @@ def _parse_text(text: str, name: str) -> dict[tuple, dict]:
     if missing:
         raise ExtractError(_missing_message(name, missing, headers))
     records: dict[tuple, dict] = {}
-    for line_no, cells in enumerate(reader, start=2):
+    for row_no, cells in enumerate(reader, start=1):  # data rows, the header excluded
         if not any(c.strip() for c in cells):
             continue
-        where = f"{name} line {line_no}"
         if len(cells) < len(headers):
             cells = cells + [""] * (len(headers) - len(cells))
 
         def cell(i: int | None, cells: list[str] = cells) -> str:
             return cells[i] if i is not None else ""
 
-        day = _parse_date(cell(col["date"]), where)
+        def where(i: int, row_no: int = row_no) -> str:
+            return f"{name} row {row_no}, column {headers[i].strip()}"
+
+        day = _parse_date(cell(col["date"]), where(col["date"]))
         model = cell(col["model"]).strip()
         if not model:
-            raise ExtractError(f"{where}: the model is empty")
+            raise ExtractError(f"{where(col['model'])}: the model is empty")
         key_name = cell(col["api_key_name"]).strip() or None
         rec = records.get((day, model, key_name))
         if rec is None:
@@ -163,13 +170,13 @@ def _parse_text(text: str, name: str) -> dict[tuple, dict]:
             kind = _norm(cell(type_col))
             field = next((f for f in _LONG_VALUES if kind == f or kind in COLUMN_ALIASES[f]), None)
             if field is None:
-                raise ExtractError(f"{where}: unknown usage type {cell(type_col)!r} (expected one of "
+                raise ExtractError(f"{where(type_col)}: not a usage type this importer knows (expected one of "
                                    f"{', '.join(_LONG_VALUES)})")
-            values = {field: _parse_count(cell(amount_col), where)}
+            values = {field: _parse_count(cell(amount_col), where(amount_col))}
         else:
-            values = {f: _parse_count(cell(col[f]), where) for f in TOKEN_FIELDS}
+            values = {f: _parse_count(cell(col[f]), where(col[f])) for f in TOKEN_FIELDS}
             if col["request_count"] is not None:
-                values["request_count"] = _parse_count(cell(col["request_count"]), where)
+                values["request_count"] = _parse_count(cell(col["request_count"]), where(col["request_count"]))
         for f, v in values.items():
             rec[f] = (rec[f] or 0) + v
     return records
@@ -181,18 +188,27 @@ def import_usage_csv(path: str | os.PathLike) -> list[dict]:
         {"date": date (UTC), "model": str, "api_key_name": str | None, "input_cache_hit_tokens": int,
          "input_cache_miss_tokens": int, "output_tokens": int, "request_count": int | None}
 
-    Raises ExtractError naming the file (and line) for a missing column, a bad date or a bad number.
+    Raises ExtractError naming the file (and row and column) for a missing column, a bad date or a bad number.
     """
     p = Path(path)
     try:
-        if p.suffix.lower() == ".zip":
+        data = p.read_bytes()
+    except OSError as e:
+        raise ExtractError(f"{p.name}: cannot be read ({e.strerror or type(e).__name__})") from None
+    return _read_export(data, p.name)
+
+
+def _read_export(data: bytes, name: str) -> list[dict]:
+    """`import_usage_csv` of a file's bytes; `name` is shown in messages."""
+    try:
+        if name.lower().endswith(".zip"):
             records: dict[tuple, dict] = {}
-            with zipfile.ZipFile(p) as zf:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
                 members = sorted(n for n in zf.namelist() if n.lower().endswith(".csv") and not n.endswith("/"))
                 if not members:
-                    raise ExtractError(f"{p.name}: the ZIP holds no .csv file")
+                    raise ExtractError(f"{name}: the ZIP holds no .csv file")
                 for member in members:
-                    for key, rec in _parse_text(zf.read(member).decode("utf-8-sig"), f"{p.name}:{member}").items():
+                    for key, rec in _parse_text(zf.read(member).decode("utf-8-sig"), f"{name}:{member}").items():
                         if key in records:
                             for f in TOKEN_FIELDS + ("request_count",):
                                 if rec[f] is not None:
@@ -200,57 +216,58 @@ def import_usage_csv(path: str | os.PathLike) -> list[dict]:
                         else:
                             records[key] = rec
         else:
-            records = _parse_text(p.read_text(encoding="utf-8-sig"), p.name)
+            records = _parse_text(data.decode("utf-8-sig"), name)
     except UnicodeDecodeError:
-        raise ExtractError(f"{p.name}: not UTF-8 text; export the usage as CSV again") from None
-    except zipfile.BadZipFile:
-        raise ExtractError(f"{p.name}: not a readable ZIP file") from None
-    except OSError as e:
-        raise ExtractError(f"{p.name}: cannot be read ({e.strerror or e})") from None
+        raise ExtractError(f"{name}: not UTF-8 text; export the usage as CSV again") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError):
+        raise ExtractError(f"{name}: not a readable ZIP file") from None
     return [records[k] for k in sorted(records, key=lambda k: (k[0], k[1], str(k[2])))]
 
 
-def usage_dir(credential: dict) -> Path:
-    """The credential's usage_csv_dir as a local path (`file:///dir` or a plain path)."""
+def usage_folder(credential: dict, org_slug: str, must_exist: bool = True) -> SourceFolder:
+    """The credential's usage_csv_dir (`file:///dir` or a plain path); in multi tenancy inside the org's
+    source root (jobs.source_folder)."""
     raw = str((credential or {}).get("usage_csv_dir") or "").strip()
     if not raw:
         raise CredentialError(
             'The DeepSeek credential has no usage_csv_dir. Add one with `cloudact credentials add ORG deepseek '
             '--from-json FILE` (FILE: {"api_key": "sk-...", "usage_csv_dir": "file:///path/to/folder"}).')
     u = urlparse(raw)
-    if u.scheme == "file":
-        return Path(unquote(u.path))
-    if u.scheme and len(u.scheme) > 1:
+    if u.scheme != "file" and u.scheme and len(u.scheme) > 1:
         raise ExtractError(f"usage_csv_dir must be a file:// URL or a local path, not {u.scheme}://")
-    return Path(raw)
+    return SourceFolder(raw, org_slug, what="The DeepSeek usage folder", must_exist=must_exist)
 
 
-def usage_files(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise ExtractError(f"The DeepSeek usage folder {folder} does not exist or is not a folder")
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in (".csv", ".zip"))
+def usage_files(folder: SourceFolder) -> list[Path]:
+    return [p for p in folder.files(recursive=False)
+            if not p.name.startswith(".") and p.suffix.lower() in (".csv", ".zip")]
 
 
-def import_usage_file(credential: dict, source: str | os.PathLike) -> tuple[Path, list[dict]]:
+def import_usage_file(credential: dict, source: str | os.PathLike,
+                      org_slug: str | None = None) -> tuple[Path, list[dict]]:
     """Validate a console export and copy it into the credential's usage folder.
 
     For `cloudact usage import ORG deepseek FILE`: parses FILE first (so a bad file is refused with the
     missing columns named, before anything is copied), then writes it atomically as
     `deepseek-usage-<UTC yyyymmddThhmmss>-<original name>` with the current time as its modification
-    time. Returns the destination path and the parsed records (for a summary line).
+    time. Returns the destination path and the parsed records (for a summary line). FILE is the operator's
+    and may be anywhere; the folder written to is the org's (multi tenancy: inside its source root, so
+    `org_slug` is required there).
     """
+    if org_slug is None and tenancy.is_multi():
+        raise tenancy.TrustViolation("importing a usage file in multi tenancy needs the organization "
+                                     "(its source folder is the only place written to)")
     src = Path(source)
     records = import_usage_csv(src)
-    folder = usage_dir(credential)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = usage_folder(credential, org_slug or "", must_exist=False)
+    folder.path.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-    dest = folder / f"deepseek-usage-{stamp}-{src.name}"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".import-", suffix=src.suffix)
+    dest = folder.path / f"deepseek-usage-{stamp}-{src.name}"
+    fd, tmp = tempfile.mkstemp(dir=folder.path, prefix=".import-", suffix=src.suffix)
     try:
         with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
             shutil.copyfileobj(inp, out)
-        os.replace(tmp, dest)
+        os.replace(tmp, dest)  # replaces a link of that name, never writes through it
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -311,7 +328,7 @@ def _log_balance(ctx: ExtractContext, balance: dict | None) -> None:
 def extract(ctx: ExtractContext, *, sleep: Callable[[float], Any] = time.sleep,
             max_attempts: int | None = None) -> dict[str, list[pa.RecordBatch]]:
     """DeepSeek usage for ctx.start_date..ctx.end_date (inclusive, UTC days) from the export folder."""
-    folder = usage_dir(ctx.credential)
+    folder = usage_folder(ctx.credential, ctx.org_slug)
     try:
         balance = fetch_balance(ctx, sleep=sleep, max_attempts=max_attempts)
     except CredentialError:
@@ -322,7 +339,8 @@ def extract(ctx: ExtractContext, *, sleep: Callable[[float], Any] = time.sleep,
     _log_balance(ctx, balance)
     files = usage_files(folder)
     if not files:
-        ctx.warn(f"No DeepSeek usage export in {folder}. Export it from platform.deepseek.com (Usage -> Export) "
+        ctx.warn(f"No DeepSeek usage export in {folder.shown(folder.path)}. Export it from platform.deepseek.com "
+                 f"(Usage -> Export) "
                  f"and add it with `cloudact usage import {ctx.org_slug} deepseek FILE`.")
         return {USAGE_TABLE: []}
     if ctx.end_date < ctx.start_date:
@@ -330,7 +348,7 @@ def extract(ctx: ExtractContext, *, sleep: Callable[[float], Any] = time.sleep,
 
     parsed = []
     for f in files:
-        records = import_usage_csv(f)
+        records = _read_export(folder.read_bytes(f), f.name)
         last_day = max((r["date"] for r in records), default=dt.date.min)
         parsed.append(((last_day, f.stat().st_mtime_ns, f.name), f, records))
     parsed.sort(key=lambda t: t[0])
@@ -362,9 +380,10 @@ def extract(ctx: ExtractContext, *, sleep: Callable[[float], Any] = time.sleep,
                      superseded)
     if not rows:
         covered = sorted(owner)
-        ctx.warn(f"The DeepSeek usage exports in {folder} cover {covered[0]}..{covered[-1]}, nothing in "
+        shown = folder.shown(folder.path)
+        ctx.warn(f"The DeepSeek usage exports in {shown} cover {covered[0]}..{covered[-1]}, nothing in "
                  f"{ctx.start_date}..{ctx.end_date}; import a newer export with "
                  f"`cloudact usage import {ctx.org_slug} deepseek FILE`" if covered else
-                 f"The DeepSeek usage exports in {folder} hold no usage lines")
+                 f"The DeepSeek usage exports in {shown} hold no usage lines")
     ctx.log.info("deepseek: %d usage rows from %d export file(s)", len(rows), len(files))
     return {USAGE_TABLE: to_batches(USAGE_TABLE, rows)}

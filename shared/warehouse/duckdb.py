@@ -35,6 +35,16 @@ def _bind(names: frozenset[str], params: Params | None) -> dict[str, Any]:
     return {k: params[k] for k in names}
 
 
+def _remembering(batches: Iterable[Any], failed: list[BaseException]):
+    """`batches`, keeping the error the producer raises, if any, in `failed`: DuckDB reports it wrapped in
+    its own error, with the Python traceback (the platform's paths) in the text."""
+    try:
+        yield from batches
+    except Exception as e:
+        failed.append(e)
+        raise
+
+
 def _unregister(cur, name: str) -> None:
     # In an aborted transaction DuckDB refuses even this; the caller rolls back and tries again, and
     # the original error (the one worth reporting) is never masked.
@@ -210,7 +220,8 @@ class DuckDBWarehouse(Warehouse):
                             seen[0] += b.num_rows
                             yield b
 
-                    reader = pa.RecordBatchReader.from_batches(arrow_schema, counted())
+                    failed: list[BaseException] = []
+                    reader = pa.RecordBatchReader.from_batches(arrow_schema, _remembering(counted(), failed))
                     cur.register("_cloudact_incoming", reader)
                     try:
                         inserted = self._run(
@@ -218,6 +229,10 @@ class DuckDBWarehouse(Warehouse):
                             f"INSERT INTO {ref} BY NAME SELECT * FROM _cloudact_incoming WHERE {where}",
                             params,
                         ).fetchone()[0]
+                    except WarehouseError:
+                        if failed:  # the producer's own error, not DuckDB's wrapper with its traceback
+                            raise failed[0] from None
+                        raise
                     finally:
                         _unregister(cur, "_cloudact_incoming")
                     if inserted != seen[0]:
