@@ -292,17 +292,27 @@ def test_single_tenancy_keeps_local_folders_loopback_and_ambient_identity(rt, ac
     assert store.add("acme", "gcp", {"project": "p"})
 
 
-def test_the_cli_refuses_with_a_message_and_a_non_zero_exit(roots, rt, acme, tmp_path):
-    from click.testing import CliRunner
+def test_the_cli_refuses_with_a_message_and_a_non_zero_exit(tmp_path):
+    import os
+    import subprocess
+    import sys
 
-    from cli.main import cli
+    (tmp_path / "sources" / "acme").mkdir(parents=True)
+    env = {**os.environ, "CLOUDACT_HOME": str(tmp_path / "home"), "CLOUDACT_TENANCY": "multi",
+           "CLOUDACT_SOURCE_ROOT": str(tmp_path / "sources"), "CLOUDACT_BACKEND": "embedded"}
 
+    def cloudact(*args):
+        return subprocess.run([sys.executable, "-c", "from cli.main import main; main()", *args], env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    assert cloudact("orgs", "create", "acme").returncode == 0
     doc = tmp_path / "cred.json"
     doc.write_text(json.dumps({"source": "file:///etc"}))
-    result = CliRunner().invoke(cli, ["credentials", "add", "acme", "aws", "--from-json", str(doc)])
-    assert result.exit_code != 0
-    assert "organization's source folder" in result.output or "organization" in result.output
-    assert stored(rt) == 0
+    refused = cloudact("credentials", "add", "acme", "aws", "--from-json", str(doc))
+    assert refused.returncode != 0
+    assert "source" in refused.stderr and "organization" in refused.stderr and "Traceback" not in refused.stderr
+    listed = cloudact("credentials", "list", "acme")
+    assert listed.returncode == 0 and "cred_aws" not in listed.stdout
 
 
 # --------------------------------------------------------------------------------------------------
