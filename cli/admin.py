@@ -64,11 +64,14 @@ class AlreadyServing(RuntimeError):
 
 
 # -- where ---------------------------------------------------------------------------------------
+def _short_root() -> Path:
+    return Path(tempfile.gettempdir()) / f"cloudact-{os.getuid()}"
+
+
 def channel_dir(home: Path) -> Path:
     folder = Path(home) / "admin"
     if len(os.fsencode(folder / "cli.sock")) > _SUN_PATH_MAX:
-        folder = Path(tempfile.gettempdir()) / f"cloudact-{os.getuid()}" / \
-            hashlib.sha256(os.fsencode(Path(home).resolve())).hexdigest()[:16]
+        folder = _short_root() / hashlib.sha256(os.fsencode(Path(home).resolve())).hexdigest()[:16]
     return folder
 
 
@@ -78,7 +81,7 @@ def socket_path(home: Path) -> Path:
 
 def _private_dir(folder: Path) -> None:
     """Create folder (and a temp-dir parent of ours) 0700, and refuse one someone else could enter."""
-    for d in ([folder.parent] if folder.parent.name.startswith("cloudact-") else []) + [folder]:
+    for d in ([folder.parent] if folder.parent == _short_root() else []) + [folder]:
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
         st = os.lstat(d)
         if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():

@@ -234,3 +234,33 @@ def test_an_interrupt_reaches_the_forwarded_command_as_ctrl_c(tmp_path, monkeypa
                 messages.append(json.loads(rfile.readline()))
             assert time.monotonic() - t0 < 10
     assert messages == [{"out": "interrupted\n"}, {"exit": 3}]
+
+
+def test_a_home_too_deep_for_a_socket_path_gets_a_private_folder_under_tmp(tmp_path):
+    @click.command()
+    @click.argument("path", type=click.Path(exists=True, dir_okay=False))
+    def show(path):
+        click.echo(Path(path).read_text())
+
+    def run(argv, tty, width):
+        try:
+            show.main(args=argv, standalone_mode=False)
+        except SystemExit as e:
+            return e.code
+        return 0
+
+    home = tmp_path / ("deep" * 30) / "home"
+    (tmp_path / "note.txt").write_text("hello from the client")
+    with admin.AdminChannel(home, show, run) as channel:
+        channel.ready()
+        sock = admin.socket_path(home)
+        assert sock == channel.path and len(str(sock)) < 108 and not str(sock).startswith(str(home))
+        assert stat.S_IMODE(os.stat(sock.parent).st_mode) == 0o700
+        with socket.socket(socket.AF_UNIX) as s, s.makefile("rb") as rfile:
+            s.settimeout(10)
+            s.connect(str(sock))
+            s.sendall(json.dumps({"argv": ["note.txt"], "cwd": str(tmp_path)}).encode() + b"\n")
+            assert json.loads(rfile.readline()) == {"read": str(tmp_path / "note.txt")}
+            s.sendall(admin._file_reply(str(tmp_path / "note.txt")))  # what the client answers
+            assert json.loads(rfile.readline()) == {"out": "hello from the client\n"}
+            assert json.loads(rfile.readline()) == {"exit": 0}
