@@ -1,6 +1,7 @@
 """`cloudact`: run CloudAct Pipelines on this machine (embedded DuckDB) or drive a GCP deployment."""
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -10,9 +11,17 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-# Piped output (CI logs, files) gets a readable width instead of rich's 80-column default.
-console = Console(width=None if sys.stdout.isatty() else 120)
-err = Console(stderr=True)
+
+def _consoles(tty: bool | None = None, width: int | None = None) -> tuple[Console, Console]:
+    """Piped output (CI logs, files) gets a readable width instead of rich's 80-column default. A command
+    forwarded to `cloudact serve` (cli/admin.py) gets its client's terminal, never a live display."""
+    if tty is None:
+        return Console(width=None if sys.stdout.isatty() else 120), Console(stderr=True)
+    return (Console(width=width if tty else 120, force_terminal=tty, force_interactive=False),
+            Console(stderr=True, force_terminal=tty, force_interactive=False))
+
+
+console, err = _consoles()
 
 
 def _rt():
@@ -457,12 +466,45 @@ def usage_import(slug: str, provider: str, path: Path, credential_id: str | None
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 def serve(host: str, port: int) -> None:
-    """Serve the HTTP API (functions-framework app) with the in-process bus and jobs."""
-    from cli.server import serve_forever
+    """Serve the HTTP API (functions-framework app) with the in-process bus and jobs.
 
-    _rt()
-    console.print(f"serving on http://{host}:{port}  (POST /api/v1/pipelines/run/ORG/PIPELINE with X-API-Key)")
-    serve_forever(host, port)
+    While it runs, cloudact commands on the same CLOUDACT_HOME run inside it (cli/admin.py)."""
+    from cli.admin import AdminChannel, AlreadyServing
+    from cli.server import serve_forever
+    from shared.config import settings
+
+    with contextlib.ExitStack() as stack:
+        try:
+            channel = stack.enter_context(AdminChannel(settings().home, cli, run_forwarded))
+        except (AlreadyServing, PermissionError) as e:
+            _fail(str(e))
+        _rt()
+        channel.ready()
+        console.print(f"serving on http://{host}:{port}  (POST /api/v1/pipelines/run/ORG/PIPELINE with X-API-Key)")
+        serve_forever(host, port)
+
+
+def run_forwarded(argv: list[str], tty: bool, width: int | None) -> int:
+    """Run one command line sent by a client to `cloudact serve`, in this process; returns its exit code.
+    The admin channel calls it one command at a time."""
+    import traceback
+
+    global console, err
+    saved = console, err
+    console, err = _consoles(tty, width)
+    try:
+        cli.main(args=argv, prog_name="cloudact")
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            return e.code or 0
+        print(e.code, file=sys.stderr)
+        return 1
+    except Exception:  # noqa: BLE001 - the client sees the traceback a local run would print
+        traceback.print_exc()
+        return 1
+    finally:
+        console, err = saved
+    return 0
 
 
 def wait_for(org: str, run_id: str, timeout: float = 600) -> dict:
@@ -516,6 +558,10 @@ def run(slug: str, pipeline: str, start: str | None, end: str | None, credential
     for r in queued["not_queued"]:
         console.print(f"[yellow]not queued[/] {r['start_date']}..{r['end_date']}: {r['reason']}")
     if not wait:
+        from cli.admin import forwarded
+
+        if forwarded():
+            return  # sent to `cloudact serve`: the server runs it; `cloudact runs` shows it
         rt.bus.drain()  # in-process: the work happens here, so finish it before exiting
     results = [wait_for(slug, r["run_id"]) for r in queued["runs"]]
     for result in results:
@@ -583,6 +629,11 @@ def demo() -> None:
 
 
 def main() -> None:
+    from cli.admin import forward
+
+    code = forward(sys.argv[1:])  # a live `cloudact serve` owns the warehouse: run the command there
+    if code is not None:
+        sys.exit(code)
     cli(prog_name="cloudact")
 
 

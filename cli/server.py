@@ -1,4 +1,4 @@
-"""Serve the functions-framework app for `run_pipeline` on a local port."""
+"""Serve the HTTP functions on a local port: `run_pipeline` at /, `stripe_webhook` at /webhooks/stripe."""
 from __future__ import annotations
 
 import threading
@@ -9,14 +9,52 @@ from werkzeug.serving import make_server
 MAIN = str(Path(__file__).resolve().parent.parent / "functions" / "main.py")
 
 
+STRIPE_PATH = "/webhooks/stripe"
+
+
 def app():
+    """The functions-framework app of `run_pipeline`, with POST /webhooks/stripe handed to the
+    `stripe_webhook` app. On GCP each is its own function; functions-framework serves one target per
+    app, so the two are joined here on the exact path (werkzeug's DispatcherMiddleware would strip the
+    mount point and redirect the bare path with a 308, which Stripe does not follow)."""
     import logging
 
     from functions_framework import create_app
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # our own JSON logs say what matters
 
-    return create_app(target="run_pipeline", source=MAIN, signature_type="http")
+    api = create_app(target="run_pipeline", source=MAIN, signature_type="http")
+    stripe_app = create_app(target="stripe_webhook", source=MAIN, signature_type="http")
+    for a in (api, stripe_app):
+        _bound_the_drain(a)
+    stripe, pipelines = stripe_app.wsgi_app, api.wsgi_app
+
+    def wsgi(environ, start_response):
+        return (stripe if environ.get("PATH_INFO") == STRIPE_PATH else pipelines)(environ, start_response)
+
+    api.wsgi_app = wsgi
+    return api
+
+
+def _bound_the_drain(flask_app) -> None:
+    """functions-framework reads the whole request body after every response (`read_request`), so a
+    client could make the server read gigabytes after its 413. Drain at most the size limit instead,
+    and close the connection when more was announced or sent (the rest is never read)."""
+    import flask
+    import functions_framework
+
+    from shared import inputs
+
+    def drain(response):
+        try:
+            inputs.check_length(flask.request.headers.get("Content-Length"))
+            inputs.read_bounded(flask.request.stream)
+        except inputs.BodyTooLarge:
+            response.headers["Connection"] = "close"
+        return response
+
+    hooks = flask_app.after_request_funcs.setdefault(None, [])
+    hooks[:] = [drain if f is functions_framework.read_request else f for f in hooks]
 
 
 def start_background(host: str = "127.0.0.1", port: int = 0):

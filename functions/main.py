@@ -13,10 +13,11 @@ import functions_framework
 
 @functions_framework.http
 def run_pipeline(request):
-    from shared import api, runtime
+    from shared import api, inputs, runtime
 
-    status, body = api.handle(runtime.get(), request.method, request.path, request.headers, request.get_data(),
-                              request.args.to_dict())
+    # The body is read (at most to the size limit) only when a route asks for it, after the key check.
+    status, body = api.handle(runtime.get(), request.method, request.path, request.headers,
+                              lambda: inputs.read_bounded(request.stream), request.args.to_dict())
     return body, status, {"Content-Type": "application/json"}
 
 
@@ -48,7 +49,7 @@ def stripe_webhook(request):
     """Stripe -> plans and org subscriptions. 400 unless the Stripe-Signature verifies."""
     import os
 
-    from shared import runtime, stripe_events
+    from shared import inputs, runtime, stripe_events
 
     headers = {"Content-Type": "application/json"}
     if request.method != "POST":
@@ -57,7 +58,12 @@ def stripe_webhook(request):
     if not secret:
         return {"error": "not_configured", "message": "STRIPE_WEBHOOK_SECRET is not set"}, 500, headers
     try:
-        event = stripe_events.verify(request.get_data(as_text=True), request.headers.get("Stripe-Signature"), secret)
+        inputs.check_length(request.headers.get("Content-Length"))
+        raw = inputs.read_bounded(request.stream)
+    except inputs.BodyTooLarge as e:
+        return {"error": "body_too_large", "message": str(e)}, 413, headers
+    try:
+        event = stripe_events.verify(raw, request.headers.get("Stripe-Signature"), secret)
         outcome = stripe_events.handle_event(runtime.get().warehouse, event)
     except stripe_events.BadSignature as e:
         return {"error": "bad_signature", "message": str(e)}, 400, headers

@@ -10,11 +10,11 @@ GET  /api/v1/pipelines/runs/{org}                  -> 200 {runs: [...]}
 from __future__ import annotations
 
 import datetime as dt
-import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shared import registry, runs
+from shared import inputs, registry, runs
 from shared.auth import check_key
 from shared.bus.base import TOPIC_RUN_REQUESTS
 from shared.naming import InvalidName, validate_org_slug
@@ -72,6 +72,10 @@ def parse_run_body(body: Any, category: str, today: dt.date) -> dict[str, Any]:
             dates[field] = None
         if dates[field] is None:
             raise ApiError(400, "bad_dates", f"{field} must be a date as YYYY-MM-DD, got {value!r}")
+        try:
+            inputs.check_date(field, dates[field])
+        except inputs.DateOutOfRange as e:
+            raise ApiError(400, "bad_dates", str(e)) from None
     if ("start_date" in body) != ("end_date" in body):
         raise ApiError(400, "bad_dates", "give both start_date and end_date, or neither")
     if dates["start_date"] > dates["end_date"]:
@@ -178,11 +182,20 @@ def _authorize(rt, org: str, headers) -> None:
         raise ApiError(403, "forbidden", f"this API key does not belong to organization {org!r}")
 
 
-def _json_body(raw_body: bytes) -> Any:
+def _json_body(raw_body: bytes | Callable[[], bytes]) -> Any:
+    """The body as JSON (None when empty). `raw_body` may be a reader, so that a route reads the body
+    only after it has checked the key (the HTTP entry point passes one)."""
+    if callable(raw_body):
+        try:
+            raw_body = raw_body()
+        except inputs.BodyTooLarge as e:
+            raise ApiError(413, "body_too_large", str(e)) from None
+    if not raw_body or not raw_body.strip():
+        return None
     try:
-        return json.loads(raw_body) if raw_body and raw_body.strip() else None
-    except ValueError:
-        raise ApiError(400, "bad_body", "the request body is not valid JSON") from None
+        return inputs.parse_json(raw_body)
+    except inputs.BadJson as e:
+        raise ApiError(400, "bad_body", str(e)) from None
 
 
 def handle_subscriptions(rt, method: str, rest: str, query: dict, raw_body: bytes) -> tuple[int, dict[str, Any]]:
@@ -222,7 +235,7 @@ def handle_subscriptions(rt, method: str, rest: str, query: dict, raw_body: byte
     raise ApiError(405, "method_not_allowed", f"{method} is not supported on this subscriptions path")
 
 
-def handle_credentials(rt, method: str, rest: str, raw_body: bytes) -> tuple[int, dict[str, Any]]:
+def handle_credentials(rt, method: str, rest: str, raw_body) -> tuple[int, dict[str, Any]]:
     """/api/v1/credentials/{org}[/{id}[/rotate]]: a tenant sets up its own integrations with its org key.
     Secrets go in and never come out."""
     from shared.secrets import CredentialConflict, CredentialInvalid, CredentialStore
@@ -264,9 +277,17 @@ def _iso(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v for k, v in row.items()}
 
 
-def handle(rt, method: str, path: str, headers, raw_body: bytes, query: dict | None = None) -> tuple[int, dict[str, Any]]:
-    """Route one request; return (status, JSON body). Never raises for client errors."""
+def handle(rt, method: str, path: str, headers, raw_body: bytes | Callable[[], bytes],
+           query: dict | None = None) -> tuple[int, dict[str, Any]]:
+    """Route one request; return (status, JSON body). Never raises for client errors.
+
+    A declared body over the size limit is refused first; `raw_body` may be a reader that each route
+    calls (through _json_body) only after the key is checked."""
     try:
+        try:
+            inputs.check_length(headers.get("Content-Length"))
+        except inputs.BodyTooLarge as e:
+            raise ApiError(413, "body_too_large", str(e)) from None
         if path.startswith(SCHEDULES_PREFIX):
             from shared import schedules
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from shared import registry
+from shared import inputs, registry
 from shared.bus.base import TOPIC_RUN_REQUESTS
 from shared.naming import InvalidName, validate_org_slug
 from shared.warehouse.base import Warehouse
@@ -93,6 +93,9 @@ def parse_cron(expr: str) -> Cron:
     """Parse unix cron (5 fields: * , - / and month/day names), as Cloud Scheduler accepts it."""
     if not isinstance(expr, str):
         raise ScheduleInvalid("cron", "must be a string such as '0 3 * * *'")
+    if not expr.isascii():
+        # str.isdigit() takes '²' and '٣'; Cloud Scheduler takes neither
+        raise ScheduleInvalid("cron", f"{expr!r} may hold only ASCII digits, letters and * , - /")
     parts = expr.split()
     if len(parts) != 5:
         raise ScheduleInvalid("cron", f"{expr!r} must have 5 fields (minute hour day-of-month month day-of-week), "
@@ -146,9 +149,10 @@ def _validate_body(body: Any) -> dict[str, Any]:
     for f in ("start_date", "end_date"):
         if f in body:
             try:
-                dt.date.fromisoformat(body[f])
-            except (TypeError, ValueError):
-                raise ScheduleInvalid("body", f"{f} must be YYYY-MM-DD") from None
+                inputs.check_date(f, dt.date.fromisoformat(body[f]))
+            except (TypeError, ValueError) as e:
+                detail = str(e) if isinstance(e, inputs.DateOutOfRange) else f"{f} must be YYYY-MM-DD"
+                raise ScheduleInvalid("body", detail) from None
     cred = body.get("credential_id")
     if cred is not None and (not isinstance(cred, str) or not cred or len(cred) > 100):
         raise ScheduleInvalid("body", "credential_id must be a non-empty string")
@@ -156,8 +160,10 @@ def _validate_body(body: Any) -> dict[str, Any]:
 
 
 def _validate(spec: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(spec.get("pipeline_id"), str):
+        raise ScheduleInvalid("pipeline_id", "must be a pipeline path such as 'genai/payg/openai'")
     try:
-        pipeline = registry.get(spec.get("pipeline_id") or "")
+        pipeline = registry.get(spec["pipeline_id"])
     except (registry.UnknownPipeline, registry.PipelineNotAvailable) as e:
         raise ScheduleInvalid("pipeline_id", str(e)) from None
     parse_cron(spec.get("cron"))
@@ -369,7 +375,10 @@ def sync_to_cloud_scheduler(wh: Warehouse, client, project: str | None, region: 
                             org: str | None = None) -> dict[str, Any]:
     """Make Cloud Scheduler hold exactly one job per enabled schedule: create missing jobs, update changed
     ones (and resume paused ones), delete jobs `cloudact-{org}-sch_*` with no enabled schedule.
-    Only jobs named like ours are touched; `org` limits the sync to one org."""
+    Only jobs named like ours are touched; `org` limits the sync to one org. A stored schedule that
+    is no longer valid, or a job Cloud Scheduler refuses, is skipped and listed under "skipped"
+    (its existing job is left alone): one bad row never stops the other orgs' sync."""
+    from google.api_core import exceptions as gexc
     from google.cloud import scheduler_v1
     from google.protobuf import field_mask_pb2
 
@@ -379,33 +388,50 @@ def sync_to_cloud_scheduler(wh: Warehouse, client, project: str | None, region: 
         validate_org_slug(org)
     topic = topic_path(project, topic)
     parent = scheduler_v1.CloudSchedulerClient.common_location_path(project, region)
-    desired = {}
+    desired, keep = {}, set()
+    summary: dict[str, Any] = {"created": [], "updated": [], "deleted": [], "resumed": [], "unchanged": 0,
+                               "skipped": []}
     for s in list_schedules(wh, org):
-        if s["enabled"]:
-            job = build_job(s, parent, topic)
-            desired[job.name] = job
+        if not s["enabled"]:
+            continue
+        name = f"{parent}/jobs/{job_id(s['org_slug'], s['schedule_id'])}"
+        try:  # a row stored before today's checks (or written around them) must not stop the others
+            parse_cron(s["cron"])
+            validate_timezone(s["timezone"])
+            validate_org_slug(s["org_slug"])
+        except (ScheduleInvalid, InvalidName) as e:
+            log.warning("schedule %s of %s not synced: %s", s["schedule_id"], s["org_slug"], e)
+            summary["skipped"].append({"schedule_id": s["schedule_id"], "org_slug": s["org_slug"], "reason": str(e)})
+            keep.add(name)  # its job, if any, is left as it is rather than deleted
+            continue
+        job = build_job(s, parent, topic)
+        desired[job.name] = job
     existing = {}
     for job in client.list_jobs(request=scheduler_v1.ListJobsRequest(parent=parent)):
         m = _JOB_ID.match(job.name.rsplit("/", 1)[-1])
         if m and (org is None or m.group(1) == org):
             existing[job.name] = job
-    summary: dict[str, Any] = {"created": [], "updated": [], "deleted": [], "resumed": [], "unchanged": 0}
     for name, job in desired.items():
         have = existing.get(name)
-        if have is None:
-            client.create_job(request=scheduler_v1.CreateJobRequest(parent=parent, job=job))
-            summary["created"].append(name)
+        try:
+            if have is None:
+                client.create_job(request=scheduler_v1.CreateJobRequest(parent=parent, job=job))
+                summary["created"].append(name)
+                continue
+            if _fingerprint(have) != _fingerprint(job):
+                mask = field_mask_pb2.FieldMask(paths=["description", "schedule", "time_zone", "pubsub_target"])
+                client.update_job(request=scheduler_v1.UpdateJobRequest(job=job, update_mask=mask))
+                summary["updated"].append(name)
+            else:
+                summary["unchanged"] += 1
+        except gexc.InvalidArgument as e:  # Cloud Scheduler refuses this one job; the others still sync
+            log.warning("Cloud Scheduler refused job %s: %s", name, e.message)
+            summary["skipped"].append({"job": name, "reason": f"Cloud Scheduler refused it: {e.message}"})
             continue
-        if _fingerprint(have) != _fingerprint(job):
-            mask = field_mask_pb2.FieldMask(paths=["description", "schedule", "time_zone", "pubsub_target"])
-            client.update_job(request=scheduler_v1.UpdateJobRequest(job=job, update_mask=mask))
-            summary["updated"].append(name)
-        else:
-            summary["unchanged"] += 1
         if have.state == scheduler_v1.Job.State.PAUSED:
             client.resume_job(request=scheduler_v1.ResumeJobRequest(name=name))
             summary["resumed"].append(name)
-    for name in sorted(set(existing) - set(desired)):
+    for name in sorted(set(existing) - set(desired) - keep):
         client.delete_job(request=scheduler_v1.DeleteJobRequest(name=name))
         summary["deleted"].append(name)
     return summary

@@ -29,6 +29,7 @@ import json
 import logging
 from typing import Any
 
+from shared import inputs
 from shared.naming import InvalidName, validate_org_slug
 from shared.warehouse.base import Warehouse
 
@@ -53,19 +54,21 @@ class BadEvent(ValueError):
     """The body is not a Stripe event (HTTP 400)."""
 
 
-def verify(raw_body: str, signature_header: str | None, secret: str) -> dict[str, Any]:
-    """Verify the Stripe-Signature of the raw body; return the event as a plain dict."""
+def verify(raw_body: bytes | str, signature_header: str | None, secret: str) -> dict[str, Any]:
+    """Verify the Stripe-Signature of the raw body, then parse it (depth-bounded, shared/inputs.py);
+    return the event as a plain dict. Nothing unsigned is parsed."""
     import stripe
 
     if not signature_header:
         raise BadSignature("missing Stripe-Signature header")
     try:
-        stripe.Webhook.construct_event(raw_body, signature_header, secret, tolerance=TOLERANCE_S)
+        stripe.WebhookSignature.verify_header(raw_body, signature_header, secret, tolerance=TOLERANCE_S)
     except stripe.SignatureVerificationError as e:
         raise BadSignature(f"Stripe signature verification failed: {e.user_message or e}") from None
-    except ValueError as e:  # body is not JSON
+    try:
+        event = inputs.parse_json(raw_body, "the event")  # the verified bytes as plain JSON, no StripeObject
+    except inputs.BadJson as e:
         raise BadEvent(f"the body is not a Stripe event: {e}") from None
-    event = json.loads(raw_body)  # the verified bytes, as plain JSON (no StripeObject quirks)
     if not isinstance(event, dict) or not event.get("id") or not event.get("type"):
         raise BadEvent("the body is not a Stripe event (no id/type)")
     return event
@@ -78,7 +81,12 @@ def _order(created: int, type_: str, status: str | None, event_id: str) -> str:
 
 
 def _ts(unix: Any) -> dt.datetime | None:
-    return dt.datetime.fromtimestamp(int(unix), dt.timezone.utc) if unix not in (None, "") else None
+    if unix in (None, ""):
+        return None
+    try:
+        return dt.datetime.fromtimestamp(int(unix), dt.timezone.utc)
+    except (TypeError, ValueError, OverflowError, OSError):
+        raise BadEvent(f"{unix!r} is not a Unix time") from None
 
 
 def _id(v: Any) -> str | None:
@@ -277,6 +285,10 @@ def handle_event(wh: Warehouse, event: dict[str, Any]) -> str:
     """Apply one Stripe event once; return what happened (readable, for the response and logs)."""
     if not isinstance(event, dict) or not event.get("id") or not event.get("type") or event.get("created") is None:
         raise BadEvent("a Stripe event needs id, type and created")
+    if isinstance(event["created"], bool) or not isinstance(event["created"], int) or not 0 <= event["created"] < 10**11:
+        raise BadEvent(f"created must be a Unix time, got {event['created']!r}")
+    if not isinstance(event.get("data") or {}, dict) or not isinstance((event.get("data") or {}).get("object") or {}, dict):
+        raise BadEvent("data.object must be an object")
     event_id, type_ = str(event["id"]), str(event["type"])
     claimed = wh.execute(
         f"""INSERT INTO {_EVENTS} (event_id, type, created, received_at)

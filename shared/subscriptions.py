@@ -45,6 +45,7 @@ from dataclasses import dataclass, replace
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any
 
+from shared import inputs
 from shared.naming import table_ref, validate_org_slug
 
 META = "organizations"
@@ -138,20 +139,26 @@ def parse_money(field: str, value: Any, *, allow_negative: bool = False) -> Deci
 
 
 def parse_date(field: str, value: Any) -> dt.date:
+    """A date as YYYY-MM-DD inside inputs.MIN_DATE..MAX_DATE (so "the next day" never overflows)."""
     if isinstance(value, dt.datetime):
         raise SubscriptionInvalid(field, f"must be a date as YYYY-MM-DD, not a timestamp ({value!r})")
     if isinstance(value, dt.date):
-        return value
-    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+        day = value
+    elif isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip(), re.ASCII):
         try:
-            return dt.date.fromisoformat(value.strip())
+            day = dt.date.fromisoformat(value.strip())
         except ValueError:
             raise SubscriptionInvalid(field, f"is not a real date: {value!r}") from None
-    raise SubscriptionInvalid(field, f"must be a date as YYYY-MM-DD, got {value!r}")
+    else:
+        raise SubscriptionInvalid(field, f"must be a date as YYYY-MM-DD, got {value!r}")
+    try:
+        return inputs.check_date(field, day)
+    except inputs.DateOutOfRange as e:
+        raise SubscriptionInvalid(field, str(e).removeprefix(f"{field} ")) from None
 
 
 def _int(field: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():  # not '²'/'٣'
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int):
         raise SubscriptionInvalid(field, f"must be a whole number, got {value!r}")

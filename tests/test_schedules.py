@@ -166,7 +166,8 @@ def test_sync_converges_create_update_delete_and_is_idempotent(rt, acme):
     assert "key" not in job.pubsub_target.data.decode().lower() and not job.http_target.uri
 
     fake.calls.clear()
-    assert sync(wh, fake) == {"created": [], "updated": [], "deleted": [], "resumed": [], "unchanged": 3}
+    assert sync(wh, fake) == {"created": [], "updated": [], "deleted": [], "resumed": [], "unchanged": 3,
+                              "skipped": []}
     assert fake.calls == []
 
     S.update_schedule(wh, "acme", a1["schedule_id"], {"cron": "45 2 * * *"})
