@@ -131,4 +131,5 @@ def serve_forever(host: str, port: int) -> None:
         pass
     finally:
         stop.set()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the grace period bounds the shutdown already
         shut_down(lifecycle.shutdown_grace_seconds())

@@ -261,7 +261,7 @@ class ApiClient:
             try:
                 response = self._send(method, path, query, json_body, budget)
             except (httpx.TransportError, _Overdue) as e:
-                last = (f"no complete answer within {budget:g} s" if isinstance(e, _Overdue) or
+                last = (f"no complete answer within {budget:.3g} s" if isinstance(e, _Overdue) or
                         isinstance(e, httpx.TimeoutException) and budget < self.timeout
                         else f"connection error ({type(e).__name__})")
                 self.log.warning("%s %s attempt %d/%d: %s", method, path, attempt, self.max_attempts, last)

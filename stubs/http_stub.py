@@ -80,6 +80,14 @@ def json_default(v: Any):
     raise TypeError(type(v).__name__)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that hung up (a killed job) is no news
+            super().handle_error(request, client_address)
+
+
 class LoopbackStub:
     name = "stub"
     base_path = ""
@@ -116,7 +124,7 @@ class LoopbackStub:
             return self
         handler = type(f"{type(self).__name__}Handler", (self.handler_class,),
                        {"stub": self, "server_version": f"{self.name}/1"})
-        self._server = ThreadingHTTPServer((self._host, self._port), handler)
+        self._server = _QuietServer((self._host, self._port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name=self.name, daemon=True)
