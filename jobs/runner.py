@@ -74,9 +74,7 @@ def run_job(request: dict[str, Any]) -> dict[str, Any]:
         return {"status": "duplicate"}
     start, end = _date(request["start_date"]), _date(request["end_date"])
     ctx = None
-    scope = lifecycle.Scope(run_id, org, token, lease_s=lease_s, deadline_s=lifecycle.deadline_seconds(),
-                            renew=lambda: runs.renew_lease(wh, run_id, token, lease_s))
-    with lifecycle.working(scope):
+    with lifecycle.working(runs.holding(wh, run_id, org, token, lease_s)):
         try:
             pipeline = registry.get(pipeline_id)
             credential = (

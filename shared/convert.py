@@ -81,9 +81,7 @@ def convert(event: dict[str, Any]) -> str:
     if not token or runs.renew_lease(wh, run_id, token, lease_s) is not None:
         log.info("run is no longer held by the job that ingested it; completion ignored")
         return "ignored"
-    scope = lifecycle.Scope(run_id, org, token, lease_s=lease_s, deadline_s=lifecycle.deadline_seconds(),
-                            renew=lambda: runs.renew_lease(wh, run_id, token, lease_s))
-    with lifecycle.working(scope):
+    with lifecycle.working(runs.holding(wh, run_id, org, token, lease_s)) as scope:
         return _convert(wh, run, scope, log)
 
 

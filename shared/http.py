@@ -144,7 +144,6 @@ class ApiClient:
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        # sleep=None: wait on the run's scope when there is one (wakes on cancel), else time.sleep
         self.timeout = timeout
         self.request_deadline = request_deadline if request_deadline is not None else request_deadline_default()
         self.provider = provider
@@ -185,12 +184,12 @@ class ApiClient:
         return _KEY_SHAPED.sub(lambda m: m.group(1) + "-***", text)
 
     def _wait(self, seconds: float) -> None:
-        if self.sleep is not None:
-            self.sleep(seconds)
-        elif (scope := lifecycle.current()) is not None:
-            scope.wait(seconds)
+        sleep = time.sleep if self.sleep is None else self.sleep
+        scope = lifecycle.current()
+        if scope is not None and sleep is time.sleep:
+            scope.wait(seconds)  # the real clock, waking when the run is cancelled
         else:
-            time.sleep(seconds)
+            sleep(seconds)
 
     def _send(self, method: str, path: str, query, json_body, budget: float) -> httpx.Response:
         """One request that ends within `budget` seconds: every read waits at most what is left, and

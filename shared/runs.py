@@ -15,6 +15,7 @@ import json
 import uuid
 from typing import Any
 
+from shared import lifecycle
 from shared.warehouse.base import Warehouse
 
 ACTIVE = ("queued", "running")
@@ -115,6 +116,13 @@ def renew_lease(wh: Warehouse, run_id: str, token: str, lease_s: float) -> str |
     return "cancelled" if status == "cancelled" else f"the run was taken from this job (it is {status})"
 
 
+def holding(wh: Warehouse, run_id: str, org_slug: str, token: str, lease_s: float) -> lifecycle.Scope:
+    """The scope of a job (or conversion) working on this run under lease `token`: its keeper renews
+    the lease here, and its deadline is CLOUDACT_RUN_DEADLINE_S from now."""
+    return lifecycle.Scope(run_id, org_slug, token, lease_s=lease_s, deadline_s=lifecycle.deadline_seconds(),
+                           renew=lambda: renew_lease(wh, run_id, token, lease_s))
+
+
 def record_ingest(wh: Warehouse, run_id: str, token: str, rows_ingested: int, warnings: list[str],
                   lease_s: float) -> None:
     """The landed row count, with a fresh lease for the hand-over to the conversion."""
@@ -130,8 +138,6 @@ def cancel(wh: Warehouse, org_slug: str, run_id: str, by: str) -> dict[str, Any]
     """queued|running -> cancelled; returns the run. A job working on it in this process is stopped at
     once; one elsewhere notices at its next lease renewal. Cancelling a cancelled run is a no-op;
     a succeeded or failed one raises RunFinished, an unknown one UnknownRun."""
-    from shared import lifecycle
-
     # Stop first: on the embedded warehouse the UPDATE waits for the job's own write, which stops
     # at its next checkpoint (stop_local only touches this org's runs).
     lifecycle.stop_local(run_id, org_slug, "cancelled")
@@ -158,8 +164,6 @@ def sweep(wh: Warehouse, *, org_slug: str | None = None, now: dt.datetime | None
     Runs this process still works on or has queued are left alone (lifecycle.alive). Each run is ended
     by its own conditional UPDATE, so a lease renewed meanwhile is never taken.
     """
-    from shared import lifecycle
-
     now = now or _now()
     lease = dt.timedelta(seconds=lifecycle.lease_seconds())
     queue_timeout = lifecycle.queue_timeout_seconds()

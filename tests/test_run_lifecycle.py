@@ -318,6 +318,22 @@ def test_retry_after_never_waits_past_the_run_deadline():
     assert "CLOUDACT_RUN_DEADLINE_S" in str(e.value)
 
 
+def test_a_cancel_wakes_a_retry_after_wait():
+    import threading
+
+    with OpenAIStub(admin_key=ADMIN_KEY) as stub:
+        stub.fail_next(429, retry_after="30")
+        scope = lifecycle.Scope("run_x", "acme", "tok", lease_s=60, deadline_s=120)
+        threading.Timer(0.5, scope.stop, args=("cancelled",)).start()
+        t0 = time.monotonic()
+        with lifecycle.working(scope), ApiClient(stub.base_url, {"Authorization": f"Bearer {ADMIN_KEY}"},
+                                                 sleep=time.sleep, provider="OpenAI") as client:
+            with pytest.raises(lifecycle.RunStopped):
+                client.get_json(USAGE_PATH, {"start_time": 1790812800})
+    assert time.monotonic() - t0 < 5  # not the 30 s the provider asked for
+    assert len(stub.requests) == 1
+
+
 def test_a_drip_fed_request_ends_at_its_deadline():
     with OpenAIStub(admin_key=ADMIN_KEY) as stub:
         stub.enqueue(200, {"data": "x" * 40}, drip=1.0)  # one byte a second: every read is quick
