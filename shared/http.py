@@ -199,13 +199,16 @@ class ApiClient:
         scope = lifecycle.current()
         with self._http.stream(method, path, params=query, json=json_body, timeout=timeout) as response:
             chunks = []
-            for chunk in response.iter_raw():
+            for chunk in response.iter_bytes():
                 chunks.append(chunk)
                 if time.monotonic() > end:
                     raise _Overdue
                 if scope is not None and scope.stopped:
                     scope.checkpoint()
-        return httpx.Response(response.status_code, headers=response.headers, content=b"".join(chunks),
+        # the body as read (decoded), with the headers that now describe it
+        headers = [(k, v) for k, v in response.headers.multi_items()
+                   if k.lower() not in ("content-encoding", "content-length")]
+        return httpx.Response(response.status_code, headers=headers, content=b"".join(chunks),
                               request=response.request)
 
     def backoff(self, attempt: int) -> float:

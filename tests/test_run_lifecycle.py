@@ -348,6 +348,18 @@ def test_a_drip_fed_request_ends_at_its_deadline():
     print(f"\ndrip-fed request to its 2 s deadline: {took:.1f} s")
 
 
+def test_a_compressed_answer_read_in_chunks_is_decoded_once():
+    import gzip
+    import json
+    from decimal import Decimal
+
+    body = gzip.compress(json.dumps({"data": [{"amount": 1.25}], "has_more": False}).encode())
+    transport = httpx.MockTransport(lambda request: httpx.Response(
+        200, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}, content=body))
+    with ApiClient("https://api.example.test/v1", {}, transport=transport, provider="OpenAI") as client:
+        assert client.get_json(USAGE_PATH) == {"data": [{"amount": Decimal("1.25")}], "has_more": False}
+
+
 def test_a_drip_fed_run_fails_at_its_run_deadline(org, monkeypatch):
     monkeypatch.setenv("CLOUDACT_RUN_DEADLINE_S", "3")
     org.stub.enqueue(200, {"data": "x" * 60}, drip=1.0, times=20)
