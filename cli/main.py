@@ -522,8 +522,20 @@ def wait_for(org: str, run_id: str, timeout: float = 600) -> dict:
             time.sleep(0.2)
 
 
+def cancel_interrupted(rt, slug: str, run_ids: list[str]) -> None:
+    """Ctrl-C while this command waits: cancel the runs it started that have not ended, and say so."""
+    from shared.api import ApiError, cancel_run
+
+    for run_id in run_ids:
+        try:
+            cancel_run(rt, slug, run_id, by="Ctrl-C in cloudact run")
+            err.print(f"interrupted: cancelled {run_id}")
+        except ApiError as e:  # it ended meanwhile
+            err.print(f"interrupted: {e.message}")
+
+
 def print_run(run: dict) -> None:
-    colour = {"succeeded": "green", "failed": "red"}.get(run["status"], "yellow")
+    colour = {"succeeded": "green", "failed": "red", "cancelled": "magenta"}.get(run["status"], "yellow")
     console.print(f"[{colour}]{run['status']}[/] {run['run_id']} {run['pipeline']} {run['start_date']}..{run['end_date']} "
                   f"ingested={run['rows_ingested']} converted={run['rows_converted']}")
     for w in run["warnings"]:
@@ -557,20 +569,51 @@ def run(slug: str, pipeline: str, start: str | None, end: str | None, credential
         console.print(f"queued {r['run_id']} ({r['start_date']}..{r['end_date']})")
     for r in queued["not_queued"]:
         console.print(f"[yellow]not queued[/] {r['start_date']}..{r['end_date']}: {r['reason']}")
-    if not wait:
-        from cli.admin import forwarded
+    try:
+        if not wait:
+            from cli.admin import forwarded
 
-        if forwarded():
-            return  # sent to `cloudact serve`: the server runs it; `cloudact runs` shows it
-        rt.bus.drain()  # in-process: the work happens here, so finish it before exiting
-    results = [wait_for(slug, r["run_id"]) for r in queued["runs"]]
+            if forwarded():
+                return  # sent to `cloudact serve`: the server runs it; `cloudact runs` shows it
+            rt.bus.drain()  # in-process: the work happens here, so finish it before exiting
+        results = [wait_for(slug, r["run_id"]) for r in queued["runs"]]
+    except KeyboardInterrupt:
+        cancel_interrupted(rt, slug, [r["run_id"] for r in queued["runs"]])
+        sys.exit(130)
     for result in results:
         print_run(result)
     if any(r["status"] != "succeeded" for r in results):
         sys.exit(1)
 
 
-@cli.command("runs")
+class _ListByDefault(click.Group):
+    """`cloudact runs SLUG` still lists; `cloudact runs cancel SLUG RUN_ID` cancels."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
+@cli.group("runs", cls=_ListByDefault)
+def runs_group() -> None:
+    """Runs: `cloudact runs SLUG` lists the recent ones; `cloudact runs cancel SLUG RUN_ID` cancels one."""
+
+
+@runs_group.command("cancel")
+@click.argument("slug")
+@click.argument("run_id")
+def runs_cancel(slug: str, run_id: str) -> None:
+    """Cancel a queued or running run; its job stops at its next checkpoint without writing."""
+    from shared.api import ApiError, cancel_run
+
+    try:
+        print_run(cancel_run(_rt(), slug, run_id, by="cloudact runs cancel"))
+    except ApiError as e:
+        _fail(e.message)
+
+
+@runs_group.command("list")
 @click.argument("slug")
 @click.option("--limit", default=20, show_default=True)
 def runs_cmd(slug: str, limit: int) -> None:

@@ -5,6 +5,8 @@ import time
 
 import httpx
 
+from shared.runs import TERMINAL
+
 
 class RunRefused(RuntimeError):
     def __init__(self, status: int, body: dict):
@@ -22,7 +24,7 @@ def post_and_wait(base_url: str, key: str, org: str, pipeline: str, body: dict, 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             run = http.get(f"/api/v1/pipelines/runs/{org}/{run_id}").json()
-            if run["status"] in ("succeeded", "failed"):
+            if run["status"] in TERMINAL:
                 return run
             time.sleep(0.05)
     raise TimeoutError(f"run {run_id} did not finish in {timeout}s")

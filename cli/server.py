@@ -83,10 +83,91 @@ def fire_schedules(stop: threading.Event) -> None:
         last = now
 
 
+def sweep_runs(started) -> list[str]:
+    """End the runs whose job is gone (shared.runs.sweep). On the embedded backend this server is the
+    only dispatcher, so a run still queued from before it started will never start: it ends too."""
+    import logging
+
+    from shared import runs, runtime
+
+    rt = runtime.get()
+    ended = runs.sweep(rt.warehouse, queued_before=started if rt.settings.backend == "embedded" else None)
+    if ended:
+        logging.getLogger("cloudact.lifecycle").warning("ended %d run(s) whose job was gone: %s",
+                                                         len(ended), ", ".join(ended))
+    return ended
+
+
+def sweep_periodically(stop: threading.Event, started) -> None:
+    """Every third of a lease, so an expired lease ends its run within about a lease and a third."""
+    import logging
+
+    from shared import lifecycle
+
+    while not stop.wait(lifecycle.lease_seconds() / 3):
+        try:
+            sweep_runs(started)
+        except Exception:  # noqa: BLE001 - a failed sweep is retried next tick; it is logged
+            logging.getLogger("cloudact.lifecycle").exception("sweeping runs failed")
+
+
+class _Terminated(BaseException):
+    """SIGTERM: leave serve_forever the way Ctrl-C does."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise _Terminated
+
+
+def shut_down(grace: float) -> None:
+    """Let in-flight runs finish within `grace` seconds; stop the rest and end them `failed` with a
+    message, so no run is left `running`. Exits the process at once if some job will not stop."""
+    import logging
+    import os
+
+    from shared import lifecycle, runs, runtime
+
+    rt = runtime.get()
+    log = logging.getLogger("cloudact.lifecycle")
+    try:
+        getattr(rt.bus, "drain", lambda timeout: None)(timeout=grace)
+        return
+    except TimeoutError:
+        pass
+    left = sorted(lifecycle.held())
+    lifecycle.stop_all("cloudact serve is shutting down")
+    message = (f"cloudact serve shut down before the run finished (it had {grace:g} s, CLOUDACT_SHUTDOWN_GRACE_S); "
+               "nothing more was written for it. Re-run it")
+
+    def end_all():
+        for run_id in left:
+            runs.finish(rt.warehouse, run_id, "failed", error=message)
+
+    ender = threading.Thread(target=end_all, name="cloudact-shutdown", daemon=True)
+    ender.start()
+    ender.join(grace)  # a job in the middle of a warehouse write holds it until its statement ends
+    log.warning("shut down: %d run(s) had not finished and were ended failed: %s", len(left), ", ".join(left))
+    logging.shutdown()
+    os._exit(0)  # jobs stuck on a provider must not hold the process; their runs are already failed
+
+
 def serve_forever(host: str, port: int) -> None:
+    import datetime as dt
+    import signal
+
+    from shared import lifecycle
+
     stop = threading.Event()
+    started = dt.datetime.now(dt.timezone.utc)
+    sweep_runs(started)
     threading.Thread(target=fire_schedules, args=(stop,), name="cloudact-schedules", daemon=True).start()
+    threading.Thread(target=sweep_periodically, args=(stop, started), name="cloudact-sweep", daemon=True).start()
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         make_server(host, port, app(), threaded=True).serve_forever()
+    except (KeyboardInterrupt, _Terminated):
+        pass
     finally:
         stop.set()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the grace period bounds the shutdown already
+        shut_down(lifecycle.shutdown_grace_seconds())

@@ -5,6 +5,7 @@ dispatch_run          Pub/Sub  pipeline-run-requests -> start the provider's job
 convert_on_completion Pub/Sub  pipeline-run-completed -> procedure chain, run result
 stripe_webhook        HTTP     Stripe events -> plans, org subscriptions (signature checked, idempotent)
 sync_schedules        HTTP     org_schedules -> Cloud Scheduler jobs (create/update/delete to match)
+sweep_runs            HTTP     end runs whose job is gone (lease expired, queued too long); Cloud Scheduler calls it
 """
 from __future__ import annotations
 
@@ -81,3 +82,12 @@ def sync_schedules(request):
     summary = schedules.sync_to_cloud_scheduler(rt.warehouse, schedules.scheduler_client(), rt.settings.project,
                                                 rt.settings.region, schedules.topic_path(rt.settings.project))
     return summary, 200, {"Content-Type": "application/json"}
+
+
+@functions_framework.http
+def sweep_runs(request):
+    """End runs whose job stopped without finishing (invoke with an IAM identity, not publicly)."""
+    from shared import runs, runtime
+
+    ended = runs.sweep(runtime.get().warehouse)
+    return {"ended": ended}, 200, {"Content-Type": "application/json"}

@@ -9,13 +9,13 @@ import importlib
 from typing import Any
 
 from jobs.base import ExtractContext, ExtractError
-from shared import registry, runs
+from shared import lifecycle, registry, runs
 from shared.bus.base import TOPIC_RUN_COMPLETED
 from shared.lineage import Lineage
 from shared.logs import for_run
 from shared.naming import org_dataset
 from shared.secrets import CredentialStore
-from shared.warehouse.base import Slice, WarehouseError
+from shared.warehouse.base import LeaseLost, Slice, WarehouseError
 from shared.warehouse.scan import DuckScan
 
 
@@ -32,7 +32,9 @@ def readable(e: BaseException) -> str:
 
 def land(wh, pipeline, ctx: ExtractContext, ingested_at: dt.datetime | None = None) -> dict[str, int]:
     """Extract the run's slice and replace it in every raw table of the pipeline, in one transaction.
-    Returns rows written per table."""
+    Returns rows written per table. Inside a run scope (lifecycle.working) every batch is a checkpoint
+    and the transaction is fenced on the run's lease."""
+    scope = lifecycle.current()
     extractor = importlib.import_module(f"jobs.{pipeline.job}")
     produced = extractor.extract(ctx)
     unknown = set(produced) - set(pipeline.raw_tables)
@@ -44,13 +46,19 @@ def land(wh, pipeline, ctx: ExtractContext, ingested_at: dt.datetime | None = No
     def stamped(rows):
         if isinstance(rows, DuckScan):
             return rows.stamped(lineage, pipeline.date_column)
-        return (lineage.stamp(b, pipeline.date_column) for b in rows)
+        return (lineage.stamp(b, pipeline.date_column) for b in checkpointed(rows))
+
+    def checkpointed(rows):
+        for b in rows:
+            if scope is not None:
+                scope.checkpoint(f"reading {pipeline.provider} data for {pipeline.path}")
+            yield b
 
     writes = {
         table: (Slice(owner, pipeline.date_column, ctx.start_date, ctx.end_date), stamped(produced.get(table, [])))
         for table in pipeline.raw_tables
     }
-    return wh.replace_slices(org_dataset(ctx.org_slug), writes)
+    return wh.replace_slices(org_dataset(ctx.org_slug), writes, fence=scope.fence if scope else None)
 
 
 def run_job(request: dict[str, Any]) -> dict[str, Any]:
@@ -60,30 +68,36 @@ def run_job(request: dict[str, Any]) -> dict[str, Any]:
     wh = rt.warehouse
     run_id, org, pipeline_id = request["run_id"], request["org_slug"], request["pipeline_id"]
     log = for_run(org, pipeline_id, run_id)
-    if not runs.mark_running(wh, run_id):
-        log.info("run is not queued any more; duplicate dispatch ignored")
+    token, lease_s = runs.new_token(), lifecycle.lease_seconds()
+    if not runs.mark_running(wh, run_id, token, lease_s):
+        log.info("run is not queued any more (duplicate dispatch, cancelled or swept); ignored")
         return {"status": "duplicate"}
     start, end = _date(request["start_date"]), _date(request["end_date"])
     ctx = None
-    try:
-        pipeline = registry.get(pipeline_id)
-        credential = (
-            CredentialStore(wh, rt.settings).load(org, pipeline.credential, request["credential_id"])
-            if pipeline.needs_credential else {}
-        )
-        ctx = ExtractContext(org_slug=org, pipeline_id=pipeline_id, credential_id=request["credential_id"],
-                             run_id=run_id, start_date=start, end_date=end, credential=credential, log=log)
-        log.info("extracting %s to %s", start, end)
-        counts = land(wh, pipeline, ctx)
-        total = sum(counts.values())
-        runs.record_ingest(wh, run_id, total, ctx.warnings)
-        log.info("landed %s", counts)
-    except Exception as e:
-        log.exception("run failed during ingest")
-        runs.finish(wh, run_id, "failed", error=readable(e), warnings=ctx.warnings if ctx else None)
-        return {"status": "failed", "error": readable(e)}
+    with lifecycle.working(runs.holding(wh, run_id, org, token, lease_s)):
+        try:
+            pipeline = registry.get(pipeline_id)
+            credential = (
+                CredentialStore(wh, rt.settings).load(org, pipeline.credential, request["credential_id"])
+                if pipeline.needs_credential else {}
+            )
+            ctx = ExtractContext(org_slug=org, pipeline_id=pipeline_id, credential_id=request["credential_id"],
+                                 run_id=run_id, start_date=start, end_date=end, credential=credential, log=log)
+            log.info("extracting %s to %s", start, end)
+            counts = land(wh, pipeline, ctx)
+            total = sum(counts.values())
+            runs.record_ingest(wh, run_id, token, total, ctx.warnings, lease_s)
+            log.info("landed %s", counts)
+        except (lifecycle.RunStopped, LeaseLost) as e:
+            # cancelled or taken: the run's state is already final and nothing was written
+            log.warning("job stopped without writing: %s", e)
+            return {"status": "stopped", "reason": str(e)}
+        except Exception as e:
+            log.exception("run failed during ingest")
+            runs.finish(wh, run_id, "failed", error=readable(e), warnings=ctx.warnings if ctx else None)
+            return {"status": "failed", "error": readable(e)}
     event = {**{k: request[k] for k in ("run_id", "org_slug", "pipeline_id", "credential_id")},
              "start_date": start.isoformat(), "end_date": end.isoformat(), "status": "ingested",
-             "rows_ingested": total, "tables": counts}
+             "rows_ingested": total, "tables": counts, "lease_token": token}
     rt.bus.publish(TOPIC_RUN_COMPLETED, event, {"org": org, "pipeline": pipeline_id})
     return {"status": "ingested", "rows": counts}

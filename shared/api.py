@@ -3,6 +3,7 @@
 POST /api/v1/pipelines/run/{org}/{pipeline path}   -> 202 {run_id, status}
 GET  /api/v1/pipelines/runs/{org}/{run_id}         -> 200 {run_id, status, ...}
 GET  /api/v1/pipelines/runs/{org}                  -> 200 {runs: [...]}
+POST /api/v1/pipelines/runs/{org}/{run_id}/cancel  -> 200 {run_id, status: "cancelled", ...}
 /api/v1/subscriptions/{org}[/{id}[/cancel]]        SaaS subscriptions (shared/subscriptions.py)
 /api/v1/schedules/{org}[/{id}]                     per-org schedules (shared/schedules.py)
 /api/v1/credentials/{org}[/{id}[/rotate]]          provider credentials: add, list, rotate, disable (DELETE)
@@ -170,6 +171,16 @@ def _queue_one(rt, org: str, pipeline, credential_id: str, start: dt.date, end: 
             "start_date": request["start_date"], "end_date": request["end_date"]}
 
 
+def cancel_run(rt, org: str, run_id: str, by: str) -> dict[str, Any]:
+    """Cancel a queued or running run (the HTTP route and the CLI)."""
+    try:
+        return runs.public_view(runs.cancel(rt.warehouse, org, run_id, by=by))
+    except runs.UnknownRun as e:
+        raise ApiError(404, "unknown_run", str(e)) from None
+    except runs.RunFinished as e:
+        raise ApiError(409, "run_finished", str(e)) from None
+
+
 def _authorize(rt, org: str, headers) -> None:
     try:
         validate_org_slug(org)
@@ -309,14 +320,22 @@ def handle(rt, method: str, path: str, headers, raw_body: bytes | Callable[[], b
             _authorize(rt, org, headers)
             return 202, request_run(rt, org, pipeline_path.strip("/"), _json_body(raw_body), trigger="api")
         if path.startswith(RUNS_PREFIX):
-            if method != "GET":
-                raise ApiError(405, "method_not_allowed", "use GET to read runs")
             org, _, run_id = path[len(RUNS_PREFIX):].partition("/")
+            run_id, _, action = run_id.strip("/").partition("/")
+            if action == "cancel":
+                if method != "POST":
+                    raise ApiError(405, "method_not_allowed", "use POST to cancel a run")
+                _authorize(rt, org, headers)
+                return 200, cancel_run(rt, org, run_id, by="api")
+            if action:
+                raise ApiError(404, "not_found", f"no route for {method} {path}")
+            if method != "GET":
+                raise ApiError(405, "method_not_allowed", "use GET to read runs, POST .../cancel to cancel one")
             _authorize(rt, org, headers)
             if not run_id:
                 return 200, {"runs": [runs.public_view(r) for r in runs.list_runs(rt.warehouse, org)]}
             try:
-                return 200, runs.public_view(runs.get_run(rt.warehouse, org, run_id.strip("/")))
+                return 200, runs.public_view(runs.get_run(rt.warehouse, org, run_id))
             except runs.UnknownRun as e:
                 raise ApiError(404, "unknown_run", str(e)) from None
         if path in ("/", "/health", "/healthz"):

@@ -5,8 +5,9 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from shared import registry, runs
+from shared import lifecycle, registry, runs
 from shared.logs import for_run
+from shared.warehouse.base import LeaseLost
 from shared.naming import org_dataset, table_ref
 
 
@@ -63,7 +64,7 @@ def reconcile_cloud(wh, dataset: str, params: dict[str, Any]) -> list[dict[str, 
 
 def convert(event: dict[str, Any]) -> str:
     """Handle one completion event. Returns what happened (for logs and tests)."""
-    from shared import focus, runtime
+    from shared import runtime
 
     rt = runtime.get()
     wh = rt.warehouse
@@ -75,6 +76,19 @@ def convert(event: dict[str, Any]) -> str:
         return "ignored"
     if event.get("status") != "ingested":
         return "ignored"
+    # The conversion carries on under the job's lease (the event names it; older events: the run's own).
+    token, lease_s = event.get("lease_token") or run.get("lease_token"), lifecycle.lease_seconds()
+    if not token or runs.renew_lease(wh, run_id, token, lease_s) is not None:
+        log.info("run is no longer held by the job that ingested it; completion ignored")
+        return "ignored"
+    with lifecycle.working(runs.holding(wh, run_id, org, token, lease_s)) as scope:
+        return _convert(wh, run, scope, log)
+
+
+def _convert(wh, run: dict[str, Any], scope, log) -> str:
+    from shared import focus
+
+    run_id, org, pipeline_id = run["run_id"], run["org_slug"], run["pipeline_id"]
     dataset = org_dataset(org)
     params = {
         "org_slug": org, "pipeline_id": pipeline_id, "credential_id": run["credential_id"], "run_id": run_id,
@@ -84,8 +98,9 @@ def convert(event: dict[str, Any]) -> str:
     try:
         pipeline = registry.get(pipeline_id)
         for proc in pipeline.procedures:
+            scope.checkpoint(f"converting {pipeline_id} ({proc})")
             log.info("calling %s", proc)
-            wh.call_procedure(dataset, proc, params)
+            wh.call_procedure(dataset, proc, params, fence=scope.fence)
         if pipeline.category == "genai":
             warnings += _unpriced_warnings(wh, dataset, params)
         where = ("x_org_slug = @org_slug AND x_pipeline_id = @pipeline_id AND x_credential_id = @credential_id "
@@ -98,6 +113,9 @@ def convert(event: dict[str, Any]) -> str:
             periods = reconcile_cloud(wh, dataset, params)
             quality["reconciliation"] = [
                 {k: (str(v) if isinstance(v, (Decimal, dt.date)) else v) for k, v in p.items()} for p in periods]
+    except (lifecycle.RunStopped, LeaseLost) as e:
+        log.warning("conversion stopped without writing: %s", e)
+        return "stopped"
     except Exception as e:  # noqa: BLE001 - the run must end in a recorded state
         from jobs.runner import readable
 

@@ -4,8 +4,13 @@
                        provider="OpenAI", credential_kind="openai", org_slug=ctx.org_slug, log=ctx.log)
     page = client.get_json("/organization/costs", {"start_time": 0, "group_by": ["project_id", "line_item"]})
 
-- Retries 429 (honouring `Retry-After`, seconds or HTTP-date), 408, 5xx and connection errors with
-  exponential backoff plus jitter, at most `max_attempts` requests in all.
+- Retries 429 (honouring `Retry-After`, seconds or HTTP-date, capped at `retry_after_max`), 408, 5xx
+  and connection errors with exponential backoff plus jitter, at most `max_attempts` requests in all.
+- Deadlines: each request has a total deadline (`request_deadline`, default CLOUDACT_HTTP_REQUEST_DEADLINE_S
+  = 120 s: the body is read in chunks, so a server dripping a byte at a time still ends), and inside a
+  run (shared.lifecycle.current()) no request, retry or wait outlasts the run's deadline: a wait that
+  would is not started, and the error names the provider and the request. Waits wake when the run
+  is cancelled.
 - 401/403 raise `CredentialError` telling the user how to add a new key; other 4xx raise
   `ExtractError` with the status, the provider's error code and a short message (never a body that is
   not the provider's JSON error: run errors are read by the tenant).
@@ -32,7 +37,7 @@ from urllib.parse import quote, quote_plus
 import httpx
 
 from jobs.base import CredentialError, ExtractError
-from shared import tenancy
+from shared import lifecycle, tenancy
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504, 529})  # 529: Anthropic "overloaded"
 _SECRET_HEADER = re.compile(r"auth|key|token|secret|cookie|signature", re.IGNORECASE)
@@ -60,6 +65,22 @@ def retry_settings() -> dict[str, float]:
     return {"max_attempts": read("CLOUDACT_HTTP_MAX_ATTEMPTS", 8, int),
             "backoff_base": read("CLOUDACT_HTTP_BACKOFF_BASE", 0.5, float),
             "backoff_max": read("CLOUDACT_HTTP_BACKOFF_MAX", 30.0, float)}
+
+
+def request_deadline_default() -> float:
+    """CLOUDACT_HTTP_REQUEST_DEADLINE_S (120 s): the most one request (connect to last byte) may take."""
+    raw = os.environ.get("CLOUDACT_HTTP_REQUEST_DEADLINE_S", "").strip()
+    try:
+        value = float(raw) if raw else 120.0
+    except ValueError:
+        raise ValueError(f"CLOUDACT_HTTP_REQUEST_DEADLINE_S must be a number, not {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"CLOUDACT_HTTP_REQUEST_DEADLINE_S is out of range: {raw!r}")
+    return value
+
+
+class _Overdue(Exception):
+    """A response still arriving at its deadline."""
 
 
 def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
@@ -158,18 +179,21 @@ class ApiClient:
         max_attempts: int = 8,
         backoff_base: float = 0.5,
         backoff_max: float = 30,
-        sleep: Callable[[float], Any] = time.sleep,
+        sleep: Callable[[float], Any] | None = None,
         provider: str = "The provider",
         credential_kind: str | None = None,
         key_label: str = "admin key",
         org_slug: str = "ORG",
         retry_after_max: float = 300,
+        request_deadline: float | None = None,
         log: logging.Logger | logging.LoggerAdapter | None = None,
         rng: random.Random | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        self.timeout = timeout
+        self.request_deadline = request_deadline if request_deadline is not None else request_deadline_default()
         self.provider = provider
         self.credential_kind = credential_kind or provider.lower()
         self.key_label = key_label
@@ -205,6 +229,34 @@ class ApiClient:
     # -- helpers -----------------------------------------------------------------------------------
     def scrub(self, text: str) -> str:
         return scrub_text(text, self._secrets)
+
+    def _wait(self, seconds: float) -> None:
+        sleep = time.sleep if self.sleep is None else self.sleep
+        scope = lifecycle.current()
+        if scope is not None and sleep is time.sleep:
+            scope.wait(seconds)  # the real clock, waking when the run is cancelled
+        else:
+            sleep(seconds)
+
+    def _send(self, method: str, path: str, query, json_body, budget: float) -> httpx.Response:
+        """One request that ends within `budget` seconds: every read waits at most what is left, and
+        the body is read in chunks with the clock checked between them (_Overdue past the budget)."""
+        end = time.monotonic() + budget
+        timeout = httpx.Timeout(min(self.timeout, budget))
+        scope = lifecycle.current()
+        with self._http.stream(method, path, params=query, json=json_body, timeout=timeout) as response:
+            chunks = []
+            for chunk in response.iter_bytes():
+                chunks.append(chunk)
+                if time.monotonic() > end:
+                    raise _Overdue
+                if scope is not None and scope.stopped:
+                    scope.checkpoint()
+        # the body as read (decoded), with the headers that now describe it
+        headers = [(k, v) for k, v in response.headers.multi_items()
+                   if k.lower() not in ("content-encoding", "content-length")]
+        return httpx.Response(response.status_code, headers=headers, content=b"".join(chunks),
+                              request=response.request)
 
     def backoff(self, attempt: int) -> float:
         """Delay before retry number `attempt` (1-based): exponential, capped, with equal jitter (> 0)."""
@@ -247,14 +299,22 @@ class ApiClient:
                     continue
                 query.append((k, "true" if item is True else "false" if item is False else str(item)))
         last = "no response"
+        scope = lifecycle.current()
         for attempt in range(1, self.max_attempts + 1):
             wait: float | None = None
+            budget = self.request_deadline
+            if scope is not None:
+                scope.checkpoint(f"waiting for {self.provider} to answer {method} {path} (attempt {attempt}, "
+                                 f"last answer: {last})")
+                budget = min(budget, scope.remaining())
             try:
-                response = self._http.request(method, path, params=query, json=json_body)
+                response = self._send(method, path, query, json_body, budget)
             except tenancy.TrustViolation as e:
                 raise ExtractError(f"{self.provider}: the platform will not connect there: {e}") from None
-            except httpx.TransportError as e:
-                last = f"connection error ({type(e).__name__})"
+            except (httpx.TransportError, _Overdue) as e:
+                last = (f"no complete answer within {budget:.3g} s" if isinstance(e, _Overdue) or
+                        isinstance(e, httpx.TimeoutException) and budget < self.timeout
+                        else f"connection error ({type(e).__name__})")
                 self.log.warning("%s %s attempt %d/%d: %s", method, path, attempt, self.max_attempts, last)
             else:
                 status = response.status_code
@@ -281,9 +341,16 @@ class ApiClient:
                 break
             if wait is None:
                 wait = self.backoff(attempt)
+            if scope is not None and wait >= scope.remaining():
+                raise lifecycle.DeadlineExceeded(scope.deadline_message(
+                    f"{self.provider} kept failing on {method} {path} (last answer: {last}; its next try was "
+                    f"{wait:g} s away)"))
             self.log.warning("%s %s: %s, retrying in %.2fs (attempt %d/%d)", method, path, last, wait, attempt,
                              self.max_attempts)
-            self.sleep(wait)
+            self._wait(wait)
+        if scope is not None and scope.remaining() <= 0:
+            raise lifecycle.DeadlineExceeded(scope.deadline_message(
+                f"waiting for {self.provider} to answer {method} {path} (last answer: {last})"))
         raise ExtractError(
             f"{self.provider} kept failing on {method} {path}: last answer {last} after "
             f"{self.max_attempts} attempts. It may be an outage or rate limiting; retry the run later."

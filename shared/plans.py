@@ -186,6 +186,7 @@ def create_run_with_quota(wh: Warehouse, *, org_slug: str, pipeline, credential_
     now = now or dt.datetime.now(dt.timezone.utc)
     plan = check_static(entitlement(wh, org_slug), pipeline, start_date, now.astimezone(dt.timezone.utc).date())
     extra, qparams = quota_predicates(org_slug, plan, now)
+    runs.sweep(wh, org_slug=org_slug)  # a dead job's run must hold neither the slice nor the quota
     run_id = f"run_{uuid.uuid4().hex}"
     inserted = wh.execute(
         f"""INSERT INTO {_RUNS} (run_id, org_slug, pipeline_id, credential_id, start_date, end_date, status, `trigger`, created_at)

@@ -28,6 +28,8 @@ PARAMS: tuple[tuple[str, str], ...] = (
     ("end_date", "DATE"),
 )
 PARAM_NAMES = tuple(n for n, _ in PARAMS)
+# BigQuery procedures take one more, last: the lease token their transaction is fenced on (NULL: none).
+FENCE_ARG = ("lease_token", "STRING")
 
 
 @dataclass(frozen=True)
@@ -53,12 +55,17 @@ class Procedure:
                 node.set("catalog", exp.to_identifier(project))
             return node
 
+        from shared.warehouse.base import Warehouse, bigquery_fence
+
         sql = self.source.replace("{org_dataset}", identifier(org_dataset))
         body = ";\n".join(t.transform(to_procedure_scope).sql(dialect="bigquery") for t in parse_bigquery(sql))
-        args = ", ".join(f"p_{n} {t}" for n, t in PARAMS)
+        args = ", ".join(f"p_{n} {t}" for n, t in (*PARAMS, FENCE_ARG))
+        fence = bigquery_fence(f"`{project}.{Warehouse.meta_dataset}.org_pipeline_runs`", "p_run_id",
+                               f"p_{FENCE_ARG[0]}")
         return (
             f"CREATE OR REPLACE PROCEDURE `{project}.{org_dataset}.{self.name}`({args})\n"
-            f"BEGIN\n  BEGIN TRANSACTION;\n{body};\n  COMMIT TRANSACTION;\n"
+            f"BEGIN\n  BEGIN TRANSACTION;\nIF p_{FENCE_ARG[0]} IS NOT NULL THEN\n{fence}\nEND IF;\n"
+            f"{body};\n  COMMIT TRANSACTION;\n"
             "EXCEPTION WHEN ERROR THEN\n  ROLLBACK TRANSACTION;\n  RAISE USING MESSAGE = @@error.message;\nEND"
         )
 

@@ -1,7 +1,12 @@
 """Pipeline run records (organizations.org_pipeline_runs) and their state machine.
 
-queued -> running -> succeeded | failed. A terminal run never changes again, which is what makes a
-redelivered completion event harmless.
+queued -> running -> succeeded | failed | cancelled (a queued run can also be failed or cancelled).
+A terminal run never changes again, which is what makes a redelivered completion event harmless.
+
+A running run holds a lease: a token and an expiry its job renews (shared/lifecycle.py). `sweep`
+ends runs whose job is gone (lease expired, or queued too long) so their slice and quota are free;
+a job's final writes are fenced on its token (shared.warehouse.base.Fence), so once its run was
+taken from it, it never writes again.
 """
 from __future__ import annotations
 
@@ -10,11 +15,13 @@ import json
 import uuid
 from typing import Any
 
+from shared import lifecycle
 from shared.warehouse.base import Warehouse
 
 ACTIVE = ("queued", "running")
-TERMINAL = ("succeeded", "failed")
+TERMINAL = ("succeeded", "failed", "cancelled")
 _T = "`organizations.org_pipeline_runs`"
+LEASE_EXPIRED = "the job stopped without finishing: lease expired at"
 
 
 class SliceBusy(RuntimeError):
@@ -23,6 +30,10 @@ class SliceBusy(RuntimeError):
 
 class UnknownRun(LookupError):
     pass
+
+
+class RunFinished(RuntimeError):
+    """The run already ended (succeeded or failed); there is nothing to cancel."""
 
 
 def _now() -> dt.datetime:
@@ -35,6 +46,7 @@ def create_run(wh: Warehouse, *, org_slug: str, pipeline_id: str, credential_id:
 
     One INSERT ... SELECT ... WHERE NOT EXISTS statement, so the check and the insert are atomic.
     """
+    sweep(wh, org_slug=org_slug)  # a dead job's run must not hold the slice
     run_id = f"run_{uuid.uuid4().hex}"
     inserted = wh.execute(
         f"""INSERT INTO {_T} (run_id, org_slug, pipeline_id, credential_id, start_date, end_date, status, `trigger`, created_at)
@@ -75,19 +87,116 @@ def get_run(wh: Warehouse, org_slug: str, run_id: str) -> dict[str, Any]:
     return rows[0]
 
 
-def mark_running(wh: Warehouse, run_id: str) -> bool:
-    """queued -> running. False if the run is not queued (a duplicate dispatch)."""
+def new_token() -> str:
+    return uuid.uuid4().hex
+
+
+def mark_running(wh: Warehouse, run_id: str, token: str, lease_s: float) -> bool:
+    """queued -> running under lease `token`. False if the run is not queued (a duplicate dispatch,
+    or it was cancelled or failed while it waited)."""
+    now = _now()
     return wh.execute(
-        f"UPDATE {_T} SET status = 'running', started_at = @now WHERE run_id = @run_id AND status = 'queued'",
-        {"run_id": run_id, "now": _now()},
+        f"UPDATE {_T} SET status = 'running', started_at = @now, lease_token = @token, lease_expires_at = @until "
+        "WHERE run_id = @run_id AND status = 'queued'",
+        {"run_id": run_id, "now": now, "token": token, "until": now + dt.timedelta(seconds=lease_s)},
     ) == 1
 
 
-def record_ingest(wh: Warehouse, run_id: str, rows_ingested: int, warnings: list[str]) -> None:
+def renew_lease(wh: Warehouse, run_id: str, token: str, lease_s: float) -> str | None:
+    """Extend the lease; None when renewed, else why the run is no longer ours (for the job's stop flag)."""
+    now = _now()
+    if wh.execute(
+        f"UPDATE {_T} SET lease_expires_at = @until WHERE run_id = @run_id AND lease_token = @token "
+        "AND status = 'running'",
+        {"run_id": run_id, "token": token, "until": now + dt.timedelta(seconds=lease_s)},
+    ) == 1:
+        return None
+    rows = wh.query(f"SELECT status FROM {_T} WHERE run_id = @run_id", {"run_id": run_id})
+    status = rows[0]["status"] if rows else "gone"
+    return "cancelled" if status == "cancelled" else f"the run was taken from this job (it is {status})"
+
+
+def holding(wh: Warehouse, run_id: str, org_slug: str, token: str, lease_s: float) -> lifecycle.Scope:
+    """The scope of a job (or conversion) working on this run under lease `token`: its keeper renews
+    the lease here, and its deadline is CLOUDACT_RUN_DEADLINE_S from now."""
+    return lifecycle.Scope(run_id, org_slug, token, lease_s=lease_s, deadline_s=lifecycle.deadline_seconds(),
+                           renew=lambda: renew_lease(wh, run_id, token, lease_s))
+
+
+def record_ingest(wh: Warehouse, run_id: str, token: str, rows_ingested: int, warnings: list[str],
+                  lease_s: float) -> None:
+    """The landed row count, with a fresh lease for the hand-over to the conversion."""
     wh.execute(
-        f"UPDATE {_T} SET rows_ingested = @n, warnings = PARSE_JSON(@w) WHERE run_id = @run_id AND status = 'running'",
-        {"run_id": run_id, "n": rows_ingested, "w": json.dumps(warnings)},
+        f"UPDATE {_T} SET rows_ingested = @n, warnings = PARSE_JSON(@w), lease_expires_at = @until "
+        "WHERE run_id = @run_id AND lease_token = @token AND status = 'running'",
+        {"run_id": run_id, "token": token, "n": rows_ingested, "w": json.dumps(warnings),
+         "until": _now() + dt.timedelta(seconds=lease_s)},
     )
+
+
+def cancel(wh: Warehouse, org_slug: str, run_id: str, by: str) -> dict[str, Any]:
+    """queued|running -> cancelled; returns the run. A job working on it in this process is stopped at
+    once; one elsewhere notices at its next lease renewal. Cancelling a cancelled run is a no-op;
+    a succeeded or failed one raises RunFinished, an unknown one UnknownRun."""
+    # Stop first: on the embedded warehouse the UPDATE waits for the job's own write, which stops
+    # at its next checkpoint (stop_local only touches this org's runs).
+    lifecycle.stop_local(run_id, org_slug, "cancelled")
+    now = _now()
+    wh.execute(
+        f"UPDATE {_T} SET status = 'cancelled', finished_at = @now, error = @error "
+        "WHERE org_slug = @org AND run_id = @run_id AND status IN ('queued', 'running')",
+        {"org": org_slug, "run_id": run_id, "now": now,
+         "error": f"cancelled ({by}) at {now:%Y-%m-%d %H:%M:%S} UTC; nothing more is written for this run"},
+    )
+    run = get_run(wh, org_slug, run_id)
+    if run["status"] != "cancelled":
+        raise RunFinished(f"run {run_id} already {run['status']}; only queued or running runs can be cancelled")
+    return run
+
+
+def sweep(wh: Warehouse, *, org_slug: str | None = None, now: dt.datetime | None = None,
+          queued_before: dt.datetime | None = None) -> list[str]:
+    """End the runs whose job is gone: `failed`, with a message saying why. Returns their ids.
+
+    - running, and the lease expired (or, for runs from before leases, started a lease ago without one);
+    - queued, and no worker started it within CLOUDACT_RUN_QUEUE_TIMEOUT_S (or before `queued_before`:
+      `cloudact serve` passes its own start, since only a live server dispatches embedded runs).
+    Runs this process still works on or has queued are left alone (lifecycle.alive). Each run is ended
+    by its own conditional UPDATE, so a lease renewed meanwhile is never taken.
+    """
+    now = now or _now()
+    lease = dt.timedelta(seconds=lifecycle.lease_seconds())
+    queue_timeout = lifecycle.queue_timeout_seconds()
+    cutoff = now - dt.timedelta(seconds=queue_timeout)
+    if queued_before is not None:
+        cutoff = max(cutoff, queued_before)
+    params = {"now": now, "stale": now - lease, "queued_cutoff": cutoff}
+    expired = ("((status = 'running' AND (lease_expires_at < @now OR (lease_expires_at IS NULL AND started_at < @stale)))"
+               " OR (status = 'queued' AND created_at < @queued_cutoff))")
+    where_org = ""
+    if org_slug is not None:
+        where_org, params["org"] = "AND org_slug = @org ", org_slug
+    rows = wh.query(f"SELECT run_id, status, created_at, lease_expires_at, started_at FROM {_T} "
+                    f"WHERE status IN ('queued', 'running') {where_org}AND {expired}", params)
+    alive = lifecycle.alive()
+    ended = []
+    for r in rows:
+        if r["run_id"] in alive:
+            continue
+        if r["status"] == "running":
+            at = r["lease_expires_at"] or (r["started_at"] + lease)
+            error = (f"{LEASE_EXPIRED} {at:%Y-%m-%d %H:%M:%S} UTC (its job stopped renewing it: the process "
+                     "ended or hung). Its slice is free; re-run it")
+        elif queued_before is not None and r["created_at"] < queued_before:
+            error = ("the run never started: the server that queued it stopped before a worker picked it up. "
+                     "Its slice is free; re-run it")
+        else:
+            error = (f"the run never started: no worker picked it up within {queue_timeout:g} s of "
+                     f"{r['created_at']:%Y-%m-%d %H:%M:%S} UTC (CLOUDACT_RUN_QUEUE_TIMEOUT_S). Re-run it")
+        if wh.execute(f"UPDATE {_T} SET status = 'failed', finished_at = @now, error = @error "
+                      f"WHERE run_id = @run_id AND {expired}", {**params, "run_id": r["run_id"], "error": error}) == 1:
+            ended.append(r["run_id"])
+    return ended
 
 
 def finish(wh: Warehouse, run_id: str, status: str, *, error: str | None = None, rows_converted: int | None = None,
@@ -130,6 +239,7 @@ def public_view(run: dict[str, Any]) -> dict[str, Any]:
         "credential_id": run["credential_id"], "status": run["status"],
         "start_date": iso(run["start_date"]), "end_date": iso(run["end_date"]), "trigger": run["trigger"],
         "created_at": iso(run["created_at"]), "started_at": iso(run["started_at"]), "finished_at": iso(run["finished_at"]),
+        "lease_expires_at": iso(run.get("lease_expires_at")),
         "rows_ingested": run["rows_ingested"], "rows_converted": run["rows_converted"],
         "warnings": loads(run["warnings"]) or [], "quality": loads(run["quality"]), "error": run["error"],
     }

@@ -11,7 +11,11 @@ A provider stub subclasses `LoopbackStub` and fills in
 
 Fault injection: `fail_next(...)`/`enqueue(...)` put responses on a queue served (before auth) to
 the next matching requests, then the real answer resumes. `drop=True` closes the connection
-without answering, to exercise connection-error retries.
+without answering, to exercise connection-error retries; `drip=S` sends the headers, then the body
+one byte every S seconds (a provider that never quite stops answering).
+
+Slow providers: `hold(path)` makes matching requests wait (the connection open, nothing sent) until
+`release()`; `wait_held()` blocks until one is waiting, so a test knows its run is mid-request.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import base64
 import datetime as dt
 import json
 import threading
+import time
 from collections import deque
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -75,6 +80,14 @@ def json_default(v: Any):
     raise TypeError(type(v).__name__)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that hung up (a killed job) is no news
+            super().handle_error(request, client_address)
+
+
 class LoopbackStub:
     name = "stub"
     base_path = ""
@@ -86,6 +99,10 @@ class LoopbackStub:
         self._log: list[dict] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._hold: str | None = None  # path part of held requests ("" = every path)
+        self._released = threading.Event()
+        self._released.set()
+        self._waiting = threading.Semaphore(0)
 
     # -- what a provider stub provides ---------------------------------------------------------------
     def authorized(self, headers: Mapping[str, str]) -> tuple[int, dict] | None:
@@ -107,7 +124,7 @@ class LoopbackStub:
             return self
         handler = type(f"{type(self).__name__}Handler", (self.handler_class,),
                        {"stub": self, "server_version": f"{self.name}/1"})
-        self._server = ThreadingHTTPServer((self._host, self._port), handler)
+        self._server = _QuietServer((self._host, self._port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name=self.name, daemon=True)
@@ -135,9 +152,33 @@ class LoopbackStub:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}{self.base_path}"
 
+    # -- slow providers --------------------------------------------------------------------------------
+    def hold(self, path: str | None = None) -> None:
+        """Requests whose path contains `path` (every request when None) wait until release()."""
+        with self._lock:
+            self._hold = path or ""
+            self._released.clear()
+
+    def release(self) -> None:
+        with self._lock:
+            self._hold = None
+            self._released.set()
+
+    def wait_held(self, timeout: float = 10) -> bool:
+        """True once a request is waiting on hold (consumes one such notice)."""
+        return self._waiting.acquire(timeout=timeout)
+
+    def _maybe_hold(self, path: str) -> None:
+        with self._lock:
+            held = self._hold is not None and self._hold in path
+        if held:
+            self._waiting.release()
+            self._released.wait()
+
     # -- fault injection and request log -------------------------------------------------------------
     def enqueue(self, status: int = 200, body: Any = None, *, headers: dict[str, str] | None = None,
-                times: int = 1, path: str | None = None, drop: bool = False, after: int = 0) -> None:
+                times: int = 1, path: str | None = None, drop: bool = False, after: int = 0,
+                drip: float | None = None) -> None:
         """Serve this response to the next `times` requests (whose path contains `path`, if given),
         once `after` such requests have been answered normally (e.g. `after=1`: from the second page)."""
         with self._lock:
@@ -145,7 +186,7 @@ class LoopbackStub:
                 self._faults.append({"pass": True, "path": path})
             for _ in range(times):
                 self._faults.append({"status": status, "body": body, "headers": dict(headers or {}),
-                                     "path": path, "drop": drop})
+                                     "path": path, "drop": drop, "drip": drip})
 
     def fail_next(self, status: int = 500, *, retry_after: str | None = None, times: int = 1,
                   path: str | None = None, message: str | None = None, drop: bool = False,
@@ -194,6 +235,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(raw)
 
+    def _drip(self, status: int, body: Any, every: float) -> None:
+        """Headers now, then the body a byte at a time until the client gives up."""
+        raw = json.dumps(body, default=json_default).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.close_connection = True
+        try:
+            for i in range(len(raw)):
+                self.wfile.write(raw[i:i + 1])
+                self.wfile.flush()
+                time.sleep(every)
+        except OSError:  # the client hung up: what a deadline is for
+            pass
+
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
         self._serve("GET")
 
@@ -213,6 +270,7 @@ class _Handler(BaseHTTPRequestHandler):
             except ValueError:
                 body = None
             entry["body"] = body
+        self.stub._maybe_hold(path)
         fault = self.stub._next_fault(path)
         if fault is not None:
             entry["injected"] = True
@@ -223,6 +281,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             entry["status"] = fault["status"]
             self.stub._record(entry)
+            if fault.get("drip"):
+                self._drip(fault["status"], fault["body"], fault["drip"])
+                return
             self._send(fault["status"], fault["body"], fault["headers"])
             return
         refusal = self.stub.authorized(self.headers)

@@ -22,7 +22,7 @@ from sqlglot.errors import ErrorLevel
 
 from shared import procedures as procs
 from shared import schemas
-from shared.warehouse.base import Slice, WarehouseError
+from shared.warehouse.base import Fence, LeaseLost, Slice, WarehouseError
 from shared.warehouse.bigquery import BigQueryWarehouse, make_client, query_parameter
 
 PROJECT = "cloudact-test"
@@ -32,7 +32,8 @@ DATASET = "acme_prod"
 
 _DDL = re.compile(
     r"CREATE OR REPLACE PROCEDURE `(?P<ref>[^`]+)`\((?P<args>[^)]*)\)\n"
-    r"BEGIN\n  BEGIN TRANSACTION;\n(?P<body>.*);\n  COMMIT TRANSACTION;\n"
+    r"BEGIN\n  BEGIN TRANSACTION;\nIF p_lease_token IS NOT NULL THEN\n(?P<fence>.*?END IF;)\nEND IF;\n"
+    r"(?P<body>.*);\n  COMMIT TRANSACTION;\n"
     r"EXCEPTION WHEN ERROR THEN\n  ROLLBACK TRANSACTION;\n  RAISE USING MESSAGE = @@error\.message;\nEND",
     re.S,
 )
@@ -46,7 +47,13 @@ def test_procedure_ddl_parses_as_bigquery_and_uses_only_its_arguments(name):
     m = _DDL.fullmatch(ddl)
     assert m, f"unexpected procedure wrapper:\n{ddl}"
     assert m["ref"] == f"{PROJECT}.{DATASET}.{name}"
-    assert m["args"] == ", ".join(f"p_{n} {t}" for n, t in procs.PARAMS)
+    assert m["args"] == ", ".join(f"p_{n} {t}" for n, t in (*procs.PARAMS, procs.FENCE_ARG))
+    # the lease fence, first in the procedure's own transaction
+    fence = sqlglot.parse_one(m["fence"].split(";")[0], read="bigquery", error_level=ErrorLevel.RAISE)
+    assert isinstance(fence, exp.Update)
+    assert (fence.this.catalog, fence.this.db, fence.this.name) == (PROJECT, "organizations", "org_pipeline_runs")
+    assert {c.name for c in fence.find_all(exp.Column)} >= {"p_run_id", "p_lease_token", "lease_token", "status"}
+    assert "IF @@row_count != 1 THEN\n  RAISE USING MESSAGE = 'lease lost" in m["fence"]
 
     statements = sqlglot.parse(m["body"], read="bigquery", error_level=ErrorLevel.RAISE)
     assert statements and all(isinstance(s, (exp.Delete, exp.Insert, exp.Merge, exp.Update)) for s in statements), \
@@ -377,6 +384,37 @@ def test_replace_slices_retries_a_concurrent_update_abort(fake):
     assert len(fake.queries) == 2 and fake.queries[0].query == fake.queries[1].query
 
 
+def test_replace_slices_fences_the_transaction_on_the_lease(wh, fake):
+    usage, _ = _usage_batches()
+    wh.replace_slices(DATASET, {"genai_usage_daily": (Slice(OWNER, "usage_date", START, END), iter(usage))},
+                      fence=Fence("run1", "tok1"))
+    (job,) = fake.queries
+    script = job.query
+    # the fence is the transaction's first statement, on the runs table, raising unless it held one row
+    first = script.split("BEGIN TRANSACTION;\n", 1)[1]
+    assert first.startswith(f"UPDATE `{PROJECT}.organizations.org_pipeline_runs` SET lease_token = @fence_token "
+                            "WHERE run_id = @fence_run_id AND lease_token = @fence_token AND status = 'running';\n"
+                            "IF @@row_count != 1 THEN")
+    assert first.index("IF @@row_count") < first.index("DELETE FROM")
+    params = _params(job.job_config)
+    assert params["fence_run_id"]["parameterValue"]["value"] == "run1"
+    assert params["fence_token"]["parameterValue"]["value"] == "tok1"
+
+
+def test_a_failed_fence_is_lease_lost_and_not_retried(wh, fake):
+    fake.responder = lambda sql, config: FakeQueryJob(sql, config, error=gexc.BadRequest(
+        "lease lost: the run is no longer running under the lease of this job; nothing was written"))
+    usage, _ = _usage_batches()
+    with pytest.raises(LeaseLost):
+        wh.replace_slices(DATASET, {"genai_usage_daily": (Slice(OWNER, "usage_date", START, END), iter(usage))},
+                          fence=Fence("run1", "tok1"))
+    assert len(fake.queries) == 1
+    with pytest.raises(LeaseLost):
+        wh.call_procedure(DATASET, "sp_genai_1_consolidate_usage_daily",
+                          {n: "2026-01-01" for n in procs.PARAM_NAMES}, fence=Fence("run1", "tok1"))
+    assert _params(fake.queries[-1].job_config)["lease_token"]["parameterValue"]["value"] == "tok1"
+
+
 def test_replace_slices_with_no_rows_only_deletes_the_slice(wh, fake):
     wh.replace_slices(DATASET, {"genai_usage_daily": (Slice(OWNER, "usage_date", START, END), iter([]))})
     assert not fake.loads and not [c for c in fake.calls if c[0] == "create_table"]
@@ -413,9 +451,10 @@ def test_install_and_call_procedures(wh, fake):
                                       "run_id": "r1", "start_date": "2026-01-01", "end_date": END})
     call = fake.queries[-1]
     assert call.query == (f"CALL `{PROJECT}.{DATASET}.{name}`(@org_slug, @pipeline_id, @credential_id, @run_id, "
-                          "@start_date, @end_date)")
+                          "@start_date, @end_date, @lease_token)")
     params = _params(call.job_config)
-    assert {k: v["parameterType"]["type"] for k, v in params.items()} == dict(procs.PARAMS)
+    assert {k: v["parameterType"]["type"] for k, v in params.items()} == dict((*procs.PARAMS, procs.FENCE_ARG))
+    assert params["lease_token"]["parameterValue"].get("value") is None  # no fence: the procedure skips it
     assert params["start_date"]["parameterValue"]["value"] == "2026-01-01"
     assert params["end_date"]["parameterValue"]["value"] == "2026-01-02"
 

@@ -34,10 +34,6 @@ FORBIDDEN_ROLES = {"roles/owner", "roles/editor"}
 IDENTITY_ROLES = {"roles/iam.serviceAccountTokenCreator", "roles/iam.serviceAccountUser",
                   "roles/iam.serviceAccountOpenIdTokenCreator", "roles/iam.workloadIdentityUser",
                   "roles/iam.serviceAccountKeyAdmin"}
-# Entry points of issue 11 that functions/main.py gains on another branch; until it has them, their
-# Terraform function is checked against the decorator named here. (Delete once functions/main.py has them.)
-LANDING_ENTRY_POINTS = {"sweep_runs": "http"}
-
 hcl2 = pytest.importorskip("hcl2", reason="python-hcl2 is not installed (pip install python-hcl2)")
 
 
@@ -155,8 +151,6 @@ def functions_by_entry_point() -> dict[str, tuple[str, dict]]:
 def test_every_entry_point_has_a_gen2_function():
     eps = entry_points()
     assert {"run_pipeline", "dispatch_run", "convert_on_completion"} <= set(eps)
-    for name, kind in LANDING_ENTRY_POINTS.items():
-        assert eps.setdefault(name, kind) == kind, f"{name} must be a functions_framework.{kind} function"
     fns = functions_by_entry_point()
     missing = sorted(set(eps) - set(fns))
     assert not missing, f"no google_cloudfunctions2_function for {missing}"
@@ -456,7 +450,7 @@ def test_runtimes_are_multi_tenant_and_refuse_orgs_without_a_subscription(rt, ac
 
 
 def test_sweep_runs_is_private_and_called_every_five_minutes_by_its_own_invoker():
-    eps = {**LANDING_ENTRY_POINTS, **entry_points()}
+    eps = entry_points()
     assert eps["sweep_runs"] == "http"
     name, fn = functions_by_entry_point()["sweep_runs"]
     ref = f"${{google_cloudfunctions2_function.{name}.name}}"

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shared import runs
 from shared.bus.base import TOPIC_RUN_COMPLETED, TOPIC_RUN_REQUESTS
 from tests.emulators import pubsub_emulator, pubsub_emulator_server  # noqa: F401 - fixtures
 
@@ -140,7 +141,7 @@ def post_and_poll(stack, timeout: float = 25.0) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             run = http.get(f"/api/v1/pipelines/runs/acme/{run_id}").json()
-            if run["status"] in ("succeeded", "failed"):
+            if run["status"] in runs.TERMINAL:
                 return run
             time.sleep(0.05)
     raise TimeoutError(f"run {run_id} did not finish in {timeout}s: {run}")

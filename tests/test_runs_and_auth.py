@@ -31,13 +31,18 @@ def test_only_one_of_many_concurrent_requests_for_a_slice_is_queued(rt, acme):
 
 def test_terminal_runs_never_change_again(rt, acme):
     run_id = _create(rt.warehouse)
-    assert runs.mark_running(rt.warehouse, run_id)
-    assert not runs.mark_running(rt.warehouse, run_id)  # duplicate dispatch
+    assert runs.mark_running(rt.warehouse, run_id, runs.new_token(), 60)
+    assert not runs.mark_running(rt.warehouse, run_id, runs.new_token(), 60)  # duplicate dispatch
     assert runs.finish(rt.warehouse, run_id, "succeeded", rows_converted=3, warnings=["w"])
     assert not runs.finish(rt.warehouse, run_id, "failed", error="late duplicate")
     view = runs.public_view(runs.get_run(rt.warehouse, "acme", run_id))
     assert view["status"] == "succeeded" and view["warnings"] == ["w"] and view["error"] is None
     # the slice is free again once the run ended
+    cancelled = _create(rt.warehouse)
+    runs.cancel(rt.warehouse, "acme", cancelled, by="test")
+    assert not runs.finish(rt.warehouse, cancelled, "succeeded")
+    assert not runs.mark_running(rt.warehouse, cancelled, runs.new_token(), 60)
+    assert runs.get_run(rt.warehouse, "acme", cancelled)["status"] == "cancelled"
     assert _create(rt.warehouse)
 
 

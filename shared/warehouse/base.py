@@ -42,6 +42,42 @@ class WarehouseError(RuntimeError):
     """A warehouse operation failed; the message says what and where."""
 
 
+class LeaseLost(WarehouseError):
+    """A fenced write found its run no longer held by it (cancelled, or failed by a sweep): nothing was written."""
+
+
+LEASE_LOST = "lease lost"  # in the message a BigQuery script raises when its fence fails
+_FENCE_UPDATE = ("UPDATE {runs} SET lease_token = {token} "
+                 "WHERE run_id = {run_id} AND lease_token = {token} AND status = 'running'")
+
+
+def bigquery_fence(runs: str, run_id: str, token: str) -> str:
+    """The fence as BigQuery script statements (the UPDATE, then a RAISE unless it touched one row);
+    `run_id` and `token` are SQL expressions (query parameters or procedure arguments)."""
+    return (_FENCE_UPDATE.format(runs=runs, run_id=run_id, token=token) + ";\n"
+            f"IF @@row_count != 1 THEN\n  RAISE USING MESSAGE = '{LEASE_LOST}: the run is no longer running "
+            "under the lease of this job; nothing was written';\nEND IF;")
+
+
+@dataclass(frozen=True)
+class Fence:
+    """The lease a write is made under: the transaction commits only while run `run_id` is running
+    under `token`. Backends run `sql()` inside the write's own transaction and require one row: the
+    UPDATE also makes a concurrent cancel or sweep of the same row conflict with the write."""
+
+    run_id: str
+    token: str
+
+    def sql(self) -> tuple[str, dict[str, Any]]:
+        return (_FENCE_UPDATE.format(runs="`organizations.org_pipeline_runs`", run_id="@fence_run_id",
+                                     token="@fence_token"),
+                {"fence_run_id": self.run_id, "fence_token": self.token})
+
+    def lost(self) -> LeaseLost:
+        return LeaseLost(f"{LEASE_LOST}: run {self.run_id} is no longer running under this job's lease "
+                         "(cancelled, or failed by a sweep); nothing was written")
+
+
 class Warehouse(abc.ABC):
     """One interface for the embedded (DuckDB) and GCP (BigQuery) warehouses."""
 
@@ -75,12 +111,13 @@ class Warehouse(abc.ABC):
 
     # -- bulk writes ---------------------------------------------------------------
     @abc.abstractmethod
-    def replace_slices(self, dataset: str, writes: Mapping[str, tuple[Slice, Iterable[Any]]]) -> dict[str, int]:
+    def replace_slices(self, dataset: str, writes: Mapping[str, tuple[Slice, Iterable[Any]]],
+                       fence: Fence | None = None) -> dict[str, int]:
         """Atomically replace slices of one or more tables with Arrow record batches.
 
         `writes` maps table name -> (slice, iterable of pyarrow.RecordBatch whose schema is the
         table's Arrow schema). Either every table's slice is replaced or none is. Returns rows
-        written per table.
+        written per table. With a `fence`, the same transaction checks the run's lease (LeaseLost).
         """
 
     @abc.abstractmethod
@@ -93,8 +130,9 @@ class Warehouse(abc.ABC):
         """Install every procedure in procedures/*.sql for `dataset`; return their names."""
 
     @abc.abstractmethod
-    def call_procedure(self, dataset: str, name: str, params: Params) -> None:
-        """Run procedure `name` against `dataset` with the standard parameters, as one transaction."""
+    def call_procedure(self, dataset: str, name: str, params: Params, fence: Fence | None = None) -> None:
+        """Run procedure `name` against `dataset` with the standard parameters, as one transaction
+        (with a `fence`, one that also checks the run's lease: LeaseLost)."""
 
     def close(self) -> None:  # pragma: no cover - backends override when they hold resources
         pass

@@ -33,7 +33,7 @@ from google.cloud.bigquery import retry as bq_retry
 from shared import procedures as procs
 from shared.naming import identifier
 from shared.schemas import TableSchema
-from shared.warehouse.base import Params, Slice, Warehouse, WarehouseError
+from shared.warehouse.base import LEASE_LOST, Fence, LeaseLost, Params, Slice, Warehouse, WarehouseError, bigquery_fence
 
 # A `@name` query parameter (not `@@system_variable`).
 _PARAM_RE = re.compile(r"(?<![@\w])@([A-Za-z_]\w*)")
@@ -373,7 +373,8 @@ class BigQueryWarehouse(Warehouse):
             flush()
         return rows
 
-    def replace_slices(self, dataset: str, writes: Mapping[str, tuple[Slice, Iterable[Any]]]) -> dict[str, int]:
+    def replace_slices(self, dataset: str, writes: Mapping[str, tuple[Slice, Iterable[Any]]],
+                       fence: Fence | None = None) -> dict[str, int]:
         from shared import schemas
 
         identifier(dataset)
@@ -381,6 +382,10 @@ class BigQueryWarehouse(Warehouse):
         staged: list[str] = []  # staging table ids to drop
         statements: list[str] = []
         parameters: list = []
+        if fence is not None:  # first in the transaction: its UPDATE conflicts with a concurrent cancel or sweep
+            statements.append(bigquery_fence(self._sql_ref(self.meta_dataset, "org_pipeline_runs"),
+                                             "@fence_run_id", "@fence_token"))
+            parameters += [query_parameter(k, v) for k, v in fence.sql()[1].items()]
         try:
             with tempfile.TemporaryDirectory(prefix="cloudact-bq-") as tmp:
                 for i, (table, (slc, batches)) in enumerate(writes.items()):
@@ -451,7 +456,7 @@ class BigQueryWarehouse(Warehouse):
                 if "concurrent update" in str(e).lower() and attempt < self.transaction_attempts:
                     time.sleep(min(2.0 ** attempt, 10.0))
                     continue
-                raise WarehouseError(f"{what} failed: {e}") from e.__cause__
+                raise (LeaseLost if LEASE_LOST in str(e) else WarehouseError)(f"{what} failed: {e}") from e.__cause__
 
     def insert_rows(self, dataset: str, table: str, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -478,7 +483,7 @@ class BigQueryWarehouse(Warehouse):
             names.append(name)
         return names
 
-    def call_procedure(self, dataset: str, name: str, params: Params) -> None:
+    def call_procedure(self, dataset: str, name: str, params: Params, fence: Fence | None = None) -> None:
         procs.get(name)  # unknown procedures fail with the list of known ones
         missing = [n for n in procs.PARAM_NAMES if n not in params]
         if missing:
@@ -491,12 +496,16 @@ class BigQueryWarehouse(Warehouse):
             elif ptype == "DATE" and isinstance(value, dt.datetime):
                 value = value.date()
             parameters.append(bigquery.ScalarQueryParameter(pname, ptype, value))
-        args = ", ".join(f"@{n}" for n in procs.PARAM_NAMES)
+        # the procedure checks the lease inside its own transaction (procedures.FENCE_ARG); NULL: no fence
+        parameters.append(bigquery.ScalarQueryParameter(procs.FENCE_ARG[0], procs.FENCE_ARG[1],
+                                                        fence.token if fence else None))
+        args = ", ".join(f"@{n}" for n in (*procs.PARAM_NAMES, procs.FENCE_ARG[0]))
         sql = f"CALL `{self.project}.{identifier(dataset)}.{identifier(name)}`({args})"
         try:
             self._run_query(sql, parameters=parameters)
         except WarehouseError as e:
-            raise WarehouseError(f"{name} failed on {dataset}: {e}") from e.__cause__
+            raise (LeaseLost if LEASE_LOST in str(e) else WarehouseError)(
+                f"{name} failed on {dataset}: {e}") from e.__cause__
 
 
 def transaction_script(statements: list[str]) -> str:

@@ -22,7 +22,7 @@ from shared import procedures as procs
 from shared.config import private_dir
 from shared.naming import identifier
 from shared.schemas import TableSchema
-from shared.warehouse.base import Params, Slice, Warehouse, WarehouseError
+from shared.warehouse.base import Fence, Params, Slice, Warehouse, WarehouseError
 from shared.warehouse.dialect import DUCKDB_TYPES, to_duckdb
 from shared.warehouse.scan import DuckScan
 
@@ -190,7 +190,14 @@ class DuckDBWarehouse(Warehouse):
             return int(row[0]) if row and isinstance(row[0], int) else 0
 
     # -- bulk writes ---------------------------------------------------------------
-    def replace_slices(self, dataset: str, writes: Mapping[str, tuple[Slice, Iterable[Any]]]) -> dict[str, int]:
+    def _check_fence(self, cur, fence: Fence | None) -> None:
+        if fence is not None:
+            sql, params = fence.sql()
+            if self._run(cur, sql, params).fetchone()[0] != 1:
+                raise fence.lost()
+
+    def replace_slices(self, dataset: str, writes: Mapping[str, tuple[Slice, Iterable[Any]]],
+                       fence: Fence | None = None) -> dict[str, int]:
         from shared import schemas
 
         written: dict[str, int] = {}
@@ -241,6 +248,8 @@ class DuckDBWarehouse(Warehouse):
                             f"slice ({where.replace('@', '')}); nothing was written"
                         )
                     written[table] = inserted
+                # Checked last: the batches above are the job's extraction, which may take long.
+                self._check_fence(cur, fence)
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
@@ -284,13 +293,14 @@ class DuckDBWarehouse(Warehouse):
             to_duckdb(";\n".join(proc.statements(dataset)))
         return list(procs.all_procedures())
 
-    def call_procedure(self, dataset: str, name: str, params: Params) -> None:
+    def call_procedure(self, dataset: str, name: str, params: Params, fence: Fence | None = None) -> None:
         proc = procs.get(name)
         statements = to_duckdb(";\n".join(proc.statements(dataset)))
         with self._write_lock:
             cur = self._cur
             cur.execute("BEGIN TRANSACTION")
             try:
+                self._check_fence(cur, fence)
                 for text, names in statements:
                     cur.execute(text, _bind(names, params))
                 cur.execute("COMMIT")
