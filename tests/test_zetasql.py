@@ -31,6 +31,7 @@ from google.api_core import exceptions as gexc  # noqa: E402
 from google.cloud import bigquery  # noqa: E402
 
 from shared import procedures as procs  # noqa: E402
+from shared.warehouse.base import Warehouse  # noqa: E402
 from shared.warehouse.bigquery import BigQueryWarehouse  # noqa: E402
 from shared.warehouse.duckdb import DuckDBWarehouse  # noqa: E402
 from shared.warehouse.scan import DuckScan  # noqa: E402
@@ -54,7 +55,6 @@ class Sent:
 
 class _Job:
     num_dml_affected_rows = 0
-    output_rows = None
 
     def result(self, **kwargs):
         return _Rows()
@@ -128,8 +128,8 @@ class RecordingClient:
         pass
 
 
-_MIRRORED = ("ensure_dataset", "ensure_table", "query", "query_arrow", "execute", "replace_slices",
-             "install_procedures", "call_procedure")
+# Every operation of the interface (a new one is mirrored too); only those that send SQL are recorded.
+_MIRRORED = sorted(Warehouse.__abstractmethods__)
 
 
 def _call_site() -> str:
@@ -276,7 +276,10 @@ def _beyond_the_demo(rt) -> None:
 
     import httpx
 
-    from cli.demo import DEMO_ORG as org
+    from click.testing import CliRunner
+
+    from cli.demo import DEMO_ORG as org, SAMPLE_WINDOWS
+    from cli.main import cli
     from cli.server import start_background
     from shared import auth, runs, schedules
     from shared import subscriptions as saas
@@ -303,7 +306,8 @@ def _beyond_the_demo(rt) -> None:
     schedules.delete_schedule(wh, org, sched["schedule_id"])
 
     def event(n: int, type_: str, obj: dict) -> dict:
-        return {"id": f"evt_{n}", "object": "event", "type": type_, "created": 1_700_000_000 + n, "data": {"object": obj}}
+        return {"id": f"evt_{n}", "object": "event", "type": type_, "created": 1_700_000_000 + n,
+                "data": {"object": obj}}
 
     limits = {"daily_runs": "1", "concurrent_runs": "1", "providers_allowed": "openai,subscription",
               "backfill_days": "400"}
@@ -326,6 +330,10 @@ def _beyond_the_demo(rt) -> None:
     server, api = start_background()
     try:
         with httpx.Client(base_url=api, headers={"X-API-Key": key}, timeout=60) as http:
+            # the demo's month succeeded: a resumed request has nothing to run
+            resumed = http.post(f"/api/v1/pipelines/run/{org}/cloud/aws/cost/billing",
+                                json={**SAMPLE_WINDOWS["aws"], "resume": True})
+            assert resumed.status_code == 409, resumed.text
             listed = http.get(f"/api/v1/pipelines/runs/{org}").json()["runs"]
             assert http.get(f"/api/v1/pipelines/runs/{org}/{listed[0]['run_id']}").status_code == 200
             # the plan's daily limit is used up by the demo's runs: refused, and nothing queued
@@ -336,6 +344,9 @@ def _beyond_the_demo(rt) -> None:
     finally:
         server.shutdown()
     runs.list_runs(wh, org)
+    for args in (["orgs", "list"], ["export", org, "--out", str(Path(rt.settings.home, "focus.parquet"))]):
+        done = CliRunner().invoke(cli, args)
+        assert done.exit_code == 0, done.output
 
 
 def _check(analyzer: Analyzer, capture: Capture, sent: list[Sent]) -> tuple[list[Finding], list[str]]:

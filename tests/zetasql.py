@@ -7,10 +7,10 @@ fixture are skipped with the reason. One server per session on a free loopback p
 teardown. Python speaks to it through `zetasql_bridge.js` (JSON lines over a pipe, relayed with the
 package's own gRPC client libraries), so no generated protobuf code is needed here.
 
-`Analyzer.check(sql, params)` parses `sql` as a script and resolves every statement in it against a
-catalog: SQL statements are analyzed, a CREATE PROCEDURE is analyzed and its body walked with the
-arguments in scope, the conditions and messages of IF / RAISE are analyzed as expressions. A script
-construct it does not know is reported rather than skipped.
+`Analyzer.check(sql, catalog, params)` parses `sql` as a script and resolves every statement in it
+against the catalog: SQL statements are analyzed, a CREATE PROCEDURE is analyzed and its body walked
+with the arguments in scope, the conditions and messages of IF / RAISE are analyzed as expressions. A
+script construct it does not know is reported rather than skipped.
 """
 from __future__ import annotations
 
@@ -20,12 +20,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
-
-import pytest
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = "@fivetrandevelopers/zetasql@1.13.0"
@@ -66,7 +67,7 @@ def find_zetasql(install: bool = True) -> tuple[Path | None, str]:
         return None, f"ZetaSQL not installed: npm install --prefix .zetasql {PACKAGE} left no {_LIB}"
     try:
         out = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", str(INSTALL_DIR), PACKAGE],
-                             capture_output=True, text=True, timeout=900, check=False)
+                             capture_output=True, text=True, timeout=600, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
         return None, f"ZetaSQL not available: npm install {PACKAGE} failed ({e})"
     if out.returncode != 0:
@@ -171,22 +172,24 @@ class Analyzer:
     def __init__(self, lib: Path, timeout: float = 30):
         self.lib = lib
         self.port = _free_port()
+        # stderr to files, not pipes: nobody reads them while the processes run
+        self._logs = tempfile.TemporaryFile(), tempfile.TemporaryFile()
         self.server = subprocess.Popen([str(server_binary(lib)), "127.0.0.1", str(self.port)],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+                                       stdout=subprocess.DEVNULL, stderr=self._logs[0], start_new_session=True)
         self.bridge = None
         self._next = 0
+        self._catalogs: dict[str, str] = {}
         try:
-            _wait_port(self.port, self.server, timeout)
+            _wait_port(self.port, self.server, self._logs[0], timeout)
             env = {**os.environ, "NODE_PATH": str(INSTALL_DIR / "node_modules")}
             self.bridge = subprocess.Popen(
                 ["node", str(BRIDGE), str(lib / "zetasql" / "protos"), f"127.0.0.1:{self.port}"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._logs[1], text=True, env=env,
                 start_new_session=True)
             self.options = self._options()
         except BaseException:
             self.close()
             raise
-        self._catalogs: dict[str, str] = {}
 
     def _options(self) -> dict:
         """Analyzer options close to BigQuery's: every released language feature, the external product
@@ -205,12 +208,13 @@ class Analyzer:
         self.bridge.stdin.flush()
         line = self.bridge.stdout.readline()
         if not line:
-            raise RuntimeError(f"the ZetaSQL bridge ended: {self.bridge.stderr.read()[-500:]}")
+            raise RuntimeError(f"the ZetaSQL bridge ended: {_tail(self._logs[1])}")
         answer = json.loads(line)
         assert answer["id"] == self._next, "answers come in request order"
         if "error" in answer:
             if self.server.poll() is not None:
-                raise RuntimeError(f"the ZetaSQL server died (exit {self.server.returncode}) on {method}")
+                raise RuntimeError(f"the ZetaSQL server died (exit {self.server.returncode}) on {method}: "
+                                   f"{_tail(self._logs[0])}")
             raise AnalyzerError(answer["error"].get("message") or f"gRPC status {answer['error'].get('code')}")
         return answer["response"]
 
@@ -301,6 +305,13 @@ class Analyzer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.server.pid, signal.SIGKILL)
                 self.server.wait()
+        for log in self._logs:
+            log.close()
+
+
+def _tail(log) -> str:
+    log.seek(0)
+    return log.read().decode(errors="replace")[-500:]
 
 
 def _free_port() -> int:
@@ -309,12 +320,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_port(port: int, proc: subprocess.Popen, timeout: float) -> None:
+def _wait_port(port: int, proc: subprocess.Popen, log, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            err = proc.stderr.read().decode(errors="replace")[-300:] if proc.stderr else ""
-            raise RuntimeError(f"the ZetaSQL server exited with {proc.returncode}: {err}")
+            raise RuntimeError(f"the ZetaSQL server exited with {proc.returncode}: {_tail(log)}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
