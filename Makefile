@@ -36,4 +36,4 @@ bench-quick: $(STAMP)
 	$(BIN)/python -m tools.bench --quick
 
 clean:
-	rm -rf $(VENV) .venv-validator .venv-focus-converter .azurite .cloudact
+	rm -rf $(VENV) .venv-validator .venv-focus-converter .azurite .zetasql .cloudact

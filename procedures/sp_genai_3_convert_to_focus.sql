@@ -104,7 +104,7 @@ rows_out AS (
 )
 SELECT r.billed_cost, r.x_credential_id, CONCAT(h.issuer, ' account ', r.x_credential_id), 'Organization', r.currency,
        TIMESTAMP(DATE_ADD(DATE_TRUNC(r.usage_date, MONTH), INTERVAL 1 MONTH)),
-       TIMESTAMP(DATE_TRUNC(r.usage_date, MONTH)), r.category, NULL, r.description,
+       TIMESTAMP(DATE_TRUNC(r.usage_date, MONTH)), r.category, CAST(NULL AS STRING), r.description,
        IF(r.category = 'Usage', 'Usage-Based', 'One-Time'),
        TIMESTAMP(DATE_ADD(r.usage_date, INTERVAL 1 DAY)), TIMESTAMP(r.usage_date),
        r.tokens, IF(r.tokens IS NULL, NULL, 'Tokens'), r.list_cost, r.unit_price,

@@ -77,7 +77,7 @@ WITH named AS (
 )
 SELECT daily_amount, @org_slug, @org_slug, 'Organization', currency,
        TIMESTAMP(DATE_ADD(DATE_TRUNC(cost_date, MONTH), INTERVAL 1 MONTH)),
-       TIMESTAMP(DATE_TRUNC(cost_date, MONTH)), 'Usage', NULL,
+       TIMESTAMP(DATE_TRUNC(cost_date, MONTH)), 'Usage', CAST(NULL AS STRING),
        CONCAT(service, ' ', plan, ' subscription: ', CAST(seats AS STRING), ' seat(s), billed ', billing_cycle),
        'Recurring',
        TIMESTAMP(DATE_ADD(cost_date, INTERVAL 1 DAY)), TIMESTAMP(cost_date),

@@ -99,7 +99,7 @@ final AS (
 SELECT availability_zone, unblended_cost, payer_account_id, COALESCE(payer_account_name, payer_account_id),
        'Payer Account', currency,
        TIMESTAMP(COALESCE(billing_period_end, DATE_ADD(billing_period_start, INTERVAL 1 MONTH))),
-       TIMESTAMP(billing_period_start), category, NULL, description,
+       TIMESTAMP(billing_period_start), category, CAST(NULL AS STRING), description,
        CASE
          WHEN line_item_type IN ('RIFee', 'SavingsPlanRecurringFee') THEN 'Recurring'
          WHEN category = 'Usage' THEN 'Usage-Based'

@@ -160,7 +160,7 @@ SELECT location_zone, billed, billing_account_id, billing_account_id, 'Billing A
        IF(category = 'Usage' AND usage_amount IS NOT NULL, usage_amount, NULL),
        IF(category = 'Usage' AND usage_amount IS NOT NULL, COALESCE(NULLIF(usage_unit_focus, ''), 'Units'), NULL),
        IF(is_credit OR row_category NOT IN ('Usage', 'Purchase'), billed, cost), contracted_rate, billed,
-       'Google Cloud', NULL, 'Google Cloud', list_cost, list_rate,
+       'Google Cloud', CAST(NULL AS STRING), 'Google Cloud', list_cost, list_rate,
        CASE
          WHEN category NOT IN ('Usage', 'Purchase') THEN NULL
          WHEN category = 'Usage' AND (credits_committed_usage IS NOT NULL OR commitment_id IS NOT NULL) THEN 'Committed'

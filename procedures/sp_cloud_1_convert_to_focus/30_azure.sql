@@ -127,7 +127,7 @@ SELECT availability_zone, billed_cost, account_id,
        IF(billing_profile_id IS NOT NULL, 'Billing Profile', IF(billing_account_id IS NOT NULL, 'Billing Account', 'Subscription')),
        billing_currency,
        TIMESTAMP(COALESCE(DATE_ADD(billing_period_end, INTERVAL 1 DAY), DATE_ADD(billing_period_start, INTERVAL 1 MONTH))),
-       TIMESTAMP(billing_period_start), category, NULL,
+       TIMESTAMP(billing_period_start), category, CAST(NULL AS STRING),
        COALESCE(product_name, CONCAT(COALESCE(meter_category, 'Azure'), ' ', COALESCE(meter_name, charge_type))),
        CASE
          WHEN frequency = 'OneTime' THEN 'One-Time'
