@@ -30,6 +30,7 @@ PARAMS: tuple[tuple[str, str], ...] = (
 PARAM_NAMES = tuple(n for n, _ in PARAMS)
 # BigQuery procedures take one more, last: the lease token their transaction is fenced on (NULL: none).
 FENCE_ARG = ("lease_token", "STRING")
+BIGQUERY_ARGS = (*PARAMS, FENCE_ARG)
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class Procedure:
 
         sql = self.source.replace("{org_dataset}", identifier(org_dataset))
         body = ";\n".join(t.transform(to_procedure_scope).sql(dialect="bigquery") for t in parse_bigquery(sql))
-        args = ", ".join(f"p_{n} {t}" for n, t in (*PARAMS, FENCE_ARG))
+        args = ", ".join(f"p_{n} {t}" for n, t in BIGQUERY_ARGS)
         fence = bigquery_fence(f"`{project}.{Warehouse.meta_dataset}.org_pipeline_runs`", "p_run_id",
                                f"p_{FENCE_ARG[0]}")
         return (

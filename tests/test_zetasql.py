@@ -264,7 +264,7 @@ def capture(tmp_path_factory) -> Capture:
         catalog.add_table(dataset, name, [(f.name, f.field_type) for f in table.schema])
     for mirror in mirrors:
         for dataset in mirror.procedure_datasets:
-            catalog.procedures[dataset] = {name: list(procs.PARAMS) for name in procs.all_procedures()}
+            catalog.procedures[dataset] = {name: list(procs.BIGQUERY_ARGS) for name in procs.all_procedures()}
     return Capture(_dedupe(sent), catalog, failures)
 
 

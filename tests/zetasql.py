@@ -198,7 +198,9 @@ class Analyzer:
         language.update(productMode="PRODUCT_EXTERNAL", supportedStatementKinds=STATEMENT_KINDS)
         return {"languageOptions": language, "errorMessageMode": "ERROR_MESSAGE_ONE_LINE",
                 "parameterMode": "PARAMETER_NAMED",
-                "systemVariables": [{"namePath": ["error", "message"], "type": type_proto("STRING")}]}
+                # BigQuery's scripting system variables the backend reads (documented types)
+                "systemVariables": [{"namePath": ["error", "message"], "type": type_proto("STRING")},
+                                    {"namePath": ["row_count"], "type": type_proto("INT64")}]}
 
     def call(self, method: str, request: dict) -> dict:
         if self.bridge is None or self.bridge.poll() is not None:
