@@ -9,11 +9,12 @@ import importlib
 from typing import Any
 
 from jobs.base import ExtractContext, ExtractError
-from shared import lifecycle, registry, runs
+from shared import credential_specs, lifecycle, registry, runs
 from shared.bus.base import TOPIC_RUN_COMPLETED
 from shared.lineage import Lineage
 from shared.logs import for_run
 from shared.naming import org_dataset
+from shared.http import scrub_text
 from shared.secrets import CredentialStore
 from shared.warehouse.base import LeaseLost, Slice, WarehouseError
 from shared.warehouse.scan import DuckScan
@@ -23,11 +24,14 @@ def _date(v) -> dt.date:
     return v if isinstance(v, dt.date) else dt.date.fromisoformat(str(v))
 
 
-def readable(e: BaseException) -> str:
-    """The message a user sees for a failed run: what went wrong, never a secret or a traceback."""
+def readable(e: BaseException, secrets: list[str] | tuple[str, ...] = ()) -> str:
+    """The message a user sees for a failed run: what went wrong, never a secret or a traceback. `secrets`
+    (the run's credential material) are cut out whichever library put them in the message."""
     if isinstance(e, (ExtractError, WarehouseError, LookupError, ValueError)):
-        return str(e)
-    return f"internal error ({type(e).__name__}): {e}. The job log has the details."
+        text = str(e)
+    else:
+        text = f"internal error ({type(e).__name__}): {e}. The job log has the details."
+    return scrub_text(text, list(secrets)) if secrets else text
 
 
 def land(wh, pipeline, ctx: ExtractContext, ingested_at: dt.datetime | None = None) -> dict[str, int]:
@@ -73,7 +77,7 @@ def run_job(request: dict[str, Any]) -> dict[str, Any]:
         log.info("run is not queued any more (duplicate dispatch, cancelled or swept); ignored")
         return {"status": "duplicate"}
     start, end = _date(request["start_date"]), _date(request["end_date"])
-    ctx = None
+    ctx, secrets = None, []
     with lifecycle.working(runs.holding(wh, run_id, org, token, lease_s)):
         try:
             pipeline = registry.get(pipeline_id)
@@ -81,12 +85,13 @@ def run_job(request: dict[str, Any]) -> dict[str, Any]:
                 CredentialStore(wh, rt.settings).load(org, pipeline.credential, request["credential_id"])
                 if pipeline.needs_credential else {}
             )
+            secrets = credential_specs.secret_values(pipeline.credential, credential)
             ctx = ExtractContext(org_slug=org, pipeline_id=pipeline_id, credential_id=request["credential_id"],
                                  run_id=run_id, start_date=start, end_date=end, credential=credential, log=log)
             log.info("extracting %s to %s", start, end)
             counts = land(wh, pipeline, ctx)
             total = sum(counts.values())
-            runs.record_ingest(wh, run_id, token, total, ctx.warnings, lease_s)
+            runs.record_ingest(wh, run_id, token, total, [scrub_text(w, secrets) for w in ctx.warnings], lease_s)
             log.info("landed %s", counts)
         except (lifecycle.RunStopped, LeaseLost) as e:
             # cancelled or taken: the run's state is already final and nothing was written
@@ -94,8 +99,10 @@ def run_job(request: dict[str, Any]) -> dict[str, Any]:
             return {"status": "stopped", "reason": str(e)}
         except Exception as e:
             log.exception("run failed during ingest")
-            runs.finish(wh, run_id, "failed", error=readable(e), warnings=ctx.warnings if ctx else None)
-            return {"status": "failed", "error": readable(e)}
+            error = readable(e, secrets)
+            warnings = [scrub_text(w, secrets) for w in ctx.warnings] if ctx else None
+            runs.finish(wh, run_id, "failed", error=error, warnings=warnings)
+            return {"status": "failed", "error": error}
     event = {**{k: request[k] for k in ("run_id", "org_slug", "pipeline_id", "credential_id")},
              "start_date": start.isoformat(), "end_date": end.isoformat(), "status": "ingested",
              "rows_ingested": total, "tables": counts, "lease_token": token}

@@ -235,6 +235,28 @@ def secret_fields(kind: str) -> frozenset[str]:
     return frozenset(spec(kind).secret + spec(kind).objects)
 
 
+def secret_values(kind: str, doc: dict) -> list[str]:
+    """The secret material of a loaded credential as text (a key object's private key and whole text too), for
+    scrubbing whatever a run reports: run errors and warnings are read by the tenant and its users."""
+    sp = SPECS.get(kind)
+    if sp is None:
+        return []
+    values = []
+    for name in sp.secret + sp.objects:
+        value = doc.get(name)
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if name in sp.objects else value
+            except ValueError:
+                pass
+        if isinstance(value, dict):
+            values += [str(v) for k, v in value.items() if k in ("private_key", "private_key_id") and v]
+            value = json.dumps(value)
+        if value:
+            values.append(str(value))
+    return [v for v in values if len(v) >= 6]
+
+
 def source_keys(kind: str, doc: dict) -> list[str]:
     """The billing sources `doc` reads, as comparable text (hashed before they are stored)."""
     return sorted(set(spec(kind).sources(doc)))

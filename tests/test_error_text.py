@@ -93,3 +93,26 @@ def test_named_secrets_in_a_providers_message_are_cut(answer):
     answer["reply"] = (400, "application/json", json.dumps(doc).encode())
     msg = error_of(answer)
     assert "hunter2" not in msg and "abc123def" not in msg and "password=***" in msg
+
+
+def test_a_runs_error_and_warnings_never_carry_its_credentials_secrets(rt, acme, monkeypatch):
+    """Whatever a library puts in an exception, the secrets of the run's credential are cut from what the
+    tenant reads (the error and the warnings)."""
+    import jobs.genai.openai as openai_job
+    from shared import runs
+    from shared.api import request_run
+    from shared.secrets import CredentialStore
+
+    secret = "sk-admin-Leaky/Secret+Value-0042"
+    CredentialStore(rt.warehouse, rt.settings).add("acme", "openai", {"admin_key": secret})
+
+    def leaky(ctx):
+        ctx.warn(f"retrying with key {ctx.credential['admin_key']}")
+        raise RuntimeError(f"client said: bad header Authorization: Bearer {quote(secret, safe='')}")
+
+    monkeypatch.setattr(openai_job, "extract", leaky)
+    queued = request_run(rt, "acme", "genai/payg/openai", {}, trigger="test")
+    rt.bus.drain()
+    run = runs.get_run(rt.warehouse, "acme", queued["run_id"])
+    assert run["status"] == "failed" and "client said" in run["error"]
+    assert "Secret" not in run["error"] and "Secret" not in str(run["warnings"])
