@@ -330,7 +330,7 @@ def validate(kind: str, doc: Any, org_slug: str, s: Settings | None = None) -> d
         if len(sp.access) == 1:
             missing = [f for f in sp.access[0] if not doc.get(f)]
             raise CredentialInvalid(f"credential JSON is missing {', '.join(missing)}")
-        raise CredentialInvalid(f"a {kind} credential needs one of: "
+        raise CredentialInvalid(f"{_article(kind)} {kind} credential needs one of: "
                                 + " | ".join(" + ".join(option) for option in sp.access))
     for group in sp.together:
         given = [f for f in group if doc.get(f)]
@@ -358,6 +358,10 @@ def validate(kind: str, doc: Any, org_slug: str, s: Settings | None = None) -> d
     return doc
 
 
+def _article(kind: str) -> str:
+    return "an" if kind[0] in "aeio" else "a"
+
+
 def _check_multi(sp: Spec, doc: dict, s: Settings) -> None:
     for name in sp.platform_set:
         if doc.get(name):
@@ -366,7 +370,8 @@ def _check_multi(sp: Spec, doc: dict, s: Settings) -> None:
                 "is created); leave it out and put the platform's value in your role's trust policy")
     if sp.identity and sp.remote(doc) and not any(all(doc.get(f) for f in option) for option in sp.identity):
         raise tenancy.TrustViolation(
-            f"a {sp.kind} credential must carry its own identity in multi tenancy (the platform's is never used): "
+            f"{_article(sp.kind)} {sp.kind} credential must carry its own identity in multi tenancy "
+            "(the platform's is never used): "
             + " | ".join(" + ".join(option) for option in sp.identity))
     if sp.kind == "gcp" and doc.get("table"):
         tenancy.check_bigquery_source(doc.get("project"), doc.get("dataset"), s.project, s)
