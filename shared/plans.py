@@ -17,15 +17,16 @@ running), providers_allowed ('*' or a comma list of providers, categories or pip
 backfill_days (start_date may be at most this many days before today, UTC).
 
 Atomicity: the count limits are folded into the run's INSERT ... SELECT ... WHERE statement (the
-same one that refuses an overlapping active slice), so concurrent requests cannot overshoot: each
-decides on the rows committed before it, and the DuckDB backend serializes writes. Call
-`create_run_with_quota` instead of `runs.create_run`.
+same one that refuses an overlapping active slice), run as the warehouse's run claim
+(`Warehouse.claim`), so concurrent requests cannot overshoot: each decides on every claim of the org
+committed before it (DuckDB serializes writes; on BigQuery the claim is a transaction that conflicts
+with the org's other claims, see shared/warehouse/bigquery.py). Call `create_run_with_quota` instead
+of `runs.create_run`.
 """
 from __future__ import annotations
 
 import datetime as dt
 import os
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,38 +180,22 @@ def _usage(wh: Warehouse, org: str, now: dt.datetime) -> tuple[int, int]:
 def create_run_with_quota(wh: Warehouse, *, org_slug: str, pipeline, credential_id: str,
                           start_date: dt.date, end_date: dt.date, trigger: str,
                           now: dt.datetime | None = None) -> str:
-    """runs.create_run plus the org's plan: one INSERT that also holds the quota predicates.
+    """runs.claim with the org's plan: the quota predicates ride in the claim's own INSERT.
 
     Raises QuotaExceeded (402/429) or runs.SliceBusy (409). `pipeline` is a registry.Pipeline.
     """
     now = now or dt.datetime.now(dt.timezone.utc)
     plan = check_static(entitlement(wh, org_slug), pipeline, start_date, now.astimezone(dt.timezone.utc).date())
     extra, qparams = quota_predicates(org_slug, plan, now)
-    runs.sweep(wh, org_slug=org_slug)  # a dead job's run must hold neither the slice nor the quota
-    run_id = f"run_{uuid.uuid4().hex}"
-    inserted = wh.execute(
-        f"""INSERT INTO {_RUNS} (run_id, org_slug, pipeline_id, credential_id, start_date, end_date, status, `trigger`, created_at)
-        SELECT @run_id, @org, @pipeline, @cred, @start, @end, 'queued', @trigger, @now
-        FROM (SELECT 1 AS one) AS single
-        WHERE NOT EXISTS (
-          SELECT 1 FROM {_RUNS} AS r
-          WHERE r.org_slug = @org AND r.pipeline_id = @pipeline AND r.credential_id = @cred
-            AND r.status IN ('queued', 'running') AND r.start_date <= @end AND r.end_date >= @start)
-        {extra}""",
-        {"run_id": run_id, "org": org_slug, "pipeline": pipeline.path, "cred": credential_id,
-         "start": start_date, "end": end_date, "trigger": trigger, "now": now, **qparams},
-    )
-    if inserted == 1:
+    slc = {"org_slug": org_slug, "pipeline_id": pipeline.path, "credential_id": credential_id,
+           "start_date": start_date, "end_date": end_date}
+    run_id = runs.claim(wh, **slc, trigger=trigger, guard=extra, guard_params=qparams, now=now)
+    if run_id is not None:
         return run_id
     # Refused: say why (read after the fact; the decision itself was atomic).
-    busy = wh.query(
-        f"SELECT run_id FROM {_RUNS} WHERE org_slug = @org AND pipeline_id = @pipeline AND credential_id = @cred "
-        "AND status IN ('queued', 'running') AND start_date <= @end AND end_date >= @start",
-        {"org": org_slug, "pipeline": pipeline.path, "cred": credential_id, "start": start_date, "end": end_date},
-    )
+    busy = runs.busy_with(wh, **slc)
     if busy:
-        raise runs.SliceBusy(f"{busy[0]['run_id']} is already queued or running for {pipeline.path} over overlapping "
-                             "dates; wait for it to finish (GET its status) and try again")
+        raise runs.slice_busy(busy, pipeline.path)
     today, active = _usage(wh, org_slug, now)
     if plan.daily_runs is not None and today >= plan.daily_runs:
         raise QuotaExceeded(429, "daily_run_limit",

@@ -40,34 +40,59 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def create_run(wh: Warehouse, *, org_slug: str, pipeline_id: str, credential_id: str,
-               start_date: dt.date, end_date: dt.date, trigger: str) -> str:
-    """Insert a queued run unless an active run holds an overlapping slice (then SliceBusy).
+def _overlaps(t: str) -> str:
+    """Run `t` is active and holds a slice overlapping the one in @org, @pipeline, @cred, @start, @end."""
+    return (f"{t}.org_slug = @org AND {t}.pipeline_id = @pipeline AND {t}.credential_id = @cred "
+            f"AND {t}.status IN ('queued', 'running') AND {t}.start_date <= @end AND {t}.end_date >= @start")
 
-    One INSERT ... SELECT ... WHERE NOT EXISTS statement, so the check and the insert are atomic.
+
+def claim(wh: Warehouse, *, org_slug: str, pipeline_id: str, credential_id: str, start_date: dt.date,
+          end_date: dt.date, trigger: str, guard: str = "", guard_params: dict[str, Any] | None = None,
+          now: dt.datetime | None = None) -> str | None:
+    """Queue a run unless an active run holds an overlapping slice or `guard` refuses it; its id, or None.
+
+    `guard` holds extra `AND ...` predicates over the runs table (the plan's counts, shared/plans.py).
+    Check and insert are one INSERT ... SELECT ... WHERE NOT EXISTS statement, run as the warehouse's
+    claim (Warehouse.claim): atomic on DuckDB, serialized with the org's other claims on BigQuery.
+    The sweep runs first, so a dead job's run holds neither the slice nor the quota.
     """
-    sweep(wh, org_slug=org_slug)  # a dead job's run must not hold the slice
+    sweep(wh, org_slug=org_slug)
     run_id = f"run_{uuid.uuid4().hex}"
-    inserted = wh.execute(
+    claimed = wh.claim(
+        org_slug,
         f"""INSERT INTO {_T} (run_id, org_slug, pipeline_id, credential_id, start_date, end_date, status, `trigger`, created_at)
         SELECT @run_id, @org, @pipeline, @cred, @start, @end, 'queued', @trigger, @now
         FROM (SELECT 1 AS one) AS single
-        WHERE NOT EXISTS (
-          SELECT 1 FROM {_T} AS r
-          WHERE r.org_slug = @org AND r.pipeline_id = @pipeline AND r.credential_id = @cred
-            AND r.status IN ('queued', 'running') AND r.start_date <= @end AND r.end_date >= @start)""",
+        WHERE NOT EXISTS (SELECT 1 FROM {_T} AS r WHERE {_overlaps("r")})
+        {guard}""",
         {"run_id": run_id, "org": org_slug, "pipeline": pipeline_id, "cred": credential_id,
-         "start": start_date, "end": end_date, "trigger": trigger, "now": _now()},
+         "start": start_date, "end": end_date, "trigger": trigger, "now": now or _now(), **(guard_params or {})},
     )
-    if inserted != 1:
-        busy = wh.query(
-            f"SELECT run_id FROM {_T} WHERE org_slug = @org AND pipeline_id = @pipeline AND credential_id = @cred "
-            "AND status IN ('queued', 'running') AND start_date <= @end AND end_date >= @start",
-            {"org": org_slug, "pipeline": pipeline_id, "cred": credential_id, "start": start_date, "end": end_date},
-        )
-        other = busy[0]["run_id"] if busy else "another run"
-        raise SliceBusy(f"{other} is already queued or running for {pipeline_id} over overlapping dates; "
-                        "wait for it to finish (GET its status) and try again")
+    return run_id if claimed else None
+
+
+def busy_with(wh: Warehouse, *, org_slug: str, pipeline_id: str, credential_id: str, start_date: dt.date,
+              end_date: dt.date) -> str | None:
+    """The id of an active run holding a slice that overlaps this one, if any."""
+    rows = wh.query(f"SELECT r.run_id FROM {_T} AS r WHERE {_overlaps('r')} LIMIT 1",
+                    {"org": org_slug, "pipeline": pipeline_id, "cred": credential_id,
+                     "start": start_date, "end": end_date})
+    return rows[0]["run_id"] if rows else None
+
+
+def slice_busy(run_id: str | None, pipeline_id: str) -> SliceBusy:
+    return SliceBusy(f"{run_id or 'another run'} is already queued or running for {pipeline_id} over overlapping "
+                     "dates; wait for it to finish (GET its status) and try again")
+
+
+def create_run(wh: Warehouse, *, org_slug: str, pipeline_id: str, credential_id: str,
+               start_date: dt.date, end_date: dt.date, trigger: str) -> str:
+    """Queue a run unless an active run holds an overlapping slice (then SliceBusy); see `claim`."""
+    slc = {"org_slug": org_slug, "pipeline_id": pipeline_id, "credential_id": credential_id,
+           "start_date": start_date, "end_date": end_date}
+    run_id = claim(wh, **slc, trigger=trigger)
+    if run_id is None:
+        raise slice_busy(busy_with(wh, **slc), pipeline_id)
     return run_id
 
 

@@ -368,19 +368,14 @@ def test_replace_slices_drops_staging_when_the_transaction_fails(wh, fake):
 
 
 def test_replace_slices_retries_a_concurrent_update_abort(fake):
-    wh = BigQueryWarehouse(PROJECT, client=fake, retry_deadline=5, job_timeout=30, transaction_attempts=2)
-    errors = [gexc.BadRequest("Transaction is aborted due to concurrent update against table x")]
+    from tests.bigquery_fake import bigquery_error
+
+    wh = BigQueryWarehouse(PROJECT, client=fake, retry_deadline=5, job_timeout=30, conflict_backoff=0.01)
+    errors = [bigquery_error("Transaction is aborted due to concurrent update against table cloudact-test:x.y")]
     fake.responder = lambda sql, config: FakeQueryJob(sql, config, error=errors.pop() if errors else None)
     usage, _ = _usage_batches()
-    import shared.warehouse.bigquery as bqmod
-
-    original = bqmod.time.sleep
-    bqmod.time.sleep = lambda s: None
-    try:
-        assert wh.replace_slices(DATASET, {"genai_usage_daily": (Slice(OWNER, "usage_date", START, END), iter(usage))}) \
-            == {"genai_usage_daily": 2}
-    finally:
-        bqmod.time.sleep = original
+    assert wh.replace_slices(DATASET, {"genai_usage_daily": (Slice(OWNER, "usage_date", START, END), iter(usage))}) \
+        == {"genai_usage_daily": 2}
     assert len(fake.queries) == 2 and fake.queries[0].query == fake.queries[1].query
 
 

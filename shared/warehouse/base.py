@@ -109,6 +109,13 @@ class Warehouse(abc.ABC):
     def execute(self, sql: str, params: Params | None = None) -> int:
         """Run one DML/DDL statement; return the number of rows it affected (0 for DDL)."""
 
+    @abc.abstractmethod
+    def claim(self, org_slug: str, sql: str, params: Params | None = None) -> bool:
+        """Run `sql`, one INSERT ... SELECT ... WHERE that adds one row when its conditions hold (a run
+        claim: the slice is free and the plan's counts allow it), decided on every claim of the same
+        org committed before it: concurrent claims of one org never both decide on the same state.
+        True if it added the row."""
+
     # -- bulk writes ---------------------------------------------------------------
     @abc.abstractmethod
     def replace_slices(self, dataset: str, writes: Mapping[str, tuple[Slice, Iterable[Any]]],

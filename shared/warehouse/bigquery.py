@@ -11,6 +11,9 @@ Only the GCP path imports this module, so the SDK is imported here and nowhere e
   short-lived staging table, then replace every table's slice in ONE multi-statement transaction.
   Streaming inserts are never used: their buffer blocks DML on the rows for up to 90 minutes.
 - NUMERIC stays NUMERIC (38, 9) everywhere; BIGNUMERIC is never produced.
+- Concurrency: a run claim is a transaction that conflicts with the org's other claims (`claim`), and
+  every transaction (claims, slice replacements, procedure calls) runs again, with jittered backoff,
+  when BigQuery aborts it for a concurrent update (`_retry_conflicts`).
 """
 from __future__ import annotations
 
@@ -19,19 +22,20 @@ import decimal
 import os
 import re
 import tempfile
-import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from google.api_core import exceptions as gexc
+from google.api_core import retry as api_retry
 from google.cloud import bigquery
 from google.cloud.bigquery import retry as bq_retry
 
+from shared import lifecycle
 from shared import procedures as procs
-from shared.naming import identifier
+from shared.naming import identifier, org_dataset
 from shared.schemas import TableSchema
 from shared.warehouse.base import LEASE_LOST, Fence, LeaseLost, Params, Slice, Warehouse, WarehouseError, bigquery_fence
 
@@ -40,6 +44,13 @@ _PARAM_RE = re.compile(r"(?<![@\w])@([A-Za-z_]\w*)")
 # Rows buffered before a Parquet row group is written (bounded memory for big extractions).
 _ROW_GROUP_ROWS = 64_000
 _STAGING_TTL = dt.timedelta(days=1)
+# In BigQuery's answer when a transaction lost a write conflict ("Transaction is aborted due to concurrent
+# update against table p:d.t") or a DML statement did after BigQuery's own reruns ("Could not serialize
+# access to table p:d.t due to concurrent update"). The reason is a generic invalidQuery: the text tells.
+_CONFLICT = "concurrent update"
+# Raised inside a claim's transaction (constant texts: no input reaches a message).
+CLAIM_REFUSED = "run claim refused"
+_NO_CLAIM_ROW = "no run claim row"
 
 
 def _with_timeout(retry, seconds: float):
@@ -195,7 +206,7 @@ class _SliceCheck:
 class BigQueryWarehouse(Warehouse):
     def __init__(self, project: str, client=None, location: str = "US", *,
                  retry_deadline: float | None = None, job_timeout: float | None = None,
-                 transaction_attempts: int = 3):
+                 conflict_attempts: int = 10, conflict_backoff: float = 1.0):
         if not project:
             raise WarehouseError("the BigQuery warehouse needs a project (set GOOGLE_CLOUD_PROJECT)")
         self.project = project
@@ -207,7 +218,11 @@ class BigQueryWarehouse(Warehouse):
             job_timeout = float(os.environ.get("CLOUDACT_BQ_JOB_TIMEOUT") or (60 if emulated else 1800))
         self.retry_deadline = retry_deadline
         self.job_timeout = job_timeout
-        self.transaction_attempts = max(1, transaction_attempts)
+        # a transaction aborted for a concurrent update runs at most this often outside a run (inside one,
+        # until its deadline); waits are drawn from [0, backoff], [0, 2 backoff], ... up to 16 backoffs
+        # (api_core's jittered exponential backoff)
+        self.conflict_attempts = max(1, conflict_attempts)
+        self.conflict_backoff = conflict_backoff
         self.retry = _with_timeout(bigquery.DEFAULT_RETRY, retry_deadline)
         self.job_retry = _with_timeout(bq_retry.DEFAULT_JOB_RETRY, retry_deadline)
         self.client = client if client is not None else make_client(project, location)
@@ -448,15 +463,110 @@ class BigQueryWarehouse(Warehouse):
         return written
 
     def _run_transaction(self, script: str, parameters: list, what: str):
-        """Run a transaction script; retry when BigQuery aborts it for a concurrent update."""
-        for attempt in range(1, self.transaction_attempts + 1):
+        """Run a transaction script; run it again when BigQuery aborts it for a concurrent update."""
+        try:
+            return self._retry_conflicts(lambda: self._run_query(script, parameters=parameters), what)
+        except WarehouseError as e:
+            raise (LeaseLost if LEASE_LOST in str(e) else WarehouseError)(f"{what} failed: {e}") from e.__cause__
+
+    def _retry_conflicts(self, attempt: Callable[[], Any], what: str):
+        """`attempt()`, one transaction, run again while BigQuery aborts it for a concurrent update.
+
+        Of two transactions mutating one table BigQuery cancels one and rolls it back whole (see `claim`),
+        so running the loser again is safe: it starts on a new snapshot. Waits are jittered (losers of one
+        conflict do not meet again in lockstep). Bounded: at most `conflict_attempts` attempts; in a run
+        (shared.lifecycle: a conversion, a job's slice replacement) until the run's deadline instead, since
+        the winner may be another run's whole chain of procedures (every fenced write updates the runs
+        table, so any two conflict); a run that reaches it fails saying so, a cancelled one stops
+        (RunStopped) instead of trying again.
+        """
+        scope = lifecycle.current()
+        doing = f"retrying {what} after BigQuery aborted it for a concurrent update"
+        attempts = 0
+
+        def conflicted(e: Exception) -> bool:
+            nonlocal attempts
+            attempts += 1
+            return (scope is not None or attempts < self.conflict_attempts) and _conflict(e)
+
+        def before_next(e: Exception) -> None:
+            if scope is not None:
+                scope.checkpoint(doing)
+
+        retry = api_retry.Retry(predicate=conflicted, initial=self.conflict_backoff,
+                                maximum=16 * self.conflict_backoff, multiplier=2.0,
+                                timeout=max(0.0, scope.remaining()) if scope is not None else None,
+                                on_error=before_next)
+        try:
+            return retry(attempt)()
+        except gexc.RetryError as e:  # the next wait would end past the run's deadline
+            raise lifecycle.DeadlineExceeded(scope.deadline_message(doing)) from e.cause
+        except WarehouseError as e:
+            if not _conflict(e):
+                raise
+            raise WarehouseError(f"{e} (BigQuery aborted it for a concurrent update {attempts} times in a row)") \
+                from e.__cause__
+
+    # -- run claims ------------------------------------------------------------------
+    def claim(self, org_slug: str, sql: str, params: Params | None = None) -> bool:
+        """The run claim: one transaction that conflicts with every other claim of the same org.
+
+        The guarantee it rests on, BigQuery's multi-statement transactions ("Concurrency control"): a
+        transaction reads one snapshot of the tables, and if it mutates (updates or deletes) rows of a
+        table, other transactions that mutate rows of that table cannot run concurrently: one of them is
+        cancelled ("Transaction is aborted due to concurrent update against table ...") and rolled back.
+        INSERTs never conflict ("operations that read or append new rows can run concurrently"), which
+        is why the guarded INSERT ... WHERE NOT EXISTS alone is not atomic there: two of them read the
+        same snapshot and both insert.
+
+        So the transaction first UPDATEs the org's row of `{org}_prod.run_claim`, then runs the guarded
+        INSERT, then requires it to have added its row (else it RAISEs: a refused claim commits nothing).
+        Two claims of one org that overlap both mutate `run_claim`, so at most one commits; the other is
+        run again (`_retry_conflicts`) on a snapshot that holds the winner's run. Every committed claim
+        thus decided on all the org's claims committed before it: a slice is never queued twice and a
+        plan's counts are never overshot. The table is the org's own (BigQuery detects conflicts per
+        table), so other orgs' claims never conflict with it, and nothing else writes it. The other
+        writes to the runs table (leases, sweeps, finishing) never make a run active, so a snapshot that
+        misses them can only refuse a claim a later one would allow, never the reverse.
+        """
+        table = self._sql_ref(org_dataset(org_slug), "run_claim")
+        script = transaction_script([
+            f"UPDATE {table} SET claimed_at = CURRENT_TIMESTAMP() WHERE org_slug = @claim_org;",
+            f"IF @@row_count = 0 THEN\n  RAISE USING MESSAGE = '{_NO_CLAIM_ROW}: the claim decided nothing';\nEND IF;",
+            sql.strip().rstrip(";") + ";",
+            f"IF @@row_count != 1 THEN\n  RAISE USING MESSAGE = '{CLAIM_REFUSED}: its conditions do not hold; "
+            "nothing was written';\nEND IF;",
+        ])
+        parameters = query_parameters(script, {**(params or {}), "claim_org": org_slug})
+
+        def run() -> bool:
             try:
-                return self._run_query(script, parameters=parameters)
+                self._run_transaction(script, parameters, f"the run claim of {org_slug}")
+                return True
             except WarehouseError as e:
-                if "concurrent update" in str(e).lower() and attempt < self.transaction_attempts:
-                    time.sleep(min(2.0 ** attempt, 10.0))
-                    continue
-                raise (LeaseLost if LEASE_LOST in str(e) else WarehouseError)(f"{what} failed: {e}") from e.__cause__
+                if CLAIM_REFUSED in str(e):
+                    return False
+                raise
+
+        try:
+            return run()
+        except WarehouseError as e:
+            if _NO_CLAIM_ROW not in str(e) and not isinstance(e.__cause__, gexc.NotFound):
+                raise
+        self._add_claim_row(org_slug)  # the org's first claim
+        return run()
+
+    def _add_claim_row(self, org_slug: str) -> None:
+        """The org's claim row, for an org that has none yet (its first claim). Two of these at once may
+        add two rows: harmless, a claim's UPDATE then mutates both, and conflicts all the same."""
+        from shared import schemas
+
+        dataset = org_dataset(org_slug)
+        self.ensure_table(dataset, schemas.get("run_claim"))
+        table = self._sql_ref(dataset, "run_claim")
+        self._run_query(f"INSERT INTO {table} (org_slug) SELECT @claim_org FROM (SELECT 1 AS one) AS single "
+                        f"WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE org_slug = @claim_org)",
+                        {"claim_org": org_slug})
 
     def insert_rows(self, dataset: str, table: str, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -502,7 +612,9 @@ class BigQueryWarehouse(Warehouse):
         args = ", ".join(f"@{n}" for n in (*procs.PARAM_NAMES, procs.FENCE_ARG[0]))
         sql = f"CALL `{self.project}.{identifier(dataset)}.{identifier(name)}`({args})"
         try:
-            self._run_query(sql, parameters=parameters)
+            # Two conversions of one org (and any two fenced writes: both update the runs table) conflict:
+            # BigQuery aborts one, which runs again.
+            self._retry_conflicts(lambda: self._run_query(sql, parameters=parameters), f"{name} on {dataset}")
         except WarehouseError as e:
             raise (LeaseLost if LEASE_LOST in str(e) else WarehouseError)(
                 f"{name} failed on {dataset}: {e}") from e.__cause__
@@ -519,6 +631,12 @@ def transaction_script(statements: list[str]) -> str:
 def _describe(slc: Slice) -> str:
     eq = ", ".join(f"{k} = {v!r}" for k, v in sorted(slc.equals.items()))
     return f"{eq}, {slc.date_column} {slc.start_date}..{slc.end_date}"
+
+
+def _conflict(e: BaseException) -> bool:
+    """Did BigQuery refuse this (a WarehouseError wraps the API error) for a concurrent update?"""
+    cause = e.__cause__ if isinstance(e, WarehouseError) else e
+    return isinstance(cause, gexc.GoogleAPICallError) and _CONFLICT in _message(cause).lower()
 
 
 def _message(e: Exception) -> str:

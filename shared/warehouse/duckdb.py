@@ -189,6 +189,10 @@ class DuckDBWarehouse(Warehouse):
                 return 0
             return int(row[0]) if row and isinstance(row[0], int) else 0
 
+    def claim(self, org_slug: str, sql: str, params: Params | None = None) -> bool:
+        # One statement under the write lock: its checks and its insert are one atomic step.
+        return self.execute(sql, params) == 1
+
     # -- bulk writes ---------------------------------------------------------------
     def _check_fence(self, cur, fence: Fence | None) -> None:
         if fence is not None:
