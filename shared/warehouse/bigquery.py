@@ -11,8 +11,8 @@ Only the GCP path imports this module, so the SDK is imported here and nowhere e
   `CLOUDACT_BQ_STAGING_CHUNK_MB` (128) each, loaded one by one into a short-lived staging table (so a
   slice of any size stages in bounded memory: Cloud Run's /tmp is RAM), then replace every table's
   slice in ONE multi-statement transaction.
-- Datasets are created, and every job runs, in `CLOUDACT_BIGQUERY_LOCATION` (default US).
   Streaming inserts are never used: their buffer blocks DML on the rows for up to 90 minutes.
+- Datasets are created, and every job runs, in `CLOUDACT_BIGQUERY_LOCATION` (default US).
 - NUMERIC stays NUMERIC (38, 9) everywhere; BIGNUMERIC is never produced.
 """
 from __future__ import annotations
