@@ -11,12 +11,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first (the layer is reused while pyproject.toml is unchanged): the runtime
-# dependencies plus the `gcp` extra, read from pyproject.toml.
-COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['gcp']))" > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
+# Dependencies first (the layer is reused while the lock is unchanged): exactly the versions and
+# files CI tested, the runtime dependencies plus the `gcp` extra (`make lock` refreshes it).
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 
 # The code reads its data files (providers.yml, procedures/, schemas/, ...) relative to the source
 # tree, so the package is installed editable from /app rather than copied into site-packages.
@@ -29,6 +27,7 @@ COPY procedures ./procedures
 COPY schemas ./schemas
 COPY data/service_category_map ./data/service_category_map
 COPY providers.yml genai_pricing.yml ./
+COPY pyproject.toml README.md ./
 RUN pip install --no-deps -e .
 
 RUN useradd --system --uid 10001 --home-dir /app cloudact

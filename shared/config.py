@@ -3,6 +3,8 @@
 CLOUDACT_BACKEND   embedded (default) | gcp
 CLOUDACT_HOME      local state for the embedded backend (default ./.cloudact)
 GOOGLE_CLOUD_PROJECT / CLOUDACT_REGION   for the gcp backend
+CLOUDACT_BIGQUERY_LOCATION   where the gcp backend creates datasets and runs its jobs (default US); Terraform
+                   sets it from var.bigquery_location, which also places the `organizations` dataset
 CLOUDACT_TENANCY   single (embedded default) | multi (gcp default); see shared/tenancy.py
 CLOUDACT_SOURCE_ROOT   multi: the folder holding each org's file:// sources (<root>/<org_slug>/)
 CLOUDACT_SOURCE_READER_SA   the service account the platform impersonates tenants' GCP service accounts
@@ -11,10 +13,13 @@ CLOUDACT_SOURCE_READER_SA   the service account the platform impersonates tenant
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# A BigQuery location: a multi-region (US, EU) or a region (europe-west3, us-central1).
+_LOCATION = re.compile(r"^(?:[A-Za-z]{2}|[a-z]+-[a-z]+\d+)$")
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,7 @@ class Settings:
     tenancy: str = "single"
     source_root: Path | None = None
     source_reader_sa: str | None = None
+    bigquery_location: str = "US"
 
     @property
     def warehouse_path(self) -> Path:
@@ -44,6 +50,10 @@ def settings() -> Settings:
     if tenancy not in {"single", "multi"}:
         raise ValueError(f"CLOUDACT_TENANCY must be 'single' or 'multi', not {tenancy!r}")
     root = os.environ.get("CLOUDACT_SOURCE_ROOT", "").strip()
+    location = os.environ.get("CLOUDACT_BIGQUERY_LOCATION", "").strip() or "US"
+    if not _LOCATION.match(location):
+        raise ValueError(f"CLOUDACT_BIGQUERY_LOCATION must be a BigQuery location such as US, EU or europe-west3, "
+                         f"not {location[:40]!r}")
     return Settings(
         backend=backend,
         home=Path(os.environ.get("CLOUDACT_HOME", ".cloudact")).resolve(),
@@ -52,6 +62,7 @@ def settings() -> Settings:
         tenancy=tenancy,
         source_root=Path(root).resolve() if root else None,
         source_reader_sa=os.environ.get("CLOUDACT_SOURCE_READER_SA", "").strip() or None,
+        bigquery_location=location,
     )
 
 

@@ -50,7 +50,7 @@ def gcp(s: Settings | None = None) -> Runtime:
     from shared.warehouse.bigquery import BigQueryWarehouse
 
     s = s or current_settings()
-    return Runtime(s, BigQueryWarehouse(project=s.project), PubSubBus(project=s.project),
+    return Runtime(s, BigQueryWarehouse(project=s.project, location=s.bigquery_location), PubSubBus(project=s.project),
                    CloudRunLauncher(project=s.project, region=s.region))
 
 

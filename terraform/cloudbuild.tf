@@ -39,6 +39,7 @@ resource "google_cloudbuild_trigger" "deploy" {
   # Everything terraform needs to reproduce this configuration on every build.
   substitutions = {
     _REGION          = var.region
+    _BQ_LOCATION     = var.bigquery_location
     _ENVIRONMENT     = var.environment
     _AR_REPO         = var.artifact_repository
     _TF_STATE_BUCKET = var.tf_state_bucket

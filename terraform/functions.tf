@@ -13,13 +13,14 @@ locals {
   # shared/plans.py). One platform hosts many orgs, so tenancy is multi, and an org without a
   # subscription gets the default plan: var.default_plan, which refuses by default.
   runtime_env = {
-    CLOUDACT_BACKEND          = "gcp"
-    GOOGLE_CLOUD_PROJECT      = var.project_id
-    CLOUDACT_REGION           = var.region
-    CLOUDACT_ENVIRONMENT      = var.environment
-    CLOUDACT_TENANCY          = "multi"
-    CLOUDACT_DEFAULT_PLAN     = var.default_plan
-    CLOUDACT_SOURCE_READER_SA = google_service_account.source_reader.email # the functions only name it to tenants
+    CLOUDACT_BACKEND           = "gcp"
+    GOOGLE_CLOUD_PROJECT       = var.project_id
+    CLOUDACT_REGION            = var.region
+    CLOUDACT_BIGQUERY_LOCATION = var.bigquery_location # every dataset the code creates, and every job, is here
+    CLOUDACT_ENVIRONMENT       = var.environment
+    CLOUDACT_TENANCY           = "multi"
+    CLOUDACT_DEFAULT_PLAN      = var.default_plan
+    CLOUDACT_SOURCE_READER_SA  = google_service_account.source_reader.email # the functions only name it to tenants
   }
   function_env  = merge(local.runtime_env, { LOG_EXECUTION_ID = "true" })
   source_bucket = var.functions_source_bucket != "" ? var.functions_source_bucket : "${var.project_id}-cloudact-functions-source"

@@ -39,7 +39,7 @@ variable "artifact_repository" {
 }
 
 variable "bigquery_location" {
-  description = "Location of the organizations dataset. Must match the location the code uses (shared/warehouse/bigquery.py defaults to US)."
+  description = "BigQuery location of the organizations dataset and, through CLOUDACT_BIGQUERY_LOCATION in the functions' and jobs' environment, of every {org}_prod dataset and query job (a multi-region such as US or EU, or a region such as europe-west3). Fixed once datasets exist: BigQuery cannot move a dataset."
   type        = string
   default     = "US"
 }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import os
 import re
 from decimal import Decimal
 
@@ -143,8 +144,12 @@ class FakeClient:
         self.tables.pop(self._id(ref), None)
 
     def load_table_from_file(self, file_obj, destination, job_config=None, location=None, timeout=None, **kw):
-        data = pq.read_table(io.BytesIO(file_obj.read()))
-        self.loads.append({"destination": self._id(destination), "config": job_config, "data": data})
+        folder = os.path.dirname(file_obj.name)
+        raw = file_obj.read()
+        data = pq.read_table(io.BytesIO(raw))
+        self.loads.append({"destination": self._id(destination), "config": job_config, "data": data,
+                           "location": location, "bytes": len(raw), "meta": pq.ParquetFile(io.BytesIO(raw)).metadata,
+                           "staged_files": sorted(os.listdir(folder))})
         self.calls.append(("load", self._id(destination)))
         return FakeLoadJob(data.num_rows)
 
@@ -152,6 +157,7 @@ class FakeClient:
         assert retry is not None and retry.timeout <= 60, "API retries must have a short deadline"
         assert job_retry is None, "the client's job retry wraps jobs.insert in a fixed 600 s retry"
         job = self.responder(sql, job_config)
+        job.location = location
         self.queries.append(job)
         self.calls.append(("query", sql))
         return job
@@ -417,11 +423,13 @@ def test_replace_slices_with_no_rows_only_deletes_the_slice(wh, fake):
     assert f"DELETE FROM `{PROJECT}.{DATASET}.genai_usage_daily`" in job.query and "INSERT" not in job.query
 
 
-def test_insert_rows_is_a_parquet_append_load_not_a_streaming_insert(wh, fake):
-    row = {"run_id": "r1", "org_slug": "acme", "pipeline_id": "genai/payg/openai", "credential_id": "c1",
+RUN_ROW = {"run_id": "r1", "org_slug": "acme", "pipeline_id": "genai/payg/openai", "credential_id": "c1",
            "start_date": START, "end_date": END, "status": "queued", "trigger": "api",
            "created_at": INGESTED, "warnings": '["unpriced model x"]', "quality": None}
-    wh.insert_rows("organizations", "org_pipeline_runs", [row])
+
+
+def test_insert_rows_is_a_parquet_append_load_not_a_streaming_insert(wh, fake):
+    wh.insert_rows("organizations", "org_pipeline_runs", [RUN_ROW])
     (ld,) = fake.loads
     assert ld["destination"] == f"{PROJECT}.organizations.org_pipeline_runs"
     cfg = ld["config"].to_api_repr()["load"]
@@ -469,10 +477,10 @@ def test_client_honours_bigquery_emulator_host(monkeypatch):
     from google.auth.credentials import AnonymousCredentials
 
     monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", "127.0.0.1:9050")
-    client = make_client("local-proj")
+    client = make_client("local-proj", "europe-west3")
     assert client._connection.API_BASE_URL == "http://127.0.0.1:9050"
     assert isinstance(client._credentials, AnonymousCredentials)
-    assert client.project == "local-proj" and client.location == "US"
+    assert client.project == "local-proj" and client.location == "europe-west3"
     wh = BigQueryWarehouse("local-proj")  # emulator: short defaults
     assert wh.retry_deadline <= 10 and wh.job_timeout <= 60
     wh.close()
@@ -500,3 +508,142 @@ def test_replace_slices_casts_batches_to_the_table_schema_and_checks_the_loaded_
     assert len(fake.queries) == 1  # no transaction for the failed write
     created = [f"{t.project}.{t.dataset_id}.{t.table_id}" for k, t in fake.calls if k == "create_table"]
     assert [ref for k, ref in fake.calls if k == "delete_table"] == created  # both runs' staging dropped
+
+
+# -- the deployment's location ------------------------------------------------------------------
+
+
+def test_the_location_comes_from_the_deployment_for_datasets_queries_and_loads(fake, monkeypatch):
+    from shared.config import settings
+    from shared.warehouse import open_warehouse
+
+    monkeypatch.delenv("CLOUDACT_BIGQUERY_LOCATION", raising=False)
+    assert settings().bigquery_location == "US"
+    monkeypatch.setenv("CLOUDACT_BIGQUERY_LOCATION", "europe-west3")
+    wh = BigQueryWarehouse(PROJECT, client=fake, retry_deadline=5, job_timeout=30)
+    wh.ensure_dataset(DATASET)
+    (_, ds), = fake.calls
+    assert ds.location == "europe-west3"
+    wh.query("SELECT 1")
+    usage, _ = _usage_batches()
+    wh.replace_slices(DATASET, {"genai_usage_daily": (Slice(OWNER, "usage_date", START, END), iter(usage))})
+    wh.insert_rows("organizations", "org_pipeline_runs", [RUN_ROW])
+    assert {j.location for j in fake.queries} == {"europe-west3"} and len(fake.queries) == 2
+    assert {ld["location"] for ld in fake.loads} == {"europe-west3"} and len(fake.loads) == 2
+
+    # what the runtimes open: the client's default location is the deployment's too
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", "127.0.0.1:9050")
+    monkeypatch.setenv("CLOUDACT_BACKEND", "gcp")
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "local-proj")
+    opened = open_warehouse()
+    assert opened.location == "europe-west3" and opened.client.location == "europe-west3"
+    opened.close()
+
+    monkeypatch.setenv("CLOUDACT_BIGQUERY_LOCATION", "US; DROP")
+    with pytest.raises(ValueError, match="CLOUDACT_BIGQUERY_LOCATION"):
+        settings()
+
+
+def test_a_dataset_made_in_another_location_is_refused_with_the_setting_named(fake):
+    def existing(dataset, exists_ok=False, **kw):  # exists_ok: BigQuery answers with the dataset as it is
+        made = bigquery.Dataset(dataset.reference)
+        made.location = "US"
+        return made
+
+    fake.create_dataset = existing
+    wh = BigQueryWarehouse(PROJECT, client=fake, location="EU", retry_deadline=5, job_timeout=30)
+    with pytest.raises(WarehouseError, match="is in location US.*runs its BigQuery jobs in EU.*CLOUDACT_BIGQUERY_LOCATION"):
+        wh.ensure_dataset(DATASET)
+    BigQueryWarehouse(PROJECT, client=fake, location="us", retry_deadline=5, job_timeout=30).ensure_dataset(DATASET)
+
+
+# -- staging in bounded chunks --------------------------------------------------------------------
+
+
+def _many_batches(n_batches: int, rows_per_batch: int, produced: list[int], outside_at: int | None = None):
+    """A lazily produced stream of genai_usage_daily batches; `produced` holds the count of rows handed out."""
+    schema = schemas.get("genai_usage_daily").arrow_schema()
+    template = _usage_batches()[1][0]
+    for b in range(n_batches):
+        day = dt.date(2026, 1, 9) if b == outside_at else START
+        rows = [{**template, "usage_date": day, "x_pipeline_run_date": day, "model": f"m-{b}-{i}",
+                 "input_tokens": b * rows_per_batch + i} for i in range(rows_per_batch)]
+        produced[0] += rows_per_batch
+        yield pa.RecordBatch.from_pylist(rows, schema=schema)
+
+
+def _staged_chunks(monkeypatch, fake, chunk_bytes, n_batches=60, rows_per_batch=10, row_group=50):
+    import shared.warehouse.bigquery as bqmod
+
+    monkeypatch.setattr(bqmod, "_ROW_GROUP_ROWS", row_group)
+    produced = [0]
+    real_load = fake.load_table_from_file
+
+    def load(*args, **kwargs):  # how much of the stream had been read when this chunk was loaded
+        job = real_load(*args, **kwargs)
+        fake.loads[-1]["produced"] = produced[0]
+        return job
+
+    fake.load_table_from_file = load
+    wh = BigQueryWarehouse(PROJECT, client=fake, retry_deadline=5, job_timeout=30, staging_chunk_bytes=chunk_bytes)
+    written = wh.replace_slices(DATASET, {"genai_usage_daily": (Slice(OWNER, "usage_date", START, END),
+                                                                _many_batches(n_batches, rows_per_batch, produced))})
+    return written, list(fake.loads)
+
+
+def _row_groups(meta) -> list[tuple[int, int]]:
+    """(rows, bytes written) of each row group of a Parquet file."""
+    return [(meta.row_group(g).num_rows,
+             sum(meta.row_group(g).column(c).total_compressed_size for c in range(meta.num_columns)))
+            for g in range(meta.num_row_groups)]
+
+
+def test_a_big_slice_stages_one_bounded_chunk_at_a_time_and_replaces_in_one_transaction(monkeypatch):
+    fake = FakeClient()
+    limit = 5_000
+    written, loads = _staged_chunks(monkeypatch, fake, chunk_bytes=limit)  # 600 rows, 10 per batch, groups of 50
+    assert written == {"genai_usage_daily": 600}
+    assert len(loads) >= 3, [ld["bytes"] for ld in loads]
+    loaded = 0
+    for i, ld in enumerate(loads):
+        # only the chunk being loaded exists ...
+        assert ld["staged_files"] == ["genai_usage_daily.parquet"]
+        # ... and it was closed by the first row group that took it to the limit (the last one may be short):
+        # a chunk is at most the limit plus one row group (of at most 50 + 9 rows) plus its footer
+        groups = _row_groups(ld["meta"])
+        assert all(rows < 60 for rows, _ in groups)
+        assert 4 + sum(b for _, b in groups[:-1]) < limit  # 4: the file's leading magic bytes
+        assert 4 + sum(b for _, b in groups) >= limit or i == len(loads) - 1
+        loaded += ld["data"].num_rows
+        # the stream is read as chunks are loaded, not first held whole: at most one row group ahead
+        assert ld["produced"] - loaded < 60
+    assert loaded == 600
+
+    # one staging table: truncated by the first chunk, appended by the rest, then one transaction
+    (staging,) = {ld["destination"] for ld in loads}
+    assert [c for c in fake.calls if c[0] == "create_table"][0][1].table_id in staging
+    dispositions = [ld["config"].to_api_repr()["load"]["writeDisposition"] for ld in loads]
+    assert dispositions == ["WRITE_TRUNCATE"] + ["WRITE_APPEND"] * (len(loads) - 1)
+    got = pa.concat_tables([ld["data"] for ld in loads])
+    assert sorted(got.column("input_tokens").to_pylist()) == list(range(600))
+    (job,) = fake.queries
+    assert job.query.count("DELETE FROM") == 1 and job.query.count("INSERT INTO") == 1
+    assert ") != 600 THEN" in job.query
+    assert [ref for k, ref in fake.calls if k == "delete_table"] == [staging]
+
+
+def test_rows_outside_the_slice_in_a_later_chunk_write_nothing(monkeypatch, fake):
+    import shared.warehouse.bigquery as bqmod
+
+    monkeypatch.setattr(bqmod, "_ROW_GROUP_ROWS", 50)
+    produced = [0]
+    wh = BigQueryWarehouse(PROJECT, client=fake, retry_deadline=5, job_timeout=30, staging_chunk_bytes=1)
+    stream = _many_batches(60, 10, produced, outside_at=37)
+    with pytest.raises(WarehouseError, match=r"10 of 600 rows for acme_prod.genai_usage_daily fall outside") as e:
+        wh.replace_slices(DATASET, {"genai_usage_daily": (Slice(OWNER, "usage_date", START, END), stream)})
+    assert "usage_date=2026-01-09" in str(e.value)
+    assert produced[0] == 600  # the whole stream was counted ...
+    assert len(fake.loads) == 7  # ... but nothing staged from the first bad batch on (its row group: 350-399)
+    assert not fake.queries, "no transaction: the slice is untouched"
+    created = [f"{t.project}.{t.dataset_id}.{t.table_id}" for k, t in fake.calls if k == "create_table"]
+    assert [ref for k, ref in fake.calls if k == "delete_table"] == created

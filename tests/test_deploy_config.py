@@ -525,6 +525,9 @@ def test_functions_source_archive(tmp_path):
     assert not any("__pycache__" in n or n.startswith("tests/") for n in names)
     reqs = (src / "requirements.txt").read_text()
     assert "functions-framework" in reqs and "google-cloud-bigquery" in reqs
+    # the versions CI tested: requirements.lock's pins, one per locked package
+    assert reqs.splitlines() == _package_functions().locked(LOCK)
+    assert [line.split("==")[0] for line in reqs.splitlines()] == list(_pins(LOCK))
     # Import the shim from the extracted tree alone (the repo is kept off sys.path).
     probe = (
         "import json, sys, main, shared.registry as r, shared.config as c; "
@@ -577,3 +580,206 @@ def test_the_credentials_api_may_write_secrets_but_never_read_them():
     perms = set(roles["credential_writer"]["permissions"])
     assert {"secretmanager.secrets.create", "secretmanager.versions.add", "secretmanager.versions.disable"} <= perms
     assert not {p for p in perms if p.endswith((".access", ".get", ".list", "setIamPolicy"))}
+
+
+# -- settings that match the deployment ------------------------------------------------------------
+
+
+def test_the_runtimes_run_bigquery_where_terraform_puts_the_datasets(monkeypatch):
+    from shared.config import settings
+
+    variables = {k: v for block in TF["variable"] for k, v in block.items()}
+    assert resources("google_bigquery_dataset")["organizations"]["location"] == "${var.bigquery_location}"
+    for env in (*(function_env(ep) for ep in entry_points()), job_env()):
+        assert env["CLOUDACT_BIGQUERY_LOCATION"] == "${var.bigquery_location}"
+    # the code's default is the variable's default
+    monkeypatch.delenv("CLOUDACT_BIGQUERY_LOCATION", raising=False)
+    assert settings().bigquery_location == variables["bigquery_location"]["default"]
+
+    # Cloud Build passes the same location to terraform and to the bootstrap, and the trigger sets it
+    doc = yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())
+    assert doc["substitutions"]["_BQ_LOCATION"] == variables["bigquery_location"]["default"]
+    envs = [s.get("env", []) for s in doc["steps"]]
+    assert any("TF_VAR_bigquery_location=${_BQ_LOCATION}" in e for e in envs)
+    (boot,) = [s for s in doc["steps"] if "cli.main bootstrap" in " ".join(map(str, s.get("args", [])))]
+    assert "CLOUDACT_BIGQUERY_LOCATION=${_BQ_LOCATION}" in boot["env"]
+    (trigger,) = resources("google_cloudbuild_trigger").values()
+    assert trigger["substitutions"]["_BQ_LOCATION"] == "${var.bigquery_location}"
+
+
+# -- pinned dependencies -------------------------------------------------------------------------------
+
+LOCK, TEST_LOCK = ROOT / "requirements.lock", ROOT / "requirements-test.lock"
+
+
+def _package_functions():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("package_functions", TF_DIR / "scripts" / "package_functions.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _pins(lock: Path) -> dict[str, str]:
+    """{canonical name: version} of a lock; every requirement is `name==version` and carries hashes."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    text = lock.read_text()
+    entries = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 1)[1])  # one entry per requirement line
+    hashed = {canonicalize_name(e.split("==", 1)[0]) for e in entries if "--hash=sha256:" in e}
+    pins = {}
+    for line in _package_functions().locked(lock):
+        req = Requirement(line)
+        (spec,) = req.specifier
+        assert spec.operator == "==", f"{lock.name}: {line} is not pinned"
+        pins[canonicalize_name(req.name)] = spec.version
+    assert set(pins) == hashed, f"{lock.name}: requirements without hashes: {sorted(set(pins) - hashed)}"
+    return pins
+
+
+def _declared() -> dict[str, list]:
+    """pyproject.toml's requirements per group (dependencies, gcp, test), the project itself left out."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    groups = {"dependencies": project["dependencies"], **project["optional-dependencies"]}
+    return {g: [Requirement(r) for r in reqs if Requirement(r).name != project["name"]] for g, reqs in groups.items()}
+
+
+def test_the_locks_pin_every_dependency_pyproject_names_within_its_range():
+    from packaging.utils import canonicalize_name
+
+    declared = _declared()
+    for lock, groups in ((LOCK, ("dependencies", "gcp")), (TEST_LOCK, ("dependencies", "gcp", "test"))):
+        pins = _pins(lock)
+        for group in groups:
+            for req in declared[group]:
+                name = canonicalize_name(req.name)
+                assert name in pins, f"{req} ({group}) is not in {lock.name}: run `make lock`"
+                assert req.specifier.contains(pins[name], prereleases=True), \
+                    f"{lock.name} pins {name}=={pins[name]}, outside pyproject's {req}: run `make lock`"
+    assert "pytest" not in _pins(LOCK), "the image's lock holds test tools"
+
+
+def test_ci_tests_exactly_the_versions_the_image_installs():
+    runtime, test = _pins(LOCK), _pins(TEST_LOCK)
+    differ = {n: (v, test.get(n)) for n, v in runtime.items() if test.get(n) != v}
+    assert not differ, f"requirements-test.lock differs from requirements.lock (image, CI): {differ}; run `make lock`"
+
+
+def test_the_locks_hold_every_transitive_dependency():
+    """Walks the installed distributions' own metadata from pyproject's requirements: every package they need
+    (markers evaluated for this Python) is pinned. Distributions installed at another version than the lock's
+    are not walked: their metadata may differ from the locked version's."""
+    import importlib.metadata as md
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    declared = _declared()
+    for lock, groups in ((LOCK, ("dependencies", "gcp")), (TEST_LOCK, ("dependencies", "gcp", "test"))):
+        pins = _pins(lock)
+        todo = [(r, frozenset(r.extras)) for g in groups for r in declared[g]]
+        seen, missing, walked = set(), [], 0
+        while todo:
+            req, extras = todo.pop()
+            name = canonicalize_name(req.name)
+            if (name, extras) in seen:
+                continue
+            seen.add((name, extras))
+            if name not in pins:
+                missing.append(str(req))
+                continue
+            try:
+                dist = md.distribution(name)
+            except md.PackageNotFoundError:
+                continue
+            if dist.version != pins[name]:
+                continue
+            walked += 1
+            for text in dist.requires or []:
+                dep = Requirement(text)
+                if dep.marker is None or any(dep.marker.evaluate({"extra": e}) for e in (extras or {""})):
+                    todo.append((dep, frozenset(dep.extras)))
+        assert not missing, f"{lock.name} lacks {sorted(set(missing))}: run `make lock`"
+        assert walked >= len(pins) // 2, f"only {walked} of {len(pins)} locked packages are installed at their pin"
+
+
+def _recipe(target: str) -> str:
+    text = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    m = re.search(rf"^{re.escape(target)}:[^\n]*\n((?:\t[^\n]*\n)+)", text, re.M)
+    assert m, f"the Makefile has no {target} recipe"
+    return m.group(1)
+
+
+def test_the_image_and_ci_install_from_the_locks_then_the_project_without_deps():
+    # CI (`make test`, .ci/run): the test lock, hash-checked, then the project alone
+    install = [line.strip() for line in _recipe("$(STAMP)").splitlines() if "pip install" in line]
+    assert install == ["$(BIN)/python -m pip install --quiet --require-hashes -r $(TEST_LOCK)",
+                       "$(BIN)/python -m pip install --quiet --no-deps -e ."]
+    makefile = (ROOT / "Makefile").read_text()
+    assert "TEST_LOCK := requirements-test.lock" in makefile
+    assert re.search(r"^STAMP := .*\$\(TEST_LOCK\)", makefile, re.M), "a changed lock must reinstall"
+    assert re.search(r"^test: \$\(STAMP\)$", makefile, re.M)
+
+    # the image: the runtime lock, hash-checked, before the code; then the project alone
+    lines = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if line and not line.startswith("#")]
+    runs = [line for line in lines if line.startswith("RUN") and "pip install" in line]
+    assert runs == ["RUN pip install --require-hashes -r requirements.lock", "RUN pip install --no-deps -e ."]
+    assert lines.index("COPY requirements.lock ./") < lines.index(runs[0]) < lines.index("COPY shared ./shared")
+
+    # the bootstrap step installs from the lock when `make test` left no .venv
+    doc = yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())
+    (boot,) = [s for s in doc["steps"] if "cli.main bootstrap" in " ".join(map(str, s.get("args", [])))]
+    script = " ".join(map(str, boot["args"]))
+    assert "--require-hashes -r requirements.lock" in script and "--no-deps -e ." in script
+
+
+# -- the image's build context ------------------------------------------------------------------------
+
+
+def _dockerfile_copy_sources() -> list[str]:
+    sources = []
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        words = line.split()
+        if words and words[0] == "COPY" and not any(w.startswith("--from") for w in words):
+            sources += [w for w in words[1:-1] if not w.startswith("--")]
+    return sources
+
+
+def test_dockerignore_keeps_every_copy_source_and_drops_the_heavy_folders(tmp_path):
+    docker_build = pytest.importorskip("docker.utils.build", reason="the docker package (test extra) is not installed")
+    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.skip(f"not a git checkout: {listed.stderr.strip()}")
+    tracked = [p for p in listed.stdout.splitlines() if (ROOT / p).is_file()]
+    # what a Cloud Build workspace holds after `make test` (and what a developer's checkout holds)
+    heavy = [".venv/bin/python", ".venv/lib/python3.11/site-packages/duckdb/__init__.py", ".venv-checkov/bin/checkov",
+             ".cloudact/warehouse.duckdb", ".cloudact/demo/secret.key", ".azurite/__blobstorage__/x",
+             ".zetasql/node_modules/@fivetrandevelopers/zetasql/package.json", ".git/HEAD", ".git/objects/pack/p.pack",
+             "shared/__pycache__/config.cpython-311.pyc", "jobs/cloud/__pycache__/gcp.cpython-311.pyc",
+             ".pytest_cache/v/cache/lastfailed", "build/functions-source.zip", "cloudact_pipelines.egg-info/PKG-INFO",
+             "bench-out/result.json", "warehouse.duckdb", "warehouse.duckdb.wal"]
+    for rel in (*tracked, *heavy):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).touch()
+    patterns = [p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines()
+                if p.strip() and not p.startswith("#")]
+    context = set(docker_build.exclude_paths(str(tmp_path), patterns))
+
+    sources = _dockerfile_copy_sources()
+    assert {"requirements.lock", "shared", "procedures", "pyproject.toml"} <= set(sources)
+    for src in sources:
+        files = [p for p in tracked if p == src or p.startswith(src.rstrip("/") + "/")]
+        assert files, f"COPY {src}: nothing in the repository"
+        dropped = [p for p in files if p not in context]
+        assert not dropped, f".dockerignore drops what `COPY {src}` needs: {dropped[:5]}"
+    heavy_dirs = {h.split("/", 1)[0] for h in heavy if "/" in h and not h.startswith(("shared/", "jobs/"))}
+    leaked = sorted(p for p in context if p in heavy or p.split("/", 1)[0] in heavy_dirs)
+    assert not leaked, f"the build context holds {leaked[:10]}"
+    assert not [p for p in context if "__pycache__" in p or p.endswith(".pyc")]

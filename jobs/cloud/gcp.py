@@ -501,7 +501,7 @@ def bigquery_client(cred: dict, org_slug: str):
         return bigquery.Client(project=project, credentials=creds, location=location)
     from shared.warehouse.bigquery import make_client
 
-    return make_client(project, location or "US")
+    return make_client(project, location)
 
 
 # Names as BigQuery allows them, loosely; what matters is that no field can leave the `quoted` table reference.

@@ -13,7 +13,7 @@ def open_warehouse(settings=None) -> Warehouse:
     if s.backend == "gcp":
         from shared.warehouse.bigquery import BigQueryWarehouse
 
-        return BigQueryWarehouse(project=s.project)
+        return BigQueryWarehouse(project=s.project, location=s.bigquery_location)
     from shared.warehouse.duckdb import DuckDBWarehouse
 
     return DuckDBWarehouse(s.warehouse_path)

@@ -7,9 +7,12 @@ Only the GCP path imports this module, so the SDK is imported here and nowhere e
 - API retries and job waits have bounded deadlines (constructor arguments or
   `CLOUDACT_BQ_RETRY_DEADLINE` / `CLOUDACT_BQ_JOB_TIMEOUT`), so nothing retries for the client's
   default 600 s.
-- Bulk writes (`replace_slices`) stream Arrow batches into a Parquet temp file, load it into a
-  short-lived staging table, then replace every table's slice in ONE multi-statement transaction.
+- Bulk writes (`replace_slices`) stream Arrow batches into Parquet chunks of at most
+  `CLOUDACT_BQ_STAGING_CHUNK_MB` (128) each, loaded one by one into a short-lived staging table (so a
+  slice of any size stages in bounded memory: Cloud Run's /tmp is RAM), then replace every table's
+  slice in ONE multi-statement transaction.
   Streaming inserts are never used: their buffer blocks DML on the rows for up to 90 minutes.
+- Datasets are created, and every job runs, in `CLOUDACT_BIGQUERY_LOCATION` (default US).
 - NUMERIC stays NUMERIC (38, 9) everywhere; BIGNUMERIC is never produced.
 - Concurrency: a run claim is a transaction that conflicts with the org's other claims (`claim`), and
   every transaction (claims, slice replacements, procedure calls) runs again, with jittered backoff,
@@ -51,6 +54,9 @@ _CONFLICT = "concurrent update"
 # Raised inside a claim's transaction (constant texts: no input reaches a message).
 CLAIM_REFUSED = "run claim refused"
 _NO_CLAIM_ROW = "no run claim row"
+# A staged Parquet file is loaded into the staging table (and deleted) once it is this big: Cloud Run's
+# filesystem is memory, so one file per slice would cap a slice at what the job's memory holds.
+_STAGING_CHUNK_MB = 128
 
 
 def _with_timeout(retry, seconds: float):
@@ -58,8 +64,9 @@ def _with_timeout(retry, seconds: float):
     return retry.with_timeout(seconds) if hasattr(retry, "with_timeout") else retry.with_deadline(seconds)
 
 
-def make_client(project: str, location: str = "US"):
-    """A BigQuery client for `project`; talks to the emulator when BIGQUERY_EMULATOR_HOST is set."""
+def make_client(project: str, location: str | None):
+    """A BigQuery client for `project` whose jobs run in `location` (None: where the tables they name are);
+    talks to the emulator when BIGQUERY_EMULATOR_HOST is set."""
     host = os.environ.get("BIGQUERY_EMULATOR_HOST", "").strip()
     if host:
         from google.api_core.client_options import ClientOptions
@@ -203,13 +210,97 @@ class _SliceCheck:
                 self.examples.extend(rows)
 
 
+class _ParquetChunks:
+    """Arrow batches as a sequence of Parquet files, so that a slice of any size stages in bounded space.
+
+    Iterating yields `(path, rows)` for each file once it holds at least `max_bytes` (or the stream
+    ended); the caller loads it, and the file is deleted before the next one is written. At any moment
+    staging holds at most one chunk of about `max_bytes` plus one row group of `_ROW_GROUP_ROWS` rows
+    being assembled: on Cloud Run the local filesystem is memory. The stream is read only as the
+    chunks are loaded, so an extractor (or DuckScan) behind it streams too.
+
+    With a `check` (_SliceCheck), once a batch has rows outside the slice nothing more is staged: the
+    rest of the stream is only counted, for the caller's error message, and no further chunk is yielded.
+    """
+
+    def __init__(self, folder: str, name: str, schema: TableSchema, batches: Iterable[Any], max_bytes: int,
+                 check: _SliceCheck | None = None):
+        self.path = os.path.join(folder, f"{name}.parquet")
+        self.schema, self.batches, self.max_bytes, self.check = schema, batches, max_bytes, check
+        self.rows = 0  # every row of the stream, staged or not
+
+    def __iter__(self):
+        arrow_schema = self.schema.arrow_schema()
+        json_cols = _json_columns(self.schema)
+        file_schema = _parquet_arrow_schema(arrow_schema, json_cols)
+        sink = writer = None
+        chunk_rows = 0
+        pending: list[pa.RecordBatch] = []
+        pending_rows = 0
+
+        def write_pending():
+            nonlocal sink, writer, chunk_rows, pending, pending_rows
+            if writer is None:
+                sink = pa.OSFile(self.path, "wb")
+                writer = pq.ParquetWriter(sink, file_schema, compression="snappy", coerce_timestamps="us",
+                                          allow_truncated_timestamps=False)
+            writer.write_table(pa.Table.from_batches(pending))
+            chunk_rows += pending_rows
+            pending, pending_rows = [], 0
+
+        def close():
+            nonlocal sink, writer, chunk_rows
+            writer.close()
+            sink.close()
+            rows, sink, writer, chunk_rows = chunk_rows, None, None, 0
+            return rows
+
+        try:
+            for b in self.batches:
+                b = _conform(b, arrow_schema)
+                if b is None:
+                    continue
+                if self.check is not None:
+                    self.check(b)
+                self.rows += b.num_rows
+                if self.check is not None and self.check.outside:
+                    continue
+                pending.append(_to_parquet_batch(b, json_cols))
+                pending_rows += b.num_rows
+                if pending_rows >= _ROW_GROUP_ROWS:
+                    write_pending()
+                    if sink.tell() >= self.max_bytes:
+                        yield self.path, close()
+                        os.remove(self.path)
+            if self.check is not None and self.check.outside:
+                return
+            if pending:
+                write_pending()
+            if writer is not None:
+                yield self.path, close()
+                os.remove(self.path)
+        finally:
+            if writer is not None:
+                writer.close()
+                sink.close()
+            if os.path.exists(self.path):
+                os.remove(self.path)
+
+
 class BigQueryWarehouse(Warehouse):
-    def __init__(self, project: str, client=None, location: str = "US", *,
+    def __init__(self, project: str, client=None, location: str | None = None, *,
                  retry_deadline: float | None = None, job_timeout: float | None = None,
-                 conflict_attempts: int = 10, conflict_backoff: float = 1.0):
+                 conflict_attempts: int = 10, conflict_backoff: float = 1.0,
+                 staging_chunk_bytes: int | None = None):
         if not project:
             raise WarehouseError("the BigQuery warehouse needs a project (set GOOGLE_CLOUD_PROJECT)")
         self.project = project
+        if location is None:
+            from shared.config import settings
+
+            location = settings().bigquery_location  # CLOUDACT_BIGQUERY_LOCATION, set by Terraform
+        # Every dataset is created here and every job runs here: a job in another location than its
+        # datasets fails with "Not found: Dataset ... was not found in location ...".
         self.location = location
         emulated = bool(os.environ.get("BIGQUERY_EMULATOR_HOST"))
         if retry_deadline is None:
@@ -223,6 +314,9 @@ class BigQueryWarehouse(Warehouse):
         # (api_core's jittered exponential backoff)
         self.conflict_attempts = max(1, conflict_attempts)
         self.conflict_backoff = conflict_backoff
+        if staging_chunk_bytes is None:
+            staging_chunk_bytes = int(float(os.environ.get("CLOUDACT_BQ_STAGING_CHUNK_MB") or _STAGING_CHUNK_MB) * 2**20)
+        self.staging_chunk_bytes = max(1, staging_chunk_bytes)
         self.retry = _with_timeout(bigquery.DEFAULT_RETRY, retry_deadline)
         self.job_retry = _with_timeout(bq_retry.DEFAULT_JOB_RETRY, retry_deadline)
         self.client = client if client is not None else make_client(project, location)
@@ -273,9 +367,15 @@ class BigQueryWarehouse(Warehouse):
         ds = bigquery.Dataset(f"{self.project}.{identifier(dataset)}")
         ds.location = self.location
         try:
-            self.client.create_dataset(ds, exists_ok=True, retry=self.retry, timeout=self.retry_deadline)
+            got = self.client.create_dataset(ds, exists_ok=True, retry=self.retry, timeout=self.retry_deadline)
         except gexc.GoogleAPIError as e:
             raise WarehouseError(f"cannot create dataset {self.project}.{dataset}: {_message(e)}") from e
+        # exists_ok returns a dataset made earlier as it is: one elsewhere could never be queried from here
+        where = getattr(got, "location", None)
+        if isinstance(where, str) and where.lower() != self.location.lower():
+            raise WarehouseError(f"dataset {self.project}.{dataset} is in location {where}, but this deployment "
+                                 f"runs its BigQuery jobs in {self.location} (CLOUDACT_BIGQUERY_LOCATION, "
+                                 "Terraform's bigquery_location): set it to the datasets' location")
 
     def table_exists(self, dataset: str, table: str) -> bool:
         try:
@@ -357,37 +457,6 @@ class BigQueryWarehouse(Warehouse):
         if expected is not None and loaded is not None and int(loaded) != expected:
             raise WarehouseError(f"loaded {loaded} rows into {destination}, expected {expected}")
 
-    @staticmethod
-    def _write_parquet(path: str, schema: TableSchema, batches: Iterable[Any], check=None) -> int:
-        """Stream batches into a Parquet file at `path` in bounded memory; return the row count."""
-        arrow_schema = schema.arrow_schema()
-        json_cols = _json_columns(schema)
-        rows = 0
-        pending: list[pa.RecordBatch] = []
-        pending_rows = 0
-        with pq.ParquetWriter(path, _parquet_arrow_schema(arrow_schema, json_cols), compression="snappy",
-                              coerce_timestamps="us", allow_truncated_timestamps=False) as writer:
-
-            def flush():
-                nonlocal pending, pending_rows
-                if pending:
-                    writer.write_table(pa.Table.from_batches(pending))
-                    pending, pending_rows = [], 0
-
-            for b in batches:
-                b = _conform(b, arrow_schema)
-                if b is None:
-                    continue
-                if check is not None:
-                    check(b)
-                rows += b.num_rows
-                pending.append(_to_parquet_batch(b, json_cols))
-                pending_rows += b.num_rows
-                if pending_rows >= _ROW_GROUP_ROWS:
-                    flush()
-            flush()
-        return rows
-
     def replace_slices(self, dataset: str, writes: Mapping[str, tuple[Slice, Iterable[Any]]],
                        fence: Fence | None = None) -> dict[str, int]:
         from shared import schemas
@@ -411,9 +480,19 @@ class BigQueryWarehouse(Warehouse):
                     where = _PARAM_RE.sub(lambda m, i=i: f"@t{i}_{m.group(1)}", where)
                     parameters += [query_parameter(f"t{i}_{k}", v) for k, v in params.items()]
 
-                    path = os.path.join(tmp, f"{table}.parquet")
+                    fields = schema_fields(schema)
                     check = _SliceCheck(slc)
-                    rows = self._write_parquet(path, schema, batches, check)
+                    chunks = _ParquetChunks(tmp, table, schema, batches, self.staging_chunk_bytes, check)
+                    staging_id = None
+                    for path, chunk_rows in chunks:  # each is loaded, then deleted, before the next is written
+                        if staging_id is None:
+                            staging_id = self._create_staging(dataset, table, fields)
+                            staged.append(staging_id)
+                            disposition = bigquery.WriteDisposition.WRITE_TRUNCATE
+                        else:
+                            disposition = bigquery.WriteDisposition.WRITE_APPEND
+                        self._load_parquet(path, staging_id, fields, disposition, chunk_rows)
+                    rows = chunks.rows
                     if check.outside:
                         shown = "; ".join(
                             ", ".join(f"{k}={v}" for k, v in row.items()) for row in check.examples)
@@ -425,18 +504,6 @@ class BigQueryWarehouse(Warehouse):
                     written[table] = rows
                     if not rows:
                         continue
-
-                    staging = f"{table}__staging_{uuid.uuid4().hex[:12]}"
-                    staging_id = self._ref(dataset, staging)
-                    fields = schema_fields(schema)
-                    st = bigquery.Table(staging_id, schema=fields)
-                    st.expires = dt.datetime.now(dt.timezone.utc) + _STAGING_TTL
-                    try:
-                        self.client.create_table(st, retry=self.retry, timeout=self.retry_deadline)
-                    except gexc.GoogleAPIError as e:
-                        raise WarehouseError(f"cannot create staging table {staging_id}: {_message(e)}") from e
-                    staged.append(staging_id)
-                    self._load_parquet(path, staging_id, fields, bigquery.WriteDisposition.WRITE_TRUNCATE, rows)
 
                     cols = ", ".join(f"`{identifier(n)}`" for n in schema.names)
                     statements.append(
@@ -461,6 +528,17 @@ class BigQueryWarehouse(Warehouse):
                 except gexc.GoogleAPIError:
                     pass  # it expires within a day anyway
         return written
+
+    def _create_staging(self, dataset: str, table: str, fields: list) -> str:
+        """A new, empty table beside `table` that expires within a day (it is dropped after use anyway)."""
+        staging_id = self._ref(dataset, f"{table}__staging_{uuid.uuid4().hex[:12]}")
+        st = bigquery.Table(staging_id, schema=fields)
+        st.expires = dt.datetime.now(dt.timezone.utc) + _STAGING_TTL
+        try:
+            self.client.create_table(st, retry=self.retry, timeout=self.retry_deadline)
+        except gexc.GoogleAPIError as e:
+            raise WarehouseError(f"cannot create staging table {staging_id}: {_message(e)}") from e
+        return staging_id
 
     def _run_transaction(self, script: str, parameters: list, what: str):
         """Run a transaction script; run it again when BigQuery aborts it for a concurrent update."""
@@ -576,11 +654,10 @@ class BigQueryWarehouse(Warehouse):
         schema = schemas.get(identifier(table))
         arrow = pa.Table.from_pylist(rows, schema=schema.arrow_schema())
         with tempfile.TemporaryDirectory(prefix="cloudact-bq-") as tmp:
-            path = os.path.join(tmp, f"{table}.parquet")
-            self._write_parquet(path, schema, arrow.to_batches())
-            # No row-count check on an append: bqemulator reports the table's total as output_rows.
-            self._load_parquet(path, self._ref(dataset, table), schema_fields(schema),
-                               bigquery.WriteDisposition.WRITE_APPEND, None)
+            for path, _ in _ParquetChunks(tmp, table, schema, arrow.to_batches(), self.staging_chunk_bytes):
+                # No row-count check on an append: bqemulator reports the table's total as output_rows.
+                self._load_parquet(path, self._ref(dataset, table), schema_fields(schema),
+                                   bigquery.WriteDisposition.WRITE_APPEND, None)
 
     # -- procedures ----------------------------------------------------------------
     def install_procedures(self, dataset: str) -> list[str]:

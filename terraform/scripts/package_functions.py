@@ -5,7 +5,9 @@ requirements.txt. The repo keeps its functions in functions/main.py and reads it
 (providers.yml, procedures/, schemas/, ...) relative to the repo root, so the archive is:
 
   main.py            generated: re-exports every entry point of functions/main.py
-  requirements.txt   generated: pyproject's dependencies plus its `gcp` extra
+  requirements.txt   generated: the pins of requirements.lock (the runtime dependencies plus the `gcp`
+                     extra, the versions CI tested), without the lock's hashes: the functions' buildpack
+                     resolves nothing, it installs these versions
   functions/ shared/ jobs/   the packages, as in the repo
   providers.yml genai_pricing.yml procedures/ schemas/ data/service_category_map/
 
@@ -17,7 +19,6 @@ from __future__ import annotations
 import argparse
 import ast
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
@@ -45,10 +46,15 @@ def entry_points(main_py: Path) -> dict[str, str]:
     return found
 
 
-def requirements(pyproject: Path) -> list[str]:
-    project = tomllib.loads(pyproject.read_text())["project"]
-    reqs = list(project["dependencies"]) + list(project.get("optional-dependencies", {}).get("gcp", []))
-    return sorted(dict.fromkeys(reqs))
+def locked(lock: Path) -> list[str]:
+    """The requirement lines of a pip-compile lock (`name==version`, with any marker), hashes and comments dropped."""
+    text = "\n".join(line.split("#", 1)[0].rstrip() for line in lock.read_text().splitlines())
+    reqs = []
+    for line in text.replace("\\\n", " ").splitlines():
+        words = [w for w in line.split() if not w.startswith("--hash=")]
+        if words:
+            reqs.append(" ".join(words))
+    return reqs
 
 
 def shim(names: list[str]) -> str:
@@ -96,7 +102,7 @@ def build(out: Path, root: Path = ROOT) -> list[str]:
         raise SystemExit("no functions_framework entry points found in functions/main.py")
     generated = {
         "main.py": shim(names).encode(),
-        "requirements.txt": ("\n".join(requirements(root / "pyproject.toml")) + "\n").encode(),
+        "requirements.txt": ("\n".join(locked(root / "requirements.lock")) + "\n").encode(),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     entries = {name: path.read_bytes() for name, path in files(root)}
