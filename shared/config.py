@@ -88,3 +88,18 @@ def private_dir(path: Path) -> Path:
             return path
     path.chmod(0o700)  # mkdir's mode is masked by the umask; the folder's mode should not be
     return path
+
+
+def env_number(name: str, default: float, cast=float, *, least: float = 0, above: bool = False) -> float:
+    """A numeric setting from the environment: `default` when unset; a clear error naming the variable when it
+    is not a number, below `least` (or not above it, with `above`)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = cast(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {raw!r}") from None
+    if value < least or (above and value == least):
+        raise ValueError(f"{name} must be {'above' if above else 'at least'} {least}, not {raw!r}")
+    return value

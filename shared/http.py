@@ -26,7 +26,6 @@ import datetime as dt
 import email.utils
 import json
 import logging
-import os
 import random
 import re
 import time
@@ -38,6 +37,7 @@ import httpx
 
 from jobs.base import CredentialError, ExtractError
 from shared import lifecycle, tenancy
+from shared.config import env_number
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504, 529})  # 529: Anthropic "overloaded"
 _SECRET_HEADER = re.compile(r"auth|key|token|secret|cookie|signature", re.IGNORECASE)
@@ -51,16 +51,7 @@ def retry_settings() -> dict[str, float]:
     CLOUDACT_HTTP_MAX_ATTEMPTS (8), CLOUDACT_HTTP_BACKOFF_BASE (0.5 s), CLOUDACT_HTTP_BACKOFF_MAX (30 s).
     """
     def read(name: str, default: float, cast) -> float:
-        raw = os.environ.get(name, "").strip()
-        if not raw:
-            return default
-        try:
-            value = cast(raw)
-        except ValueError:
-            raise ValueError(f"{name} must be a number, not {raw!r}") from None
-        if value < (1 if cast is int else 0):
-            raise ValueError(f"{name} is out of range: {raw!r}")
-        return value
+        return env_number(name, default, cast, least=1 if cast is int else 0)
 
     return {"max_attempts": read("CLOUDACT_HTTP_MAX_ATTEMPTS", 8, int),
             "backoff_base": read("CLOUDACT_HTTP_BACKOFF_BASE", 0.5, float),
@@ -69,14 +60,7 @@ def retry_settings() -> dict[str, float]:
 
 def request_deadline_default() -> float:
     """CLOUDACT_HTTP_REQUEST_DEADLINE_S (120 s): the most one request (connect to last byte) may take."""
-    raw = os.environ.get("CLOUDACT_HTTP_REQUEST_DEADLINE_S", "").strip()
-    try:
-        value = float(raw) if raw else 120.0
-    except ValueError:
-        raise ValueError(f"CLOUDACT_HTTP_REQUEST_DEADLINE_S must be a number, not {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"CLOUDACT_HTTP_REQUEST_DEADLINE_S is out of range: {raw!r}")
-    return value
+    return env_number("CLOUDACT_HTTP_REQUEST_DEADLINE_S", 120.0, least=0, above=True)
 
 
 class _Overdue(Exception):

@@ -27,28 +27,19 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
-import os
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 
 from jobs.base import ExtractError
+from shared.config import env_number
 
 log = logging.getLogger("cloudact.lifecycle")
 
 
 def _number(name: str, default: float, cast=float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = cast(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, not {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, not {raw!r}")
-    return value
+    return env_number(name, default, cast, least=0, above=True)
 
 
 def lease_seconds() -> float:

@@ -9,6 +9,7 @@ import time
 import httpx
 import pytest
 
+from tests.run_api import RunsApi, wait_until
 from shared import lifecycle, registry, runs
 from shared.auth import create_key
 from shared.http import ApiClient
@@ -28,17 +29,7 @@ ADMIN_KEY = "sk-admin-lifecycle-test"
 USAGE_PATH = "/organization/usage/completions"
 
 
-def wait_until(predicate, timeout: float, what: str):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {timeout} s")
-
-
-class Org:
+class Org(RunsApi):
     """An org with a key, an OpenAI credential on its own loopback stub, and an HTTP client to the API."""
 
     def __init__(self, rt, slug: str, url: str):
@@ -46,19 +37,11 @@ class Org:
         self.stub = OpenAIStub(admin_key=ADMIN_KEY, usage=openai_demo_usage(START, 40, seed=11)).start()
         self.cred = CredentialStore(rt.warehouse, rt.settings).add(
             slug, "openai", {"admin_key": ADMIN_KEY, "base_url": self.stub.base_url})
-        self.http = httpx.Client(base_url=url, headers={"X-API-Key": create_key(rt.warehouse, slug)}, timeout=30)
+        super().__init__(httpx.Client(base_url=url, headers={"X-API-Key": create_key(rt.warehouse, slug)},
+                                      timeout=30), slug)
 
     def post(self, body=BODY) -> str:
-        r = self.http.post(f"/api/v1/pipelines/run/{self.slug}/{PIPELINE}", json=body)
-        assert r.status_code == 202, r.text
-        return r.json()["run_id"]
-
-    def get(self, run_id: str) -> dict:
-        return self.http.get(f"/api/v1/pipelines/runs/{self.slug}/{run_id}").json()
-
-    def ended(self, run_id: str, timeout: float = 30) -> dict:
-        return wait_until(lambda: (r := self.get(run_id))["status"] in runs.TERMINAL and r, timeout,
-                          f"run {run_id} ending")
+        return self.post_run(PIPELINE, body)
 
     def raw_rows(self) -> int:
         return self.rt.warehouse.query(

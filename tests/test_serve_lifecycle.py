@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.run_api import RunsApi, wait_until
 from shared import runs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,16 +31,6 @@ OPENAI = "genai/payg/openai"
 ADMIN_KEY = "sk-admin-serve-test"
 GENAI = {"start_date": "2026-10-01", "end_date": "2026-10-03"}
 LEASE_S = 2
-
-
-def wait_until(predicate, timeout: float, what: str):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
 def free_port() -> int:
@@ -80,7 +71,7 @@ def warehouse_query(sql: str, params=None) -> list[dict]:
         wh.close()
 
 
-class Serve:
+class Serve(RunsApi):
     """`cloudact serve` as a subprocess on the test's CLOUDACT_HOME."""
 
     def __init__(self, tmp: Path, key: str, **env: str):
@@ -89,7 +80,8 @@ class Serve:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "serve", "--port", str(self.port)], cwd=ROOT,
             env={**os.environ, "CLOUDACT_RUN_LEASE_S": str(LEASE_S), **env}, stdout=self.log, stderr=self.log)
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", headers={"X-API-Key": key}, timeout=30)
+        super().__init__(httpx.Client(base_url=f"http://127.0.0.1:{self.port}", headers={"X-API-Key": key},
+                                      timeout=30), "acme")
         wait_until(self._up, 60, "cloudact serve answering")
         self.started = time.monotonic()
 
@@ -102,16 +94,10 @@ class Serve:
             return False
 
     def post(self, pipeline: str, body: dict) -> str:
-        r = self.http.post(f"/api/v1/pipelines/run/acme/{pipeline}", json=body)
-        assert r.status_code == 202, r.text
-        return r.json()["run_id"]
-
-    def get(self, run_id: str) -> dict:
-        return self.http.get(f"/api/v1/pipelines/runs/acme/{run_id}").json()
+        return self.post_run(pipeline, body)
 
     def ended(self, run_id: str, timeout: float = 60) -> dict:
-        return wait_until(lambda: (r := self.get(run_id))["status"] in runs.TERMINAL and r, timeout,
-                          f"run {run_id} ending")
+        return super().ended(run_id, timeout)
 
     def stop(self, sig=signal.SIGTERM, timeout: float = 30) -> int:
         if self.proc.poll() is None:
