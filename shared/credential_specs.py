@@ -153,7 +153,22 @@ def _aws_shape(doc: dict) -> None:
         raise CredentialInvalid("role_arn must be an IAM role ARN, arn:aws:iam::<12-digit account>:role/<name>")
 
 
+# Names as BigQuery allows them, loosely; what matters is that no field can leave the `quoted` table reference.
+_BIGQUERY_NAMES = (("project", re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:_-]{0,127}$")),
+                   ("dataset", re.compile(r"^\w{1,1024}$")),
+                   ("table", re.compile(r"^[\w\- $*]{1,1024}$")),
+                   ("job_project", re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:_-]{0,127}$")))
+
+
+def check_bigquery_names(doc: dict) -> None:
+    """The project, dataset and table a GCP credential names are BigQuery names (both tenancy modes)."""
+    for name, pattern in _BIGQUERY_NAMES:
+        if doc.get(name) is not None and not pattern.match(str(doc[name])):
+            raise CredentialInvalid(f"{name} {str(doc[name])[:80]!r} is not a BigQuery {name.replace('_', ' ')} name")
+
+
 def _gcp_shape(doc: dict) -> None:
+    check_bigquery_names(doc)
     key = doc.get("service_account_json")
     if key is None:
         return
@@ -285,12 +300,12 @@ def _check_types(sp: Spec, doc: dict) -> None:
         elif name in sp.objects:
             if not isinstance(value, (str, dict)):
                 raise CredentialInvalid(f"{name} must be a JSON object or its text")
-        elif not isinstance(value, str) or len(value) > 20_000:
-            raise CredentialInvalid(f"{name} must be a string")
+        elif not isinstance(value, str) or len(value) > 20_000 or "\x00" in value:
+            raise CredentialInvalid(f"{name} must be a string (at most 20,000 characters, no NUL)")
 
 
 def _check_location(name: str, value: str, org_slug: str, s: Settings) -> None:
-    scheme = urlsplit(value).scheme
+    scheme = tenancy.split_url(value, name).scheme
     if scheme not in ("file", "gs", "s3", "https"):
         raise CredentialInvalid(f"{name} must be a file://, gs://, s3:// or https:// location")
     if scheme == "file":
@@ -300,17 +315,17 @@ def _check_location(name: str, value: str, org_slug: str, s: Settings) -> None:
 
 
 def _check_connection_string(value: str, s: Settings) -> None:
-    parts = dict(p.split("=", 1) for p in value.split(";") if "=" in p)
+    """Multi tenancy: the storage endpoints a connection string names follow the endpoint rules."""
     if not tenancy.is_multi(s):
         return
+    parts = dict(p.split("=", 1) for p in value.split(";") if "=" in p)
     if parts.get("UseDevelopmentStorage", "").lower() == "true":
         raise tenancy.TrustViolation("connection_string points at the local storage emulator; multi tenancy only "
                                      "connects to public endpoints")
-    for key in ("BlobEndpoint", "DefaultEndpointsProtocol"):
-        if key == "BlobEndpoint" and parts.get(key):
-            tenancy.check_endpoint(parts[key], f"connection_string {key}", s)
-        if key == "DefaultEndpointsProtocol" and parts.get(key, "https").lower() != "https":
-            raise tenancy.TrustViolation("connection_string must use https in multi tenancy")
+    if parts.get("DefaultEndpointsProtocol", "https").lower() != "https":
+        raise tenancy.TrustViolation("connection_string must use https in multi tenancy")
+    if parts.get("BlobEndpoint"):
+        tenancy.check_endpoint(parts["BlobEndpoint"], "connection_string BlobEndpoint", s)
 
 
 def validate(kind: str, doc: Any, org_slug: str, s: Settings | None = None) -> dict:
@@ -374,6 +389,4 @@ def _check_multi(sp: Spec, doc: dict, s: Settings) -> None:
             "(the platform's is never used): "
             + " | ".join(" + ".join(option) for option in sp.identity))
     if sp.kind == "gcp" and doc.get("table"):
-        tenancy.check_bigquery_source(doc.get("project"), doc.get("dataset"), s.project, s)
-    if sp.kind == "gcp" and doc.get("job_project") and s.project and doc["job_project"] == s.project:
-        raise tenancy.TrustViolation("job_project must be your own project, not the platform's")
+        tenancy.check_bigquery_source(doc, s)

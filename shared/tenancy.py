@@ -44,8 +44,19 @@ def is_multi(s: Settings | None = None) -> bool:
 # --------------------------------------------------------------------------------------------------
 # Local folders
 # --------------------------------------------------------------------------------------------------
+def split_url(value: Any, field: str):
+    """`value` split as a URL, or a TrustViolation naming the field (urlsplit raises ValueError on a broken
+    IPv6 host such as `https://[::1`)."""
+    try:
+        parts = urlsplit(str(value))
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError:
+        raise TrustViolation(f"{field} is not a valid URL") from None
+    return parts
+
+
 def _path_of(url: str) -> Path:
-    parsed = urlsplit(str(url))
+    parsed = split_url(url, "source")
     return Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(str(url))
 
 
@@ -153,7 +164,7 @@ def check_endpoint(url: Any, field: str, s: Settings | None = None) -> str:
     """An endpoint a credential names. Single: an http(s) URL. Multi: https, no user info, no query or fragment
     (they would let a tenant steer the request), and a host that resolves only to public addresses."""
     text = str(url).strip()
-    parts = urlsplit(text)
+    parts = split_url(text, field)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise TrustViolation(f"{field} must be an http(s) URL")
     if not is_multi(s):
@@ -166,11 +177,7 @@ def check_endpoint(url: Any, field: str, s: Settings | None = None) -> str:
         raise TrustViolation(f"{field} must not have a query or fragment; give the provider's base URL only")
     host = parts.hostname.strip("[]")
     try:
-        port = parts.port or 443
-    except ValueError:
-        raise TrustViolation(f"{field} has an invalid port") from None
-    try:
-        public_addresses(host, port)
+        public_addresses(host, parts.port or 443)
     except TrustViolation as e:
         raise TrustViolation(f"{field}: {e}") from None
     return text
@@ -180,7 +187,7 @@ def check_connect(url: str, s: Settings | None = None) -> None:
     """Just before a connection by a client this module cannot pin (SDKs): the URL's host is public (multi)."""
     if not is_multi(s):
         return
-    parts = urlsplit(str(url))
+    parts = split_url(url, "the endpoint")
     if parts.hostname:
         public_addresses(parts.hostname.strip("[]"), parts.port or (443 if parts.scheme == "https" else 80))
 
@@ -216,16 +223,7 @@ class PublicOnlyTransport(httpx.HTTPTransport):
         super().__init__(trust_env=False, **kwargs)
         # httpx exposes no network-backend option; httpcore's pool takes one, and a test pins that it is used.
         self._pool._network_backend = _PublicOnlyBackend()
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        try:
-            return super().handle_request(request)
-        except TrustViolation:
-            raise
-        except httpx.TransportError as e:
-            if isinstance(e.__context__, TrustViolation):
-                raise e.__context__ from None
-            raise
+        # A TrustViolation from the backend is no httpcore error, so httpx passes it through unchanged.
 
 
 def transport(s: Settings | None = None) -> httpx.BaseTransport | None:
@@ -236,14 +234,26 @@ def transport(s: Settings | None = None) -> httpx.BaseTransport | None:
 # --------------------------------------------------------------------------------------------------
 # The platform's own data
 # --------------------------------------------------------------------------------------------------
-def check_bigquery_source(project: str | None, dataset: str | None, platform_project: str | None,
-                          s: Settings | None = None) -> None:
-    """A tenant's BigQuery source table must not be one of the platform's datasets (multi)."""
-    if not is_multi(s) or not dataset:
+def check_bigquery_source(cred: dict, s: Settings | None = None) -> None:
+    """Multi tenancy: a tenant's BigQuery source is not one of the platform's datasets (the meta dataset, any
+    org's `*_prod`), and its queries do not run in the platform's project. Checked when the credential is added
+    and again by the extractor."""
+    s = s or current_settings()
+    if not is_multi(s):
         return
-    ds = str(dataset).strip().strip("`").lower()
-    same_project = not project or not platform_project or str(project).strip().lower() == platform_project.lower()
-    if same_project and (ds == PLATFORM_DATASET or ds.endswith(ORG_DATASET_SUFFIX)):
+    project, dataset, platform = cred.get("project"), cred.get("dataset"), s.project
+    for field in ("project", "job_project"):
+        if str(cred.get(field) or "").isdigit():  # a project number could name the platform's project unseen
+            raise TrustViolation(f"{field} must be the project's id, not its number")
+    if dataset:
+        ds = str(dataset).strip().strip("`").lower()
+        same_project = not project or not platform or str(project).strip().lower() == platform.lower()
+        if same_project and (ds == PLATFORM_DATASET or ds.endswith(ORG_DATASET_SUFFIX)):
+            raise TrustViolation(
+                f"dataset {dataset!r} belongs to the platform (its meta dataset or an organization's dataset); "
+                "name your own billing export table")
+    job_project = cred.get("job_project") or project
+    if platform and job_project and str(job_project).lower() == platform.lower():
         raise TrustViolation(
-            f"dataset {dataset!r} belongs to the platform (its meta dataset or an organization's dataset); "
-            "name your own billing export table")
+            f"job_project {job_project!r} is the platform's own project; queries run in a project of yours "
+            "(set job_project to one where your identity has roles/bigquery.jobUser)")

@@ -185,3 +185,54 @@ def test_subscriptions_api_validates_and_feeds_the_pipeline(client, rt, setup):
     from decimal import Decimal
 
     assert total.quantize(Decimal("0.01")) == (Decimal("8.75") * (10 * 15 + 12 * 16) / 31).quantize(Decimal("0.01"))
+
+
+NEW_ROUTES = [
+    ("GET", "/api/v1/credentials/{org}", None),
+    ("POST", "/api/v1/credentials/{org}", {"provider": "openai", "credential": {"admin_key": "sk-admin-y"}}),
+    ("POST", "/api/v1/credentials/{org}/{cred}/rotate", {"admin_key": "sk-admin-z"}),
+    ("DELETE", "/api/v1/credentials/{org}/{cred}", None),
+    ("POST", "/api/v1/pipelines/runs/{org}/run_x/cancel", None),
+]
+
+
+@pytest.mark.parametrize("method, route, body", NEW_ROUTES)
+def test_new_routes_refuse_no_key_and_another_orgs_key_and_change_nothing(client, rt, setup, method, route, body):
+    keys, cred = setup
+    path = route.format(org="acme", cred=cred)
+    before = rt.warehouse.query("SELECT credential_id, status, secret_ciphertext FROM `organizations.org_credentials` "
+                                "ORDER BY credential_id")
+    assert client.open(path, method=method, json=body).status_code == 401
+    assert client.open(path, method=method, json=body, headers={"X-API-Key": "cak_nothere_x"}).status_code == 401
+    r = client.open(path, method=method, json=body, headers={"X-API-Key": keys["globex"]})
+    assert r.status_code == 403 and "acme" in r.json["message"]
+    assert rt.warehouse.query("SELECT credential_id, status, secret_ciphertext FROM `organizations.org_credentials` "
+                              "ORDER BY credential_id") == before
+
+
+@pytest.mark.parametrize("body", [
+    {"provider": "openai", "credential": {"admin_key": "sk-admin-y", "base_url": "https://[::1"}},
+    {"provider": "aws", "credential": {"source": "file://["}},
+    {"provider": "oci", "credential": {"source": "file:///tmp/\u0000x"}},
+    {"provider": "openai", "credential": ["admin_key"]},
+    {"provider": 7, "credential": {}},
+    {"provider": "openai", "credential": {"admin_key": "sk-admin-y"}, "label": {"x": 1}},
+    {"provider": "gcp", "credential": {"project": "p`; DROP", "dataset": "d", "table": "t"}},
+    [1, 2],
+    "just text",
+])
+def test_odd_credential_bodies_are_400_and_store_nothing(client, rt, setup, body):
+    keys, _ = setup
+    r = client.post("/api/v1/credentials/acme", headers={"X-API-Key": keys["acme"]}, json=body)
+    assert r.status_code == 400, r.get_data(as_text=True)
+    assert rt.warehouse.query("SELECT COUNT(*) AS n FROM `organizations.org_credentials`") == [{"n": 1}]
+
+
+def test_credential_routes_answer_404_and_405_not_500(client, setup):
+    keys, cred = setup
+    auth = {"X-API-Key": keys["acme"]}
+    assert client.post("/api/v1/credentials/acme/cred_none/rotate", headers=auth, json={"admin_key": "k"}).status_code == 404
+    assert client.delete("/api/v1/credentials/acme/cred_none", headers=auth).status_code == 404
+    assert client.delete("/api/v1/credentials/acme", headers=auth).status_code == 405
+    assert client.patch(f"/api/v1/credentials/acme/{cred}", headers=auth, json={}).status_code == 405
+    assert client.post(f"/api/v1/credentials/acme/{cred}/rotate", headers=auth, json=[1]).status_code == 400

@@ -64,7 +64,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
-import re
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -87,7 +86,7 @@ from jobs.cloud.common import (
     totals_after,
 )
 from jobs.identity import gcp_credentials
-from shared import tenancy
+from shared import credential_specs, tenancy
 from shared.config import settings
 from shared.warehouse.scan import DuckScan, ScanPart
 
@@ -504,31 +503,14 @@ def bigquery_client(cred: dict, org_slug: str):
     return make_client(project, location)
 
 
-# Names as BigQuery allows them, loosely; what matters is that no field can leave the `quoted` table reference.
-_PROJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:_-]{0,127}$")
-_DATASET = re.compile(r"^\w{1,1024}$")
-_TABLE = re.compile(r"^[\w\- $*]{1,1024}$")
-
-
 def check_source(cred: dict, s=None) -> None:
-    """The BigQuery table a credential names: valid names; in multi tenancy, not one of the platform's datasets
-    and no query run in the platform's project. Runs in the extractor; the credential specs may call it too."""
-    s = s or settings()
-    for field, pattern in (("project", _PROJECT), ("dataset", _DATASET), ("table", _TABLE),
-                           ("job_project", _PROJECT)):
-        if cred.get(field) is not None and not pattern.match(str(cred[field])):
-            raise CredentialError(f"{field} {str(cred[field])[:80]!r} is not a BigQuery {field.replace('_', ' ')} name")
-    tenancy.check_bigquery_source(cred.get("project"), cred.get("dataset"), platform_project=s.project, s=s)
-    if not tenancy.is_multi(s):
-        return
-    job_project = cred.get("job_project") or cred.get("project")
-    for field in ("project", "job_project"):
-        if str(cred.get(field) or "").isdigit():  # a project number could name the platform's project unseen
-            raise tenancy.TrustViolation(f"{field} must be the project's id, not its number")
-    if s.project and str(job_project).lower() == s.project.lower():
-        raise tenancy.TrustViolation(
-            f"job_project {job_project!r} is the platform's own project; queries run in a project of yours "
-            "(set job_project to one where your identity has roles/bigquery.jobUser)")
+    """The BigQuery table a credential names, checked again here (the credential may predate the rules):
+    BigQuery names, and in multi tenancy none of the platform's datasets or its project."""
+    try:
+        credential_specs.check_bigquery_names(cred)
+    except credential_specs.CredentialInvalid as e:
+        raise CredentialError(str(e)) from None
+    tenancy.check_bigquery_source(cred, s or settings())
 
 
 class BigQuerySource:
