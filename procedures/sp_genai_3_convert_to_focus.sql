@@ -3,10 +3,11 @@
 -- make the day's BilledCost equal what the provider billed.
 --
 -- * Prices are per 1M tokens, so PricingQuantity is in millions of tokens and
---   ListUnitPrice x PricingQuantity = ListCost exactly (ContractedCost likewise, at list price).
+--   ListUnitPrice x PricingQuantity = ListCost exactly (ContractedCost likewise, at the contracted price:
+--   the org's negotiated price where an override applies, else the list price; see sp_genai_1).
 -- * BilledCost / EffectiveCost: the provider-billed amount of the matching cost line (same day, project,
 --   model, token class and batch flag) when exactly one usage row matches it (x_cost_source 'billed');
---   otherwise the cost computed from list prices (x_cost_source 'computed').
+--   otherwise the cost computed at the contracted price (x_cost_source 'computed').
 -- * On a day the provider reports cost for, one Adjustment row holds the bill's difference from the
 --   rows above (a non-token charge such as web search, a line several tiers share, cost grouped at
 --   another grain), so SUM(BilledCost) per day equals the provider's bill exactly.
@@ -27,7 +28,7 @@ usage_rows AS (
     AND c.price_status = 'priced'
 ),
 charged AS (
-  SELECT u.*, IF(u.siblings = 1 AND b.amount IS NOT NULL, b.amount, u.cost) AS billed_cost,
+  SELECT u.*, IF(u.siblings = 1 AND b.amount IS NOT NULL, b.amount, u.contracted_cost) AS billed_cost,
          IF(u.siblings = 1 AND b.amount IS NOT NULL, 'billed', 'computed') AS cost_source
   FROM usage_rows AS u
   LEFT JOIN billed AS b
@@ -67,6 +68,7 @@ rows_out AS (
   SELECT c.usage_date, c.provider, c.model, c.project_id, c.currency, 'Usage' AS category,
          CONCAT(c.model, ' ', LOWER(m.meter)) AS description,
          c.billed_cost, c.cost AS list_cost, c.unit_price_per_1m AS unit_price,
+         c.contracted_cost, c.contracted_unit_price_per_1m AS contracted_unit_price,
          CAST(CAST(c.tokens AS NUMERIC) * NUMERIC '0.000001' AS NUMERIC) AS quantity_1m,
          CAST(c.tokens AS NUMERIC) AS tokens,
          CONCAT(c.priced_as, ':', c.token_class, IF(c.is_batch, ':batch', '')) AS sku,
@@ -84,7 +86,7 @@ rows_out AS (
   UNION ALL
   SELECT l.usage_date, l.provider, l.model, l.project_id, l.currency, 'Adjustment',
          'provider bill beyond the usage rows of the day (non-token charges, shared or regrouped lines)',
-         l.amount, l.amount, NULL, NULL, NULL, NULL, NULL, NULL, 'billed', @credential_id
+         l.amount, l.amount, NULL, l.amount, NULL, NULL, NULL, NULL, NULL, NULL, 'billed', @credential_id
   FROM leftover AS l
   WHERE l.amount != NUMERIC '0'
 )
@@ -120,8 +122,8 @@ SELECT
   r.tokens AS ConsumedQuantity,
   IF(r.tokens IS NULL, NULL, 'Tokens') AS ConsumedUnit,
   CAST(NULL AS JSON) AS ContractApplied,
-  r.list_cost AS ContractedCost,
-  r.unit_price AS ContractedUnitPrice,
+  r.contracted_cost AS ContractedCost,
+  r.contracted_unit_price AS ContractedUnitPrice,
   r.billed_cost AS EffectiveCost,
   h.host AS HostProviderName,
   CAST(NULL AS STRING) AS InvoiceId,
@@ -130,7 +132,7 @@ SELECT
   r.unit_price AS ListUnitPrice,
   IF(r.category = 'Usage', 'Standard', NULL) AS PricingCategory,
   r.currency AS PricingCurrency,
-  r.unit_price AS PricingCurrencyContractedUnitPrice,
+  r.contracted_unit_price AS PricingCurrencyContractedUnitPrice,
   r.billed_cost AS PricingCurrencyEffectiveCost,
   r.unit_price AS PricingCurrencyListUnitPrice,
   r.quantity_1m AS PricingQuantity,
