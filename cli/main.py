@@ -335,6 +335,94 @@ def subscriptions_cancel(slug: str, subscription_id: str, end_date: str) -> None
 
 
 @cli.group()
+def prices() -> None:
+    """GenAI prices: list prices come from genai_pricing.yml (`cloudact bootstrap` loads them); negotiated
+    prices are per-org overrides."""
+
+
+@prices.group("override")
+def prices_override() -> None:
+    """Negotiated prices: a percentage off a provider or model family, or explicit prices per 1M tokens.
+
+    \b
+    Precedence per token class: an explicit price for the model family, then a percentage off the
+    family, then a percentage off the provider, then the list price. Stored costs change when their
+    dates are run again (`cloudact run ORG genai/payg/PROVIDER --start ... --end ...`)."""
+
+
+def _overrides_call(fn, *args, **kwargs):
+    from shared import price_overrides as po
+
+    try:
+        return fn(*args, wh=_rt().warehouse, **kwargs)
+    except (po.OverrideInvalid, po.UnknownOverride, po.OverrideConflict) as e:
+        _fail(str(e))
+
+
+@prices_override.command("add")
+@click.argument("slug")
+@click.option("--provider", required=True, help="GenAI provider: openai, anthropic, gemini, vertex, azure_openai, "
+              "bedrock, deepseek.")
+@click.option("--model-family", help="One model family (e.g. gpt-4o); without it a percentage covers the provider.")
+@click.option("--discount-pct", help="Percentage off the list price, e.g. 20.")
+@click.option("--price", "prices_", multiple=True, metavar="CLASS=USD_PER_1M",
+              help="An explicit price per 1M tokens, e.g. --price input=2.00 --price batch_output=4; classes as "
+                   "in genai_pricing.yml.")
+@click.option("--from", "effective_from", required=True, help="First day it applies, YYYY-MM-DD.")
+@click.option("--to", "effective_to", help="First day it no longer applies, YYYY-MM-DD (default: open).")
+@click.option("--note", help="e.g. the contract it comes from.")
+def prices_override_add(slug, provider, model_family, discount_pct, prices_, effective_from, effective_to, note):
+    """Add a negotiated price for SLUG; prints its id (last line)."""
+    from shared import price_overrides as po
+
+    rates = {}
+    for item in prices_:
+        key, sep, value = item.partition("=")
+        if not sep:
+            _fail(f"--price {item!r}: write CLASS=PRICE, e.g. input=2.00")
+        rates[key.strip()] = value.strip()
+    doc = {k: v for k, v in (("provider", provider), ("model_family", model_family), ("discount_pct", discount_pct),
+                             ("prices", rates or None), ("effective_from", effective_from),
+                             ("effective_to", effective_to), ("note", note)) if v is not None}
+    created = _overrides_call(po.add, slug, doc)
+    err.print(f"stored costs change when their dates are run again: cloudact run {slug} genai/payg/{provider} "
+              f"--start {created['effective_from']} --end ... --wait")
+    click.echo(created["override_id"])
+
+
+def _override_row(o: dict) -> dict:
+    prices = ", ".join(f"{k}={v}" for k, v in (o["prices"] or {}).items())
+    return {**o, "model_family": o["model_family"] or "(all models)",
+            "price": f"{o['discount_pct']}% off" if o["kind"] == "discount" else prices,
+            "effective_to": o["effective_to"] or "open"}
+
+
+@prices_override.command("list")
+@click.argument("slug")
+def prices_override_list(slug: str) -> None:
+    """List SLUG's negotiated prices (ended ones with their end)."""
+    from shared import price_overrides as po
+
+    rows = [_override_row(o) for o in _overrides_call(po.list_overrides, slug)]
+    console.print(_table(f"price overrides of {slug}", rows,
+                         ["override_id", "provider", "model_family", "price", "effective_from", "effective_to", "note"]))
+
+
+@prices_override.command("remove")
+@click.argument("slug")
+@click.argument("override_id")
+@click.option("--from", "effective_to", required=True,
+              help="First day the override no longer applies, YYYY-MM-DD (its own first day: it never applied).")
+def prices_override_remove(slug: str, override_id: str, effective_to: str) -> None:
+    """End a negotiated price from a date; the record stays, so earlier dates re-run the same."""
+    from shared import price_overrides as po
+
+    ended = _overrides_call(po.end, slug, override_id, effective_to)
+    console.print(f"{override_id} applies {ended['effective_from']}..{ended['effective_to']} (exclusive) now; "
+                  f"re-run dates from {ended['effective_to']} to re-price them")
+
+
+@cli.group()
 def schedules() -> None:
     """Per-org pipeline schedules (cron + time zone). `serve` fires them locally; GCP uses Cloud Scheduler."""
 
@@ -540,6 +628,16 @@ def print_run(run: dict) -> None:
                   f"ingested={run['rows_ingested']} converted={run['rows_converted']}")
     for w in run["warnings"]:
         console.print(f"  [yellow]warning:[/] {w}")
+    for o in (run.get("quality") or {}).get("price_overrides", []):
+        console.print(f"  price override {o['override_id']} ({o['provider']} {o['model_family']}): {o['cost_rows']} "
+                      f"cost rows, list {o['list_cost']} -> contracted {o['contracted_cost']}")
+    for b in (run.get("quality") or {}).get("balance_reconciliation", []):
+        if b["status"] == "compared":
+            console.print(f"  balance {b['currency']} {b['days_from']}..{b['days_to']}: spent {b['spent']} (balance "
+                          f"{b['previous_balance']} -> {b['balance']}), computed {b['computed']}, difference "
+                          f"{b['difference']} ({b['days_with_usage']} of {b['days']} days have usage)")
+        else:
+            console.print(f"  balance {b['currency']} {b['balance']} at {b['sampled_at']}: {b['status']} ({b['note']})")
     for p in (run.get("quality") or {}).get("reconciliation", []):
         mark = "[green]ok[/]" if p["ok"] else "[red]MISMATCH[/]"
         console.print(f"  reconciliation {p['billing_period']} {p['currency']}: source {p['source_cost']} "

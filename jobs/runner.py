@@ -9,7 +9,7 @@ import importlib
 from typing import Any
 
 from jobs.base import ExtractContext, ExtractError
-from shared import credential_specs, lifecycle, registry, runs
+from shared import credential_specs, inputs, lifecycle, registry, runs, schemas
 from shared.bus.base import TOPIC_RUN_COMPLETED
 from shared.lineage import Lineage
 from shared.logs import for_run
@@ -41,16 +41,16 @@ def land(wh, pipeline, ctx: ExtractContext, ingested_at: dt.datetime | None = No
     scope = lifecycle.current()
     extractor = importlib.import_module(f"jobs.{pipeline.job}")
     produced = extractor.extract(ctx)
-    unknown = set(produced) - set(pipeline.raw_tables)
+    unknown = set(produced) - set(pipeline.raw_tables) - set(pipeline.run_tables)
     if unknown:
         raise ExtractError(f"extractor wrote tables not registered for {pipeline.path}: {sorted(unknown)}")
     lineage = Lineage(ctx.org_slug, pipeline.path, ctx.credential_id, ctx.run_id,
                       ingested_at or dt.datetime.now(dt.UTC))
     owner = {"x_org_slug": ctx.org_slug, "x_pipeline_id": pipeline.path, "x_credential_id": ctx.credential_id}
-    def stamped(rows):
+    def stamped(rows, date_column=pipeline.date_column):
         if isinstance(rows, DuckScan):
-            return rows.stamped(lineage, pipeline.date_column)
-        return (lineage.stamp(b, pipeline.date_column) for b in checkpointed(rows))
+            return rows.stamped(lineage, date_column)
+        return (lineage.stamp(b, date_column) for b in checkpointed(rows))
 
     def checkpointed(rows):
         for b in rows:
@@ -62,6 +62,10 @@ def land(wh, pipeline, ctx: ExtractContext, ingested_at: dt.datetime | None = No
         table: (Slice(owner, pipeline.date_column, ctx.start_date, ctx.end_date), stamped(produced.get(table, [])))
         for table in pipeline.raw_tables
     }
+    for table in pipeline.run_tables:  # this run's own rows, whatever their dates (a redelivered job replaces them)
+        day = schemas.get(table).time_partitioning["field"]
+        writes[table] = (Slice({**owner, "x_run_id": ctx.run_id}, day, inputs.MIN_DATE, inputs.MAX_DATE),
+                         stamped(produced.get(table, []), day))
     return wh.replace_slices(org_dataset(ctx.org_slug), writes, fence=scope.fence if scope else None)
 
 

@@ -7,6 +7,7 @@ POST /api/v1/pipelines/runs/{org}/{run_id}/cancel  -> 200 {run_id, status: "canc
 /api/v1/subscriptions/{org}[/{id}[/cancel]]        SaaS subscriptions (shared/subscriptions.py)
 /api/v1/schedules/{org}[/{id}]                     per-org schedules (shared/schedules.py)
 /api/v1/credentials/{org}[/{id}[/rotate]]          provider credentials: add, list, rotate, disable (DELETE)
+/api/v1/price-overrides/{org}[/{id}[/end]]          negotiated GenAI prices (shared/price_overrides.py)
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ RUNS_PREFIX = "/api/v1/pipelines/runs/"
 SUBSCRIPTIONS_PREFIX = "/api/v1/subscriptions/"
 SCHEDULES_PREFIX = "/api/v1/schedules/"
 CREDENTIALS_PREFIX = "/api/v1/credentials/"
+PRICE_OVERRIDES_PREFIX = "/api/v1/price-overrides/"
 MAX_RANGE_DAYS = 400
 
 
@@ -284,6 +286,39 @@ def handle_credentials(rt, method: str, rest: str, raw_body) -> tuple[int, dict[
     raise ApiError(405, "method_not_allowed", f"{method} is not supported on this credentials path")
 
 
+def handle_price_overrides(rt, method: str, rest: str, query: dict, raw_body) -> tuple[int, dict[str, Any]]:
+    """/api/v1/price-overrides/{org}[/{id}[/end]]: list, add, read (?history=1), end from a date.
+    Stored rows change only when their slice is run again."""
+    from shared import price_overrides as po
+    from shared.tenants import UnknownOrg
+
+    org, _, tail = rest.partition("/")
+    oid, _, action = tail.strip("/").partition("/")
+    wh = rt.warehouse
+    try:
+        if not oid and method == "GET":
+            return 200, {"price_overrides": po.list_overrides(org, wh=wh)}
+        if not oid and method == "POST":
+            return 201, po.add(org, _json_body(raw_body), wh=wh)
+        if oid and not action and method == "GET":
+            return 200, po.get(org, oid, history=query.get("history") in ("1", "true"), wh=wh)
+        if oid and action == "end" and method == "POST":
+            body = _json_body(raw_body)
+            if not isinstance(body, dict) or set(body) != {"effective_to"}:
+                raise po.OverrideInvalid("body", 'must be {"effective_to": "YYYY-MM-DD"} (the first day the '
+                                         "override no longer applies)")
+            return 200, po.end(org, oid, body["effective_to"], wh=wh)
+    except po.OverrideInvalid as e:
+        return 400, {"error": "invalid_override", "field": e.field, "message": str(e)}
+    except po.UnknownOverride as e:
+        raise ApiError(404, "unknown_override", str(e)) from None
+    except UnknownOrg as e:
+        raise ApiError(404, "unknown_org", str(e)) from None
+    except po.OverrideConflict as e:
+        raise ApiError(409, "conflict", str(e)) from None
+    raise ApiError(405, "method_not_allowed", f"{method} is not supported on this price-overrides path")
+
+
 def _iso(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v for k, v in row.items()}
 
@@ -309,6 +344,10 @@ def handle(rt, method: str, path: str, headers, raw_body: bytes | Callable[[], b
             rest = path[len(CREDENTIALS_PREFIX):]
             _authorize(rt, rest.partition("/")[0], headers)
             return handle_credentials(rt, method, rest, raw_body)
+        if path.startswith(PRICE_OVERRIDES_PREFIX):
+            rest = path[len(PRICE_OVERRIDES_PREFIX):]
+            _authorize(rt, rest.partition("/")[0], headers)
+            return handle_price_overrides(rt, method, rest, query or {}, raw_body)
         if path.startswith(SUBSCRIPTIONS_PREFIX):
             rest = path[len(SUBSCRIPTIONS_PREFIX):]
             _authorize(rt, rest.partition("/")[0], headers)

@@ -28,6 +28,21 @@ def _unpriced_warnings(wh, dataset: str, params: dict[str, Any]) -> list[str]:
     ]
 
 
+def overridden_prices(wh, dataset: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Which negotiated prices the slice used: per override, the rows and tokens it priced and their
+    cost at list and at the contracted price (decimal strings, for the run's quality record)."""
+    rows = wh.query(
+        f"""SELECT override_id, provider, model_family, COUNT(*) AS cost_rows, SUM(tokens) AS tokens,
+                   SUM(cost) AS list_cost, SUM(contracted_cost) AS contracted_cost
+            FROM {table_ref(dataset, 'genai_costs_daily')}
+            WHERE x_org_slug = @org_slug AND x_pipeline_id = @pipeline_id AND x_credential_id = @credential_id
+              AND usage_date BETWEEN @start_date AND @end_date AND override_id IS NOT NULL
+            GROUP BY override_id, provider, model_family ORDER BY override_id, provider, model_family""",
+        params,
+    )
+    return [{k: (str(v) if isinstance(v, Decimal) else v) for k, v in r.items()} for r in rows]
+
+
 HALF_CENT = Decimal("0.005")
 
 
@@ -109,6 +124,12 @@ def _convert(wh, run: dict[str, Any], scope, log) -> str:
         report = focus.check(wh, dataset, where, params)
         quality = {"focus_rows_checked": report.rows_checked, "focus_violations": report.violations,
                    "checked_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+        if pipeline.category == "genai":
+            quality["price_overrides"] = overridden_prices(wh, dataset, params)
+        if "genai_balance_samples" in pipeline.run_tables:
+            from shared import balance
+
+            quality["balance_reconciliation"] = balance.reconcile(wh, dataset, params)
         if pipeline.category == "cloud" and "cloud_source_totals" in pipeline.raw_tables:
             periods = reconcile_cloud(wh, dataset, params)
             quality["reconciliation"] = [

@@ -30,6 +30,9 @@ class Pipeline:
     procedures: tuple[str, ...]
     credential: str
     status: str
+    # Observations of the run itself, not of the slice's dates (a balance sampled when the run reads
+    # it): each run keeps its own rows, so they add up to a history rather than replacing each other.
+    run_tables: tuple[str, ...] = ()
 
     @property
     def available(self) -> bool:
@@ -56,6 +59,7 @@ def pipelines() -> dict[str, Pipeline]:
             procedures=tuple(e["procedures"]),
             credential=e["credential"],
             status=e.get("status", "available"),
+            run_tables=tuple(e.get("run_tables", ())),
         )
     return out
 

@@ -232,13 +232,14 @@ def test_missing_folder_setting_and_empty_folder(stub, tmp_path):
     with pytest.raises(ExtractError, match="does not exist"):
         deepseek_job.extract(_ctx(stub, tmp_path / "nope"))
     ctx = _ctx(stub, tmp_path)
-    assert deepseek_job.extract(ctx) == {"genai_usage_daily": []}
+    out = deepseek_job.extract(ctx)
+    assert out["genai_usage_daily"] == [] and set(out) == {"genai_usage_daily", "genai_balance_samples"}
     assert any("cloudact usage import acme deepseek FILE" in w for w in ctx.warnings)
 
 
 def test_range_outside_the_exports_warns(stub, folder):
     ctx = _ctx(stub, folder, AUG, AUG)
-    assert deepseek_job.extract(ctx) == {"genai_usage_daily": []}
+    assert deepseek_job.extract(ctx)["genai_usage_daily"] == []
     assert any("cover 2026-07-01..2026-07-31" in w for w in ctx.warnings)
 
 

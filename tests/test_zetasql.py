@@ -339,6 +339,16 @@ def _beyond_the_demo(rt) -> None:
     saas.update(org, first["subscription_id"], {"seats": 3}, "2026-10-15", wh=wh)
     saas.cancel(org, first["subscription_id"], "2026-10-31", wh=wh)
 
+    from shared import price_overrides
+
+    pct = price_overrides.add(org, {"provider": "openai", "discount_pct": "10", "effective_from": "2026-10-01"}, wh=wh)
+    price_overrides.add(org, {"provider": "openai", "model_family": "gpt-4o", "prices": {"input": "2"},
+                              "effective_from": "2026-10-01", "effective_to": "2026-11-01"}, wh=wh)
+    with pytest.raises(price_overrides.OverrideConflict):  # the refused insert and the query naming the clash
+        price_overrides.add(org, {"provider": "openai", "discount_pct": "5", "effective_from": "2026-10-05"}, wh=wh)
+    price_overrides.end(org, pct["override_id"], "2026-10-20", wh=wh)
+    price_overrides.get(org, pct["override_id"], history=True, wh=wh)
+
     server, api = start_background()
     try:
         with httpx.Client(base_url=api, headers={"X-API-Key": key}, timeout=60) as http:
@@ -424,7 +434,7 @@ def test_slice_replacement_scripts_resolve(zetasql, capture):
     scripts = capture.by_method("replace_slices")
     assert scripts and all(s.sql.startswith("BEGIN TRANSACTION;") for s in scripts)
     replaced = {m for s in scripts for m in re.findall(r"DELETE FROM `[^`]+\.(\w+)`", s.sql)}
-    raw = {t for p in registry.pipelines().values() for t in p.raw_tables}
+    raw = {t for p in registry.pipelines().values() for t in p.raw_tables + p.run_tables}
     assert raw <= replaced, f"no slice replaced in {sorted(raw - replaced)}"
     findings, errors = _check(zetasql, capture, scripts)
     assert not errors, f"{len(errors)} of {len(findings)} statements do not resolve:\n" + "\n".join(errors)

@@ -10,10 +10,13 @@ Credential (`cloudact credentials add ORG deepseek --from-json FILE`):
      "usage_csv_dir": "file:///var/cloudact/deepseek/acme"}   # required (file:// URL or plain path)
 
 extract():
-1. `GET {base_url}/user/balance` (Bearer key). The balance is written to the run log only; a refused
-   key (401/403) is a CredentialError. Without an api_key the check is skipped.
+1. `GET {base_url}/user/balance` (Bearer key). The balance is logged and kept as this run's
+   `genai_balance_samples` rows (one per currency), which the conversion sets beside the computed cost
+   (shared/balance.py); a refused key (401/403) is a CredentialError. Without an api_key the check is
+   skipped.
 2. Every `*.csv` / `*.zip` in usage_csv_dir is parsed with `import_usage_csv`; rows whose UTC date is
-   in ctx.start_date..ctx.end_date become `genai_usage_daily` rows, one per (day, model, API key name):
+   in ctx.start_date..ctx.end_date become `genai_usage_daily` rows, one per (day, model, API key name,
+   time-of-day tier):
    cache-miss input -> input_tokens, cache-hit input -> cached_input_tokens, output -> output_tokens
    (reasoning tokens are billed and reported as output), requests -> request_count (null when the
    file has no request column), API key name -> project_id (null when absent).
@@ -29,6 +32,13 @@ punctuation, so `Input Tokens (Cache Hit)` reads as `input_tokens_cache_hit`):
   public tooling). `price` is ignored (list prices come from genai_pricing.yml).
 Accepted header aliases are in COLUMN_ALIASES / LONG_ALIASES. Dates may be `YYYY-MM-DD`, `YYYY/MM/DD`
 or date-times; a date-time with an offset is converted to UTC, one without is taken as UTC.
+
+Time of day: DeepSeek priced some hours apart (2025: 16:30-00:30 UTC off-peak; the windows are in
+genai_pricing.yml under time_of_day). A line with a date-time is put in the tier of its instant
+(`service_tier` 'off_peak', or NULL for the standard rate), so it is priced by the tier's rate; a
+per-request log is exact, an hourly line counts at its stated time. A file whose times are all midnight
+is read as daily. The console export is daily (`utc_date`): daily usage on a day a window touches cannot
+be split, so it stays at the standard rate, an upper bound, and the run says so in a warning.
 """
 from __future__ import annotations
 
@@ -52,13 +62,14 @@ import pyarrow as pa
 from jobs.base import CredentialError, ExtractContext, ExtractError
 from jobs.genai.common import USAGE_TABLE, to_batches
 from jobs.source_folder import SourceFolder
-from shared import tenancy
+from shared import pricing, tenancy
 from shared.http import ApiClient, retry_settings
 from shared.models import model_family
 
 PROVIDER = "deepseek"
 DEFAULT_BASE_URL = "https://api.deepseek.com"
 BALANCE_PATH = "/user/balance"
+BALANCE_TABLE = "genai_balance_samples"
 TOKEN_FIELDS = ("input_cache_hit_tokens", "input_cache_miss_tokens", "output_tokens")
 # canonical field -> accepted (normalised) header names
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
@@ -93,21 +104,21 @@ def _find(headers: list[str], aliases: Iterable[str]) -> int | None:
     return None
 
 
-def _parse_date(raw: str, where: str) -> dt.date:
-    """`where`: the file, the row and the column, for messages (which never quote the value)."""
+def _parse_when(raw: str, where: str) -> tuple[dt.date, dt.datetime | None]:
+    """The UTC day of a date or date-time cell, and its UTC instant when it is a date-time.
+    `where`: the file, the row and the column, for messages (which never quote the value)."""
     s = (raw or "").strip()
     if not s:
         raise ExtractError(f"{where}: the date is empty")
     m = re.fullmatch(r"(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})", s)
     try:
         if m:
-            return dt.date(int(m[1]), int(m[2]), int(m[3]))
+            return dt.date(int(m[1]), int(m[2]), int(m[3])), None
         when = dt.datetime.fromisoformat(s.replace("Z", "+00:00").replace("/", "-"))
     except ValueError:
         raise ExtractError(f"{where}: not a date (expected YYYY-MM-DD or an ISO date-time)") from None
-    if when.tzinfo is not None:
-        when = when.astimezone(dt.timezone.utc)
-    return when.date()
+    when = when.astimezone(dt.timezone.utc) if when.tzinfo is not None else when.replace(tzinfo=dt.timezone.utc)
+    return when.date(), when
 
 
 def _parse_count(raw: str, where: str) -> int:
@@ -143,7 +154,7 @@ def _parse_text(text: str, name: str) -> dict[tuple, dict]:
     missing = [f for f in (("date", "model") if long else REQUIRED_WIDE) if col[f] is None]
     if missing:
         raise ExtractError(_missing_message(name, missing, headers))
-    records: dict[tuple, dict] = {}
+    lines = []  # (day, instant, model, key name, {field: count})
     for row_no, cells in enumerate(reader, start=1):  # data rows, the header excluded
         if not any(c.strip() for c in cells):
             continue
@@ -156,16 +167,10 @@ def _parse_text(text: str, name: str) -> dict[tuple, dict]:
         def where(i: int, row_no: int = row_no) -> str:
             return f"{name} row {row_no}, column {headers[i].strip()}"
 
-        day = _parse_date(cell(col["date"]), where(col["date"]))
+        day, instant = _parse_when(cell(col["date"]), where(col["date"]))
         model = cell(col["model"]).strip()
         if not model:
             raise ExtractError(f"{where(col['model'])}: the model is empty")
-        key_name = cell(col["api_key_name"]).strip() or None
-        rec = records.get((day, model, key_name))
-        if rec is None:
-            rec = records[(day, model, key_name)] = {
-                "date": day, "model": model, "api_key_name": key_name, "input_cache_hit_tokens": 0,
-                "input_cache_miss_tokens": 0, "output_tokens": 0, "request_count": None}
         if long:
             kind = _norm(cell(type_col))
             field = next((f for f in _LONG_VALUES if kind == f or kind in COLUMN_ALIASES[f]), None)
@@ -177,16 +182,35 @@ def _parse_text(text: str, name: str) -> dict[tuple, dict]:
             values = {f: _parse_count(cell(col[f]), where(col[f])) for f in TOKEN_FIELDS}
             if col["request_count"] is not None:
                 values["request_count"] = _parse_count(cell(col["request_count"]), where(col["request_count"]))
+        lines.append((day, instant, model, cell(col["api_key_name"]).strip() or None, values))
+    # a file of midnights is a daily export written with times, not usage at 00:00
+    timed = any(instant is not None and instant.timetz().replace(tzinfo=None) != dt.time(0)
+                for _, instant, *_ in lines)
+    records: dict[tuple, dict] = {}
+    for day, instant, model, key_name, values in lines:
+        instant = instant if timed else None
+        tier = pricing.tier_at(PROVIDER, model, instant) if instant is not None else None
+        rec = records.get((day, model, key_name, tier))
+        if rec is None:
+            rec = records[(day, model, key_name, tier)] = {
+                "date": day, "model": model, "api_key_name": key_name, "service_tier": tier,
+                "timed": True, "input_cache_hit_tokens": 0, "input_cache_miss_tokens": 0, "output_tokens": 0,
+                "request_count": None}
+        rec["timed"] = rec["timed"] and instant is not None
         for f, v in values.items():
             rec[f] = (rec[f] or 0) + v
     return records
 
 
 def import_usage_csv(path: str | os.PathLike) -> list[dict]:
-    """The usage in one console export (a `.csv`, or a `.zip` of them), summed per (date, model, key):
+    """The usage in one console export (a `.csv`, or a `.zip` of them), summed per (date, model, key, tier):
 
-        {"date": date (UTC), "model": str, "api_key_name": str | None, "input_cache_hit_tokens": int,
-         "input_cache_miss_tokens": int, "output_tokens": int, "request_count": int | None}
+        {"date": date (UTC), "model": str, "api_key_name": str | None, "service_tier": str | None,
+         "timed": bool, "input_cache_hit_tokens": int, "input_cache_miss_tokens": int, "output_tokens": int,
+         "request_count": int | None}
+
+    `service_tier` is the time-of-day tier of lines with a time (genai_pricing.yml time_of_day), None at
+    the standard rate; `timed` is False when some of the usage is known by day only.
 
     Raises ExtractError naming the file (and row and column) for a missing column, a bad date or a bad number.
     """
@@ -213,6 +237,7 @@ def _read_export(data: bytes, name: str) -> list[dict]:
                             for f in TOKEN_FIELDS + ("request_count",):
                                 if rec[f] is not None:
                                     records[key][f] = (records[key][f] or 0) + rec[f]
+                            records[key]["timed"] = records[key]["timed"] and rec["timed"]
                         else:
                             records[key] = rec
         else:
@@ -221,7 +246,7 @@ def _read_export(data: bytes, name: str) -> list[dict]:
         raise ExtractError(f"{name}: not UTF-8 text; export the usage as CSV again") from None
     except (zipfile.BadZipFile, zlib.error, EOFError):
         raise ExtractError(f"{name}: not a readable ZIP file") from None
-    return [records[k] for k in sorted(records, key=lambda k: (k[0], k[1], str(k[2])))]
+    return [records[k] for k in sorted(records, key=lambda k: (k[0], k[1], str(k[2]), str(k[3])))]
 
 
 def usage_folder(credential: dict, org_slug: str, must_exist: bool = True) -> SourceFolder:
@@ -311,6 +336,14 @@ def fetch_balance(ctx: ExtractContext, *, sleep: Callable[[float], Any] = time.s
     return {"is_available": bool(doc.get("is_available")), "balance_infos": infos}
 
 
+def balance_rows(balance: dict, sampled_at: dt.datetime) -> list[dict]:
+    """`fetch_balance`'s answer as genai_balance_samples rows, one per currency."""
+    return [{"sampled_at": sampled_at, "sample_date": sampled_at.date(), "provider": PROVIDER,
+             "currency": b["currency"], "total_balance": b["total_balance"], "granted_balance": b["granted_balance"],
+             "topped_up_balance": b["topped_up_balance"], "is_available": balance["is_available"]}
+            for b in balance["balance_infos"] if b["currency"]]
+
+
 def _log_balance(ctx: ExtractContext, balance: dict | None) -> None:
     if balance is None:
         ctx.log.info("deepseek: no api_key in the credential; balance not checked")
@@ -331,20 +364,22 @@ def extract(ctx: ExtractContext, *, sleep: Callable[[float], Any] = time.sleep,
     folder = usage_folder(ctx.credential, ctx.org_slug)
     try:
         balance = fetch_balance(ctx, sleep=sleep, max_attempts=max_attempts)
+        sampled_at = dt.datetime.now(dt.timezone.utc)
     except CredentialError:
         raise
     except ExtractError as e:  # the balance is informational; usage still loads
         ctx.log.warning("deepseek: balance check failed: %s", e)
         balance = None
     _log_balance(ctx, balance)
+    samples = {BALANCE_TABLE: to_batches(BALANCE_TABLE, balance_rows(balance, sampled_at))} if balance else {}
     files = usage_files(folder)
     if not files:
         ctx.warn(f"No DeepSeek usage export in {folder.shown(folder.path)}. Export it from platform.deepseek.com "
                  f"(Usage -> Export) "
                  f"and add it with `cloudact usage import {ctx.org_slug} deepseek FILE`.")
-        return {USAGE_TABLE: []}
+        return {USAGE_TABLE: [], **samples}
     if ctx.end_date < ctx.start_date:
-        return {USAGE_TABLE: []}
+        return {USAGE_TABLE: [], **samples}
 
     parsed = []
     for f in files:
@@ -358,6 +393,7 @@ def extract(ctx: ExtractContext, *, sleep: Callable[[float], Any] = time.sleep,
             owner[r["date"]] = f
     superseded = 0
     rows = []
+    daily_in_window: set[tuple[dt.date, str]] = set()
     for _, f, records in parsed:
         for r in records:
             if not ctx.start_date <= r["date"] <= ctx.end_date:
@@ -365,16 +401,25 @@ def extract(ctx: ExtractContext, *, sleep: Callable[[float], Any] = time.sleep,
             if owner[r["date"]] != f:
                 superseded += 1
                 continue
+            if not r["timed"] and pricing.windows_on(PROVIDER, r["model"], r["date"]):
+                daily_in_window.add((r["date"], r["model"]))
             rows.append({
                 "usage_date": r["date"], "provider": PROVIDER, "model": r["model"],
                 "model_family": model_family(r["model"]), "project_id": r["api_key_name"],
-                "service_tier": None, "is_batch": False,
+                "service_tier": r["service_tier"], "is_batch": False,
                 "input_tokens": r["input_cache_miss_tokens"], "cached_input_tokens": r["input_cache_hit_tokens"],
                 "cache_write_tokens": 0, "cache_write_1h_tokens": None, "output_tokens": r["output_tokens"],
                 "reasoning_tokens": None,  # billed and exported as output tokens
                 "request_count": r["request_count"],
             })
-    rows.sort(key=lambda r: (r["usage_date"], r["model"], str(r["project_id"])))
+    rows.sort(key=lambda r: (r["usage_date"], r["model"], str(r["project_id"]), str(r["service_tier"])))
+    if daily_in_window:
+        days = sorted({d for d, _ in daily_in_window})
+        models = ", ".join(sorted({m for _, m in daily_in_window}))
+        ctx.warn(f"DeepSeek priced some hours apart on {len(days)} day(s) of this range ({days[0]}..{days[-1]}; "
+                 f"{models}), but the export gives those days' usage by day only, so it is priced at the "
+                 "standard rate, an upper bound; an export or log with the time of each line prices the "
+                 "off-peak hours exactly")
     if superseded:
         ctx.log.info("deepseek: %d usage line(s) in older exports were superseded by newer exports of the same day",
                      superseded)
@@ -386,4 +431,4 @@ def extract(ctx: ExtractContext, *, sleep: Callable[[float], Any] = time.sleep,
                  f"`cloudact usage import {ctx.org_slug} deepseek FILE`" if covered else
                  f"The DeepSeek usage exports in {shown} hold no usage lines")
     ctx.log.info("deepseek: %d usage rows from %d export file(s)", len(rows), len(files))
-    return {USAGE_TABLE: to_batches(USAGE_TABLE, rows)}
+    return {USAGE_TABLE: to_batches(USAGE_TABLE, rows), **samples}
