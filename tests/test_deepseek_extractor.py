@@ -274,3 +274,109 @@ def test_demo_data_is_deterministic():
     assert a == deepseek_demo_usage(JULY, 5, seed=1) != deepseek_demo_usage(JULY, 5, seed=2)
     with pytest.raises(ValueError):
         deepseek_demo_csv(a, layout="xml")
+
+
+# -- time-of-day windows ---------------------------------------------------------------------------
+# DeepSeek's 2025 off-peak discount as DeepSeek announced it: 16:30-00:30 UTC daily, from 2025-02-26
+# 16:30 UTC until the price change at 2025-09-05 16:00 UTC. Written here as the fact, not read from the code.
+OFF_PEAK_START = dt.datetime(2025, 2, 26, 16, 30, tzinfo=dt.timezone.utc)
+OFF_PEAK_END = dt.datetime(2025, 9, 5, 16, 0, tzinfo=dt.timezone.utc)
+
+
+def off_peak(t: dt.datetime) -> bool:
+    return OFF_PEAK_START <= t < OFF_PEAK_END and (t.time() >= dt.time(16, 30) or t.time() < dt.time(0, 30))
+
+
+def timed_lines(starts: list[dt.datetime], hours: int, step_minutes: int = 15) -> list[tuple]:
+    """Lines every `step_minutes` from each start: (instant, model, key, hit, miss, output, requests)."""
+    import random
+
+    rng = random.Random(7)
+    out = []
+    for start in starts:
+        for i in range(hours * 60 // step_minutes):
+            t = start + dt.timedelta(minutes=step_minutes * i)
+            for model in ("deepseek-chat", "deepseek-reasoner"):
+                out.append((t, model, "prod", rng.randint(0, 5000), rng.randint(1, 9000), rng.randint(1, 3000), 1))
+    return out
+
+
+def lines_csv(lines, fmt=lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")) -> str:
+    head = "utc_time,model,api_key_name,input_cache_hit_tokens,input_cache_miss_tokens,output_tokens,request_count\n"
+    return head + "".join(f"{fmt(t)},{m},{k},{h},{mi},{o},{r}\n" for t, m, k, h, mi, o, r in lines)
+
+
+WINDOW_EDGES = [dt.datetime(2025, 2, 26, tzinfo=dt.timezone.utc), dt.datetime(2025, 9, 4, tzinfo=dt.timezone.utc)]
+
+
+def test_timed_lines_are_put_in_the_window_they_fall_in(stub, tmp_path):
+    lines = timed_lines(WINDOW_EDGES, 48)  # two days across the window's first and last instants
+    d = tmp_path / "timed"
+    d.mkdir()
+    (d / "requests.csv").write_text(lines_csv(lines))
+    first, last = dt.date(2025, 2, 26), dt.date(2025, 9, 5)
+    ctx = _ctx(stub, d, first, last)
+    rows = _rows(deepseek_job.extract(ctx))
+    want: dict[tuple, list[int]] = {}
+    for t, model, _, hit, miss, out, _ in lines:
+        key = (t.date(), model, "off_peak" if off_peak(t) else None)
+        acc = want.setdefault(key, [0, 0, 0])
+        acc[0], acc[1], acc[2] = acc[0] + hit, acc[1] + miss, acc[2] + out
+    got = {(r["usage_date"], r["model"], r["service_tier"]): [r["cached_input_tokens"], r["input_tokens"],
+                                                             r["output_tokens"]] for r in rows}
+    assert got == want
+    # both tiers on the window's edge days: 02-26 off-peak only from 16:30, 09-05 only until 00:30
+    assert {k[2] for k in got if k[0] == first} == {None, "off_peak"}
+    assert {k[2] for k in got if k[0] == dt.date(2025, 9, 6)} == set()
+    assert {k[2] for k in got if k[0] == last} == {None, "off_peak"}
+    assert ctx.warnings == []  # every line has its time: nothing priced at an upper bound
+
+
+def test_offsets_are_read_in_utc_before_the_window(stub, tmp_path):
+    d = tmp_path / "offsets"
+    d.mkdir()
+    (d / "logs.csv").write_text(
+        "utc_time,model,input_cache_hit_tokens,input_cache_miss_tokens,output_tokens\n"
+        "2025-03-01T08:15:00+08:00,deepseek-chat,1,10,100\n"     # 00:15 UTC: off-peak
+        "2025-03-01T08:45:00+08:00,deepseek-chat,2,20,200\n"     # 00:45 UTC: standard
+        "2025-03-01T16:30:00,deepseek-chat,4,40,400\n")          # naive: UTC, off-peak from 16:30
+    rows = _rows(deepseek_job.extract(_ctx(stub, d, dt.date(2025, 3, 1), dt.date(2025, 3, 1))))
+    assert sorted((str(r["service_tier"]), r["input_tokens"]) for r in rows) == [("None", 20), ("off_peak", 50)]
+
+
+def test_daily_usage_in_a_window_period_stays_at_the_standard_rate_and_says_so(stub, tmp_path):
+    march = deepseek_demo_usage(dt.date(2025, 3, 1), 3, seed=1)
+    d = tmp_path / "daily"
+    d.mkdir()
+    (d / "export.csv").write_text(deepseek_demo_csv(march, layout="long"))
+    ctx = _ctx(stub, d, dt.date(2025, 3, 1), dt.date(2025, 3, 3))
+    rows = _rows(deepseek_job.extract(ctx))
+    assert len(rows) == len(march) and {r["service_tier"] for r in rows} == {None}
+    [warning] = ctx.warnings
+    assert "3 day(s)" in warning and "2025-03-01..2025-03-03" in warning and "upper bound" in warning
+    # a file whose date-times are all midnight is a daily export, not usage at 00:00 (an off-peak time)
+    midnights = [(dt.datetime.combine(r["date"], dt.time(0), dt.timezone.utc), r["model"], r["api_key_name"],
+                  r["input_cache_hit_tokens"], r["input_cache_miss_tokens"], r["output_tokens"], r["request_count"])
+                 for r in march]
+    (d / "export.csv").write_text(lines_csv(midnights, fmt=lambda t: t.strftime("%Y-%m-%d %H:%M:%S")))
+    ctx = _ctx(stub, d, dt.date(2025, 3, 1), dt.date(2025, 3, 3))
+    assert {r["service_tier"] for r in _rows(deepseek_job.extract(ctx))} == {None} and len(ctx.warnings) == 1
+
+
+def test_balance_is_kept_as_the_runs_samples(stub, folder, monkeypatch):
+    at = dt.datetime(2026, 8, 2, 3, 0, 5, tzinfo=dt.timezone.utc)
+    monkeypatch.setattr(deepseek_job, "_now", lambda: at)
+    stub.balance = {"is_available": True, "balance_infos": [
+        {"currency": "USD", "total_balance": "41.123456789", "granted_balance": "1.5", "topped_up_balance": "39.623456789"},
+        {"currency": "CNY", "total_balance": "7", "granted_balance": "0", "topped_up_balance": "7"}]}
+    out = deepseek_job.extract(_ctx(stub, folder))
+    assert [r for b in out["genai_balance_samples"] for r in b.to_pylist()] == [
+        {"sampled_at": at, "sample_date": at.date(), "provider": "deepseek", "currency": "USD",
+         "total_balance": Decimal("41.123456789"), "granted_balance": Decimal("1.5"),
+         "topped_up_balance": Decimal("39.623456789"), "is_available": True},
+        {"sampled_at": at, "sample_date": at.date(), "provider": "deepseek", "currency": "CNY",
+         "total_balance": Decimal("7"), "granted_balance": Decimal("0"), "topped_up_balance": Decimal("7"),
+         "is_available": True}]
+    ctx = _ctx(stub, folder)
+    del ctx.credential["api_key"]
+    assert "genai_balance_samples" not in deepseek_job.extract(ctx)

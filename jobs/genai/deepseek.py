@@ -336,6 +336,10 @@ def fetch_balance(ctx: ExtractContext, *, sleep: Callable[[float], Any] = time.s
     return {"is_available": bool(doc.get("is_available")), "balance_infos": infos}
 
 
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
 def balance_rows(balance: dict, sampled_at: dt.datetime) -> list[dict]:
     """`fetch_balance`'s answer as genai_balance_samples rows, one per currency."""
     return [{"sampled_at": sampled_at, "sample_date": sampled_at.date(), "provider": PROVIDER,
@@ -364,7 +368,7 @@ def extract(ctx: ExtractContext, *, sleep: Callable[[float], Any] = time.sleep,
     folder = usage_folder(ctx.credential, ctx.org_slug)
     try:
         balance = fetch_balance(ctx, sleep=sleep, max_attempts=max_attempts)
-        sampled_at = dt.datetime.now(dt.timezone.utc)
+        sampled_at = _now()
     except CredentialError:
         raise
     except ExtractError as e:  # the balance is informational; usage still loads
