@@ -349,6 +349,24 @@ def _beyond_the_demo(rt) -> None:
     price_overrides.end(org, pct["override_id"], "2026-10-20", wh=wh)
     price_overrides.get(org, pct["override_id"], history=True, wh=wh)
 
+    # the balance comparison with an earlier sample (the demo's DeepSeek run took the first)
+    from decimal import Decimal
+
+    from shared import balance
+    from shared.naming import org_dataset
+
+    ds_run = next(r for r in runs.list_runs(wh, org, 100) if r["pipeline_id"] == "genai/payg/deepseek")
+    [sample] = wh.query(f"SELECT * FROM `{org_dataset(org)}.genai_balance_samples` WHERE x_run_id = @r",
+                        {"r": ds_run["run_id"]})
+    earlier = sample["sampled_at"] - dt.timedelta(days=3)
+    wh.insert_rows(org_dataset(org), "genai_balance_samples", [{
+        **sample, "sampled_at": earlier, "sample_date": earlier.date(), "x_run_id": "run_earlier",
+        "total_balance": sample["total_balance"] + Decimal("1.5")}])
+    [entry] = balance.reconcile(wh, org_dataset(org), {
+        "org_slug": org, "pipeline_id": ds_run["pipeline_id"], "credential_id": ds_run["credential_id"],
+        "run_id": ds_run["run_id"], "start_date": ds_run["start_date"], "end_date": ds_run["end_date"]})
+    assert entry["status"] == "compared" and entry["spent"] == "1.500000000", entry
+
     server, api = start_background()
     try:
         with httpx.Client(base_url=api, headers={"X-API-Key": key}, timeout=60) as http:
