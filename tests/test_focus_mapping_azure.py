@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from jobs.base import ExtractContext
+from jobs.cloud import azure
 from shared import focus, service_map
 from tests import cloud_kit as kit
 from tests import test_focus_exports as fx
@@ -70,6 +72,14 @@ def assert_billed_unchanged(wh, actual: list[dict]) -> None:
     assert billed == source == total(actual) == Decimal("891.13806416")
 
 
+def extract_warnings(folder: Path) -> list[str]:
+    ctx = ExtractContext("acme", PIPELINE, CRED, "run_w", *APR, {"source": f"file://{folder}"})
+    out = azure.extract(ctx)
+    for table in ("azure_billing_raw", "cloud_source_totals"):  # the totals exist once the rows are read
+        list(out[table])
+    return ctx.warnings
+
+
 # --------------------------------------------------------------------------------------------------
 # Defect 6: a commitment purchase that covers future charges has EffectiveCost 0
 # --------------------------------------------------------------------------------------------------
@@ -119,6 +129,13 @@ def test_actual_only_purchases_have_no_effective_cost(rt, acme):
         "Savings Plan", "Spend", "Recurring")
     assert (sp["BilledCost"], sp["CommitmentDiscountQuantity"], sp["CommitmentDiscountUnit"]) == (72, 72, "USD")
     assert out["marketplace-01"]["EffectiveCost"] == 50
+    # the run says where the commitments' effective cost went
+    n = sum(map(is_commitment_purchase, actual))
+    assert extract_warnings(ACTUAL_ONLY) == [
+        f"billing period {PERIOD}: {n} reservation/savings-plan purchase row(s) and no AmortizedCost export: FOCUS "
+        "gives their EffectiveCost 0 and only amortized data spreads it over the usage; export AmortizedCost (or "
+        "FocusCost) of this scope too"]
+    assert extract_warnings(FIXTURE) == []
 
 
 # --------------------------------------------------------------------------------------------------
