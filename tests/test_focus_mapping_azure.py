@@ -98,6 +98,7 @@ def test_actual_and_amortized_purchases_and_refunds_have_no_effective_cost(rt, a
             row = out[r["tag"]]
             assert (row["BilledCost"], row["EffectiveCost"]) == (money(r["CostInBillingCurrency"]), 0), r["tag"]
             assert row["ChargeCategory"] == "Purchase" and row["CommitmentDiscountId"] == r["benefitId"]
+            assert row["PricingCategory"] == "Standard", r["tag"]  # the purchase of a commitment is not Committed
     # a refunded reservation is a correction of its purchase (FOCUS 1.3 ChargeClass), not a credit
     refund = out["ri-refund-02"]
     assert (refund["ChargeClass"], refund["BilledCost"], refund["PricingCategory"]) == ("Correction", -120, "Standard")

@@ -9,17 +9,26 @@
 -- * BilledCost = cost, except amortized commitment-covered usage and UnusedReservation/UnusedSavingsPlan rows
 --   -> 0 (they are billed by the purchase row). So SUM(BilledCost) per period = the actual export's total
 --   (= cloud_source_totals.source_cost; Azure cost details hold no credits/tax, see the reference).
--- * EffectiveCost = cost (amortized where the row is amortized), except commitment Purchase rows when the
---   period has amortized data -> 0 (the purchase is spread over the covered usage and unused rows).
---   With actual data only there is nothing to amortize with: EffectiveCost = BilledCost.
+-- * EffectiveCost = cost (amortized where the row is amortized), except commitment (reservation, savings
+--   plan) Purchase and Refund rows -> 0: FOCUS requires 0 for a purchase covering future charges, whose cost
+--   the amortized dataset spreads over the covered usage and unused rows. This holds with actual data only
+--   too (finops-toolkit's convert.md sets it unconditionally): the covered usage then costs 0 as well, so the
+--   commitments' cost is in no row's EffectiveCost; the extractor warns such periods, and only exporting
+--   AmortizedCost (or FocusCost) gives the amortization. Keeping the purchase's cost as EffectiveCost instead
+--   would break the FOCUS rule and double count it as soon as amortized data arrives.
 --   Credit rows: EffectiveCost = ContractedCost = BilledCost (FOCUS rule).
 -- * ChargeCategory: Usage, Purchase, Tax as is; UnusedReservation/UnusedSavingsPlan -> Usage (status Unused);
---   Refund -> Credit; Credit -> Credit; anything else (RoundingAdjustment, ...) -> Adjustment.
+--   a commitment's Refund -> Purchase with ChargeClass Correction (finops-toolkit), no CommitmentDiscountQuantity;
+--   other Refund -> Credit; Credit -> Credit; anything else (RoundingAdjustment, ...) -> Adjustment.
+--   PricingCategory of a Purchase is Standard: the purchase of a commitment is not priced by it (FOCUS 1.1).
 -- * Units: UnitOfMeasure is split by the extractor into pricing_block_size and a FOCUS Unit Format unit
 --   ('10 Hours' -> 10 x 'Hours', '1 GB/Month' -> 'GB-Months', '10K' -> 10000 x 'Units'). PricingQuantity =
 --   Quantity x block on Usage/Purchase rows (NULL otherwise); unit prices are per block / block size.
--- * ListCost = PaygCostInBillingCurrency (MCA), else PayGPrice x Quantity, else BilledCost (Tax/Credit/
---   Adjustment and rows without a list price). ContractedCost = UnitPrice x Quantity, else BilledCost.
+-- * ListCost = PaygCostInBillingCurrency (MCA), else PayGPrice x Quantity, else UnitPrice x Quantity, else
+--   BilledCost (Tax/Credit/Adjustment and rows without a price). A PayG cost or price of 0 beside a non-zero
+--   UnitPrice x Quantity is a price the export left out (EA writes PayGPrice 0 on reservation-covered usage and
+--   purchases), not a free meter: the unit price (what the row costs without the commitment) stands in, so
+--   ListCost is never 0 beside a contracted cost. ContractedCost = UnitPrice x Quantity, else BilledCost.
 --   ListUnitPrice / ContractedUnitPrice are set only when price x PricingQuantity reproduces the cost
 --   (FOCUS requires the product; NUMERIC division by a block size can round), else NULL.
 -- * Commitments: CommitmentDiscountId = benefitId, else ReservationId; '/microsoft.billingbenefits/' ids,
@@ -50,12 +59,13 @@ src AS (
   SELECT b.*,
          CASE
            WHEN b.charge_type IN ('Usage', 'UnusedReservation', 'UnusedSavingsPlan') THEN 'Usage'
-           WHEN b.charge_type = 'Purchase' THEN 'Purchase'
+           WHEN b.charge_type = 'Purchase' OR (b.charge_type = 'Refund' AND b.is_commit) THEN 'Purchase'
            WHEN b.charge_type = 'Tax' THEN 'Tax'
            WHEN b.charge_type IN ('Refund', 'Credit') THEN 'Credit'
            ELSE 'Adjustment'
          END AS category,
          IF(b.is_commit, b.commit_ref, NULL) AS commitment_id,
+         IF(b.is_commit AND b.charge_type = 'Refund', 'Correction', NULL) AS charge_class,
          IF(b.is_commit, IF(LOWER(b.commit_ref) LIKE '%/microsoft.billingbenefits/%' OR b.pricing_model = 'SavingsPlan'
                               OR b.charge_type = 'UnusedSavingsPlan', 'Savings Plan', 'Reservation'), NULL) AS commitment_type,
          IF(b.publisher_type = 'Marketplace' AND b.publisher_name IS NOT NULL, b.publisher_name, {azure.ServiceProviderName}) AS seller,
@@ -77,37 +87,48 @@ priced AS (
          IF(category IN ('Usage', 'Purchase'), COALESCE(pricing_unit, 'Units'), NULL) AS unit,
          IF(cost_type = 'AmortizedCost' AND is_commit AND charge_type IN ('Usage', 'UnusedReservation', 'UnusedSavingsPlan'),
             NUMERIC '0', cost) AS billed_cost,
-         CASE
-           WHEN category = 'Credit' THEN cost
-           WHEN is_commit AND charge_type = 'Purchase' AND has_amortized = 1 THEN NUMERIC '0'
-           ELSE cost
-         END AS effective_cost,
-         CASE
-           WHEN category NOT IN ('Usage', 'Purchase') THEN cost
-           WHEN payg_cost IS NOT NULL THEN payg_cost
-           WHEN payg_price IS NOT NULL AND quantity IS NOT NULL THEN CAST(ROUND(payg_price * quantity, 9) AS NUMERIC)
-           ELSE cost
-         END AS list_cost,
+         IF(is_commit AND charge_type IN ('Purchase', 'Refund'), NUMERIC '0', cost) AS effective_cost,
          IF(category IN ('Usage', 'Purchase') AND unit_price IS NOT NULL AND quantity IS NOT NULL,
             CAST(ROUND(unit_price * quantity, 9) AS NUMERIC), NULL) AS contracted_from_price
   FROM src AS s
 ),
+payg AS (
+  SELECT p.*,
+         -- a PayG value of 0 beside a non-zero contracted cost is a price left out, not a free meter
+         (payg_price IS NOT NULL AND (payg_price != 0 OR COALESCE(contracted_from_price, NUMERIC '0') = 0)) AS payg_listed
+  FROM priced AS p
+),
+listed AS (
+  SELECT l.*,
+         CASE
+           WHEN category NOT IN ('Usage', 'Purchase') THEN NULL
+           WHEN payg_listed THEN payg_price
+           WHEN contracted_from_price IS NOT NULL THEN unit_price
+         END AS list_price,
+         CASE
+           WHEN category NOT IN ('Usage', 'Purchase') THEN cost
+           WHEN payg_cost IS NOT NULL AND (payg_cost != 0 OR COALESCE(contracted_from_price, NUMERIC '0') = 0) THEN payg_cost
+           WHEN payg_listed AND quantity IS NOT NULL THEN CAST(ROUND(payg_price * quantity, 9) AS NUMERIC)
+           ELSE COALESCE(contracted_from_price, cost)
+         END AS list_cost
+  FROM payg AS l
+),
 final AS (
   SELECT p.*,
          COALESCE(contracted_from_price, billed_cost) AS contracted_cost,
-         IF(pricing_quantity IS NOT NULL AND payg_price IS NOT NULL AND pricing_block_size > 0
-              AND ABS(CAST(payg_price AS FLOAT64) / CAST(pricing_block_size AS FLOAT64) * CAST(pricing_quantity AS FLOAT64)
+         IF(pricing_quantity IS NOT NULL AND list_price IS NOT NULL AND pricing_block_size > 0
+              AND ABS(CAST(list_price AS FLOAT64) / CAST(pricing_block_size AS FLOAT64) * CAST(pricing_quantity AS FLOAT64)
                       - CAST(list_cost AS FLOAT64)) <= 1e-10 * GREATEST(ABS(CAST(list_cost AS FLOAT64)), 1)
-              AND ABS(CAST(CAST(ROUND(payg_price / pricing_block_size, 9) AS NUMERIC) AS FLOAT64) * CAST(pricing_quantity AS FLOAT64)
+              AND ABS(CAST(CAST(ROUND(list_price / pricing_block_size, 9) AS NUMERIC) AS FLOAT64) * CAST(pricing_quantity AS FLOAT64)
                       - CAST(list_cost AS FLOAT64)) <= 1e-10 * GREATEST(ABS(CAST(list_cost AS FLOAT64)), 1),
-            CAST(ROUND(payg_price / pricing_block_size, 9) AS NUMERIC), NULL) AS list_rate,
+            CAST(ROUND(list_price / pricing_block_size, 9) AS NUMERIC), NULL) AS list_rate,
          IF(contracted_from_price IS NOT NULL AND pricing_block_size > 0
               AND ABS(CAST(CAST(ROUND(unit_price / pricing_block_size, 9) AS NUMERIC) AS FLOAT64) * CAST(pricing_quantity AS FLOAT64)
                       - CAST(contracted_from_price AS FLOAT64)) <= 1e-10 * GREATEST(ABS(CAST(contracted_from_price AS FLOAT64)), 1),
             CAST(ROUND(unit_price / pricing_block_size, 9) AS NUMERIC), NULL) AS contracted_rate,
          REGEXP_REPLACE(LOWER(resource_location), r'[^a-z0-9]', '') AS region_id,
          COALESCE(billing_profile_id, billing_account_id, subscription_id, 'unknown') AS account_id
-  FROM priced AS p
+  FROM listed AS p
 )
 SELECT
   CAST(NULL AS JSON) AS AllocatedMethodDetails,
@@ -126,7 +147,7 @@ SELECT
   CAST(NULL AS STRING) AS CapacityReservationId,
   CAST(NULL AS STRING) AS CapacityReservationStatus,
   category AS ChargeCategory,
-  CAST(NULL AS STRING) AS ChargeClass,
+  charge_class AS ChargeClass,
   COALESCE(product_name, CONCAT(COALESCE(meter_category, 'Azure'), ' ', COALESCE(meter_name, charge_type))) AS ChargeDescription,
   CASE
     WHEN frequency = 'OneTime' THEN 'One-Time'
@@ -141,7 +162,7 @@ SELECT
   commitment_id AS CommitmentDiscountId,
   IF(commitment_id IS NULL, NULL, COALESCE(benefit_name, reservation_name, commitment_id)) AS CommitmentDiscountName,
   CASE
-    WHEN commitment_id IS NULL THEN NULL
+    WHEN commitment_id IS NULL OR charge_class IS NOT NULL THEN NULL
     WHEN commitment_type = 'Savings Plan' AND category = 'Usage' THEN effective_cost
     WHEN commitment_type = 'Savings Plan' THEN cost
     ELSE COALESCE(pricing_quantity, NUMERIC '0')
@@ -152,8 +173,8 @@ SELECT
     ELSE 'Used'
   END AS CommitmentDiscountStatus,
   commitment_type AS CommitmentDiscountType,
-  CASE WHEN commitment_id IS NULL THEN NULL WHEN commitment_type = 'Savings Plan' THEN billing_currency
-    ELSE COALESCE(unit, 'Units') END AS CommitmentDiscountUnit,
+  CASE WHEN commitment_id IS NULL OR charge_class IS NOT NULL THEN NULL
+    WHEN commitment_type = 'Savings Plan' THEN billing_currency ELSE COALESCE(unit, 'Units') END AS CommitmentDiscountUnit,
   IF(category = 'Usage' AND charge_type = 'Usage', pricing_quantity, NULL) AS ConsumedQuantity,
   IF(category = 'Usage' AND charge_type = 'Usage', unit, NULL) AS ConsumedUnit,
   CAST(NULL AS JSON) AS ContractApplied,
@@ -167,6 +188,7 @@ SELECT
   list_rate AS ListUnitPrice,
   CASE
     WHEN category NOT IN ('Usage', 'Purchase') THEN NULL
+    WHEN category = 'Purchase' THEN 'Standard'
     WHEN commitment_id IS NOT NULL OR pricing_model IN ('Reservation', 'SavingsPlan') THEN 'Committed'
     WHEN pricing_model = 'Spot' THEN 'Dynamic'
     ELSE 'Standard'

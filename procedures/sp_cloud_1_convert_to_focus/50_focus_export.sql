@@ -4,9 +4,11 @@
 --
 -- Costs: BilledCost as exported on every row, so SUM(BilledCost) per billing period = cloud_source_totals
 -- (the export's own billed total). EffectiveCost/ListCost/ContractedCost as exported (BilledCost where empty);
--- on Credit rows EffectiveCost = ContractedCost = BilledCost (FOCUS rule). ListUnitPrice/ContractedUnitPrice
--- are kept only when they times PricingQuantity reproduce ListCost/ContractedCost (9-decimal rounding of a
--- unit price can break the product), else NULL; NULL on Tax. Pricing-currency columns: the export's when it
+-- on Credit rows EffectiveCost = ContractedCost = BilledCost (FOCUS rule); on Azure commitment Purchase rows
+-- EffectiveCost (and PricingCurrencyEffectiveCost) = 0, which FocusCost exports have not always held.
+-- ListUnitPrice/ContractedUnitPrice are kept only when they times PricingQuantity reproduce ListCost/
+-- ContractedCost (9-decimal rounding of a unit price can break the product), else NULL; NULL on Tax.
+-- Pricing-currency columns: the export's when it
 -- has PricingCurrencyEffectiveCost, else the billing-currency values with PricingCurrency = BillingCurrency.
 -- Values that changed between versions:
 -- * ChargeCategory: the 1.3 value (case-insensitive); 1.0-preview ChargeSubcategory Credit or Refund -> Credit
@@ -87,7 +89,9 @@ classified AS (
            ELSE 'Used'
          END AS status,
          s.category IN ('Usage', 'Purchase') AND s.charge_class_13 IS NULL AS needs_pricing,
-         IF(s.category = 'Credit', s.billed_cost, COALESCE(s.effective_cost, s.billed_cost)) AS effective,
+         -- Cost Management has exported savings-plan purchases with their cost as EffectiveCost too, while the
+         -- covered usage carries it amortized (microsoft/finops-toolkit#1092): a commitment purchase's is 0
+         s.provider = 'azure' AND s.category = 'Purchase' AND s.commitment_discount_id IS NOT NULL AS amortized_away,
          IF(s.category = 'Credit', s.billed_cost, COALESCE(s.contracted_cost, s.billed_cost)) AS contracted,
          COALESCE(s.list_cost, s.billed_cost) AS list_total,
          CASE
@@ -105,7 +109,12 @@ quantified AS (
            WHEN c.needs_pricing THEN COALESCE(c.pricing_quantity, c.consumed_quantity, NUMERIC '0')
            ELSE c.pricing_quantity
          END AS quantity,
-         IF(c.category = 'Usage' AND c.status IS DISTINCT FROM 'Unused', c.consumed_quantity, NULL) AS consumed
+         IF(c.category = 'Usage' AND c.status IS DISTINCT FROM 'Unused', c.consumed_quantity, NULL) AS consumed,
+         CASE
+           WHEN c.category = 'Credit' THEN c.billed_cost
+           WHEN c.amortized_away THEN NUMERIC '0'
+           ELSE COALESCE(c.effective_cost, c.billed_cost)
+         END AS effective
   FROM classified AS c
 ),
 priced AS (
@@ -200,7 +209,7 @@ SELECT
   END AS PricingCategory,
   IF(has_pricing_currency, pricing_currency, billing_currency) AS PricingCurrency,
   IF(category = 'Tax', NULL, IF(has_pricing_currency, pricing_currency_contracted_unit_price, contracted_rate)) AS PricingCurrencyContractedUnitPrice,
-  IF(has_pricing_currency, pricing_currency_effective_cost, effective) AS PricingCurrencyEffectiveCost,
+  IF(has_pricing_currency AND NOT amortized_away, pricing_currency_effective_cost, effective) AS PricingCurrencyEffectiveCost,
   IF(category = 'Tax', NULL, IF(has_pricing_currency, pricing_currency_list_unit_price, list_rate)) AS PricingCurrencyListUnitPrice,
   quantity AS PricingQuantity,
   unit AS PricingUnit,
