@@ -40,6 +40,7 @@ PAYER, US_ACCOUNT, EU_ACCOUNT = "111122223333", "444455556666", "777788889999"
 AWS_INC, AWS_EMEA = "Amazon Web Services, Inc.", "Amazon Web Services EMEA SARL"
 EC2 = "Amazon Elastic Compute Cloud"
 RI = "arn:aws:rds:us-east-1:111122223333:ri:db-ri-1"
+SP = "arn:aws:savingsplans::111122223333:savingsplan/sp-1"
 SELLER = "Acme Seller LLC"
 
 # CUR 2.0 column -> its legacy CUR name (awsdocs cur user guide, "data dictionary"); the extractor must read both.
@@ -67,12 +68,15 @@ LEGACY = {
     "reservation_unused_amortized_upfront_fee_for_billing_period":
         "reservation/UnusedAmortizedUpfrontFeeForBillingPeriod",
     "reservation_unused_recurring_fee": "reservation/UnusedRecurringFee",
+    "savings_plan_savings_plan_a_r_n": "savingsPlan/SavingsPlanARN",
+    "savings_plan_savings_plan_effective_cost": "savingsPlan/SavingsPlanEffectiveCost",
 }
 # CUR 2.0 keeps the product name in the `product` map (product['product_name']), not as a flat column.
 CUR2 = [c for c in LEGACY if c != "product_product_name"] + ["product"]
 MONEY = {"line_item_usage_amount", "line_item_unblended_rate", "line_item_unblended_cost",
          "pricing_public_on_demand_rate", "pricing_public_on_demand_cost", "reservation_effective_cost",
-         "reservation_unused_amortized_upfront_fee_for_billing_period", "reservation_unused_recurring_fee"}
+         "reservation_unused_amortized_upfront_fee_for_billing_period", "reservation_unused_recurring_fee",
+         "savings_plan_savings_plan_effective_cost"}
 TIMES = {"bill_billing_period_start_date", "bill_billing_period_end_date", "line_item_usage_start_date",
          "line_item_usage_end_date"}
 
@@ -136,6 +140,15 @@ def charges() -> list[dict]:
              pricing_public_on_demand_rate="0", pricing_public_on_demand_cost="0", product_sku="SKU-RDS",
              pricing_term="Reserved", reservation_reservation_a_r_n=RI,
              reservation_unused_amortized_upfront_fee_for_billing_period="0", reservation_unused_recurring_fee="0"),
+        # a savings plan: covered usage at the on-demand rate, and the negation cancelling it (no list price)
+        line(11, "SavingsPlanCoveredUsage", 3, "AmazonEC2", EC2, "$0.085 per On Demand Linux c5.large Instance Hour",
+             "24", "0.085", "2.04", line_item_usage_type="BoxUsage:c5.large", line_item_operation="RunInstances",
+             pricing_unit="Hrs", pricing_public_on_demand_rate="0.085", pricing_public_on_demand_cost="2.04",
+             product_sku="SKU-C5L", pricing_rate_id="106", savings_plan_savings_plan_a_r_n=SP,
+             savings_plan_savings_plan_effective_cost="1.5"),
+        line(12, "SavingsPlanNegation", 3, "AmazonEC2", EC2, "SavingsPlanNegation used by AccountId : 444455556666",
+             "24", "-0.085", "-2.04", line_item_usage_type="BoxUsage:c5.large", line_item_operation="RunInstances",
+             pricing_unit="Hrs", product_sku="SKU-C5L", savings_plan_savings_plan_a_r_n=SP),
         line(8, "Usage", 4, "AmazonS3", "Amazon Simple Storage Service", "$0.023 per GB - first 50 TB / month",
              "50", "0.023", "1.15", line_item_usage_type="EU-TimedStorage-ByteHrs", line_item_operation="PutObject",
              pricing_unit="GB-Mo", pricing_public_on_demand_rate="0.023", pricing_public_on_demand_cost="1.15",
@@ -363,6 +376,9 @@ def test_cur_list_cost_is_the_published_price_billed(wh, tmp_path, shape):
     assert covered["ListCost"] == Decimal("6.0") and covered["BilledCost"] == 0
     fee = out["USD 0.15 hourly fee per MySQL, db.r5.large instance"]  # no public on-demand price for a fee
     assert fee["ListCost"] == fee["BilledCost"] == money(src[fee["ChargeDescription"]]["line_item_unblended_cost"])
+    negation = out["SavingsPlanNegation used by AccountId : 444455556666"]  # lists what it cancels, at no price
+    assert negation["ListCost"] == negation["BilledCost"] < 0 and negation["ListUnitPrice"] is None
+    assert all(r["ListUnitPrice"] is None or r["ListUnitPrice"] >= 0 for r in out.values())  # FOCUS: non-negative
     gate_passes(wh)
 
 
@@ -513,6 +529,41 @@ def test_azure_meter_category_has_one_service_category(wh, tmp_path):
          (dt.date(2024, 3, 1), dt.date(2024, 3, 2)))
     cats = categories_per_service(wh, "x_credential_id = 'cred_az'")
     assert set(cats) == {"Advanced Threat Protection"} and len(cats["Advanced Threat Protection"]) == 1
+    # the category most of its lines map to; a line mapped to another keeps 'Other (<that category>)'
+    azure_map = {r["service_key"]: (r["service_category"], r["service_subcategory"])
+                 for r in service_map.load() if r["provider"] == "azure"}
+    by_line = [azure_map[r["consumedService"].lower()] for r in rows]
+    top = max({c for c, _ in by_line}, key=lambda c: sum(1 for x, _ in by_line if x == c))
+    assert cats["Advanced Threat Protection"] == {top}
+    got = wh.query("SELECT ServiceSubcategory AS s FROM `acme_prod.cost_data_standard_1_3` "
+                   "WHERE x_credential_id = 'cred_az' ORDER BY ChargePeriodStart, SkuMeter")
+    expected = [sub if cat == top else f"Other ({top})"
+                for (cat, sub), r in sorted(zip(by_line, rows), key=lambda x: (x[1]["date"], x[1]["meterName"]))]
+    assert [r["s"] for r in got] == expected
     assert focus_billed_per_period(wh, "cred_az") == {dt.date(2024, 3, 1): sum(
         Decimal(r["costInBillingCurrency"]) for r in rows)}
     gate_passes(wh, "cloud/azure/cost/billing")
+
+
+def test_the_mapped_category_wins_over_more_lines_without_one(wh, tmp_path):
+    """Lines of one ServiceName that the map cannot place (no product code in the CUR; no x_ServiceCode in the
+    export) take the mapped category of the ServiceName's other lines, however many they are."""
+    source = charges()
+    ec2 = [r for r in source if r["line_item_product_code"] == "AmazonEC2" and r["line_item_line_item_type"] == "Usage"]
+    cur_rows = [dict(r, line_item_product_code="") if i else r for i, r in enumerate(ec2 * 3)]
+    for i, r in enumerate(cur_rows):
+        r.update(identity_line_item_id=f"li-x{i}", line_item_line_item_description=f"{i} {r['line_item_line_item_description']}")
+    land(wh, CUR_CRED, write_cur(tmp_path / "cur", "cur2-csv.gz", cur_rows))
+    assert categories_per_service(wh, "x_credential_id = @c", {"c": CUR_CRED}) == {EC2: {"Compute"}}
+
+    export = aws_focus_export(source)
+    unkeyed = [dict(r, _service_key=None, ChargeDescription=f"{i} {r['ChargeDescription']}")
+               for i, r in enumerate(export * 2) if r["SkuMeter"] == "EBS:VolumeUsage.gp3"]
+    rows = [r for r in export if r["SkuMeter"] == "BoxUsage:m5.large"] + unkeyed
+    header, shaped = aws_shape(rows, "1.2")
+    (tmp_path / "focus").mkdir()
+    (tmp_path / "focus" / "focus-00001.snappy.parquet").write_bytes(parquet_bytes(header, shaped))
+    land(wh, FOCUS_CRED, {"source": f"file://{tmp_path / 'focus'}"})
+    assert len(unkeyed) == 2 and {r["ServiceCategory"] for r in unkeyed} == {"Storage"}
+    assert categories_per_service(wh, "x_credential_id = @c", {"c": FOCUS_CRED}) == {EC2: {"Compute"}}
+    gate_passes(wh)

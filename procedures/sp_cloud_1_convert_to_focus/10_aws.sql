@@ -35,7 +35,7 @@
 -- * ServiceCategory/Subcategory from organizations.service_category_map by LOWER(product code), falling
 --   back to Other / Other (Other). One ServiceCategory per ServiceName (FOCUS): should the product codes of
 --   one product name map differently, the slice takes the mapped category of most of its lines (ties:
---   alphabetical), and a line mapped elsewhere gets 'Other (<category>)'. Providers are Amazon Web Services;
+--   alphabetical; Other only when none maps), and a line mapped elsewhere gets 'Other (<category>)'. Providers are Amazon Web Services;
 --   for AWS Marketplace rows the ServiceProviderName/PublisherName is the seller (line_item_legal_entity).
 -- * InvoiceIssuerName = bill_invoicing_entity (the AWS entity that invoiced the line: Amazon Web Services,
 --   Inc., Amazon Web Services EMEA SARL, ...), else the provider's.

@@ -32,8 +32,8 @@
 --   organizations.service_category_map (provider 'azure') by LOWER(MeterCategory), then by
 --   LOWER(ConsumedService), else Other / Other (Other). One ServiceCategory per ServiceName (FOCUS): a meter
 --   category the map does not know is used through several resource providers (ConsumedService), so the
---   slice takes the best-sourced mapped category of most of its lines (ties: alphabetical); a line mapped
---   elsewhere gets 'Other (<category>)'.
+--   slice takes the mapped category of most of its lines (ties: alphabetical; Other only when none maps);
+--   a line mapped elsewhere gets 'Other (<category>)'.
 -- * Periods: ChargePeriod = the usage day; BillingPeriodEnd = BillingPeriodEndDate + 1 day (Azure's end is
 --   inclusive), else start + 1 month. BillingAccount = billing profile (MCA invoice scope), else billing
 --   account (EA enrollment), else subscription. SubAccount = subscription.
@@ -64,8 +64,7 @@ src AS (
          IF(b.publisher_type = 'Marketplace' AND b.publisher_name IS NOT NULL, b.publisher_name, {azure.ServiceProviderName}) AS seller,
          COALESCE(b.meter_category, b.service_name, b.consumed_service, 'Azure') AS service_name_out,
          COALESCE(m1.service_category, m2.service_category) AS mapped_category,
-         COALESCE(m1.service_subcategory, m2.service_subcategory) AS mapped_subcategory,
-         IF(m1.service_category IS NULL, 2, 1) AS mapped_by
+         COALESCE(m1.service_subcategory, m2.service_subcategory) AS mapped_subcategory
   FROM base AS b
   LEFT JOIN `organizations.service_category_map` AS m1
     ON m1.provider = 'azure' AND m1.service_key = LOWER(b.meter_category)
@@ -81,7 +80,7 @@ service_categories AS (
   FROM src
   GROUP BY service_name_out, mapped_category
   QUALIFY ROW_NUMBER() OVER (PARTITION BY service_name_out
-                             ORDER BY mapped_category IS NULL, MIN(mapped_by), COUNT(*) DESC, mapped_category) = 1
+                             ORDER BY mapped_category IS NULL, COUNT(*) DESC, mapped_category) = 1
 ),
 priced AS (
   SELECT s.*, c.service_category,

@@ -34,9 +34,9 @@
 --   by, so both AWS inputs agree; Azure x_SkuMeterCategory), over the export's per-line category (AWS's export
 --   puts EBS under EC2 in Storage); a service the map does not know keeps the export's FOCUS 1.3 category
 --   (service_category_valid, checked by the extractor against shared/focus.py), else Other. Lines of one
---   ServiceName that still differ take, per slice, the best-sourced category of most of its lines (ties:
---   alphabetical). ServiceSubcategory: the export's when its pair has that category, else the mapped one of
---   that category, else 'Other (<category>)'.
+--   ServiceName that still differ take, per slice, the category of most of its lines from the best source
+--   any of them has (map, export, Other; ties: alphabetical). ServiceSubcategory: the export's when its pair
+--   has that category, else the mapped one of that category, else 'Other (<category>)'.
 -- Providers (1.3 columns no export has yet): HostProviderName = the cloud (Amazon Web Services, Microsoft,
 -- Google Cloud), which hosts everything in its own export; ServiceProviderName = the PublisherName when it
 -- names a third party (a marketplace seller), else the cloud. ProviderName, PublisherName (still mandatory in
