@@ -4,10 +4,7 @@
 --
 -- Costs: BilledCost as exported on every row, so SUM(BilledCost) per billing period = cloud_source_totals
 -- (the export's own billed total). EffectiveCost/ListCost/ContractedCost as exported (BilledCost where empty);
--- on Credit rows EffectiveCost = ContractedCost = BilledCost (FOCUS rule). ListCost follows the rule of
--- 10_aws.sql: the cost at the published price of the rate billed (free tier included), and a charge without a
--- list price lists its BilledCost: an export's 0 on a row billed something else (Microsoft documents ListCost 0
--- on Marketplace rows as a gap) becomes BilledCost, as AWS's export has it. ListUnitPrice/ContractedUnitPrice
+-- on Credit rows EffectiveCost = ContractedCost = BilledCost (FOCUS rule). ListUnitPrice/ContractedUnitPrice
 -- are kept only when they times PricingQuantity reproduce ListCost/ContractedCost (9-decimal rounding of a
 -- unit price can break the product), else NULL; NULL on Tax. Pricing-currency columns: the export's when it
 -- has PricingCurrencyEffectiveCost, else the billing-currency values with PricingCurrency = BillingCurrency.
@@ -29,6 +26,9 @@
 --   has no unit); NULL on Tax. SkuId/SkuPriceId NULL on Tax; SkuMeter and SkuPriceDetails only with their ids.
 --   SkuMeter SHOULD be set with a SkuId: exports without one (GCP; Azure reads x_SkuMeterName) take the
 --   ChargeDescription, which in those exports is the SKU's description (GCP's own export calls it the meter).
+-- * ListCost follows the rule of 10_aws.sql: the cost at the published price of the rate billed (free tier
+--   included), and a charge without a list price lists its BilledCost: an export's 0 on a row billed something
+--   else (Microsoft documents ListCost 0 on Marketplace rows as a gap) becomes BilledCost, as AWS's export has it.
 -- * ServiceCategory: one per ServiceName (FOCUS), as on the raw paths: organizations.service_category_map by
 --   LOWER(ServiceName), then by the provider's service key (AWS x_ServiceCode, the key 10_aws.sql maps the CUR
 --   by, so both AWS inputs agree; Azure x_SkuMeterCategory), over the export's per-line category (AWS's export
