@@ -39,7 +39,10 @@
 --   PublisherName = PublisherName. HostProviderName stays Microsoft.
 -- * ServiceName = MeterCategory (else ServiceName, ConsumedService); ServiceCategory/Subcategory from
 --   organizations.service_category_map (provider 'azure') by LOWER(MeterCategory), then by
---   LOWER(ConsumedService), else Other / Other (Other).
+--   LOWER(ConsumedService), else Other / Other (Other). One ServiceCategory per ServiceName (FOCUS): a meter
+--   category the map does not know is used through several resource providers (ConsumedService), so the
+--   slice takes the mapped category of most of its lines (ties: alphabetical; Other only when none maps);
+--   a line mapped elsewhere gets 'Other (<category>)'.
 -- * Periods: ChargePeriod = the usage day; BillingPeriodEnd = BillingPeriodEndDate + 1 day (Azure's end is
 --   inclusive), else start + 1 month. BillingAccount = billing profile (MCA invoice scope), else billing
 --   account (EA enrollment), else subscription. SubAccount = subscription.
@@ -69,8 +72,9 @@ src AS (
          IF(b.is_commit, IF(LOWER(b.commit_ref) LIKE '%/microsoft.billingbenefits/%' OR b.pricing_model = 'SavingsPlan'
                               OR b.charge_type = 'UnusedSavingsPlan', 'Savings Plan', 'Reservation'), NULL) AS commitment_type,
          IF(b.publisher_type = 'Marketplace' AND b.publisher_name IS NOT NULL, b.publisher_name, {azure.ServiceProviderName}) AS seller,
-         COALESCE(m1.service_category, m2.service_category, 'Other') AS service_category,
-         COALESCE(m1.service_subcategory, m2.service_subcategory, 'Other (Other)') AS service_subcategory
+         COALESCE(b.meter_category, b.service_name, b.consumed_service, 'Azure') AS service_name_out,
+         COALESCE(m1.service_category, m2.service_category) AS mapped_category,
+         COALESCE(m1.service_subcategory, m2.service_subcategory) AS mapped_subcategory
   FROM base AS b
   LEFT JOIN `organizations.service_category_map` AS m1
     ON m1.provider = 'azure' AND m1.service_key = LOWER(b.meter_category)
@@ -81,8 +85,15 @@ src AS (
      OR (b.cost_type = 'ActualCost'
          AND (b.has_amortized = 0 OR (b.is_commit AND b.charge_type IN ('Purchase', 'Refund'))))
 ),
+service_categories AS (
+  SELECT service_name_out, COALESCE(mapped_category, 'Other') AS service_category
+  FROM src
+  GROUP BY service_name_out, mapped_category
+  QUALIFY ROW_NUMBER() OVER (PARTITION BY service_name_out
+                             ORDER BY mapped_category IS NULL, COUNT(*) DESC, mapped_category) = 1
+),
 priced AS (
-  SELECT s.*,
+  SELECT s.*, c.service_category,
          IF(category IN ('Usage', 'Purchase'), COALESCE(quantity, NUMERIC '0') * pricing_block_size, NULL) AS pricing_quantity,
          IF(category IN ('Usage', 'Purchase'), COALESCE(pricing_unit, 'Units'), NULL) AS unit,
          IF(cost_type = 'AmortizedCost' AND is_commit AND charge_type IN ('Usage', 'UnusedReservation', 'UnusedSavingsPlan'),
@@ -91,6 +102,7 @@ priced AS (
          IF(category IN ('Usage', 'Purchase') AND unit_price IS NOT NULL AND quantity IS NOT NULL,
             CAST(ROUND(unit_price * quantity, 9) AS NUMERIC), NULL) AS contracted_from_price
   FROM src AS s
+  LEFT JOIN service_categories AS c USING (service_name_out)
 ),
 payg AS (
   SELECT p.*,
@@ -209,9 +221,10 @@ SELECT
   IF(resource_id IS NULL, NULL,
     COALESCE(REGEXP_EXTRACT(resource_id, r'(?i)/providers/([^/]+/[^/]+)/'), 'resource')) AS ResourceType,
   service_category AS ServiceCategory,
-  COALESCE(meter_category, service_name, consumed_service, 'Azure') AS ServiceName,
+  service_name_out AS ServiceName,
   seller AS ServiceProviderName,
-  service_subcategory AS ServiceSubcategory,
+  IF(mapped_category = service_category, mapped_subcategory, CONCAT('Other (', service_category, ')'))
+    AS ServiceSubcategory,
   IF(category = 'Tax', NULL, COALESCE(product_id, meter_id)) AS SkuId,
   IF(category = 'Tax' OR COALESCE(product_id, meter_id) IS NULL, NULL, meter_name) AS SkuMeter,
   CAST(NULL AS JSON) AS SkuPriceDetails,
