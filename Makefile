@@ -12,13 +12,14 @@ LOCK_VENV := .venv-lock
 LOCK_FLAGS := --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
 	--unsafe-package cloudact-pipelines $(if $(UPGRADE),--upgrade)
 
-.PHONY: demo test bench bench-quick conformance lock clean help
+.PHONY: demo test bench bench-quick conformance docs lock clean help
 
 help:
 	@echo "make demo         run the local demo (creates .venv, installs, runs 'cloudact demo')"
 	@echo "make test         run the whole test suite"
 	@echo "make conformance  export the demo's FOCUS table and run the external focus-validator"
 	@echo "make bench        benchmark ingest + conversion"
+	@echo "make docs         regenerate the documents made from code (FOCUS schema, docs/focus-mapping.md)"
 	@echo "make lock         re-pin requirements*.lock after a pyproject.toml change (UPGRADE=1: newest allowed versions)"
 
 # Exactly the locked versions, then the project itself without resolving anything again.
@@ -44,6 +45,11 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m tools.bench --quick
+
+# Documents generated from the code; tests fail when a committed one is stale.
+docs: $(STAMP)
+	$(BIN)/python -m shared.focus --write-schema
+	$(BIN)/python -m shared.focus_mapping --write
 
 # Resolved on Python 3.11 (the image's and CI's) for Linux; the second lock is constrained by the first.
 lock:

@@ -1,6 +1,6 @@
--- Writes FOCUS 1.3 rows for one slice of GenAI usage: one Usage row per day, model, project, tier and
--- token class (one SkuMeter per token class), plus Adjustment rows that make the day's BilledCost equal
--- what the provider billed.
+-- GenAI usage (genai_costs_daily, genai_provider_costs_daily) -> FOCUS 1.3, for one slice: one Usage row
+-- per day, model, project, tier and token class (one SkuMeter per token class), plus Adjustment rows that
+-- make the day's BilledCost equal what the provider billed.
 --
 -- * Prices are per 1M tokens, so PricingQuantity is in millions of tokens and
 --   ListUnitPrice x PricingQuantity = ListCost exactly (ContractedCost likewise, at list price).
@@ -11,21 +11,6 @@
 --   rows above (a non-token charge such as web search, a line several tiers share, cost grouped at
 --   another grain), so SUM(BilledCost) per day equals the provider's bill exactly.
 -- * Unpriced usage is left out here; it is reported on the run instead of being written as a zero cost.
-DELETE FROM `{org_dataset}.cost_data_standard_1_3`
-WHERE x_org_slug = @org_slug AND x_pipeline_id = @pipeline_id AND x_credential_id = @credential_id
-  AND ChargePeriodStart >= TIMESTAMP(@start_date)
-  AND ChargePeriodStart < TIMESTAMP(DATE_ADD(@end_date, INTERVAL 1 DAY));
-
-INSERT INTO `{org_dataset}.cost_data_standard_1_3` (
-  BilledCost, BillingAccountId, BillingAccountName, BillingAccountType, BillingCurrency,
-  BillingPeriodEnd, BillingPeriodStart, ChargeCategory, ChargeClass, ChargeDescription, ChargeFrequency,
-  ChargePeriodEnd, ChargePeriodStart, ConsumedQuantity, ConsumedUnit, ContractedCost, ContractedUnitPrice,
-  EffectiveCost, HostProviderName, InvoiceIssuerName, ListCost, ListUnitPrice, PricingCategory,
-  PricingCurrency, PricingCurrencyContractedUnitPrice, PricingCurrencyEffectiveCost, PricingCurrencyListUnitPrice,
-  PricingQuantity, PricingUnit, ProviderName, PublisherName, ServiceCategory, ServiceName, ServiceProviderName,
-  ServiceSubcategory, SkuId, SkuMeter, SkuPriceId, SubAccountId, SubAccountName, SubAccountType,
-  x_org_slug, x_pipeline_id, x_credential_id, x_pipeline_run_date, x_run_id, x_ingested_at, x_ingestion_date,
-  x_cost_source)
 WITH billed AS (
   SELECT usage_date, project_id, model, token_class, is_batch, SUM(amount) AS amount
   FROM `{org_dataset}.genai_provider_costs_daily`
@@ -69,13 +54,14 @@ leftover AS (
 -- issuer: who invoices (also ProviderName, so direct billing is never mistaken for a marketplace
 -- charge); host: the cloud that runs the model; vendor: the model vendor when the model id names none.
 hosts AS (
-  SELECT 'openai' AS provider, 'OpenAI API' AS service, 'OpenAI' AS issuer, 'OpenAI' AS host, 'OpenAI' AS vendor UNION ALL
-  SELECT 'anthropic', 'Claude API', 'Anthropic', 'Anthropic', 'Anthropic' UNION ALL
-  SELECT 'gemini', 'Gemini API', 'Google Cloud', 'Google Cloud', 'Google' UNION ALL
-  SELECT 'vertex', 'Generative AI on Vertex AI', 'Google Cloud', 'Google Cloud', 'Google' UNION ALL
-  SELECT 'deepseek', 'DeepSeek API', 'DeepSeek', 'DeepSeek', 'DeepSeek' UNION ALL
-  SELECT 'azure_openai', 'Azure OpenAI', 'Microsoft', 'Microsoft', 'OpenAI' UNION ALL
-  SELECT 'bedrock', 'Amazon Bedrock', 'Amazon Web Services', 'Amazon Web Services', 'Amazon Web Services'
+  SELECT 'openai' AS provider, {openai.ServiceName} AS service, {openai.InvoiceIssuerName} AS issuer, {openai.HostProviderName} AS host,
+         {openai.ServiceProviderName} AS vendor UNION ALL
+  SELECT 'anthropic', {anthropic.ServiceName}, {anthropic.InvoiceIssuerName}, {anthropic.HostProviderName}, {anthropic.ServiceProviderName} UNION ALL
+  SELECT 'gemini', {gemini.ServiceName}, {gemini.InvoiceIssuerName}, {gemini.HostProviderName}, {gemini.ServiceProviderName} UNION ALL
+  SELECT 'vertex', {vertex.ServiceName}, {vertex.InvoiceIssuerName}, {vertex.HostProviderName}, {vertex.ServiceProviderName} UNION ALL
+  SELECT 'deepseek', {deepseek.ServiceName}, {deepseek.InvoiceIssuerName}, {deepseek.HostProviderName}, {deepseek.ServiceProviderName} UNION ALL
+  SELECT 'azure_openai', {azure_openai.ServiceName}, {azure_openai.InvoiceIssuerName}, {azure_openai.HostProviderName}, {azure_openai.ServiceProviderName} UNION ALL
+  SELECT 'bedrock', {bedrock.ServiceName}, {bedrock.InvoiceIssuerName}, {bedrock.HostProviderName}, {bedrock.ServiceProviderName}
 ),
 rows_out AS (
   SELECT c.usage_date, c.provider, c.model, c.project_id, c.currency, 'Usage' AS category,
@@ -102,20 +88,74 @@ rows_out AS (
   FROM leftover AS l
   WHERE l.amount != NUMERIC '0'
 )
-SELECT r.billed_cost, r.x_credential_id, CONCAT(h.issuer, ' account ', r.x_credential_id), 'Organization', r.currency,
-       TIMESTAMP(DATE_ADD(DATE_TRUNC(r.usage_date, MONTH), INTERVAL 1 MONTH)),
-       TIMESTAMP(DATE_TRUNC(r.usage_date, MONTH)), r.category, CAST(NULL AS STRING), r.description,
-       IF(r.category = 'Usage', 'Usage-Based', 'One-Time'),
-       TIMESTAMP(DATE_ADD(r.usage_date, INTERVAL 1 DAY)), TIMESTAMP(r.usage_date),
-       r.tokens, IF(r.tokens IS NULL, NULL, 'Tokens'), r.list_cost, r.unit_price,
-       r.billed_cost, h.host, h.issuer, r.list_cost, r.unit_price, IF(r.category = 'Usage', 'Standard', NULL),
-       r.currency, r.unit_price, r.billed_cost, r.unit_price,
-       r.quantity_1m, IF(r.quantity_1m IS NULL, NULL, '1000000 Tokens'), h.issuer, r.vendor,
-       'AI and Machine Learning', h.service, r.vendor, 'Generative AI',
-       r.sku, r.meter, r.sku_price,
-       r.project_id, r.project_id, IF(r.project_id IS NULL, NULL, 'Project'),
-       @org_slug, @pipeline_id, @credential_id, r.usage_date, @run_id, CURRENT_TIMESTAMP(), CURRENT_DATE(),
-       r.cost_source
+SELECT
+  CAST(NULL AS JSON) AS AllocatedMethodDetails,
+  CAST(NULL AS STRING) AS AllocatedMethodId,
+  CAST(NULL AS STRING) AS AllocatedResourceId,
+  CAST(NULL AS STRING) AS AllocatedResourceName,
+  CAST(NULL AS JSON) AS AllocatedTags,
+  CAST(NULL AS STRING) AS AvailabilityZone,
+  r.billed_cost AS BilledCost,
+  r.x_credential_id AS BillingAccountId,
+  CONCAT(h.issuer, ' account ', r.x_credential_id) AS BillingAccountName,
+  'Organization' AS BillingAccountType,
+  r.currency AS BillingCurrency,
+  TIMESTAMP(DATE_ADD(DATE_TRUNC(r.usage_date, MONTH), INTERVAL 1 MONTH)) AS BillingPeriodEnd,
+  TIMESTAMP(DATE_TRUNC(r.usage_date, MONTH)) AS BillingPeriodStart,
+  CAST(NULL AS STRING) AS CapacityReservationId,
+  CAST(NULL AS STRING) AS CapacityReservationStatus,
+  r.category AS ChargeCategory,
+  CAST(NULL AS STRING) AS ChargeClass,
+  r.description AS ChargeDescription,
+  IF(r.category = 'Usage', 'Usage-Based', 'One-Time') AS ChargeFrequency,
+  TIMESTAMP(DATE_ADD(r.usage_date, INTERVAL 1 DAY)) AS ChargePeriodEnd,
+  TIMESTAMP(r.usage_date) AS ChargePeriodStart,
+  CAST(NULL AS STRING) AS CommitmentDiscountCategory,
+  CAST(NULL AS STRING) AS CommitmentDiscountId,
+  CAST(NULL AS STRING) AS CommitmentDiscountName,
+  CAST(NULL AS NUMERIC) AS CommitmentDiscountQuantity,
+  CAST(NULL AS STRING) AS CommitmentDiscountStatus,
+  CAST(NULL AS STRING) AS CommitmentDiscountType,
+  CAST(NULL AS STRING) AS CommitmentDiscountUnit,
+  r.tokens AS ConsumedQuantity,
+  IF(r.tokens IS NULL, NULL, 'Tokens') AS ConsumedUnit,
+  CAST(NULL AS JSON) AS ContractApplied,
+  r.list_cost AS ContractedCost,
+  r.unit_price AS ContractedUnitPrice,
+  r.billed_cost AS EffectiveCost,
+  h.host AS HostProviderName,
+  CAST(NULL AS STRING) AS InvoiceId,
+  h.issuer AS InvoiceIssuerName,
+  r.list_cost AS ListCost,
+  r.unit_price AS ListUnitPrice,
+  IF(r.category = 'Usage', 'Standard', NULL) AS PricingCategory,
+  r.currency AS PricingCurrency,
+  r.unit_price AS PricingCurrencyContractedUnitPrice,
+  r.billed_cost AS PricingCurrencyEffectiveCost,
+  r.unit_price AS PricingCurrencyListUnitPrice,
+  r.quantity_1m AS PricingQuantity,
+  IF(r.quantity_1m IS NULL, NULL, '1000000 Tokens') AS PricingUnit,
+  h.issuer AS ProviderName,
+  r.vendor AS PublisherName,
+  CAST(NULL AS STRING) AS RegionId,
+  CAST(NULL AS STRING) AS RegionName,
+  CAST(NULL AS STRING) AS ResourceId,
+  CAST(NULL AS STRING) AS ResourceName,
+  CAST(NULL AS STRING) AS ResourceType,
+  'AI and Machine Learning' AS ServiceCategory,
+  h.service AS ServiceName,
+  r.vendor AS ServiceProviderName,
+  'Generative AI' AS ServiceSubcategory,
+  r.sku AS SkuId,
+  r.meter AS SkuMeter,
+  CAST(NULL AS JSON) AS SkuPriceDetails,
+  r.sku_price AS SkuPriceId,
+  r.project_id AS SubAccountId,
+  r.project_id AS SubAccountName,
+  IF(r.project_id IS NULL, NULL, 'Project') AS SubAccountType,
+  CAST(NULL AS JSON) AS Tags,
+  r.usage_date AS x_pipeline_run_date,
+  r.cost_source AS x_cost_source
 FROM (
   SELECT o.*,
          CASE  -- the model vendor (FOCUS ServiceProviderName), from the model id where it names one

@@ -1,4 +1,5 @@
--- Writes FOCUS 1.3 rows for one slice of subscription_costs_daily: one row per subscription and billed day.
+-- SaaS subscriptions (subscription_costs_daily) -> FOCUS 1.3, for one slice: one row per subscription and
+-- billed day.
 --
 -- Modelling (one choice, applied to every row):
 --   * A SaaS seat subscription is a recurring charge consumed day by day, so each day is one row with
@@ -21,22 +22,6 @@
 --   * BillingAccountId = the org slug; SubAccount = the subscription's department (all three
 --     SubAccount columns NULL together); Resource = the subscription; Tags = flat {owner, department}
 --     without null keys, NULL when neither is set. BillingPeriod = the calendar month of the day.
-DELETE FROM `{org_dataset}.cost_data_standard_1_3`
-WHERE x_org_slug = @org_slug AND x_pipeline_id = @pipeline_id AND x_credential_id = @credential_id
-  AND ChargePeriodStart >= TIMESTAMP(@start_date)
-  AND ChargePeriodStart < TIMESTAMP(DATE_ADD(@end_date, INTERVAL 1 DAY));
-
-INSERT INTO `{org_dataset}.cost_data_standard_1_3` (
-  BilledCost, BillingAccountId, BillingAccountName, BillingAccountType, BillingCurrency,
-  BillingPeriodEnd, BillingPeriodStart, ChargeCategory, ChargeClass, ChargeDescription, ChargeFrequency,
-  ChargePeriodEnd, ChargePeriodStart, ConsumedQuantity, ConsumedUnit, ContractedCost, ContractedUnitPrice,
-  EffectiveCost, HostProviderName, InvoiceIssuerName, ListCost, ListUnitPrice, PricingCategory,
-  PricingCurrency, PricingCurrencyContractedUnitPrice, PricingCurrencyEffectiveCost, PricingCurrencyListUnitPrice,
-  PricingQuantity, PricingUnit, ProviderName, PublisherName, ResourceId, ResourceName, ResourceType,
-  ServiceCategory, ServiceName, ServiceProviderName, ServiceSubcategory, SkuId, SkuMeter, SkuPriceId,
-  SubAccountId, SubAccountName, SubAccountType, Tags,
-  x_org_slug, x_pipeline_id, x_credential_id, x_pipeline_run_date, x_run_id, x_ingested_at, x_ingestion_date,
-  x_cost_source)
 WITH named AS (
   SELECT c.*,
          CASE c.provider
@@ -75,24 +60,76 @@ WITH named AS (
   WHERE c.x_org_slug = @org_slug AND c.x_pipeline_id = @pipeline_id AND c.x_credential_id = @credential_id
     AND c.cost_date BETWEEN @start_date AND @end_date
 )
-SELECT daily_amount, @org_slug, @org_slug, 'Organization', currency,
-       TIMESTAMP(DATE_ADD(DATE_TRUNC(cost_date, MONTH), INTERVAL 1 MONTH)),
-       TIMESTAMP(DATE_TRUNC(cost_date, MONTH)), 'Usage', CAST(NULL AS STRING),
-       CONCAT(service, ' ', plan, ' subscription: ', CAST(seats AS STRING), ' seat(s), billed ', billing_cycle),
-       'Recurring',
-       TIMESTAMP(DATE_ADD(cost_date, INTERVAL 1 DAY)), TIMESTAMP(cost_date),
-       CAST(seats AS NUMERIC), 'Seats', daily_amount, seat_daily_price,
-       daily_amount, vendor, vendor, daily_list_amount, seat_daily_list_price, 'Standard',
-       currency, seat_daily_price, daily_amount, seat_daily_list_price,
-       CAST(seats AS NUMERIC), 'Seats', vendor, vendor, subscription_id, CONCAT(service, ' ', plan), 'Subscription',
-       category, service, vendor, subcategory,
-       CONCAT(provider, ':', plan), 'Seats', CONCAT(provider, ':', plan, ':', billing_cycle, ':', currency),
-       department, department, IF(department IS NULL, NULL, 'Department'),
-       CASE
-         WHEN owner IS NOT NULL AND department IS NOT NULL THEN JSON_OBJECT('owner', owner, 'department', department)
-         WHEN owner IS NOT NULL THEN JSON_OBJECT('owner', owner)
-         WHEN department IS NOT NULL THEN JSON_OBJECT('department', department)
-       END,
-       @org_slug, @pipeline_id, @credential_id, cost_date, @run_id, CURRENT_TIMESTAMP(), CURRENT_DATE(),
-       'subscription'
+SELECT
+  CAST(NULL AS JSON) AS AllocatedMethodDetails,
+  CAST(NULL AS STRING) AS AllocatedMethodId,
+  CAST(NULL AS STRING) AS AllocatedResourceId,
+  CAST(NULL AS STRING) AS AllocatedResourceName,
+  CAST(NULL AS JSON) AS AllocatedTags,
+  CAST(NULL AS STRING) AS AvailabilityZone,
+  daily_amount AS BilledCost,
+  @org_slug AS BillingAccountId,
+  @org_slug AS BillingAccountName,
+  'Organization' AS BillingAccountType,
+  currency AS BillingCurrency,
+  TIMESTAMP(DATE_ADD(DATE_TRUNC(cost_date, MONTH), INTERVAL 1 MONTH)) AS BillingPeriodEnd,
+  TIMESTAMP(DATE_TRUNC(cost_date, MONTH)) AS BillingPeriodStart,
+  CAST(NULL AS STRING) AS CapacityReservationId,
+  CAST(NULL AS STRING) AS CapacityReservationStatus,
+  'Usage' AS ChargeCategory,
+  CAST(NULL AS STRING) AS ChargeClass,
+  CONCAT(service, ' ', plan, ' subscription: ', CAST(seats AS STRING), ' seat(s), billed ', billing_cycle) AS ChargeDescription,
+  'Recurring' AS ChargeFrequency,
+  TIMESTAMP(DATE_ADD(cost_date, INTERVAL 1 DAY)) AS ChargePeriodEnd,
+  TIMESTAMP(cost_date) AS ChargePeriodStart,
+  CAST(NULL AS STRING) AS CommitmentDiscountCategory,
+  CAST(NULL AS STRING) AS CommitmentDiscountId,
+  CAST(NULL AS STRING) AS CommitmentDiscountName,
+  CAST(NULL AS NUMERIC) AS CommitmentDiscountQuantity,
+  CAST(NULL AS STRING) AS CommitmentDiscountStatus,
+  CAST(NULL AS STRING) AS CommitmentDiscountType,
+  CAST(NULL AS STRING) AS CommitmentDiscountUnit,
+  CAST(seats AS NUMERIC) AS ConsumedQuantity,
+  'Seats' AS ConsumedUnit,
+  CAST(NULL AS JSON) AS ContractApplied,
+  daily_amount AS ContractedCost,
+  seat_daily_price AS ContractedUnitPrice,
+  daily_amount AS EffectiveCost,
+  vendor AS HostProviderName,
+  CAST(NULL AS STRING) AS InvoiceId,
+  vendor AS InvoiceIssuerName,
+  daily_list_amount AS ListCost,
+  seat_daily_list_price AS ListUnitPrice,
+  'Standard' AS PricingCategory,
+  currency AS PricingCurrency,
+  seat_daily_price AS PricingCurrencyContractedUnitPrice,
+  daily_amount AS PricingCurrencyEffectiveCost,
+  seat_daily_list_price AS PricingCurrencyListUnitPrice,
+  CAST(seats AS NUMERIC) AS PricingQuantity,
+  'Seats' AS PricingUnit,
+  vendor AS ProviderName,
+  vendor AS PublisherName,
+  CAST(NULL AS STRING) AS RegionId,
+  CAST(NULL AS STRING) AS RegionName,
+  subscription_id AS ResourceId,
+  CONCAT(service, ' ', plan) AS ResourceName,
+  'Subscription' AS ResourceType,
+  category AS ServiceCategory,
+  service AS ServiceName,
+  vendor AS ServiceProviderName,
+  subcategory AS ServiceSubcategory,
+  CONCAT(provider, ':', plan) AS SkuId,
+  'Seats' AS SkuMeter,
+  CAST(NULL AS JSON) AS SkuPriceDetails,
+  CONCAT(provider, ':', plan, ':', billing_cycle, ':', currency) AS SkuPriceId,
+  department AS SubAccountId,
+  department AS SubAccountName,
+  IF(department IS NULL, NULL, 'Department') AS SubAccountType,
+  CASE
+    WHEN owner IS NOT NULL AND department IS NOT NULL THEN JSON_OBJECT('owner', owner, 'department', department)
+    WHEN owner IS NOT NULL THEN JSON_OBJECT('owner', owner)
+    WHEN department IS NOT NULL THEN JSON_OBJECT('department', department)
+  END AS Tags,
+  cost_date AS x_pipeline_run_date,
+  'subscription' AS x_cost_source
 FROM named;

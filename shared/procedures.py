@@ -1,16 +1,28 @@
 """Procedures: written once in BigQuery SQL under procedures/, run on both engines.
 
-A procedure file is a sequence of plain statements (DELETE the slice, INSERT ... SELECT, MERGE) that
-refer to the standard parameters as `@name` and to the org's dataset as `{org_dataset}`. The
-BigQuery backend wraps the statements in `CREATE OR REPLACE PROCEDURE ... BEGIN TRANSACTION ...`;
-the DuckDB backend transpiles each statement and runs them in one transaction.
+A procedure file is a sequence of plain statements (DELETE, INSERT ... SELECT, MERGE) that refer to the
+standard parameters as `@name` and to the org's dataset as `{org_dataset}`. The BigQuery backend wraps
+the statements in `CREATE OR REPLACE PROCEDURE ... BEGIN TRANSACTION ...`; the DuckDB backend transpiles
+each statement and runs them in one transaction.
+
+A FOCUS conversion (`sp_*_convert_to_focus`) is written by column instead: each statement is a `SELECT`
+naming every FOCUS column once (`... AS BilledCost`), plus `x_pipeline_run_date` and `x_cost_source`.
+The loader makes the procedure: one `DELETE` of the run's slice, then per `SELECT` an `INSERT` whose
+column list is those names with the lineage columns every row gets the same way. A missing, misspelled
+or repeated name fails when the procedure is loaded (so at install), not at query time.
+
+Shared pieces, written once:
+- `{aws.ProviderName}`: a constant provider fact from `procedures/provider_facts.yml`, as a literal;
+- `FOCUS_UNIT(x)`: the unit normalisation in `procedures/macros/focus_unit.sql`, put in place of the call.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import yaml
 from sqlglot import exp
 
 from shared.naming import identifier
@@ -33,15 +45,118 @@ FENCE_ARG = ("lease_token", "STRING")
 BIGQUERY_ARGS = (*PARAMS, FENCE_ARG)
 
 
+FOCUS_TABLE = "cost_data_standard_1_3"
+# Lineage of a FOCUS row that is the same for every row a conversion writes; the SELECTs name the rest.
+GENERATED_LINEAGE = {
+    "x_org_slug": "@org_slug", "x_pipeline_id": "@pipeline_id", "x_credential_id": "@credential_id",
+    "x_run_id": "@run_id", "x_ingested_at": "CURRENT_TIMESTAMP()", "x_ingestion_date": "CURRENT_DATE()",
+}
+# A conversion replaces its slice: the run's pipeline and credential, over the run's dates.
+REPLACE_SLICE = f"""DELETE FROM `{{org_dataset}}.{FOCUS_TABLE}`
+WHERE x_org_slug = @org_slug AND x_pipeline_id = @pipeline_id AND x_credential_id = @credential_id
+  AND ChargePeriodStart >= TIMESTAMP(@start_date)
+  AND ChargePeriodStart < TIMESTAMP(DATE_ADD(@end_date, INTERVAL 1 DAY))"""
+_FACT = re.compile(r"\{([a-z0-9_]+)\.([A-Za-z]+)\}")
+
+
+class ProcedureError(ValueError):
+    """A procedure's SQL does not fit its contract (named columns, known facts and parameters)."""
+
+
+@lru_cache(maxsize=None)
+def provider_facts() -> dict[str, dict[str, str]]:
+    return yaml.safe_load((PROCEDURE_DIR / "provider_facts.yml").read_text())
+
+
+def _with_facts(name: str, sql: str) -> str:
+    def fact(m: re.Match) -> str:
+        try:
+            value = provider_facts()[m.group(1)][m.group(2)]
+        except KeyError:
+            raise ProcedureError(f"{name}: no provider fact {m.group(0)} in procedures/provider_facts.yml") from None
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    return _FACT.sub(fact, sql)
+
+
+@lru_cache(maxsize=None)
+def _macro(macro: str) -> exp.Expression:
+    text = (PROCEDURE_DIR / "macros" / f"{macro.lower()}.sql").read_text()
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    return parse_bigquery(body)[0]
+
+
+def _expand_macros(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.Anonymous) and node.name.upper() == "FOCUS_UNIT":
+        if len(node.expressions) != 1:
+            raise ProcedureError("FOCUS_UNIT takes one argument")
+        arg = node.expressions[0]
+        return _macro("FOCUS_UNIT").copy().transform(
+            lambda n: arg.copy() if isinstance(n, exp.Column) and n.name == "unit_in" and not n.table else n)
+    return node
+
+
+def focus_output_columns() -> tuple[str, ...]:
+    """The names a conversion's SELECT must give: every FOCUS column and the lineage it does not get."""
+    from shared.focus import ALL_COLUMNS
+
+    return tuple(c.name for c in ALL_COLUMNS if c.name not in GENERATED_LINEAGE)
+
+
+def mapping_names(name: str, select: exp.Expression) -> list[str]:
+    """The output names of a conversion's SELECT, checked against the FOCUS columns."""
+    if not isinstance(select, exp.Select):
+        raise ProcedureError(f"{name}: a FOCUS conversion statement must be one SELECT, not {select.key}")
+    names = []
+    for projection in select.expressions:
+        if not isinstance(projection, exp.Alias):
+            raise ProcedureError(f"{name}: every output must be named by its FOCUS column: "
+                                 f"{projection.sql(dialect='bigquery')[:80]}")
+        names.append(projection.alias)
+    expected = focus_output_columns()
+    problems = []
+    if missing := [c for c in expected if c not in names]:
+        problems.append(f"missing {', '.join(missing)}")
+    if extra := [c for c in names if c not in expected]:
+        problems.append(f"not a FOCUS column (or set by the loader) {', '.join(extra)}")
+    if repeated := sorted({c for c in names if names.count(c) > 1}):
+        problems.append(f"named twice {', '.join(repeated)}")
+    if problems:
+        raise ProcedureError(f"{name}: {'; '.join(problems)}")
+    return names
+
+
 @dataclass(frozen=True)
 class Procedure:
     name: str
     source: str
 
+    @property
+    def is_focus_mapping(self) -> bool:
+        return self.name.endswith("_convert_to_focus")
+
+    def trees(self, org_dataset: str) -> list[exp.Expression]:
+        """The body as parsed BigQuery statements for one org's dataset (mappings made into INSERTs)."""
+        sql = _with_facts(self.name, self.source)
+        if self.is_focus_mapping:
+            sql = REPLACE_SLICE + ";\n" + sql
+        sql = sql.replace("{org_dataset}", identifier(org_dataset))
+        trees = [t.transform(_expand_macros) for t in parse_bigquery(sql)]
+        if not self.is_focus_mapping:
+            return trees
+        lineage = [parse_bigquery(f"SELECT {v} AS {k}")[0].expressions[0] for k, v in GENERATED_LINEAGE.items()]
+        out = [trees[0]]
+        for select in trees[1:]:
+            names = mapping_names(self.name, select)
+            columns = ", ".join(names + list(GENERATED_LINEAGE))
+            insert = parse_bigquery(f"INSERT INTO `{identifier(org_dataset)}.{FOCUS_TABLE}` ({columns}) SELECT 1")[0]
+            insert.set("expression", select.select(*[e.copy() for e in lineage], copy=True))
+            out.append(insert)
+        return out
+
     def statements(self, org_dataset: str) -> list[str]:
         """The body as BigQuery statements for one org's dataset."""
-        sql = self.source.replace("{org_dataset}", identifier(org_dataset))
-        return [tree.sql(dialect="bigquery") for tree in parse_bigquery(sql)]
+        return [tree.sql(dialect="bigquery") for tree in self.trees(org_dataset)]
 
     def bigquery_ddl(self, project: str, org_dataset: str) -> str:
         """CREATE OR REPLACE PROCEDURE for BigQuery: `@x` becomes argument `p_x`, tables get the project."""
@@ -58,8 +173,7 @@ class Procedure:
 
         from shared.warehouse.base import Warehouse, bigquery_fence
 
-        sql = self.source.replace("{org_dataset}", identifier(org_dataset))
-        body = ";\n".join(t.transform(to_procedure_scope).sql(dialect="bigquery") for t in parse_bigquery(sql))
+        body = ";\n".join(t.transform(to_procedure_scope).sql(dialect="bigquery") for t in self.trees(org_dataset))
         args = ", ".join(f"p_{n} {t}" for n, t in BIGQUERY_ARGS)
         fence = bigquery_fence(f"`{project}.{Warehouse.meta_dataset}.org_pipeline_runs`", "p_run_id",
                                f"p_{FENCE_ARG[0]}")

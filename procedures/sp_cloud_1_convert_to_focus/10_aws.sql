@@ -27,19 +27,6 @@
 -- * ServiceCategory/Subcategory from organizations.service_category_map by LOWER(product code), falling
 --   back to Other / Other (Other). Providers are Amazon Web Services; for AWS Marketplace rows the
 --   ServiceProviderName/PublisherName is the seller (line_item_legal_entity).
-INSERT INTO `{org_dataset}.cost_data_standard_1_3` (
-  AvailabilityZone, BilledCost, BillingAccountId, BillingAccountName, BillingAccountType, BillingCurrency,
-  BillingPeriodEnd, BillingPeriodStart, ChargeCategory, ChargeClass, ChargeDescription, ChargeFrequency,
-  ChargePeriodEnd, ChargePeriodStart, CommitmentDiscountCategory, CommitmentDiscountId, CommitmentDiscountName,
-  CommitmentDiscountQuantity, CommitmentDiscountStatus, CommitmentDiscountType, CommitmentDiscountUnit,
-  ConsumedQuantity, ConsumedUnit, ContractedCost, ContractedUnitPrice, EffectiveCost, HostProviderName,
-  InvoiceId, InvoiceIssuerName, ListCost, ListUnitPrice, PricingCategory, PricingCurrency,
-  PricingCurrencyContractedUnitPrice, PricingCurrencyEffectiveCost, PricingCurrencyListUnitPrice,
-  PricingQuantity, PricingUnit, ProviderName, PublisherName, RegionId, RegionName, ResourceId, ResourceName,
-  ServiceCategory, ServiceName, ServiceProviderName, ServiceSubcategory, SkuId, SkuMeter, SkuPriceId,
-  SubAccountId, SubAccountName, SubAccountType, Tags,
-  x_org_slug, x_pipeline_id, x_credential_id, x_pipeline_run_date, x_run_id, x_ingested_at, x_ingestion_date,
-  x_cost_source)
 WITH src AS (
   SELECT r.*,
          CASE
@@ -54,7 +41,7 @@ WITH src AS (
            WHEN r.line_item_type IN ('DiscountedUsage', 'RIFee') THEN r.reservation_arn
            WHEN r.line_item_type = 'Fee' THEN r.reservation_arn
          END AS commitment_id,
-         IF(r.billing_entity = 'AWS Marketplace', COALESCE(r.legal_entity, 'AWS Marketplace'), 'Amazon Web Services')
+         IF(r.billing_entity = 'AWS Marketplace', COALESCE(r.legal_entity, 'AWS Marketplace'), {aws.ServiceProviderName})
            AS seller,
          COALESCE(m.service_category, 'Other') AS service_category,
          COALESCE(m.service_subcategory, 'Other (Other)') AS service_subcategory
@@ -91,57 +78,93 @@ final AS (
             public_on_demand_rate, NULL) AS list_rate,
          IF(contracted_rate IS NOT NULL AND quantity IS NOT NULL,
             CAST(contracted_rate * quantity AS NUMERIC), unblended_cost) AS contracted_cost,
-         -- AWS units in FOCUS Unit Format: GB-Mo -> GB-Months, Obj-Month -> Object-Months, Hrs -> Hours
-         IF(quantity IS NULL, NULL, COALESCE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(
-           pricing_unit, r'-Mo(nth)?$', '-Months'), r'Hrs$', 'Hours'), r'^Obj-', 'Object-'), 'Units')) AS unit
+         IF(quantity IS NULL, NULL, COALESCE(FOCUS_UNIT(pricing_unit), 'Units')) AS unit
   FROM priced AS p
 )
-SELECT availability_zone, unblended_cost, payer_account_id, COALESCE(payer_account_name, payer_account_id),
-       'Payer Account', currency,
-       TIMESTAMP(COALESCE(billing_period_end, DATE_ADD(billing_period_start, INTERVAL 1 MONTH))),
-       TIMESTAMP(billing_period_start), category, CAST(NULL AS STRING), description,
-       CASE
-         WHEN line_item_type IN ('RIFee', 'SavingsPlanRecurringFee') THEN 'Recurring'
-         WHEN category = 'Usage' THEN 'Usage-Based'
-         ELSE 'One-Time'
-       END,
-       IF(usage_end_time > usage_start_time, usage_end_time, TIMESTAMP_ADD(usage_start_time, INTERVAL 1 HOUR)),
-       usage_start_time,
-       CASE WHEN commitment_id IS NULL THEN NULL WHEN line_item_type LIKE 'SavingsPlan%' THEN 'Spend' ELSE 'Usage' END,
-       commitment_id, commitment_id,
-       CASE
-         WHEN commitment_id IS NULL THEN NULL
-         WHEN line_item_type = 'SavingsPlanCoveredUsage' THEN COALESCE(savings_plan_effective_cost, NUMERIC '0')
-         WHEN line_item_type = 'SavingsPlanNegation' THEN NUMERIC '0'
-         WHEN line_item_type = 'SavingsPlanRecurringFee' THEN COALESCE(savings_plan_total_commitment_to_date, NUMERIC '0')
-         WHEN line_item_type LIKE 'SavingsPlan%' THEN unblended_cost
-         ELSE COALESCE(usage_amount, NUMERIC '0')
-       END,
-       IF(commitment_id IS NOT NULL AND category = 'Usage', 'Used', NULL),
-       CASE WHEN commitment_id IS NULL THEN NULL WHEN line_item_type LIKE 'SavingsPlan%' THEN 'Savings Plan' ELSE 'Reservation' END,
-       CASE WHEN commitment_id IS NULL THEN NULL WHEN line_item_type LIKE 'SavingsPlan%' THEN currency
-            ELSE COALESCE(unit, 'Hours') END,
-       IF(category = 'Usage' AND line_item_type != 'SavingsPlanNegation', quantity, NULL),
-       IF(category = 'Usage' AND line_item_type != 'SavingsPlanNegation', unit, NULL),
-       contracted_cost, contracted_rate, effective_cost, 'Amazon Web Services',
-       invoice_id, 'Amazon Web Services', list_cost, list_rate,
-       CASE
-         WHEN category NOT IN ('Usage', 'Purchase') THEN NULL
-         WHEN commitment_id IS NOT NULL THEN 'Committed'
-         WHEN pricing_term = 'Spot' OR usage_type LIKE '%SpotUsage%' THEN 'Dynamic'
-         ELSE 'Standard'
-       END,
-       currency, contracted_rate, effective_cost, list_rate,
-       quantity, unit, 'Amazon Web Services', seller,
-       region_code, IF(region_code IS NULL, NULL, COALESCE(region_name, region_code)),
-       resource_id, resource_id,
-       service_category, COALESCE(product_name, product_code, service_code, 'AWS'), seller, service_subcategory,
-       IF(category = 'Tax', NULL, sku), IF(category = 'Tax' OR sku IS NULL, NULL, usage_type),
-       -- a rate id is only unique within its SKU; FOCUS wants one SkuId per SkuPriceId
-       IF(category = 'Tax' OR sku IS NULL OR pricing_rate_id IS NULL, NULL, CONCAT(sku, ':', pricing_rate_id)),
-       usage_account_id, IF(usage_account_id IS NULL, NULL, COALESCE(usage_account_name, usage_account_id)),
-       IF(usage_account_id IS NULL, NULL, 'Linked Account'),
-       PARSE_JSON(tags),
-       @org_slug, @pipeline_id, @credential_id, usage_date, @run_id, CURRENT_TIMESTAMP(), CURRENT_DATE(),
-       'cloud'
+SELECT
+  CAST(NULL AS JSON) AS AllocatedMethodDetails,
+  CAST(NULL AS STRING) AS AllocatedMethodId,
+  CAST(NULL AS STRING) AS AllocatedResourceId,
+  CAST(NULL AS STRING) AS AllocatedResourceName,
+  CAST(NULL AS JSON) AS AllocatedTags,
+  availability_zone AS AvailabilityZone,
+  unblended_cost AS BilledCost,
+  payer_account_id AS BillingAccountId,
+  COALESCE(payer_account_name, payer_account_id) AS BillingAccountName,
+  'Payer Account' AS BillingAccountType,
+  currency AS BillingCurrency,
+  TIMESTAMP(COALESCE(billing_period_end, DATE_ADD(billing_period_start, INTERVAL 1 MONTH))) AS BillingPeriodEnd,
+  TIMESTAMP(billing_period_start) AS BillingPeriodStart,
+  CAST(NULL AS STRING) AS CapacityReservationId,
+  CAST(NULL AS STRING) AS CapacityReservationStatus,
+  category AS ChargeCategory,
+  CAST(NULL AS STRING) AS ChargeClass,
+  description AS ChargeDescription,
+  CASE
+    WHEN line_item_type IN ('RIFee', 'SavingsPlanRecurringFee') THEN 'Recurring'
+    WHEN category = 'Usage' THEN 'Usage-Based'
+    ELSE 'One-Time'
+  END AS ChargeFrequency,
+  IF(usage_end_time > usage_start_time, usage_end_time, TIMESTAMP_ADD(usage_start_time, INTERVAL 1 HOUR)) AS ChargePeriodEnd,
+  usage_start_time AS ChargePeriodStart,
+  CASE WHEN commitment_id IS NULL THEN NULL WHEN line_item_type LIKE 'SavingsPlan%' THEN 'Spend' ELSE 'Usage' END AS CommitmentDiscountCategory,
+  commitment_id AS CommitmentDiscountId,
+  commitment_id AS CommitmentDiscountName,
+  CASE
+    WHEN commitment_id IS NULL THEN NULL
+    WHEN line_item_type = 'SavingsPlanCoveredUsage' THEN COALESCE(savings_plan_effective_cost, NUMERIC '0')
+    WHEN line_item_type = 'SavingsPlanNegation' THEN NUMERIC '0'
+    WHEN line_item_type = 'SavingsPlanRecurringFee' THEN COALESCE(savings_plan_total_commitment_to_date, NUMERIC '0')
+    WHEN line_item_type LIKE 'SavingsPlan%' THEN unblended_cost
+    ELSE COALESCE(usage_amount, NUMERIC '0')
+  END AS CommitmentDiscountQuantity,
+  IF(commitment_id IS NOT NULL AND category = 'Usage', 'Used', NULL) AS CommitmentDiscountStatus,
+  CASE WHEN commitment_id IS NULL THEN NULL WHEN line_item_type LIKE 'SavingsPlan%' THEN 'Savings Plan' ELSE 'Reservation' END AS CommitmentDiscountType,
+  CASE WHEN commitment_id IS NULL THEN NULL WHEN line_item_type LIKE 'SavingsPlan%' THEN currency
+    ELSE COALESCE(unit, 'Hours') END AS CommitmentDiscountUnit,
+  IF(category = 'Usage' AND line_item_type != 'SavingsPlanNegation', quantity, NULL) AS ConsumedQuantity,
+  IF(category = 'Usage' AND line_item_type != 'SavingsPlanNegation', unit, NULL) AS ConsumedUnit,
+  CAST(NULL AS JSON) AS ContractApplied,
+  contracted_cost AS ContractedCost,
+  contracted_rate AS ContractedUnitPrice,
+  effective_cost AS EffectiveCost,
+  {aws.HostProviderName} AS HostProviderName,
+  invoice_id AS InvoiceId,
+  {aws.InvoiceIssuerName} AS InvoiceIssuerName,
+  list_cost AS ListCost,
+  list_rate AS ListUnitPrice,
+  CASE
+    WHEN category NOT IN ('Usage', 'Purchase') THEN NULL
+    WHEN commitment_id IS NOT NULL THEN 'Committed'
+    WHEN pricing_term = 'Spot' OR usage_type LIKE '%SpotUsage%' THEN 'Dynamic'
+    ELSE 'Standard'
+  END AS PricingCategory,
+  currency AS PricingCurrency,
+  contracted_rate AS PricingCurrencyContractedUnitPrice,
+  effective_cost AS PricingCurrencyEffectiveCost,
+  list_rate AS PricingCurrencyListUnitPrice,
+  quantity AS PricingQuantity,
+  unit AS PricingUnit,
+  {aws.ProviderName} AS ProviderName,
+  seller AS PublisherName,
+  region_code AS RegionId,
+  IF(region_code IS NULL, NULL, COALESCE(region_name, region_code)) AS RegionName,
+  resource_id AS ResourceId,
+  resource_id AS ResourceName,
+  CAST(NULL AS STRING) AS ResourceType,
+  service_category AS ServiceCategory,
+  COALESCE(product_name, product_code, service_code, 'AWS') AS ServiceName,
+  seller AS ServiceProviderName,
+  service_subcategory AS ServiceSubcategory,
+  IF(category = 'Tax', NULL, sku) AS SkuId,
+  IF(category = 'Tax' OR sku IS NULL, NULL, usage_type) AS SkuMeter,
+  CAST(NULL AS JSON) AS SkuPriceDetails,
+  -- a rate id is only unique within its SKU; FOCUS wants one SkuId per SkuPriceId
+  IF(category = 'Tax' OR sku IS NULL OR pricing_rate_id IS NULL, NULL, CONCAT(sku, ':', pricing_rate_id)) AS SkuPriceId,
+  usage_account_id AS SubAccountId,
+  IF(usage_account_id IS NULL, NULL, COALESCE(usage_account_name, usage_account_id)) AS SubAccountName,
+  IF(usage_account_id IS NULL, NULL, 'Linked Account') AS SubAccountType,
+  PARSE_JSON(tags) AS Tags,
+  usage_date AS x_pipeline_run_date,
+  'cloud' AS x_cost_source
 FROM final;

@@ -25,19 +25,6 @@
 -- * Providers 'Google Cloud'; Marketplace rows (transaction_type THIRD_PARTY_*) name the seller as
 --   ServiceProviderName and PublisherName. ServiceCategory from organizations.service_category_map by
 --   LOWER(service.description), falling back to Other / Other (Other). SubAccount = the project.
-INSERT INTO `{org_dataset}.cost_data_standard_1_3` (
-  AvailabilityZone, BilledCost, BillingAccountId, BillingAccountName, BillingAccountType, BillingCurrency,
-  BillingPeriodEnd, BillingPeriodStart, ChargeCategory, ChargeClass, ChargeDescription, ChargeFrequency,
-  ChargePeriodEnd, ChargePeriodStart, CommitmentDiscountCategory, CommitmentDiscountId, CommitmentDiscountName,
-  CommitmentDiscountQuantity, CommitmentDiscountStatus, CommitmentDiscountType, CommitmentDiscountUnit,
-  ConsumedQuantity, ConsumedUnit, ContractedCost, ContractedUnitPrice, EffectiveCost, HostProviderName,
-  InvoiceId, InvoiceIssuerName, ListCost, ListUnitPrice, PricingCategory, PricingCurrency,
-  PricingCurrencyContractedUnitPrice, PricingCurrencyEffectiveCost, PricingCurrencyListUnitPrice,
-  PricingQuantity, PricingUnit, ProviderName, PublisherName, RegionId, RegionName, ResourceId, ResourceName, ResourceType,
-  ServiceCategory, ServiceName, ServiceProviderName, ServiceSubcategory, SkuId, SkuMeter, SkuPriceId,
-  SubAccountId, SubAccountName, SubAccountType, Tags,
-  x_org_slug, x_pipeline_id, x_credential_id, x_pipeline_run_date, x_run_id, x_ingested_at, x_ingestion_date,
-  x_cost_source)
 WITH src AS (
   SELECT r.*,
          CASE
@@ -50,7 +37,7 @@ WITH src AS (
          IF(r.adjustment_id IS NOT NULL AND r.cost_type = 'regular'
               AND r.billing_period_start > DATE_TRUNC(r.usage_date, MONTH), 'Correction', NULL) AS charge_class,
          IF(STARTS_WITH(COALESCE(r.transaction_type, ''), 'THIRD_PARTY') AND r.seller_name IS NOT NULL,
-            r.seller_name, 'Google Cloud') AS seller,
+            r.seller_name, {gcp.ServiceProviderName}) AS seller,
          CASE WHEN LOWER(COALESCE(r.location_region, r.location)) = 'global' THEN NULL
               ELSE COALESCE(r.location_region, r.location) END AS region,
          COALESCE(m.service_category, 'Other') AS service_category,
@@ -131,55 +118,92 @@ final AS (
             price_effective_price, NULL) AS contracted_rate
   FROM priced AS p
 )
-SELECT location_zone, billed, billing_account_id, billing_account_id, 'Billing Account', currency,
-       TIMESTAMP(DATE_ADD(billing_period_start, INTERVAL 1 MONTH)), TIMESTAMP(billing_period_start),
-       category, charge_class,
-       CASE
-         WHEN is_credit THEN COALESCE(credit_name, credit_type)
-         WHEN row_category IN ('Credit', 'Adjustment') THEN COALESCE(adjustment_description, sku_description, cost_type)
-         ELSE sku_description
-       END,
-       CASE
-         WHEN category = 'Purchase' OR (commitment_id IS NOT NULL AND NOT is_credit) THEN 'Recurring'
-         WHEN row_category IN ('Usage', 'Purchase') THEN 'Usage-Based'
-         ELSE 'One-Time'
-       END,
-       IF(usage_end_time > usage_start_time, usage_end_time, TIMESTAMP_ADD(usage_start_time, INTERVAL 1 HOUR)),
-       usage_start_time,
-       CASE
-         WHEN commitment_id IS NULL THEN NULL
-         WHEN credit_type = 'COMMITTED_USAGE_DISCOUNT_DOLLAR_BASE' OR LOWER(sku_description) LIKE '%dollar based%'
-           THEN 'Spend'
-         ELSE 'Usage'
-       END,
-       commitment_id, commitment_id,
-       IF(commitment_id IS NOT NULL AND NOT is_credit, quantity, NULL),
-       IF(commitment_id IS NOT NULL AND category = 'Usage', 'Used', NULL),
-       IF(commitment_id IS NULL, NULL, 'Committed Use Discount'),
-       IF(commitment_id IS NOT NULL AND NOT is_credit, unit, NULL),
-       IF(category = 'Usage' AND usage_amount IS NOT NULL, usage_amount, NULL),
-       IF(category = 'Usage' AND usage_amount IS NOT NULL, COALESCE(NULLIF(usage_unit_focus, ''), 'Units'), NULL),
-       IF(is_credit OR row_category NOT IN ('Usage', 'Purchase'), billed, cost), contracted_rate, billed,
-       'Google Cloud', CAST(NULL AS STRING), 'Google Cloud', list_cost, list_rate,
-       CASE
-         WHEN category NOT IN ('Usage', 'Purchase') THEN NULL
-         WHEN category = 'Usage' AND (credits_committed_usage IS NOT NULL OR commitment_id IS NOT NULL) THEN 'Committed'
-         WHEN LOWER(sku_description) LIKE '%spot%' OR LOWER(sku_description) LIKE '%preemptible%' THEN 'Dynamic'
-         ELSE 'Standard'
-       END,
-       currency, contracted_rate, billed, list_rate,
-       quantity, unit, 'Google Cloud', seller,
-       region, region,
-       resource_global_name, IF(resource_global_name IS NULL, NULL, COALESCE(resource_name, resource_global_name)),
-       -- ResourceType is required with a ResourceId: the collection in the global name (instances, buckets)
-       IF(resource_global_name IS NULL, NULL,
-          COALESCE(REGEXP_EXTRACT(resource_global_name, r'/([A-Za-z]+)/[^/]+$'), 'resource')),
-       service_category, COALESCE(service_description, 'Google Cloud'), seller, service_subcategory,
-       IF(category = 'Tax', NULL, sku_id), IF(category = 'Tax' OR sku_id IS NULL, NULL, sku_description),
-       IF(category = 'Tax', NULL, sku_id),
-       project_id, IF(project_id IS NULL, NULL, COALESCE(project_name, project_id)),
-       IF(project_id IS NULL, NULL, 'Project'),
-       PARSE_JSON(labels),
-       @org_slug, @pipeline_id, @credential_id, usage_date, @run_id, CURRENT_TIMESTAMP(), CURRENT_DATE(),
-       'cloud'
+SELECT
+  CAST(NULL AS JSON) AS AllocatedMethodDetails,
+  CAST(NULL AS STRING) AS AllocatedMethodId,
+  CAST(NULL AS STRING) AS AllocatedResourceId,
+  CAST(NULL AS STRING) AS AllocatedResourceName,
+  CAST(NULL AS JSON) AS AllocatedTags,
+  location_zone AS AvailabilityZone,
+  billed AS BilledCost,
+  billing_account_id AS BillingAccountId,
+  billing_account_id AS BillingAccountName,
+  'Billing Account' AS BillingAccountType,
+  currency AS BillingCurrency,
+  TIMESTAMP(DATE_ADD(billing_period_start, INTERVAL 1 MONTH)) AS BillingPeriodEnd,
+  TIMESTAMP(billing_period_start) AS BillingPeriodStart,
+  CAST(NULL AS STRING) AS CapacityReservationId,
+  CAST(NULL AS STRING) AS CapacityReservationStatus,
+  category AS ChargeCategory,
+  charge_class AS ChargeClass,
+  CASE
+    WHEN is_credit THEN COALESCE(credit_name, credit_type)
+    WHEN row_category IN ('Credit', 'Adjustment') THEN COALESCE(adjustment_description, sku_description, cost_type)
+    ELSE sku_description
+  END AS ChargeDescription,
+  CASE
+    WHEN category = 'Purchase' OR (commitment_id IS NOT NULL AND NOT is_credit) THEN 'Recurring'
+    WHEN row_category IN ('Usage', 'Purchase') THEN 'Usage-Based'
+    ELSE 'One-Time'
+  END AS ChargeFrequency,
+  IF(usage_end_time > usage_start_time, usage_end_time, TIMESTAMP_ADD(usage_start_time, INTERVAL 1 HOUR)) AS ChargePeriodEnd,
+  usage_start_time AS ChargePeriodStart,
+  CASE
+    WHEN commitment_id IS NULL THEN NULL
+    WHEN credit_type = 'COMMITTED_USAGE_DISCOUNT_DOLLAR_BASE' OR LOWER(sku_description) LIKE '%dollar based%'
+      THEN 'Spend'
+    ELSE 'Usage'
+  END AS CommitmentDiscountCategory,
+  commitment_id AS CommitmentDiscountId,
+  commitment_id AS CommitmentDiscountName,
+  IF(commitment_id IS NOT NULL AND NOT is_credit, quantity, NULL) AS CommitmentDiscountQuantity,
+  IF(commitment_id IS NOT NULL AND category = 'Usage', 'Used', NULL) AS CommitmentDiscountStatus,
+  IF(commitment_id IS NULL, NULL, 'Committed Use Discount') AS CommitmentDiscountType,
+  IF(commitment_id IS NOT NULL AND NOT is_credit, unit, NULL) AS CommitmentDiscountUnit,
+  IF(category = 'Usage' AND usage_amount IS NOT NULL, usage_amount, NULL) AS ConsumedQuantity,
+  IF(category = 'Usage' AND usage_amount IS NOT NULL, COALESCE(NULLIF(usage_unit_focus, ''), 'Units'), NULL) AS ConsumedUnit,
+  CAST(NULL AS JSON) AS ContractApplied,
+  IF(is_credit OR row_category NOT IN ('Usage', 'Purchase'), billed, cost) AS ContractedCost,
+  contracted_rate AS ContractedUnitPrice,
+  billed AS EffectiveCost,
+  {gcp.HostProviderName} AS HostProviderName,
+  CAST(NULL AS STRING) AS InvoiceId,
+  {gcp.InvoiceIssuerName} AS InvoiceIssuerName,
+  list_cost AS ListCost,
+  list_rate AS ListUnitPrice,
+  CASE
+    WHEN category NOT IN ('Usage', 'Purchase') THEN NULL
+    WHEN category = 'Usage' AND (credits_committed_usage IS NOT NULL OR commitment_id IS NOT NULL) THEN 'Committed'
+    WHEN LOWER(sku_description) LIKE '%spot%' OR LOWER(sku_description) LIKE '%preemptible%' THEN 'Dynamic'
+    ELSE 'Standard'
+  END AS PricingCategory,
+  currency AS PricingCurrency,
+  contracted_rate AS PricingCurrencyContractedUnitPrice,
+  billed AS PricingCurrencyEffectiveCost,
+  list_rate AS PricingCurrencyListUnitPrice,
+  quantity AS PricingQuantity,
+  unit AS PricingUnit,
+  {gcp.ProviderName} AS ProviderName,
+  seller AS PublisherName,
+  region AS RegionId,
+  region AS RegionName,
+  resource_global_name AS ResourceId,
+  IF(resource_global_name IS NULL, NULL, COALESCE(resource_name, resource_global_name)) AS ResourceName,
+  -- ResourceType is required with a ResourceId: the collection in the global name (instances, buckets)
+  IF(resource_global_name IS NULL, NULL,
+    COALESCE(REGEXP_EXTRACT(resource_global_name, r'/([A-Za-z]+)/[^/]+$'), 'resource')) AS ResourceType,
+  service_category AS ServiceCategory,
+  COALESCE(service_description, 'Google Cloud') AS ServiceName,
+  seller AS ServiceProviderName,
+  service_subcategory AS ServiceSubcategory,
+  IF(category = 'Tax', NULL, sku_id) AS SkuId,
+  IF(category = 'Tax' OR sku_id IS NULL, NULL, sku_description) AS SkuMeter,
+  CAST(NULL AS JSON) AS SkuPriceDetails,
+  IF(category = 'Tax', NULL, sku_id) AS SkuPriceId,
+  project_id AS SubAccountId,
+  IF(project_id IS NULL, NULL, COALESCE(project_name, project_id)) AS SubAccountName,
+  IF(project_id IS NULL, NULL, 'Project') AS SubAccountType,
+  PARSE_JSON(labels) AS Tags,
+  usage_date AS x_pipeline_run_date,
+  'cloud' AS x_cost_source
 FROM final

@@ -34,19 +34,6 @@
 -- * Periods: ChargePeriod = the usage day; BillingPeriodEnd = BillingPeriodEndDate + 1 day (Azure's end is
 --   inclusive), else start + 1 month. BillingAccount = billing profile (MCA invoice scope), else billing
 --   account (EA enrollment), else subscription. SubAccount = subscription.
-INSERT INTO `{org_dataset}.cost_data_standard_1_3` (
-  AvailabilityZone, BilledCost, BillingAccountId, BillingAccountName, BillingAccountType, BillingCurrency,
-  BillingPeriodEnd, BillingPeriodStart, ChargeCategory, ChargeClass, ChargeDescription, ChargeFrequency,
-  ChargePeriodEnd, ChargePeriodStart, CommitmentDiscountCategory, CommitmentDiscountId, CommitmentDiscountName,
-  CommitmentDiscountQuantity, CommitmentDiscountStatus, CommitmentDiscountType, CommitmentDiscountUnit,
-  ConsumedQuantity, ConsumedUnit, ContractedCost, ContractedUnitPrice, EffectiveCost, HostProviderName,
-  InvoiceId, InvoiceIssuerName, ListCost, ListUnitPrice, PricingCategory, PricingCurrency,
-  PricingCurrencyContractedUnitPrice, PricingCurrencyEffectiveCost, PricingCurrencyListUnitPrice,
-  PricingQuantity, PricingUnit, ProviderName, PublisherName, RegionId, RegionName, ResourceId, ResourceName, ResourceType,
-  ServiceCategory, ServiceName, ServiceProviderName, ServiceSubcategory, SkuId, SkuMeter, SkuPriceId,
-  SubAccountId, SubAccountName, SubAccountType, Tags,
-  x_org_slug, x_pipeline_id, x_credential_id, x_pipeline_run_date, x_run_id, x_ingested_at, x_ingestion_date,
-  x_cost_source)
 WITH base AS (
   SELECT r.*,
          COALESCE(r.benefit_id, r.reservation_id) AS commit_ref,
@@ -71,7 +58,7 @@ src AS (
          IF(b.is_commit, b.commit_ref, NULL) AS commitment_id,
          IF(b.is_commit, IF(LOWER(b.commit_ref) LIKE '%/microsoft.billingbenefits/%' OR b.pricing_model = 'SavingsPlan'
                               OR b.charge_type = 'UnusedSavingsPlan', 'Savings Plan', 'Reservation'), NULL) AS commitment_type,
-         IF(b.publisher_type = 'Marketplace' AND b.publisher_name IS NOT NULL, b.publisher_name, 'Microsoft') AS seller,
+         IF(b.publisher_type = 'Marketplace' AND b.publisher_name IS NOT NULL, b.publisher_name, {azure.ServiceProviderName}) AS seller,
          COALESCE(m1.service_category, m2.service_category, 'Other') AS service_category,
          COALESCE(m1.service_subcategory, m2.service_subcategory, 'Other (Other)') AS service_subcategory
   FROM base AS b
@@ -122,64 +109,97 @@ final AS (
          COALESCE(billing_profile_id, billing_account_id, subscription_id, 'unknown') AS account_id
   FROM priced AS p
 )
-SELECT availability_zone, billed_cost, account_id,
-       COALESCE(IF(billing_profile_id IS NOT NULL, billing_profile_name, billing_account_name), account_id),
-       IF(billing_profile_id IS NOT NULL, 'Billing Profile', IF(billing_account_id IS NOT NULL, 'Billing Account', 'Subscription')),
-       billing_currency,
-       TIMESTAMP(COALESCE(DATE_ADD(billing_period_end, INTERVAL 1 DAY), DATE_ADD(billing_period_start, INTERVAL 1 MONTH))),
-       TIMESTAMP(billing_period_start), category, CAST(NULL AS STRING),
-       COALESCE(product_name, CONCAT(COALESCE(meter_category, 'Azure'), ' ', COALESCE(meter_name, charge_type))),
-       CASE
-         WHEN frequency = 'OneTime' THEN 'One-Time'
-         WHEN frequency = 'Recurring' THEN 'Recurring'
-         WHEN frequency = 'UsageBased' THEN 'Usage-Based'
-         WHEN category = 'Usage' THEN 'Usage-Based'
-         ELSE 'One-Time'
-       END,
-       TIMESTAMP(DATE_ADD(usage_date, INTERVAL 1 DAY)), TIMESTAMP(usage_date),
-       CASE WHEN commitment_id IS NULL THEN NULL WHEN commitment_type = 'Savings Plan' THEN 'Spend' ELSE 'Usage' END,
-       commitment_id, IF(commitment_id IS NULL, NULL, COALESCE(benefit_name, reservation_name, commitment_id)),
-       CASE
-         WHEN commitment_id IS NULL THEN NULL
-         WHEN commitment_type = 'Savings Plan' AND category = 'Usage' THEN effective_cost
-         WHEN commitment_type = 'Savings Plan' THEN cost
-         ELSE COALESCE(pricing_quantity, NUMERIC '0')
-       END,
-       CASE
-         WHEN commitment_id IS NULL OR category != 'Usage' THEN NULL
-         WHEN charge_type IN ('UnusedReservation', 'UnusedSavingsPlan') THEN 'Unused'
-         ELSE 'Used'
-       END,
-       commitment_type,
-       CASE WHEN commitment_id IS NULL THEN NULL WHEN commitment_type = 'Savings Plan' THEN billing_currency
-            ELSE COALESCE(unit, 'Units') END,
-       IF(category = 'Usage' AND charge_type = 'Usage', pricing_quantity, NULL),
-       IF(category = 'Usage' AND charge_type = 'Usage', unit, NULL),
-       IF(category = 'Credit', billed_cost, contracted_cost), contracted_rate, effective_cost, 'Microsoft',
-       invoice_id, 'Microsoft', list_cost, list_rate,
-       CASE
-         WHEN category NOT IN ('Usage', 'Purchase') THEN NULL
-         WHEN commitment_id IS NOT NULL OR pricing_model IN ('Reservation', 'SavingsPlan') THEN 'Committed'
-         WHEN pricing_model = 'Spot' THEN 'Dynamic'
-         ELSE 'Standard'
-       END,
-       COALESCE(pricing_currency, billing_currency), contracted_rate, effective_cost, list_rate,
-       pricing_quantity, unit, 'Microsoft', seller,
-       IF(region_id IS NULL OR region_id IN ('', 'unassigned', 'global', 'unknown'), NULL, region_id),
-       IF(region_id IS NULL OR region_id IN ('', 'unassigned', 'global', 'unknown'), NULL, resource_location),
-       resource_id, IF(resource_id IS NULL, NULL, COALESCE(resource_name, REGEXP_EXTRACT(resource_id, r'([^/]+)$'))),
-       -- ResourceType is required with a ResourceId: the ARM type from the id (Microsoft.Compute/virtualMachines)
-       IF(resource_id IS NULL, NULL,
-          COALESCE(REGEXP_EXTRACT(resource_id, r'(?i)/providers/([^/]+/[^/]+)/'), 'resource')),
-       service_category, COALESCE(meter_category, service_name, consumed_service, 'Azure'), seller, service_subcategory,
-       IF(category = 'Tax', NULL, COALESCE(product_id, meter_id)),
-       IF(category = 'Tax' OR COALESCE(product_id, meter_id) IS NULL, NULL, meter_name),
-       -- one SkuId per SkuPriceId: the meter within the product
-       IF(category = 'Tax' OR COALESCE(product_id, meter_id) IS NULL, NULL,
-          IF(product_id IS NOT NULL AND meter_id IS NOT NULL, CONCAT(product_id, ':', meter_id), COALESCE(product_id, meter_id))),
-       subscription_id, IF(subscription_id IS NULL, NULL, COALESCE(subscription_name, subscription_id)),
-       IF(subscription_id IS NULL, NULL, 'Subscription'),
-       PARSE_JSON(tags),
-       @org_slug, @pipeline_id, @credential_id, usage_date, @run_id, CURRENT_TIMESTAMP(), CURRENT_DATE(),
-       'cloud'
+SELECT
+  CAST(NULL AS JSON) AS AllocatedMethodDetails,
+  CAST(NULL AS STRING) AS AllocatedMethodId,
+  CAST(NULL AS STRING) AS AllocatedResourceId,
+  CAST(NULL AS STRING) AS AllocatedResourceName,
+  CAST(NULL AS JSON) AS AllocatedTags,
+  availability_zone AS AvailabilityZone,
+  billed_cost AS BilledCost,
+  account_id AS BillingAccountId,
+  COALESCE(IF(billing_profile_id IS NOT NULL, billing_profile_name, billing_account_name), account_id) AS BillingAccountName,
+  IF(billing_profile_id IS NOT NULL, 'Billing Profile', IF(billing_account_id IS NOT NULL, 'Billing Account', 'Subscription')) AS BillingAccountType,
+  billing_currency AS BillingCurrency,
+  TIMESTAMP(COALESCE(DATE_ADD(billing_period_end, INTERVAL 1 DAY), DATE_ADD(billing_period_start, INTERVAL 1 MONTH))) AS BillingPeriodEnd,
+  TIMESTAMP(billing_period_start) AS BillingPeriodStart,
+  CAST(NULL AS STRING) AS CapacityReservationId,
+  CAST(NULL AS STRING) AS CapacityReservationStatus,
+  category AS ChargeCategory,
+  CAST(NULL AS STRING) AS ChargeClass,
+  COALESCE(product_name, CONCAT(COALESCE(meter_category, 'Azure'), ' ', COALESCE(meter_name, charge_type))) AS ChargeDescription,
+  CASE
+    WHEN frequency = 'OneTime' THEN 'One-Time'
+    WHEN frequency = 'Recurring' THEN 'Recurring'
+    WHEN frequency = 'UsageBased' THEN 'Usage-Based'
+    WHEN category = 'Usage' THEN 'Usage-Based'
+    ELSE 'One-Time'
+  END AS ChargeFrequency,
+  TIMESTAMP(DATE_ADD(usage_date, INTERVAL 1 DAY)) AS ChargePeriodEnd,
+  TIMESTAMP(usage_date) AS ChargePeriodStart,
+  CASE WHEN commitment_id IS NULL THEN NULL WHEN commitment_type = 'Savings Plan' THEN 'Spend' ELSE 'Usage' END AS CommitmentDiscountCategory,
+  commitment_id AS CommitmentDiscountId,
+  IF(commitment_id IS NULL, NULL, COALESCE(benefit_name, reservation_name, commitment_id)) AS CommitmentDiscountName,
+  CASE
+    WHEN commitment_id IS NULL THEN NULL
+    WHEN commitment_type = 'Savings Plan' AND category = 'Usage' THEN effective_cost
+    WHEN commitment_type = 'Savings Plan' THEN cost
+    ELSE COALESCE(pricing_quantity, NUMERIC '0')
+  END AS CommitmentDiscountQuantity,
+  CASE
+    WHEN commitment_id IS NULL OR category != 'Usage' THEN NULL
+    WHEN charge_type IN ('UnusedReservation', 'UnusedSavingsPlan') THEN 'Unused'
+    ELSE 'Used'
+  END AS CommitmentDiscountStatus,
+  commitment_type AS CommitmentDiscountType,
+  CASE WHEN commitment_id IS NULL THEN NULL WHEN commitment_type = 'Savings Plan' THEN billing_currency
+    ELSE COALESCE(unit, 'Units') END AS CommitmentDiscountUnit,
+  IF(category = 'Usage' AND charge_type = 'Usage', pricing_quantity, NULL) AS ConsumedQuantity,
+  IF(category = 'Usage' AND charge_type = 'Usage', unit, NULL) AS ConsumedUnit,
+  CAST(NULL AS JSON) AS ContractApplied,
+  IF(category = 'Credit', billed_cost, contracted_cost) AS ContractedCost,
+  contracted_rate AS ContractedUnitPrice,
+  effective_cost AS EffectiveCost,
+  {azure.HostProviderName} AS HostProviderName,
+  invoice_id AS InvoiceId,
+  {azure.InvoiceIssuerName} AS InvoiceIssuerName,
+  list_cost AS ListCost,
+  list_rate AS ListUnitPrice,
+  CASE
+    WHEN category NOT IN ('Usage', 'Purchase') THEN NULL
+    WHEN commitment_id IS NOT NULL OR pricing_model IN ('Reservation', 'SavingsPlan') THEN 'Committed'
+    WHEN pricing_model = 'Spot' THEN 'Dynamic'
+    ELSE 'Standard'
+  END AS PricingCategory,
+  COALESCE(pricing_currency, billing_currency) AS PricingCurrency,
+  contracted_rate AS PricingCurrencyContractedUnitPrice,
+  effective_cost AS PricingCurrencyEffectiveCost,
+  list_rate AS PricingCurrencyListUnitPrice,
+  pricing_quantity AS PricingQuantity,
+  unit AS PricingUnit,
+  {azure.ProviderName} AS ProviderName,
+  seller AS PublisherName,
+  IF(region_id IS NULL OR region_id IN ('', 'unassigned', 'global', 'unknown'), NULL, region_id) AS RegionId,
+  IF(region_id IS NULL OR region_id IN ('', 'unassigned', 'global', 'unknown'), NULL, resource_location) AS RegionName,
+  resource_id AS ResourceId,
+  IF(resource_id IS NULL, NULL, COALESCE(resource_name, REGEXP_EXTRACT(resource_id, r'([^/]+)$'))) AS ResourceName,
+  -- ResourceType is required with a ResourceId: the ARM type from the id (Microsoft.Compute/virtualMachines)
+  IF(resource_id IS NULL, NULL,
+    COALESCE(REGEXP_EXTRACT(resource_id, r'(?i)/providers/([^/]+/[^/]+)/'), 'resource')) AS ResourceType,
+  service_category AS ServiceCategory,
+  COALESCE(meter_category, service_name, consumed_service, 'Azure') AS ServiceName,
+  seller AS ServiceProviderName,
+  service_subcategory AS ServiceSubcategory,
+  IF(category = 'Tax', NULL, COALESCE(product_id, meter_id)) AS SkuId,
+  IF(category = 'Tax' OR COALESCE(product_id, meter_id) IS NULL, NULL, meter_name) AS SkuMeter,
+  CAST(NULL AS JSON) AS SkuPriceDetails,
+  -- one SkuId per SkuPriceId: the meter within the product
+  IF(category = 'Tax' OR COALESCE(product_id, meter_id) IS NULL, NULL,
+    IF(product_id IS NOT NULL AND meter_id IS NOT NULL, CONCAT(product_id, ':', meter_id), COALESCE(product_id, meter_id))) AS SkuPriceId,
+  subscription_id AS SubAccountId,
+  IF(subscription_id IS NULL, NULL, COALESCE(subscription_name, subscription_id)) AS SubAccountName,
+  IF(subscription_id IS NULL, NULL, 'Subscription') AS SubAccountType,
+  PARSE_JSON(tags) AS Tags,
+  usage_date AS x_pipeline_run_date,
+  'cloud' AS x_cost_source
 FROM final;

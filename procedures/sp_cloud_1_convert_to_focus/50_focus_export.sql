@@ -40,23 +40,10 @@
 -- BillingAccountType fall back to the labels the raw converters use (Linked Account, Subscription, Project;
 -- Payer Account, Billing Account); ResourceType comes from the export, else the ARM type / ARN service /
 -- Google collection (instances, buckets) in the id, else 'resource'.
-INSERT INTO `{org_dataset}.cost_data_standard_1_3` (
-  AvailabilityZone, BilledCost, BillingAccountId, BillingAccountName, BillingAccountType, BillingCurrency,
-  BillingPeriodEnd, BillingPeriodStart, CapacityReservationId, CapacityReservationStatus, ChargeCategory,
-  ChargeClass, ChargeDescription, ChargeFrequency, ChargePeriodEnd, ChargePeriodStart, CommitmentDiscountCategory,
-  CommitmentDiscountId, CommitmentDiscountName, CommitmentDiscountQuantity, CommitmentDiscountStatus,
-  CommitmentDiscountType, CommitmentDiscountUnit, ConsumedQuantity, ConsumedUnit, ContractedCost,
-  ContractedUnitPrice, EffectiveCost, HostProviderName, InvoiceId, InvoiceIssuerName, ListCost, ListUnitPrice,
-  PricingCategory, PricingCurrency, PricingCurrencyContractedUnitPrice, PricingCurrencyEffectiveCost,
-  PricingCurrencyListUnitPrice, PricingQuantity, PricingUnit, ProviderName, PublisherName, RegionId, RegionName,
-  ResourceId, ResourceName, ResourceType, ServiceCategory, ServiceName, ServiceProviderName, ServiceSubcategory,
-  SkuId, SkuMeter, SkuPriceDetails, SkuPriceId, SubAccountId, SubAccountName, SubAccountType, Tags,
-  x_org_slug, x_pipeline_id, x_credential_id, x_pipeline_run_date, x_run_id, x_ingested_at, x_ingestion_date,
-  x_cost_source)
 WITH src AS (
   SELECT r.*,
          CASE r.provider
-           WHEN 'aws' THEN 'Amazon Web Services' WHEN 'azure' THEN 'Microsoft' WHEN 'gcp' THEN 'Google Cloud'
+           WHEN 'aws' THEN {aws.HostProviderName} WHEN 'azure' THEN {azure.HostProviderName} WHEN 'gcp' THEN {gcp.HostProviderName}
            ELSE COALESCE(r.provider_name, r.provider)
          END AS cloud,
          CASE
@@ -146,84 +133,109 @@ priced AS (
               OR REGEXP_CONTAINS(LOWER(q.publisher_name), r'^(aws|amazon|microsoft|azure|google)\b')) AS third_party
   FROM quantified AS q
 )
-SELECT availability_zone, billed_cost, billing_account_id, COALESCE(billing_account_name, billing_account_id),
-       COALESCE(billing_account_type, IF(provider = 'aws', 'Payer Account', 'Billing Account')), billing_currency,
-       IF(billing_period_end > TIMESTAMP(billing_period_start), billing_period_end,
-          TIMESTAMP(DATE_ADD(billing_period_start, INTERVAL 1 MONTH))),
-       TIMESTAMP(billing_period_start),
-       capacity_reservation_id,
-       CASE
-         WHEN capacity_reservation_id IS NULL THEN NULL
-         WHEN LOWER(capacity_reservation_status) = 'unused' THEN 'Unused'
-         WHEN LOWER(capacity_reservation_status) = 'used' OR category = 'Usage' THEN 'Used'
-       END,
-       category, charge_class_13, charge_description,
-       CASE
-         WHEN LOWER(REPLACE(charge_frequency, '-', '')) = 'onetime' THEN 'One-Time'
-         WHEN LOWER(charge_frequency) = 'recurring' THEN 'Recurring'
-         WHEN LOWER(REPLACE(charge_frequency, '-', '')) = 'usagebased' THEN 'Usage-Based'
-         WHEN category = 'Usage' THEN 'Usage-Based'
-         ELSE 'One-Time'
-       END,
-       IF(charge_period_end > charge_period_start, charge_period_end, TIMESTAMP_ADD(charge_period_start, INTERVAL 1 HOUR)),
-       charge_period_start,
-       IF(commitment_discount_id IS NULL, NULL, commitment_category),
-       commitment_discount_id, IF(commitment_discount_id IS NULL, NULL, COALESCE(commitment_discount_name, commitment_discount_id)),
-       commitment_quantity, status,
-       IF(commitment_discount_id IS NULL, NULL, COALESCE(commitment_discount_type, IF(commitment_category = 'Spend', 'Savings Plan', 'Reservation'))),
-       CASE
-         WHEN commitment_quantity IS NULL THEN NULL
-         WHEN commitment_discount_unit IS NOT NULL THEN commitment_discount_unit
-         WHEN commitment_category = 'Spend' THEN billing_currency
-         ELSE COALESCE(unit, 'Units')
-       END,
-       consumed, IF(consumed IS NULL, NULL, COALESCE(consumed_unit, unit, 'Units')),
-       contracted, contracted_rate, effective,
-       COALESCE(host_provider_name, cloud),
-       invoice_id, COALESCE(invoice_issuer_name, provider_name, cloud),
-       list_total, list_rate,
-       CASE
-         WHEN category = 'Tax' THEN NULL
-         WHEN category = 'Purchase' AND commitment_discount_id IS NOT NULL
-              AND COALESCE(exported_pricing_category, 'Committed') = 'Committed' THEN 'Standard'
-         WHEN exported_pricing_category IS NOT NULL THEN exported_pricing_category
-         WHEN NOT needs_pricing THEN NULL
-         WHEN commitment_discount_id IS NOT NULL THEN 'Committed'
-         ELSE 'Standard'
-       END,
-       IF(has_pricing_currency, pricing_currency, billing_currency),
-       IF(category = 'Tax', NULL, IF(has_pricing_currency, pricing_currency_contracted_unit_price, contracted_rate)),
-       IF(has_pricing_currency, pricing_currency_effective_cost, effective),
-       IF(category = 'Tax', NULL, IF(has_pricing_currency, pricing_currency_list_unit_price, list_rate)),
-       quantity, unit,
-       COALESCE(provider_name, cloud), COALESCE(publisher_name, provider_name, cloud),
-       region_id, IF(region_id IS NULL, NULL, COALESCE(region_name, region_id)),
-       resource_id, IF(resource_id IS NULL, NULL, resource_name),
-       IF(resource_id IS NULL, NULL,
-          COALESCE(resource_type, REGEXP_EXTRACT(resource_id, r'(?i)/providers/([^/]+/[^/]+)/'),
-                   REGEXP_EXTRACT(resource_id, r'^arn:[^:]+:([^:]+):'),
-                   REGEXP_EXTRACT(resource_id, r'^//[^/]+/.*/([A-Za-z]+)/[^/]+$'), 'resource')),
-       CASE
-         WHEN service_category_valid THEN service_category
-         ELSE COALESCE(mapped_category, 'Other')
-       END,
-       COALESCE(service_name, service_key, cloud),
-       COALESCE(service_provider_name, IF(third_party, publisher_name, cloud)),
-       CASE
-         WHEN service_category_valid AND service_subcategory_valid THEN service_subcategory
-         WHEN service_category_valid AND mapped_category = service_category THEN mapped_subcategory
-         WHEN service_category_valid THEN CONCAT('Other (', service_category, ')')
-         ELSE COALESCE(mapped_subcategory, 'Other (Other)')
-       END,
-       IF(category = 'Tax', NULL, sku_id),
-       IF(category = 'Tax' OR sku_id IS NULL, NULL, COALESCE(sku_meter, charge_description)),
-       IF(category = 'Tax' OR sku_price_id IS NULL, NULL, PARSE_JSON(sku_price_details)),
-       IF(category = 'Tax', NULL, sku_price_id),
-       sub_account_id, IF(sub_account_id IS NULL, NULL, COALESCE(sub_account_name, sub_account_id)),
-       IF(sub_account_id IS NULL, NULL,
-          COALESCE(sub_account_type, CASE provider WHEN 'aws' THEN 'Linked Account' WHEN 'azure' THEN 'Subscription'
-                                                   WHEN 'gcp' THEN 'Project' END)),
-       PARSE_JSON(tags),
-       @org_slug, @pipeline_id, @credential_id, usage_date, @run_id, CURRENT_TIMESTAMP(), CURRENT_DATE(),
-       'cloud'
+SELECT
+  CAST(NULL AS JSON) AS AllocatedMethodDetails,
+  CAST(NULL AS STRING) AS AllocatedMethodId,
+  CAST(NULL AS STRING) AS AllocatedResourceId,
+  CAST(NULL AS STRING) AS AllocatedResourceName,
+  CAST(NULL AS JSON) AS AllocatedTags,
+  availability_zone AS AvailabilityZone,
+  billed_cost AS BilledCost,
+  billing_account_id AS BillingAccountId,
+  COALESCE(billing_account_name, billing_account_id) AS BillingAccountName,
+  COALESCE(billing_account_type, IF(provider = 'aws', 'Payer Account', 'Billing Account')) AS BillingAccountType,
+  billing_currency AS BillingCurrency,
+  IF(billing_period_end > TIMESTAMP(billing_period_start), billing_period_end,
+    TIMESTAMP(DATE_ADD(billing_period_start, INTERVAL 1 MONTH))) AS BillingPeriodEnd,
+  TIMESTAMP(billing_period_start) AS BillingPeriodStart,
+  capacity_reservation_id AS CapacityReservationId,
+  CASE
+    WHEN capacity_reservation_id IS NULL THEN NULL
+    WHEN LOWER(capacity_reservation_status) = 'unused' THEN 'Unused'
+    WHEN LOWER(capacity_reservation_status) = 'used' OR category = 'Usage' THEN 'Used'
+  END AS CapacityReservationStatus,
+  category AS ChargeCategory,
+  charge_class_13 AS ChargeClass,
+  charge_description AS ChargeDescription,
+  CASE
+    WHEN LOWER(REPLACE(charge_frequency, '-', '')) = 'onetime' THEN 'One-Time'
+    WHEN LOWER(charge_frequency) = 'recurring' THEN 'Recurring'
+    WHEN LOWER(REPLACE(charge_frequency, '-', '')) = 'usagebased' THEN 'Usage-Based'
+    WHEN category = 'Usage' THEN 'Usage-Based'
+    ELSE 'One-Time'
+  END AS ChargeFrequency,
+  IF(charge_period_end > charge_period_start, charge_period_end, TIMESTAMP_ADD(charge_period_start, INTERVAL 1 HOUR)) AS ChargePeriodEnd,
+  charge_period_start AS ChargePeriodStart,
+  IF(commitment_discount_id IS NULL, NULL, commitment_category) AS CommitmentDiscountCategory,
+  commitment_discount_id AS CommitmentDiscountId,
+  IF(commitment_discount_id IS NULL, NULL, COALESCE(commitment_discount_name, commitment_discount_id)) AS CommitmentDiscountName,
+  commitment_quantity AS CommitmentDiscountQuantity,
+  status AS CommitmentDiscountStatus,
+  IF(commitment_discount_id IS NULL, NULL, COALESCE(commitment_discount_type, IF(commitment_category = 'Spend', 'Savings Plan', 'Reservation'))) AS CommitmentDiscountType,
+  CASE
+    WHEN commitment_quantity IS NULL THEN NULL
+    WHEN commitment_discount_unit IS NOT NULL THEN commitment_discount_unit
+    WHEN commitment_category = 'Spend' THEN billing_currency
+    ELSE COALESCE(unit, 'Units')
+  END AS CommitmentDiscountUnit,
+  consumed AS ConsumedQuantity,
+  IF(consumed IS NULL, NULL, COALESCE(consumed_unit, unit, 'Units')) AS ConsumedUnit,
+  CAST(NULL AS JSON) AS ContractApplied,
+  contracted AS ContractedCost,
+  contracted_rate AS ContractedUnitPrice,
+  effective AS EffectiveCost,
+  COALESCE(host_provider_name, cloud) AS HostProviderName,
+  invoice_id AS InvoiceId,
+  COALESCE(invoice_issuer_name, provider_name, cloud) AS InvoiceIssuerName,
+  list_total AS ListCost,
+  list_rate AS ListUnitPrice,
+  CASE
+    WHEN category = 'Tax' THEN NULL
+    WHEN category = 'Purchase' AND commitment_discount_id IS NOT NULL
+         AND COALESCE(exported_pricing_category, 'Committed') = 'Committed' THEN 'Standard'
+    WHEN exported_pricing_category IS NOT NULL THEN exported_pricing_category
+    WHEN NOT needs_pricing THEN NULL
+    WHEN commitment_discount_id IS NOT NULL THEN 'Committed'
+    ELSE 'Standard'
+  END AS PricingCategory,
+  IF(has_pricing_currency, pricing_currency, billing_currency) AS PricingCurrency,
+  IF(category = 'Tax', NULL, IF(has_pricing_currency, pricing_currency_contracted_unit_price, contracted_rate)) AS PricingCurrencyContractedUnitPrice,
+  IF(has_pricing_currency, pricing_currency_effective_cost, effective) AS PricingCurrencyEffectiveCost,
+  IF(category = 'Tax', NULL, IF(has_pricing_currency, pricing_currency_list_unit_price, list_rate)) AS PricingCurrencyListUnitPrice,
+  quantity AS PricingQuantity,
+  unit AS PricingUnit,
+  COALESCE(provider_name, cloud) AS ProviderName,
+  COALESCE(publisher_name, provider_name, cloud) AS PublisherName,
+  region_id AS RegionId,
+  IF(region_id IS NULL, NULL, COALESCE(region_name, region_id)) AS RegionName,
+  resource_id AS ResourceId,
+  IF(resource_id IS NULL, NULL, resource_name) AS ResourceName,
+  IF(resource_id IS NULL, NULL,
+    COALESCE(resource_type, REGEXP_EXTRACT(resource_id, r'(?i)/providers/([^/]+/[^/]+)/'),
+             REGEXP_EXTRACT(resource_id, r'^arn:[^:]+:([^:]+):'),
+             REGEXP_EXTRACT(resource_id, r'^//[^/]+/.*/([A-Za-z]+)/[^/]+$'), 'resource')) AS ResourceType,
+  CASE
+    WHEN service_category_valid THEN service_category
+    ELSE COALESCE(mapped_category, 'Other')
+  END AS ServiceCategory,
+  COALESCE(service_name, service_key, cloud) AS ServiceName,
+  COALESCE(service_provider_name, IF(third_party, publisher_name, cloud)) AS ServiceProviderName,
+  CASE
+    WHEN service_category_valid AND service_subcategory_valid THEN service_subcategory
+    WHEN service_category_valid AND mapped_category = service_category THEN mapped_subcategory
+    WHEN service_category_valid THEN CONCAT('Other (', service_category, ')')
+    ELSE COALESCE(mapped_subcategory, 'Other (Other)')
+  END AS ServiceSubcategory,
+  IF(category = 'Tax', NULL, sku_id) AS SkuId,
+  IF(category = 'Tax' OR sku_id IS NULL, NULL, COALESCE(sku_meter, charge_description)) AS SkuMeter,
+  IF(category = 'Tax' OR sku_price_id IS NULL, NULL, PARSE_JSON(sku_price_details)) AS SkuPriceDetails,
+  IF(category = 'Tax', NULL, sku_price_id) AS SkuPriceId,
+  sub_account_id AS SubAccountId,
+  IF(sub_account_id IS NULL, NULL, COALESCE(sub_account_name, sub_account_id)) AS SubAccountName,
+  IF(sub_account_id IS NULL, NULL,
+    COALESCE(sub_account_type, CASE provider WHEN 'aws' THEN 'Linked Account' WHEN 'azure' THEN 'Subscription'
+                                             WHEN 'gcp' THEN 'Project' END)) AS SubAccountType,
+  PARSE_JSON(tags) AS Tags,
+  usage_date AS x_pipeline_run_date,
+  'cloud' AS x_cost_source
 FROM priced

@@ -1,0 +1,120 @@
+"""FOCUS conversions are written by column: the loader builds DELETE + INSERT from the SELECT's names and
+refuses, at install, a procedure whose names do not match the FOCUS table."""
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+
+from shared import focus
+from shared import procedures as procs
+from shared.warehouse.duckdb import DuckDBWarehouse
+
+MAPPINGS = sorted(n for n, p in procs.all_procedures().items() if p.is_focus_mapping)
+
+
+@pytest.fixture
+def proc_dir(tmp_path, monkeypatch):
+    """A private copy of procedures/ that the loader reads instead of the real one."""
+    copy = tmp_path / "procedures"
+    shutil.copytree(procs.PROCEDURE_DIR, copy)
+    monkeypatch.setattr(procs, "PROCEDURE_DIR", copy)
+    for cached in (procs.all_procedures, procs.provider_facts, procs._macro):
+        cached.cache_clear()
+    yield copy
+    for cached in (procs.all_procedures, procs.provider_facts, procs._macro):
+        cached.cache_clear()
+
+
+def _install(dataset="acme_prod"):
+    wh = DuckDBWarehouse(None)
+    try:
+        return wh.install_procedures(dataset)
+    finally:
+        wh.close()
+
+
+def _edit(path, old, new, count=1):
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path.name}"
+    path.write_text(text.replace(old, new, count))
+
+
+def test_every_conversion_is_a_slice_delete_then_inserts_of_all_columns():
+    assert set(MAPPINGS) == {"sp_cloud_1_convert_to_focus", "sp_genai_3_convert_to_focus",
+                             "sp_subscription_3_convert_to_focus"}
+    table_columns = {c.name for c in focus.ALL_COLUMNS}
+    for name in MAPPINGS:
+        statements = procs.get(name).statements("acme_prod")
+        assert statements[0].startswith("DELETE FROM `acme_prod.cost_data_standard_1_3`")
+        assert all(s.startswith("INSERT INTO `acme_prod.cost_data_standard_1_3` (") for s in statements[1:])
+        for s in statements[1:]:
+            listed = re.match(r"INSERT INTO `[^`]+` \(([^)]*)\)", s).group(1).split(", ")
+            assert sorted(listed) == sorted(table_columns), name
+            assert "FOCUS_UNIT" not in s and not re.search(r"\{\w+\.\w+\}", s)
+
+
+def test_the_lineage_every_row_gets_is_the_runs(proc_dir):
+    sql = procs.get("sp_subscription_3_convert_to_focus").statements("acme_prod")[1]
+    for column, value in procs.GENERATED_LINEAGE.items():
+        assert column in sql
+    assert "@run_id AS x_run_id" in sql and "@org_slug AS x_org_slug" in sql
+
+
+@pytest.mark.parametrize("old,new,expect", [
+    ("AS BilledCost,", "AS BiledCost,", ["missing BilledCost", "BiledCost"]),
+    ("  usage_start_time AS ChargePeriodStart,\n", "", ["missing ChargePeriodStart"]),
+    ("AS ListUnitPrice,", "AS ListCost,", ["named twice ListCost", "missing ListUnitPrice"]),
+    ("'cloud' AS x_cost_source", "'cloud' AS x_cost_source, @run_id AS x_run_id", ["set by the loader", "x_run_id"]),
+    ("  unblended_cost AS BilledCost,", "  unblended_cost,", ["named by its FOCUS column"]),
+])
+def test_a_wrong_column_name_fails_at_install(proc_dir, old, new, expect):
+    _install()  # the copy installs as it is
+    _edit(proc_dir / "sp_cloud_1_convert_to_focus" / "10_aws.sql", old, new)
+    procs.all_procedures.cache_clear()
+    with pytest.raises(procs.ProcedureError) as e:
+        _install()
+    for part in expect:
+        assert part in str(e.value)
+    assert "sp_cloud_1_convert_to_focus" in str(e.value)
+
+
+def test_an_unknown_provider_fact_fails_at_install(proc_dir):
+    _edit(proc_dir / "sp_cloud_1_convert_to_focus" / "20_gcp.sql", "{gcp.ProviderName}", "{gcp.ProviderNme}")
+    procs.all_procedures.cache_clear()
+    with pytest.raises(procs.ProcedureError, match=r"\{gcp\.ProviderNme\}"):
+        _install()
+
+
+def test_provider_facts_and_the_unit_macro_are_read_from_their_one_place(proc_dir):
+    (proc_dir / "provider_facts.yml").write_text(
+        (proc_dir / "provider_facts.yml").read_text().replace("ProviderName: Oracle", "ProviderName: O'Racle"))
+    (proc_dir / "macros" / "focus_unit.sql").write_text("CONCAT('u:', unit_in)")
+    procs.all_procedures.cache_clear()
+    sql = " ".join(procs.get("sp_cloud_1_convert_to_focus").statements("acme_prod"))
+    assert "'O\\'Racle' AS ProviderName" in sql
+    assert "CONCAT('u:', pricing_unit)" in sql
+    assert _install()  # a quoted fact and the new macro still transpile
+
+
+def test_the_mapping_document_is_the_sql():
+    from shared import focus_mapping
+
+    assert focus_mapping.DOC_PATH.read_text() == focus_mapping.render(), \
+        "docs/focus-mapping.md is stale: run python -m shared.focus_mapping --write"
+
+
+def test_the_mapping_document_names_every_column_of_every_input(proc_dir):
+    from shared import focus_mapping
+
+    _edit(proc_dir / "sp_cloud_1_convert_to_focus" / "40_oci.sql", "my_cost AS BilledCost", "my_cost + 0 AS BilledCost")
+    procs.all_procedures.cache_clear()
+    doc = focus_mapping.render()
+    sections = doc.split("\n## ")[1:]
+    assert len(sections) == len(focus_mapping._files()) == 7
+    for section in sections:
+        rows = [line for line in section.splitlines() if line.startswith("| ")][1:]  # after the header
+        columns = [line.split(" | ")[0][2:] for line in rows]
+        assert columns == [c for c in procs.focus_output_columns()], section.splitlines()[0]
+    assert "| BilledCost | `my_cost + 0` |" in doc
