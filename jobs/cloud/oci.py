@@ -21,9 +21,13 @@ new rows in later files). FOCUS reports use the YYYY/MM/DD of their path the sam
 only when their usage interval starts inside the range. For file:// every file is read (dated paths are
 filtered the same way).
 
-Columns are found by header name (cost report: `lineItem/intervalUsageStart`, `cost/myCost`, ...; FOCUS
-report: `ChargePeriodStart`, `BilledCost`, `oci_CompartmentId`, ...), so reordered or added columns are
-fine. `tags/<namespace>.<key>` columns (cost report) or the `Tags` JSON (FOCUS report) become one flat JSON
+Columns are found by header name, whatever its case and surrounding blanks (cost report:
+`lineItem/intervalUsageStart`, `cost/myCost`, ...; FOCUS report: `ChargePeriodStart`, `BilledCost`,
+`oci_CompartmentId`, ...), so reordered or added columns are fine. A FOCUS report's own FOCUS 1.0 columns land
+as written (billing account, EffectiveCost, ContractedCost, BillingPeriodEnd, RegionName, the commitment
+columns, ...; OCI's older names too: `Region`, `Provider`, `InvoiceIssuer`, `UsageQuantity`), for the
+converter to take as they are; billing_period_start is the date of its BillingPeriodStart (late usage is
+billed in a later month), for a cost report the month of the usage. `tags/<namespace>.<key>` columns (cost report) or the `Tags` JSON (FOCUS report) become one flat JSON
 object with lower-cased `namespace.key` keys. `billingUnitReadable` (`1 GiB MONTHS STORAGE_SIZE`) is
 normalised to FOCUS Unit Format (`GiB-Months`) into pricing_unit.
 
