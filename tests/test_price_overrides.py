@@ -368,7 +368,19 @@ def test_api_refuses_no_key_and_another_orgs_key_and_changes_nothing(rt, api, me
 
 # -- CLI -------------------------------------------------------------------------------------------
 
-def test_cli_add_list_remove(rt, acme):
+@pytest.fixture()
+def cloudact_logging():
+    """`cloudact` sets up the cloudact logger for the process (JSON to stderr, no propagation); put it
+    back so later tests' caplog still sees the job logs."""
+    import logging
+
+    log = logging.getLogger("cloudact")
+    saved = log.handlers[:], log.level, log.propagate
+    yield
+    log.handlers[:], log.level, log.propagate = saved
+
+
+def test_cli_add_list_remove(rt, acme, cloudact_logging):
     from click.testing import CliRunner
 
     from cli.main import cli
