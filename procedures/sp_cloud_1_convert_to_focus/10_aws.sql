@@ -24,8 +24,9 @@
 --   PricingQuantity (rounded to NUMERIC), else BilledCost (Tax/Credit rows, rows without a rate).
 -- * PricingQuantity = usage amount on Usage/Purchase rows; NULL on Tax and Credit rows.
 --   ConsumedQuantity only on Usage rows other than SavingsPlanNegation (the negation is not consumption).
--- * PricingUnit/ConsumedUnit = pricing_unit in FOCUS Unit Format by FOCUS_UNIT (Hrs -> Hours, GB-Mo ->
---   GB-Months, Request -> Requests, 1K tokens -> 1000 Tokens), 'Units' when it has none (never the usage type).
+-- * PricingUnit/ConsumedUnit = pricing_unit in FOCUS Unit Format by macros/focus_unit.sql (Hrs -> Hours,
+--   GB-Mo -> GB-Months, Request -> Requests, 1K tokens -> 1000 Tokens), 'Units' when it has none (never the
+--   usage type).
 -- * ServiceCategory/Subcategory from organizations.service_category_map by LOWER(product code), falling
 --   back to Other / Other (Other). Providers are Amazon Web Services; for AWS Marketplace rows the
 --   ServiceProviderName/PublisherName is the seller (line_item_legal_entity).

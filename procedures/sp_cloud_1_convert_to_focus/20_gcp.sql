@@ -49,8 +49,8 @@ WITH src AS (
   WHERE r.x_org_slug = @org_slug AND r.x_pipeline_id = @pipeline_id AND r.x_credential_id = @credential_id
     AND r.usage_date BETWEEN @start_date AND @end_date
 ),
--- GCP unit names ('gibibyte month', 'hour', '1000 count') -> FOCUS Unit Format by FOCUS_UNIT, the normaliser of
--- every path; computed once per distinct unit name (a few dozen), not once per row, then joined back.
+-- GCP unit names ('gibibyte month', 'hour', '1000 count') -> FOCUS Unit Format by macros/focus_unit.sql, the
+-- normaliser of every path; computed once per distinct unit name (a few dozen), not once per row, then joined back.
 unit_names AS (
   SELECT name, FOCUS_UNIT(name) AS focus_unit
   FROM (

@@ -23,9 +23,10 @@
 --   (Spend: the row's EffectiveCost on usage, BilledCost on purchases; Usage: PricingQuantity) and Unit
 --   (Spend: the billing currency; Usage: PricingUnit) on Usage/Purchase rows with a commitment.
 -- * PricingQuantity/Unit: required on Usage/Purchase rows (ConsumedQuantity, else 0, in 'Units' when the export
---   has no unit); NULL on Tax. Units (Pricing, Consumed, CommitmentDiscount) in FOCUS Unit Format through
---   FOCUS_UNIT, the normaliser of every path (the exports copy the providers' own spellings: AWS 'Hrs', 'GB-Mo',
---   GCP 'gibibyte month'); a ConsumedUnit that is no unit (AWS puts a usage type there) is the PricingUnit. SkuId/SkuPriceId NULL on Tax; SkuMeter and SkuPriceDetails only with their ids.
+--   has no unit); NULL on Tax. SkuId/SkuPriceId NULL on Tax; SkuMeter and SkuPriceDetails only with their ids.
+--   Units (Pricing, Consumed, CommitmentDiscount) in FOCUS Unit Format by macros/focus_unit.sql, the normaliser
+--   of every path (the exports copy the providers' own spellings: AWS 'Hrs', 'GB-Mo', GCP 'gibibyte month'); a
+--   ConsumedUnit that is no unit (AWS's export can carry a usage type there) is the PricingUnit.
 --   SkuMeter SHOULD be set with a SkuId: exports without one (GCP; Azure reads x_SkuMeterName) take the
 --   ChargeDescription, which in those exports is the SKU's description (GCP's own export calls it the meter).
 -- * ServiceCategory/ServiceSubcategory: the export's pair when it is a FOCUS 1.3 pair (service_*_valid, checked
