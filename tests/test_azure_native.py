@@ -124,7 +124,9 @@ def test_generated_exports_on_both_paths_reconcile_to_the_generated_costs(rt, ac
     files = azure_gen.generate(3000, tmp_path / "export", seed=11, schema=schema, fmt=fmt, parts=2)
     raw, totals, warnings = _same_on_both_paths(rt.warehouse, tmp_path / "export", *MARCH)
     expected, n = _generated_costs(files)
-    assert raw.num_rows == n == 3000 and not warnings
+    assert raw.num_rows == n == 3000
+    # an ActualCost export alone holding commitment purchases: their amortization is in no row (30_azure.sql)
+    assert len(warnings) == 1 and "purchase row(s) and no AmortizedCost export" in warnings[0]
     got = {(d, c): (k, v) for d, c, k, v in zip(*(totals.column(x).to_pylist() for x in
                                                   ("usage_date", "currency", "source_rows", "source_cost")))}
     assert got == expected

@@ -13,7 +13,7 @@ from jobs.genai import azure_openai as az
 from shared.models import model_family
 from stubs.azure_monitor import AzureMonitorStub
 from stubs.genai_data import (AZURE_DEMO_RESOURCES, AZURE_DEMO_SUBSCRIPTION, AZURE_OPENAI_SERVICE,
-                              azure_openai_demo_costs, azure_openai_demo_usage)
+                              azure_meter_names, azure_openai_demo_costs, azure_openai_demo_usage)
 
 TOKEN = "eyJ0eXAiOiJKV1Qi.test-token-0123456789"
 START = dt.date(2026, 7, 1)
@@ -51,10 +51,13 @@ def stub(usage):
 
 
 def _expected_costs(usage, start=START, end=END) -> dict[tuple, Decimal]:
+    """(day, deployment, meter) -> amount: each demo account has one deployment per model version."""
+    deployment_of = {(r["date"], r["resource_id"], m): r["deployment"] for r in usage
+                     for m in azure_meter_names(r["model"], r["model_version"]).values()}
     exp: dict[tuple, Decimal] = {}
     for c in azure_openai_demo_costs(usage):
         if c["service_name"] == AZURE_OPENAI_SERVICE and start <= c["date"] <= end:
-            key = (c["date"], c["resource_id"].rsplit("/", 1)[1], c["meter_name"])
+            key = (c["date"], deployment_of[(c["date"], c["resource_id"], c["meter_name"])], c["meter_name"])
             exp[key] = exp.get(key, Decimal(0)) + c["amount"]
     return exp
 
@@ -80,7 +83,7 @@ def test_usage_exact_totals_per_day_and_deployment(stub, usage):
     assert p["api-version"] == ["2023-10-01"] and p["interval"] == ["P1D"] and p["aggregation"] == ["Total"]
     assert p["metricnames"] == ["ProcessedPromptTokens,GeneratedTokens,AzureOpenAIRequests"]
     assert p["timespan"] == ["2026-07-01T00:00:00Z/2026-07-21T00:00:00Z"]  # end exclusive
-    assert p["$filter"] == ["ModelDeploymentName eq '*' and ModelName eq '*'"]
+    assert p["$filter"] == ["ModelDeploymentName eq '*' and ModelName eq '*' and ModelVersion eq '*'"]
     assert p["top"] == ["1000"]
 
 
@@ -161,10 +164,10 @@ def test_costs_are_exact_decimals_across_next_links(stub, usage):
     assert body["dataset"]["granularity"] == "Daily"
     assert body["dataset"]["aggregation"] == {"totalCost": {"name": "Cost", "function": "Sum"}}
     assert [g["name"] for g in body["dataset"]["grouping"]] == ["ResourceId", "MeterName"]
+    # the meter's model version is the usage's ModelName; the cached-prompt meter bills the input class
     c = next(c for c in costs if c["line_item"].endswith("cached Inp glbl") and "4.1" in c["line_item"])
-    assert (c["model"], c["token_class"], c["is_batch"], c["currency"]) == ("gpt-4.1-0414", "cached_input", False,
-                                                                            "USD")
-    assert model_family(c["model"]) == "gpt-4.1"
+    assert (c["model"], c["token_class"], c["is_batch"], c["currency"], c["project_id"]) == (
+        "gpt-4.1", "input", False, "USD", "eval-gpt41")
 
 
 def test_cost_amounts_decode_exactly(stub):
@@ -190,6 +193,24 @@ def test_next_link_to_another_host_is_not_followed(stub):
                                       "rows": []}}, path="/query")
     with pytest.raises(ExtractError, match="another host"):
         az.extract(_ctx(stub, START, START))
+
+
+def test_version_tags_and_meter_models_meet_the_usage():
+    assert [az.version_tag(v) for v in ("2024-11-20", "0613", "turbo-2024-04-09", "1", "", None)] == [
+        "1120", "0613", "0409", None, None, None]
+    d = az.Deployments()
+    acct = AZURE_DEMO_RESOURCES[0]
+    d.add(acct, START, "chat", "gpt-4o", "2024-11-20")
+    d.add(acct, START, "old", "gpt-4o", "2024-08-06")
+    d.add(acct, START, "five", "gpt-5", None)
+    d.add(acct, START, None, "gpt-4o", "2024-05-13")  # no deployment dimension: nothing to attribute to
+    rid = acct.lower() + "/"  # Cost Management writes resource ids lower-cased
+    assert d.resolve(rid, START, "gpt-4o-1120") == ("gpt-4o", "chat")
+    assert d.resolve(rid, START, "gpt-4o-0806") == ("gpt-4o", "old")
+    assert d.resolve(rid, START, "gpt-4o-0513") == ("gpt-4o", None)  # a version no deployment reported
+    assert d.resolve(rid, START, "gpt-5") == ("gpt-5", "five")
+    assert d.resolve(rid, START + dt.timedelta(days=1), "gpt-4o-1120") == ("gpt-4o", None)  # no tokens that day
+    assert d.resolve(AZURE_DEMO_RESOURCES[1], START, "gpt-4-8k") == ("gpt-4-8k", None)
 
 
 def test_parse_meter():

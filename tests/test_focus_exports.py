@@ -538,7 +538,7 @@ def test_aws_focus_1_0_gzip_csv_folder(rt, acme, tmp_path):
     service_map.sync(wh)
     rows = charges("aws", *FEB_MAR)
     rows[0]["ServiceCategory"] = "Artificial Intelligence"  # not a FOCUS 1.3 value: the map decides
-    rows[0]["_service_key"] = "AmazonBedrock"
+    rows[0].update(_service_key="AmazonBedrock", ServiceName="Amazon Bedrock")  # one ServiceName, one category
     header, shaped = aws_shape(rows, "1.0")
     (tmp_path / "focus-1-0-00001.csv.gz").write_bytes(gzip.compress(csv_bytes(header, shaped)))
     cred = {"source": f"file://{tmp_path}"}

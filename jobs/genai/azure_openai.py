@@ -18,15 +18,23 @@ client secret or certificate needs `azure-identity`, imported lazily and only fo
 
 - Tokens -> `genai_usage_daily`: per resource, `GET {resourceId}/providers/Microsoft.Insights/metrics`
   (api-version 2023-10-01) for ProcessedPromptTokens (input), GeneratedTokens (output) and
-  AzureOpenAIRequests (requests), interval P1D, aggregation Total, split by ModelDeploymentName and
-  ModelName. `project_id` is the deployment name, `model` the ModelName. Azure exposes no cached-token
-  count (only a match rate), so `cached_input_tokens` is 0 and `input_tokens` is every prompt token;
-  the billed cost below carries the cache discount.
+  AzureOpenAIRequests (requests), interval P1D, aggregation Total, split by ModelDeploymentName,
+  ModelName and ModelVersion. `project_id` is the deployment name, `model` the ModelName (versions of
+  one deployment add up). Azure exposes no cached-token count (only a match rate), so
+  `cached_input_tokens` is 0 and `input_tokens` is every prompt token; the billed cost below carries
+  the cache discount.
 - Money -> `genai_provider_costs_daily`: `POST {cost_scope}/providers/Microsoft.CostManagement/query`
   (api-version 2023-11-01), ActualCost, Daily, summed Cost grouped by ResourceId and MeterName, filtered
   to the OpenAI / Foundry Models service, following `nextLink`. Amounts decode straight to Decimal.
-  `line_item` is the meter name, `project_id` the account name (Azure bills per account, not per
-  deployment), and `model`/`token_class`/`is_batch` are read from the meter name where it says so.
+  `line_item` is the meter name; `token_class`/`is_batch` are read from it where it says so.
+- Billed meets metered: a meter names a model version (`gpt-4o-1120-Outp-glbl Tokens` -> `gpt-4o-1120`),
+  the metrics a ModelName and ModelVersion (`gpt-4o`, `2024-11-20`). The cost row's `model` is the
+  ModelName of the account's deployment whose name-MMDD the meter names (else the meter's model without
+  its MMDD, `shared.models.model_family`), so `cloudact reconcile` and sp_genai_3 compare one model key.
+  Azure bills per account, not per deployment: `project_id` is the deployment when exactly one deployment
+  of that model version in the account had tokens that day, else the account name (the procedure then
+  keeps the list price and its Adjustment row carries the bill). The cached-prompt meter bills part of
+  the usage's `input` class (every prompt token), so its `token_class` is `input`.
 """
 from __future__ import annotations
 
@@ -53,7 +61,7 @@ METRICS_API_VERSION = "2023-10-01"
 COST_API_VERSION = "2023-11-01"
 METRICS = {"ProcessedPromptTokens": "input_tokens", "GeneratedTokens": "output_tokens",
            "AzureOpenAIRequests": "request_count"}
-DIMENSIONS = ("ModelDeploymentName", "ModelName")
+DIMENSIONS = ("ModelDeploymentName", "ModelName", "ModelVersion")
 METRICS_TOP = 1000  # series per metric; Azure Monitor silently keeps only 10 without it
 COST_SERVICE_NAMES = ["Azure OpenAI", "Foundry Models"]
 _RESOURCE_ID = re.compile(r"^/subscriptions/[^/?#]+/resourceGroups/[^/?#]+/providers/"
@@ -143,7 +151,8 @@ def _dimensions(series: dict) -> dict[str, str]:
     return out
 
 
-def _usage_rows(ctx: ExtractContext, client: ApiClient, resource_ids: list[str]) -> list[dict]:
+def _usage_rows(ctx: ExtractContext, client: ApiClient, resource_ids: list[str],
+                deployments: Deployments) -> list[dict]:
     end_excl = ctx.end_date + dt.timedelta(days=1)
     params = {"api-version": METRICS_API_VERSION, "metricnames": ",".join(METRICS),
               "timespan": f"{ctx.start_date.isoformat()}T00:00:00Z/{end_excl.isoformat()}T00:00:00Z",
@@ -171,11 +180,13 @@ def _usage_rows(ctx: ExtractContext, client: ApiClient, resource_ids: list[str])
                 dims = _dimensions(series)
                 deployment = dims.get("modeldeploymentname") or None
                 model = dims.get("modelname") or "unknown"
+                version = dims.get("modelversion") or None
                 for point in series.get("data") or []:
                     day = _day_of(point.get("timeStamp"), f"a {name} point")
                     value = _whole(point.get("total"), f"{name} total")
                     if not window.keep(day, [value] if value else []) or not value:
                         continue
+                    deployments.add(resource_id, day, deployment, model, version)
                     key = (day, deployment, model)
                     row = rows.get(key)
                     if row is None:
@@ -191,6 +202,44 @@ def _usage_rows(ctx: ExtractContext, client: ApiClient, resource_ids: list[str])
         ctx.warn(f"Azure Monitor returned {full_series} series for one metric, its top={METRICS_TOP} limit; "
                  "some deployments may be missing")
     return [rows[k] for k in sorted(rows, key=lambda k: (k[0], str(k[1]), k[2]))]
+
+
+# -- billed meets metered -----------------------------------------------------------------------------------
+
+_VERSION_DATE = re.compile(r"(?:^|\D)\d{4}-(\d{2})-(\d{2})$")
+
+
+def version_tag(version: str | None) -> str | None:
+    """The MMDD a meter name gives a ModelVersion: '2024-11-20' -> '1120', '0613' -> '0613', else None."""
+    v = (version or "").strip()
+    m = _VERSION_DATE.search(v)
+    if m:
+        return m[1] + m[2]
+    return v if re.fullmatch(r"\d{4}", v) else None
+
+
+class Deployments:
+    """Which deployments of which model versions had tokens, per account and day (from the metrics)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, dt.date], set[tuple[str, str, str | None]]] = {}
+
+    def add(self, resource_id: str, day: dt.date, deployment: str | None, model: str, version: str | None) -> None:
+        if deployment:
+            self._seen.setdefault((resource_id.lower(), day), set()).add((deployment, model, version_tag(version)))
+
+    def resolve(self, resource_id: str, day: dt.date, meter_model: str) -> tuple[str, str | None]:
+        """(the usage's model key, the one deployment the line bills or None) for a meter's model."""
+        seen = self._seen.get((resource_id.rstrip("/").lower(), day), set())
+        m = meter_model.lower()
+        named = {(d, u) for d, u, tag in seen if tag and m == f"{u.lower()}-{tag}"}
+        if not named:  # a meter without a version (`GPT 5 Inpt Glbl`), or metrics without ModelVersion
+            family = model_family(meter_model).lower()
+            named = {(d, u) for d, u, tag in seen if u.lower() in (m, family) and (tag is None or m == u.lower())}
+        models = {u for _, u in named}
+        model = models.pop() if len(models) == 1 else model_family(meter_model)
+        deployment = next(iter(named))[0] if len(named) == 1 else None
+        return model, deployment
 
 
 # -- money (Cost Management) ------------------------------------------------------------------------------
@@ -289,7 +338,7 @@ def _usage_date(raw: Any) -> dt.date:
         raise ExtractError(f"Azure returned a cost row with an unusable UsageDate {raw!r}") from None
 
 
-def _cost_rows(ctx: ExtractContext, rows: Iterator[dict]) -> list[dict]:
+def _cost_rows(ctx: ExtractContext, rows: Iterator[dict], deployments: Deployments) -> list[dict]:
     agg: dict[tuple, dict] = {}
     window = DayWindow(ctx)
     for r in rows:
@@ -306,11 +355,17 @@ def _cost_rows(ctx: ExtractContext, rows: Iterator[dict]) -> list[dict]:
         account = resource_id.rstrip("/").rsplit("/", 1)[-1] or None
         meter = r.get("MeterName")
         currency = str(r.get("Currency") or r.get("BillingCurrency") or "USD").upper()
-        key = (day, account, meter, currency)
+        model, token_class, is_batch = parse_meter(meter)
+        project = account
+        if model is not None:
+            model, deployment = deployments.resolve(resource_id, day, model)
+            project = deployment or account
+        if token_class == "cached_input":  # the metrics count cached prompt tokens as input
+            token_class = "input"
+        key = (day, project, meter, currency)
         row = agg.get(key)
         if row is None:
-            model, token_class, is_batch = parse_meter(meter)
-            row = agg[key] = {"usage_date": day, "provider": PROVIDER, "project_id": account, "line_item": meter,
+            row = agg[key] = {"usage_date": day, "provider": PROVIDER, "project_id": project, "line_item": meter,
                               "model": model, "token_class": token_class, "is_batch": is_batch,
                               "amount": Decimal(0), "currency": currency}
         row["amount"] += amount
@@ -336,10 +391,11 @@ def extract(ctx: ExtractContext, *, sleep: Callable[[float], Any] = time.sleep, 
     with client:
         if ctx.end_date < ctx.start_date:
             return {USAGE_TABLE: [], COSTS_TABLE: []}
-        usage = _usage_rows(ctx, client, resource_ids)
+        deployments = Deployments()
+        usage = _usage_rows(ctx, client, resource_ids, deployments)
         if scope:
             base_url = str(ctx.credential.get("base_url") or DEFAULT_BASE_URL)
-            costs = _cost_rows(ctx, iter_cost_rows(client, scope, cost_query_body(ctx), base_url))
+            costs = _cost_rows(ctx, iter_cost_rows(client, scope, cost_query_body(ctx), base_url), deployments)
         else:
             costs = []
             ctx.warn("The azure credential has no cost_scope, so no billed cost was read; add "

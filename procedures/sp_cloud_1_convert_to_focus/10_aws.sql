@@ -18,8 +18,16 @@
 --     everything else         -> unblended cost
 -- * ChargeCategory: Tax -> Tax; Credit, Refund and the discount line types -> Credit;
 --   RIFee, Fee, SavingsPlanRecurringFee, SavingsPlanUpfrontFee -> Purchase; usage types -> Usage.
--- * ListCost = pricing_public_on_demand_cost (else unblended); ListUnitPrice = public on-demand rate only
---   when rate x PricingQuantity reproduces ListCost (FOCUS requires the product), else NULL.
+-- * ListCost = the cost at the published price of the rate the line was billed at. FOCUS's list price is the
+--   provider's published one, inclusive of free-tier and tiered rates and exclusive only of negotiated and
+--   commitment discounts (spec supporting content on ListCost/ListUnitPrice); a charge without one lists its
+--   BilledCost. So: pricing_public_on_demand_cost, except where the CUR's on-demand columns do not price the
+--   rate billed: a plain Usage line at unblended rate 0 (the free tier; the columns show the paid tier) and a
+--   line without a public on-demand cost (0 or empty: AWS Marketplace, fees) bill the published rate itself,
+--   so ListCost = BilledCost and the rate is the unblended one. Tax, Credit: BilledCost. 50_focus_export.sql
+--   applies the same rule (AWS's export already lists 0 on free tier and BilledCost on Marketplace).
+--   ListUnitPrice = that rate only when rate x PricingQuantity reproduces ListCost (FOCUS requires the
+--   product), else NULL.
 -- * ContractedUnitPrice = net unblended rate, else unblended rate; ContractedCost = ContractedUnitPrice x
 --   PricingQuantity (rounded to NUMERIC), else BilledCost (Tax/Credit rows, rows without a rate).
 -- * PricingQuantity = usage amount on Usage/Purchase rows; NULL on Tax and Credit rows.
@@ -28,8 +36,12 @@
 --   GB-Mo -> GB-Months, Request -> Requests, 1K tokens -> 1000 Tokens), 'Units' when it has none (never the
 --   usage type).
 -- * ServiceCategory/Subcategory from organizations.service_category_map by LOWER(product code), falling
---   back to Other / Other (Other). Providers are Amazon Web Services; for AWS Marketplace rows the
---   ServiceProviderName/PublisherName is the seller (line_item_legal_entity).
+--   back to Other / Other (Other). One ServiceCategory per ServiceName (FOCUS): should the product codes of
+--   one product name map differently, the slice takes the mapped category of most of its lines (ties:
+--   alphabetical; Other only when none maps), and a line mapped elsewhere gets 'Other (<category>)'. Providers are Amazon Web Services;
+--   for AWS Marketplace rows the ServiceProviderName/PublisherName is the seller (line_item_legal_entity).
+-- * InvoiceIssuerName = bill_invoicing_entity (the AWS entity that invoiced the line: Amazon Web Services,
+--   Inc., Amazon Web Services EMEA SARL, ...), else the provider's.
 WITH src AS (
   SELECT r.*,
          CASE
@@ -46,19 +58,30 @@ WITH src AS (
          END AS commitment_id,
          IF(r.billing_entity = 'AWS Marketplace', COALESCE(r.legal_entity, 'AWS Marketplace'), {aws.ServiceProviderName})
            AS seller,
-         COALESCE(m.service_category, 'Other') AS service_category,
-         COALESCE(m.service_subcategory, 'Other (Other)') AS service_subcategory
+         COALESCE(r.product_name, r.product_code, r.service_code, 'AWS') AS service_name,
+         m.service_category AS mapped_category, m.service_subcategory AS mapped_subcategory
   FROM `{org_dataset}.aws_billing_raw` AS r
   LEFT JOIN `organizations.service_category_map` AS m
     ON m.provider = 'aws' AND m.service_key = LOWER(COALESCE(r.product_code, r.service_code))
   WHERE r.x_org_slug = @org_slug AND r.x_pipeline_id = @pipeline_id AND r.x_credential_id = @credential_id
     AND r.usage_date BETWEEN @start_date AND @end_date
 ),
+service_categories AS (
+  SELECT service_name, COALESCE(mapped_category, 'Other') AS service_category
+  FROM src
+  GROUP BY service_name, mapped_category
+  QUALIFY ROW_NUMBER() OVER (PARTITION BY service_name
+                             ORDER BY mapped_category IS NULL, COUNT(*) DESC, mapped_category) = 1
+),
 priced AS (
-  SELECT s.*,
+  SELECT s.*, c.service_category,
          IF(category IN ('Usage', 'Purchase'), COALESCE(usage_amount, NUMERIC '0'), NULL) AS quantity,
          IF(category IN ('Usage', 'Purchase'), COALESCE(net_unblended_rate, unblended_rate), NULL) AS contracted_rate,
-         IF(category IN ('Tax', 'Credit'), unblended_cost, COALESCE(public_on_demand_cost, unblended_cost)) AS list_cost,
+         CASE
+           WHEN category IN ('Tax', 'Credit') THEN FALSE
+           WHEN line_item_type = 'Usage' AND unblended_rate = 0 THEN FALSE
+           ELSE COALESCE(public_on_demand_cost, NUMERIC '0') != 0
+         END AS on_demand_listed,
          CASE
            WHEN category = 'Credit' THEN unblended_cost
            WHEN line_item_type = 'SavingsPlanCoveredUsage' THEN COALESCE(savings_plan_effective_cost, NUMERIC '0')
@@ -72,17 +95,24 @@ priced AS (
            ELSE unblended_cost
          END AS effective_cost
   FROM src AS s
+  LEFT JOIN service_categories AS c USING (service_name)
+),
+listed AS (
+  SELECT p.*,
+         IF(on_demand_listed, public_on_demand_cost, unblended_cost) AS list_cost,
+         IF(on_demand_listed, public_on_demand_rate, IF(unblended_rate >= 0, unblended_rate, NULL)) AS list_price
+  FROM priced AS p
 ),
 final AS (
   SELECT p.*,
-         IF(public_on_demand_rate IS NOT NULL AND quantity IS NOT NULL
-              AND ABS(CAST(public_on_demand_rate AS FLOAT64) * CAST(quantity AS FLOAT64) - CAST(list_cost AS FLOAT64))
+         IF(list_price IS NOT NULL AND quantity IS NOT NULL
+              AND ABS(CAST(list_price AS FLOAT64) * CAST(quantity AS FLOAT64) - CAST(list_cost AS FLOAT64))
                   <= 1e-10 * GREATEST(ABS(CAST(list_cost AS FLOAT64)), 1),
-            public_on_demand_rate, NULL) AS list_rate,
+            list_price, NULL) AS list_rate,
          IF(contracted_rate IS NOT NULL AND quantity IS NOT NULL,
             CAST(contracted_rate * quantity AS NUMERIC), unblended_cost) AS contracted_cost,
          IF(quantity IS NULL, NULL, COALESCE(FOCUS_UNIT(pricing_unit), 'Units')) AS unit
-  FROM priced AS p
+  FROM listed AS p
 )
 SELECT
   CAST(NULL AS JSON) AS AllocatedMethodDetails,
@@ -133,7 +163,7 @@ SELECT
   effective_cost AS EffectiveCost,
   {aws.HostProviderName} AS HostProviderName,
   invoice_id AS InvoiceId,
-  {aws.InvoiceIssuerName} AS InvoiceIssuerName,
+  COALESCE(invoicing_entity, {aws.InvoiceIssuerName}) AS InvoiceIssuerName,
   list_cost AS ListCost,
   list_rate AS ListUnitPrice,
   CASE
@@ -156,9 +186,10 @@ SELECT
   resource_id AS ResourceName,
   CAST(NULL AS STRING) AS ResourceType,
   service_category AS ServiceCategory,
-  COALESCE(product_name, product_code, service_code, 'AWS') AS ServiceName,
+  service_name AS ServiceName,
   seller AS ServiceProviderName,
-  service_subcategory AS ServiceSubcategory,
+  IF(mapped_category = service_category, mapped_subcategory, CONCAT('Other (', service_category, ')'))
+    AS ServiceSubcategory,
   IF(category = 'Tax', NULL, sku) AS SkuId,
   IF(category = 'Tax' OR sku IS NULL, NULL, usage_type) AS SkuMeter,
   CAST(NULL AS JSON) AS SkuPriceDetails,

@@ -9,17 +9,26 @@
 -- * BilledCost = cost, except amortized commitment-covered usage and UnusedReservation/UnusedSavingsPlan rows
 --   -> 0 (they are billed by the purchase row). So SUM(BilledCost) per period = the actual export's total
 --   (= cloud_source_totals.source_cost; Azure cost details hold no credits/tax, see the reference).
--- * EffectiveCost = cost (amortized where the row is amortized), except commitment Purchase rows when the
---   period has amortized data -> 0 (the purchase is spread over the covered usage and unused rows).
---   With actual data only there is nothing to amortize with: EffectiveCost = BilledCost.
+-- * EffectiveCost = cost (amortized where the row is amortized), except commitment (reservation, savings
+--   plan) Purchase and Refund rows -> 0: FOCUS requires 0 for a purchase covering future charges, whose cost
+--   the amortized dataset spreads over the covered usage and unused rows. This holds with actual data only
+--   too (finops-toolkit's convert.md sets it unconditionally): the covered usage then costs 0 as well, so the
+--   commitments' cost is in no row's EffectiveCost; the extractor warns such periods, and only exporting
+--   AmortizedCost (or FocusCost) gives the amortization. Keeping the purchase's cost as EffectiveCost instead
+--   would break the FOCUS rule and double count it as soon as amortized data arrives.
 --   Credit rows: EffectiveCost = ContractedCost = BilledCost (FOCUS rule).
 -- * ChargeCategory: Usage, Purchase, Tax as is; UnusedReservation/UnusedSavingsPlan -> Usage (status Unused);
---   Refund -> Credit; Credit -> Credit; anything else (RoundingAdjustment, ...) -> Adjustment.
+--   a commitment's Refund -> Purchase with ChargeClass Correction (finops-toolkit), no CommitmentDiscountQuantity;
+--   other Refund -> Credit; Credit -> Credit; anything else (RoundingAdjustment, ...) -> Adjustment.
+--   PricingCategory of a Purchase is Standard: the purchase of a commitment is not priced by it (FOCUS 1.1).
 -- * Units: UnitOfMeasure is split by the extractor into pricing_block_size and a FOCUS Unit Format unit
 --   ('10 Hours' -> 10 x 'Hours', '1 GB/Month' -> 'GB-Months', '10K' -> 10000 x 'Units'). PricingQuantity =
 --   Quantity x block on Usage/Purchase rows (NULL otherwise); unit prices are per block / block size.
--- * ListCost = PaygCostInBillingCurrency (MCA), else PayGPrice x Quantity, else BilledCost (Tax/Credit/
---   Adjustment and rows without a list price). ContractedCost = UnitPrice x Quantity, else BilledCost.
+-- * ListCost = PaygCostInBillingCurrency (MCA), else PayGPrice x Quantity, else UnitPrice x Quantity, else
+--   BilledCost (Tax/Credit/Adjustment and rows without a price). A PayG cost or price of 0 beside a non-zero
+--   UnitPrice x Quantity is a price the export left out (EA writes PayGPrice 0 on reservation-covered usage and
+--   purchases), not a free meter: the unit price (what the row costs without the commitment) stands in, so
+--   ListCost is never 0 beside a contracted cost. ContractedCost = UnitPrice x Quantity, else BilledCost.
 --   ListUnitPrice / ContractedUnitPrice are set only when price x PricingQuantity reproduces the cost
 --   (FOCUS requires the product; NUMERIC division by a block size can round), else NULL.
 -- * Commitments: CommitmentDiscountId = benefitId, else ReservationId; '/microsoft.billingbenefits/' ids,
@@ -30,7 +39,10 @@
 --   PublisherName = PublisherName. HostProviderName stays Microsoft.
 -- * ServiceName = MeterCategory (else ServiceName, ConsumedService); ServiceCategory/Subcategory from
 --   organizations.service_category_map (provider 'azure') by LOWER(MeterCategory), then by
---   LOWER(ConsumedService), else Other / Other (Other).
+--   LOWER(ConsumedService), else Other / Other (Other). One ServiceCategory per ServiceName (FOCUS): a meter
+--   category the map does not know is used through several resource providers (ConsumedService), so the
+--   slice takes the mapped category of most of its lines (ties: alphabetical; Other only when none maps);
+--   a line mapped elsewhere gets 'Other (<category>)'.
 -- * Periods: ChargePeriod = the usage day; BillingPeriodEnd = BillingPeriodEndDate + 1 day (Azure's end is
 --   inclusive), else start + 1 month. BillingAccount = billing profile (MCA invoice scope), else billing
 --   account (EA enrollment), else subscription. SubAccount = subscription.
@@ -50,17 +62,19 @@ src AS (
   SELECT b.*,
          CASE
            WHEN b.charge_type IN ('Usage', 'UnusedReservation', 'UnusedSavingsPlan') THEN 'Usage'
-           WHEN b.charge_type = 'Purchase' THEN 'Purchase'
+           WHEN b.charge_type = 'Purchase' OR (b.charge_type = 'Refund' AND b.is_commit) THEN 'Purchase'
            WHEN b.charge_type = 'Tax' THEN 'Tax'
            WHEN b.charge_type IN ('Refund', 'Credit') THEN 'Credit'
            ELSE 'Adjustment'
          END AS category,
          IF(b.is_commit, b.commit_ref, NULL) AS commitment_id,
+         IF(b.is_commit AND b.charge_type = 'Refund', 'Correction', NULL) AS charge_class,
          IF(b.is_commit, IF(LOWER(b.commit_ref) LIKE '%/microsoft.billingbenefits/%' OR b.pricing_model = 'SavingsPlan'
                               OR b.charge_type = 'UnusedSavingsPlan', 'Savings Plan', 'Reservation'), NULL) AS commitment_type,
          IF(b.publisher_type = 'Marketplace' AND b.publisher_name IS NOT NULL, b.publisher_name, {azure.ServiceProviderName}) AS seller,
-         COALESCE(m1.service_category, m2.service_category, 'Other') AS service_category,
-         COALESCE(m1.service_subcategory, m2.service_subcategory, 'Other (Other)') AS service_subcategory
+         COALESCE(b.meter_category, b.service_name, b.consumed_service, 'Azure') AS service_name_out,
+         COALESCE(m1.service_category, m2.service_category) AS mapped_category,
+         COALESCE(m1.service_subcategory, m2.service_subcategory) AS mapped_subcategory
   FROM base AS b
   LEFT JOIN `organizations.service_category_map` AS m1
     ON m1.provider = 'azure' AND m1.service_key = LOWER(b.meter_category)
@@ -71,43 +85,62 @@ src AS (
      OR (b.cost_type = 'ActualCost'
          AND (b.has_amortized = 0 OR (b.is_commit AND b.charge_type IN ('Purchase', 'Refund'))))
 ),
+service_categories AS (
+  SELECT service_name_out, COALESCE(mapped_category, 'Other') AS service_category
+  FROM src
+  GROUP BY service_name_out, mapped_category
+  QUALIFY ROW_NUMBER() OVER (PARTITION BY service_name_out
+                             ORDER BY mapped_category IS NULL, COUNT(*) DESC, mapped_category) = 1
+),
 priced AS (
-  SELECT s.*,
+  SELECT s.*, c.service_category,
          IF(category IN ('Usage', 'Purchase'), COALESCE(quantity, NUMERIC '0') * pricing_block_size, NULL) AS pricing_quantity,
          IF(category IN ('Usage', 'Purchase'), COALESCE(pricing_unit, 'Units'), NULL) AS unit,
          IF(cost_type = 'AmortizedCost' AND is_commit AND charge_type IN ('Usage', 'UnusedReservation', 'UnusedSavingsPlan'),
             NUMERIC '0', cost) AS billed_cost,
-         CASE
-           WHEN category = 'Credit' THEN cost
-           WHEN is_commit AND charge_type = 'Purchase' AND has_amortized = 1 THEN NUMERIC '0'
-           ELSE cost
-         END AS effective_cost,
-         CASE
-           WHEN category NOT IN ('Usage', 'Purchase') THEN cost
-           WHEN payg_cost IS NOT NULL THEN payg_cost
-           WHEN payg_price IS NOT NULL AND quantity IS NOT NULL THEN CAST(ROUND(payg_price * quantity, 9) AS NUMERIC)
-           ELSE cost
-         END AS list_cost,
+         IF(is_commit AND charge_type IN ('Purchase', 'Refund'), NUMERIC '0', cost) AS effective_cost,
          IF(category IN ('Usage', 'Purchase') AND unit_price IS NOT NULL AND quantity IS NOT NULL,
             CAST(ROUND(unit_price * quantity, 9) AS NUMERIC), NULL) AS contracted_from_price
   FROM src AS s
+  LEFT JOIN service_categories AS c USING (service_name_out)
+),
+payg AS (
+  SELECT p.*,
+         -- a PayG value of 0 beside a non-zero contracted cost is a price left out, not a free meter
+         (payg_price IS NOT NULL AND (payg_price != 0 OR COALESCE(contracted_from_price, NUMERIC '0') = 0)) AS payg_listed
+  FROM priced AS p
+),
+listed AS (
+  SELECT l.*,
+         CASE
+           WHEN category NOT IN ('Usage', 'Purchase') THEN NULL
+           WHEN payg_listed THEN payg_price
+           WHEN contracted_from_price IS NOT NULL THEN unit_price
+         END AS list_price,
+         CASE
+           WHEN category NOT IN ('Usage', 'Purchase') THEN cost
+           WHEN payg_cost IS NOT NULL AND (payg_cost != 0 OR COALESCE(contracted_from_price, NUMERIC '0') = 0) THEN payg_cost
+           WHEN payg_listed AND quantity IS NOT NULL THEN CAST(ROUND(payg_price * quantity, 9) AS NUMERIC)
+           ELSE COALESCE(contracted_from_price, cost)
+         END AS list_cost
+  FROM payg AS l
 ),
 final AS (
   SELECT p.*,
          COALESCE(contracted_from_price, billed_cost) AS contracted_cost,
-         IF(pricing_quantity IS NOT NULL AND payg_price IS NOT NULL AND pricing_block_size > 0
-              AND ABS(CAST(payg_price AS FLOAT64) / CAST(pricing_block_size AS FLOAT64) * CAST(pricing_quantity AS FLOAT64)
+         IF(pricing_quantity IS NOT NULL AND list_price IS NOT NULL AND pricing_block_size > 0
+              AND ABS(CAST(list_price AS FLOAT64) / CAST(pricing_block_size AS FLOAT64) * CAST(pricing_quantity AS FLOAT64)
                       - CAST(list_cost AS FLOAT64)) <= 1e-10 * GREATEST(ABS(CAST(list_cost AS FLOAT64)), 1)
-              AND ABS(CAST(CAST(ROUND(payg_price / pricing_block_size, 9) AS NUMERIC) AS FLOAT64) * CAST(pricing_quantity AS FLOAT64)
+              AND ABS(CAST(CAST(ROUND(list_price / pricing_block_size, 9) AS NUMERIC) AS FLOAT64) * CAST(pricing_quantity AS FLOAT64)
                       - CAST(list_cost AS FLOAT64)) <= 1e-10 * GREATEST(ABS(CAST(list_cost AS FLOAT64)), 1),
-            CAST(ROUND(payg_price / pricing_block_size, 9) AS NUMERIC), NULL) AS list_rate,
+            CAST(ROUND(list_price / pricing_block_size, 9) AS NUMERIC), NULL) AS list_rate,
          IF(contracted_from_price IS NOT NULL AND pricing_block_size > 0
               AND ABS(CAST(CAST(ROUND(unit_price / pricing_block_size, 9) AS NUMERIC) AS FLOAT64) * CAST(pricing_quantity AS FLOAT64)
                       - CAST(contracted_from_price AS FLOAT64)) <= 1e-10 * GREATEST(ABS(CAST(contracted_from_price AS FLOAT64)), 1),
             CAST(ROUND(unit_price / pricing_block_size, 9) AS NUMERIC), NULL) AS contracted_rate,
          REGEXP_REPLACE(LOWER(resource_location), r'[^a-z0-9]', '') AS region_id,
          COALESCE(billing_profile_id, billing_account_id, subscription_id, 'unknown') AS account_id
-  FROM priced AS p
+  FROM listed AS p
 )
 SELECT
   CAST(NULL AS JSON) AS AllocatedMethodDetails,
@@ -126,7 +159,7 @@ SELECT
   CAST(NULL AS STRING) AS CapacityReservationId,
   CAST(NULL AS STRING) AS CapacityReservationStatus,
   category AS ChargeCategory,
-  CAST(NULL AS STRING) AS ChargeClass,
+  charge_class AS ChargeClass,
   COALESCE(product_name, CONCAT(COALESCE(meter_category, 'Azure'), ' ', COALESCE(meter_name, charge_type))) AS ChargeDescription,
   CASE
     WHEN frequency = 'OneTime' THEN 'One-Time'
@@ -141,7 +174,7 @@ SELECT
   commitment_id AS CommitmentDiscountId,
   IF(commitment_id IS NULL, NULL, COALESCE(benefit_name, reservation_name, commitment_id)) AS CommitmentDiscountName,
   CASE
-    WHEN commitment_id IS NULL THEN NULL
+    WHEN commitment_id IS NULL OR charge_class IS NOT NULL THEN NULL
     WHEN commitment_type = 'Savings Plan' AND category = 'Usage' THEN effective_cost
     WHEN commitment_type = 'Savings Plan' THEN cost
     ELSE COALESCE(pricing_quantity, NUMERIC '0')
@@ -152,8 +185,8 @@ SELECT
     ELSE 'Used'
   END AS CommitmentDiscountStatus,
   commitment_type AS CommitmentDiscountType,
-  CASE WHEN commitment_id IS NULL THEN NULL WHEN commitment_type = 'Savings Plan' THEN billing_currency
-    ELSE COALESCE(unit, 'Units') END AS CommitmentDiscountUnit,
+  CASE WHEN commitment_id IS NULL OR charge_class IS NOT NULL THEN NULL
+    WHEN commitment_type = 'Savings Plan' THEN billing_currency ELSE COALESCE(unit, 'Units') END AS CommitmentDiscountUnit,
   IF(category = 'Usage' AND charge_type = 'Usage', pricing_quantity, NULL) AS ConsumedQuantity,
   IF(category = 'Usage' AND charge_type = 'Usage', unit, NULL) AS ConsumedUnit,
   CAST(NULL AS JSON) AS ContractApplied,
@@ -167,6 +200,7 @@ SELECT
   list_rate AS ListUnitPrice,
   CASE
     WHEN category NOT IN ('Usage', 'Purchase') THEN NULL
+    WHEN category = 'Purchase' THEN 'Standard'
     WHEN commitment_id IS NOT NULL OR pricing_model IN ('Reservation', 'SavingsPlan') THEN 'Committed'
     WHEN pricing_model = 'Spot' THEN 'Dynamic'
     ELSE 'Standard'
@@ -187,9 +221,10 @@ SELECT
   IF(resource_id IS NULL, NULL,
     COALESCE(REGEXP_EXTRACT(resource_id, r'(?i)/providers/([^/]+/[^/]+)/'), 'resource')) AS ResourceType,
   service_category AS ServiceCategory,
-  COALESCE(meter_category, service_name, consumed_service, 'Azure') AS ServiceName,
+  service_name_out AS ServiceName,
   seller AS ServiceProviderName,
-  service_subcategory AS ServiceSubcategory,
+  IF(mapped_category = service_category, mapped_subcategory, CONCAT('Other (', service_category, ')'))
+    AS ServiceSubcategory,
   IF(category = 'Tax', NULL, COALESCE(product_id, meter_id)) AS SkuId,
   IF(category = 'Tax' OR COALESCE(product_id, meter_id) IS NULL, NULL, meter_name) AS SkuMeter,
   CAST(NULL AS JSON) AS SkuPriceDetails,

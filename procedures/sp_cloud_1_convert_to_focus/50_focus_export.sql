@@ -4,9 +4,11 @@
 --
 -- Costs: BilledCost as exported on every row, so SUM(BilledCost) per billing period = cloud_source_totals
 -- (the export's own billed total). EffectiveCost/ListCost/ContractedCost as exported (BilledCost where empty);
--- on Credit rows EffectiveCost = ContractedCost = BilledCost (FOCUS rule). ListUnitPrice/ContractedUnitPrice
--- are kept only when they times PricingQuantity reproduce ListCost/ContractedCost (9-decimal rounding of a
--- unit price can break the product), else NULL; NULL on Tax. Pricing-currency columns: the export's when it
+-- on Credit rows EffectiveCost = ContractedCost = BilledCost (FOCUS rule); on Azure commitment Purchase rows
+-- EffectiveCost (and PricingCurrencyEffectiveCost) = 0, which FocusCost exports have not always held.
+-- ListUnitPrice/ContractedUnitPrice are kept only when they times PricingQuantity reproduce ListCost/
+-- ContractedCost (9-decimal rounding of a unit price can break the product), else NULL; NULL on Tax.
+-- Pricing-currency columns: the export's when it
 -- has PricingCurrencyEffectiveCost, else the billing-currency values with PricingCurrency = BillingCurrency.
 -- Values that changed between versions:
 -- * ChargeCategory: the 1.3 value (case-insensitive); 1.0-preview ChargeSubcategory Credit or Refund -> Credit
@@ -29,11 +31,17 @@
 --   ConsumedUnit that is no unit (AWS's export can carry a usage type there) is the PricingUnit.
 --   SkuMeter SHOULD be set with a SkuId: exports without one (GCP; Azure reads x_SkuMeterName) take the
 --   ChargeDescription, which in those exports is the SKU's description (GCP's own export calls it the meter).
--- * ServiceCategory/ServiceSubcategory: the export's pair when it is a FOCUS 1.3 pair (service_*_valid, checked
---   by the extractor against shared/focus.py); a valid category with an invalid subcategory keeps the category
---   and takes the mapped subcategory of that category, else 'Other (<category>)'; otherwise
---   organizations.service_category_map by the provider's service key (AWS x_ServiceCode, Azure
---   x_SkuMeterCategory), then by LOWER(ServiceName), falling back to Other / Other (Other).
+-- * ListCost follows the rule of 10_aws.sql: the cost at the published price of the rate billed (free tier
+--   included), and a charge without a list price lists its BilledCost: an export's 0 on a row billed something
+--   else (Microsoft documents ListCost 0 on Marketplace rows as a gap) becomes BilledCost, as AWS's export has it.
+-- * ServiceCategory: one per ServiceName (FOCUS), as on the raw paths: organizations.service_category_map by
+--   LOWER(ServiceName), then by the provider's service key (AWS x_ServiceCode, the key 10_aws.sql maps the CUR
+--   by, so both AWS inputs agree; Azure x_SkuMeterCategory), over the export's per-line category (AWS's export
+--   puts EBS under EC2 in Storage); a service the map does not know keeps the export's FOCUS 1.3 category
+--   (service_category_valid, checked by the extractor against shared/focus.py), else Other. Lines of one
+--   ServiceName that still differ take, per slice, the category of most of its lines from the best source
+--   any of them has (map, export, Other; ties: alphabetical). ServiceSubcategory: the export's when its pair
+--   has that category, else the mapped one of that category, else 'Other (<category>)'.
 -- Providers: one set of names per cloud whatever file the rows came from, the raw converters' (the facts in
 -- procedures/provider_facts.yml: AWS's export says 'AWS', its CUR path writes Amazon Web Services).
 -- ProviderName is the cloud's; PublisherName and ServiceProviderName the PublisherName when it names a third
@@ -86,8 +94,8 @@ WITH src AS (
              THEN 'Spend'
            ELSE 'Usage'
          END AS commitment_category,
-         COALESCE(m1.service_category, m2.service_category) AS mapped_category,
-         COALESCE(m1.service_subcategory, m2.service_subcategory) AS mapped_subcategory
+         COALESCE(m2.service_category, m1.service_category) AS mapped_category,
+         COALESCE(m2.service_subcategory, m1.service_subcategory) AS mapped_subcategory
   FROM `{org_dataset}.cloud_focus_raw` AS r
   LEFT JOIN `organizations.service_category_map` AS m1
     ON m1.provider = r.provider AND m1.service_key = LOWER(r.service_key)
@@ -106,26 +114,44 @@ classified AS (
            ELSE 'Used'
          END AS status,
          s.category IN ('Usage', 'Purchase') AND s.charge_class_13 IS NULL AS needs_pricing,
-         IF(s.category = 'Credit', s.billed_cost, COALESCE(s.effective_cost, s.billed_cost)) AS effective,
+         -- Cost Management has exported savings-plan purchases with their cost as EffectiveCost too, while the
+         -- covered usage carries it amortized (microsoft/finops-toolkit#1092): a commitment purchase's is 0
+         s.provider = 'azure' AND s.category = 'Purchase' AND s.commitment_discount_id IS NOT NULL AS amortized_away,
          IF(s.category = 'Credit', s.billed_cost, COALESCE(s.contracted_cost, s.billed_cost)) AS contracted,
-         COALESCE(s.list_cost, s.billed_cost) AS list_total,
+         IF(s.list_cost IS NULL OR (s.list_cost = 0 AND s.billed_cost != 0), s.billed_cost, s.list_cost) AS list_total,
          CASE
            WHEN LOWER(s.pricing_category) IN ('standard', 'on-demand', 'ondemand') THEN 'Standard'
            WHEN LOWER(s.pricing_category) IN ('committed', 'commitment-based') THEN 'Committed'
            WHEN LOWER(s.pricing_category) IN ('dynamic', 'spot') THEN 'Dynamic'
            WHEN s.pricing_category IS NOT NULL THEN 'Other'
-         END AS exported_pricing_category
+         END AS exported_pricing_category,
+         COALESCE(s.service_name, s.service_key, s.cloud) AS service_name_out,
+         COALESCE(s.mapped_category, IF(s.service_category_valid, s.service_category, NULL), 'Other') AS category_candidate,
+         CASE WHEN s.mapped_category IS NOT NULL THEN 1 WHEN s.service_category_valid THEN 2 ELSE 3 END AS candidate_rank
   FROM src AS s
 ),
+service_categories AS (
+  SELECT service_name_out, category_candidate AS service_category_out
+  FROM classified
+  GROUP BY service_name_out, category_candidate
+  QUALIFY ROW_NUMBER() OVER (PARTITION BY service_name_out
+                             ORDER BY MIN(candidate_rank), COUNT(*) DESC, category_candidate) = 1
+),
 quantified AS (
-  SELECT c.*,
+  SELECT c.*, sc.service_category_out,
          CASE
            WHEN c.category = 'Tax' THEN NULL
            WHEN c.needs_pricing THEN COALESCE(c.pricing_quantity, c.consumed_quantity, NUMERIC '0')
            ELSE c.pricing_quantity
          END AS quantity,
-         IF(c.category = 'Usage' AND c.status IS DISTINCT FROM 'Unused', c.consumed_quantity, NULL) AS consumed
+         IF(c.category = 'Usage' AND c.status IS DISTINCT FROM 'Unused', c.consumed_quantity, NULL) AS consumed,
+         CASE
+           WHEN c.category = 'Credit' THEN c.billed_cost
+           WHEN c.amortized_away THEN NUMERIC '0'
+           ELSE COALESCE(c.effective_cost, c.billed_cost)
+         END AS effective
   FROM classified AS c
+  LEFT JOIN service_categories AS sc USING (service_name_out)
 ),
 priced AS (
   SELECT q.*,
@@ -229,7 +255,7 @@ SELECT
   END AS PricingCategory,
   IF(has_pricing_currency, pricing_currency, billing_currency) AS PricingCurrency,
   IF(category = 'Tax', NULL, IF(has_pricing_currency, pricing_currency_contracted_unit_price, contracted_rate)) AS PricingCurrencyContractedUnitPrice,
-  IF(has_pricing_currency, pricing_currency_effective_cost, effective) AS PricingCurrencyEffectiveCost,
+  IF(has_pricing_currency AND NOT amortized_away, pricing_currency_effective_cost, effective) AS PricingCurrencyEffectiveCost,
   IF(category = 'Tax', NULL, IF(has_pricing_currency, pricing_currency_list_unit_price, list_rate)) AS PricingCurrencyListUnitPrice,
   quantity AS PricingQuantity,
   unit AS PricingUnit,
@@ -243,17 +269,13 @@ SELECT
     COALESCE(resource_type, REGEXP_EXTRACT(resource_id, r'(?i)/providers/([^/]+/[^/]+)/'),
              REGEXP_EXTRACT(resource_id, r'^arn:[^:]+:([^:]+):'),
              REGEXP_EXTRACT(resource_id, r'^//[^/]+/.*/([A-Za-z]+)/[^/]+$'), 'resource')) AS ResourceType,
-  CASE
-    WHEN service_category_valid THEN service_category
-    ELSE COALESCE(mapped_category, 'Other')
-  END AS ServiceCategory,
-  COALESCE(service_name, service_key, cloud) AS ServiceName,
+  service_category_out AS ServiceCategory,
+  service_name_out AS ServiceName,
   COALESCE(other_service_provider, IF(third_party, publisher_name, cloud_service_provider)) AS ServiceProviderName,
   CASE
-    WHEN service_category_valid AND service_subcategory_valid THEN service_subcategory
-    WHEN service_category_valid AND mapped_category = service_category THEN mapped_subcategory
-    WHEN service_category_valid THEN CONCAT('Other (', service_category, ')')
-    ELSE COALESCE(mapped_subcategory, 'Other (Other)')
+    WHEN service_subcategory_valid AND service_category = service_category_out THEN service_subcategory
+    WHEN mapped_category = service_category_out THEN mapped_subcategory
+    ELSE CONCAT('Other (', service_category_out, ')')
   END AS ServiceSubcategory,
   IF(category = 'Tax', NULL, sku_id) AS SkuId,
   IF(category = 'Tax' OR sku_id IS NULL, NULL, COALESCE(sku_meter, charge_description)) AS SkuMeter,
