@@ -19,7 +19,7 @@ help:
 	@echo "make test         run the whole test suite"
 	@echo "make conformance  export the demo's FOCUS table and run the external focus-validator"
 	@echo "make bench        benchmark ingest + conversion"
-	@echo "make docs         regenerate the documents made from code (FOCUS schema, docs/focus-mapping.md)"
+	@echo "make docs         regenerate the documents made from code (FOCUS schema, docs/focus-rules.md, docs/focus-mapping.md)"
 	@echo "make lock         re-pin requirements*.lock after a pyproject.toml change (UPGRADE=1: newest allowed versions)"
 
 # Exactly the locked versions, then the project itself without resolving anything again.
@@ -48,7 +48,7 @@ bench-quick: $(STAMP)
 
 # Documents generated from the code; tests fail when a committed one is stale.
 docs: $(STAMP)
-	$(BIN)/python -m shared.focus --write-schema
+	$(BIN)/python -m shared.focus --write-schema --rules-doc
 	$(BIN)/python -m shared.focus_mapping --write
 
 # Resolved on Python 3.11 (the image's and CI's) for Linux; the second lock is constrained by the first.

@@ -120,6 +120,7 @@ def genai_output() -> dict:
         CommitmentDiscountStatus="Used",
         CommitmentDiscountQuantity=D("2"),
         CommitmentDiscountUnit="USD",
+        PricingCategory="Committed",
         RegionId="us",
         RegionName="United States",
         Tags=None,
@@ -254,15 +255,22 @@ def test_gate_passes_valid_genai_tax_and_credit_rows():
     assert report.ok, report.summary()
     assert report.rows_checked == 4
     assert report.violations == {}
-    assert "ChargeCategory.allowed" in report.rules_checked
+    assert "CAU-ChargeCategory-C-003-M" in report.rules_checked
     assert report.summary().endswith("OK")
 
 
-def test_correction_rows_are_exempt_from_the_product_rule():
+def test_a_correction_may_carry_no_prices_but_when_it_does_the_products_hold():
+    """1.3 dropped the correction exemption of ListCost/ContractedCost = unit price x quantity
+    (CAU-ListCost-C-011-C); what a correction may do is leave the prices and SKU out."""
     row = genai_input()
     row.update(ChargeClass="Correction", ListCost=D("-0.4"), ContractedCost=D("-0.4"),
                BilledCost=D("-0.4"), EffectiveCost=D("-0.4"))
-    assert gate([row]).ok
+    assert gate([row]).violations == {"CAU-ListCost-C-011-C": 1, "CAU-ContractedCost-C-011-C": 1}
+    for col in ("SkuId", "SkuPriceId", "SkuMeter", "ListUnitPrice", "ContractedUnitPrice", "PricingQuantity",
+                "PricingUnit", "PricingCategory", "ConsumedQuantity", "ConsumedUnit", "PricingCurrencyListUnitPrice",
+                "PricingCurrencyContractedUnitPrice"):
+        row[col] = None
+    assert gate([row]).ok, gate([row]).summary()
 
 
 def _mutate(base, **changes) -> dict:
@@ -273,64 +281,67 @@ def _mutate(base, **changes) -> dict:
 
 # (row, the violations it must produce exactly)
 BROKEN = {
-    "charge category": (_mutate(credit_row, ChargeCategory="Fee"), {"ChargeCategory.allowed": 1}),
-    "charge class": (_mutate(genai_input, ChargeClass="correction"), {"ChargeClass.allowed": 1}),
-    "charge frequency": (_mutate(genai_input, ChargeFrequency="Sometimes"), {"ChargeFrequency.allowed": 1}),
-    "pricing category": (_mutate(genai_input, PricingCategory="OnDemand"), {"PricingCategory.allowed": 1}),
+    "charge category": (_mutate(credit_row, ChargeCategory="Fee"), {"CAU-ChargeCategory-C-003-M": 1}),
+    "charge class": (_mutate(genai_input, ChargeClass="correction"), {"CAU-ChargeClass-C-005-C": 1}),
+    "charge frequency": (_mutate(genai_input, ChargeFrequency="Sometimes"), {"CAU-ChargeFrequency-C-003-M": 1}),
+    "pricing category": (_mutate(genai_input, PricingCategory="OnDemand"), {"CAU-PricingCategory-C-007-M": 1}),
     "commitment category": (_mutate(genai_output, CommitmentDiscountCategory="Tokens"),
-                            {"CommitmentDiscountCategory.allowed": 1}),
+                            {"CAU-CommitmentDiscountCategory-C-005-M": 1}),
     "commitment status": (_mutate(genai_output, CommitmentDiscountStatus="Partly"),
-                          {"CommitmentDiscountStatus.allowed": 1}),
+                          {"CAU-CommitmentDiscountStatus-C-005-M": 1}),
     "capacity status": (_mutate(genai_input, CapacityReservationId="cr-1", CapacityReservationStatus="Idle"),
-                        {"CapacityReservationStatus.allowed": 1}),
-    "cost source": (_mutate(genai_input, x_cost_source="guess"), {"x_cost_source.allowed": 1}),
+                        {"CAU-CapacityReservationStatus-C-006-M": 1}),
+    "cost source": (_mutate(genai_input, x_cost_source="guess"), {"CloudAct-x_cost_source-C-001-M": 1}),
     "service category": (_mutate(genai_input, ServiceCategory="Artificial Intelligence"),
-                         {"ServiceCategory.allowed": 1, "ServiceSubcategory.matches_category": 1}),
-    "subcategory unknown": (_mutate(genai_input, ServiceSubcategory="Chatbots"), {"ServiceSubcategory.allowed": 1}),
+                         {"CAU-ServiceCategory-C-003-M": 1, "CAU-ServiceSubcategory-C-004-M": 1,
+                          "CAU-ServiceName-C-005-C": 1}),
+    "subcategory unknown": (_mutate(genai_input, ServiceSubcategory="Chatbots"),
+                            {"CAU-ServiceSubcategory-C-003-M": 1, "CAU-ServiceName-C-008-C": 1}),
     "subcategory of another category": (_mutate(genai_input, ServiceSubcategory="Virtual Machines"),
-                                        {"ServiceSubcategory.matches_category": 1}),
-    "billed cost null": (_mutate(genai_input, BilledCost=None), {"BilledCost.not_null": 1}),
-    "service provider null": (_mutate(tax_row, ServiceProviderName=None), {"ServiceProviderName.not_null": 1}),
-    "charge period start null": (_mutate(tax_row, ChargePeriodStart=None), {"ChargePeriodStart.not_null": 1}),
-    "subcategory null": (_mutate(genai_input, ServiceSubcategory=None), {"ServiceSubcategory.not_null": 1}),
-    "pricing currency null": (_mutate(tax_row, PricingCurrency=None), {"PricingCurrency.not_null": 1}),
-    "charge period empty": (_mutate(genai_input, ChargePeriodEnd=ts(1)), {"ChargePeriodEnd.after_start": 1}),
+                                        {"CAU-ServiceSubcategory-C-004-M": 1,
+                                         "CAU-ServiceName-C-008-C": 1}),
+    "billed cost null": (_mutate(genai_input, BilledCost=None), {"CAU-BilledCost-C-003-M": 1}),
+    "service provider null": (_mutate(tax_row, ServiceProviderName=None), {"CAU-ServiceProviderName-C-003-M": 1}),
+    "charge period start null": (_mutate(tax_row, ChargePeriodStart=None), {"CAU-ChargePeriodStart-C-003-M": 1}),
+    "subcategory null": (_mutate(genai_input, ServiceSubcategory=None), {"CAU-ServiceSubcategory-C-002-M": 1}),
+    "pricing currency null": (_mutate(tax_row, PricingCurrency=None), {"CAU-PricingCurrency-C-004-M": 1}),
+    "charge period empty": (_mutate(genai_input, ChargePeriodEnd=ts(1)), {"CloudAct-ChargePeriodEnd-C-001-M": 1}),
     "billing period reversed": (_mutate(tax_row, BillingPeriodEnd=ts(31, 12).replace(year=2024)),
-                                {"BillingPeriodEnd.after_start": 1}),
-    "currency lower case": (_mutate(genai_input, BillingCurrency="usd"), {"BillingCurrency.format": 1}),
-    "currency symbol": (_mutate(genai_input, BillingCurrency="$"), {"BillingCurrency.format": 1}),
-    "consumed unit missing": (_mutate(genai_input, ConsumedUnit=None), {"ConsumedUnit.null_iff_quantity": 1}),
-    "pricing unit without quantity": (_mutate(credit_row, PricingUnit="Tokens"), {"PricingUnit.null_iff_quantity": 1}),
-    "sku meter without sku": (_mutate(genai_input, SkuId=None), {"SkuMeter.null_when_sku_null": 1}),
-    "sub account name missing": (_mutate(genai_input, SubAccountName=None), {"SubAccountName.null_iff_id": 1}),
-    "region name missing": (_mutate(genai_input, RegionId="us"), {"RegionName.null_iff_id": 1}),
+                                {"CloudAct-BillingPeriodEnd-C-001-M": 1}),
+    "currency lower case": (_mutate(genai_input, BillingCurrency="usd"), {"CAU-BillingCurrency-C-006-M": 1}),
+    "currency symbol": (_mutate(genai_input, BillingCurrency="$"), {"CAU-BillingCurrency-C-006-M": 1}),
+    "consumed unit missing": (_mutate(genai_input, ConsumedUnit=None), {"CAU-ConsumedUnit-C-006-C": 1}),
+    "pricing unit without quantity": (_mutate(credit_row, PricingUnit="Tokens"), {"CAU-PricingUnit-C-005-C": 1}),
+    "sku meter without sku": (_mutate(genai_input, SkuId=None),
+                              {"CAU-SkuMeter-C-004-C": 1, "CAU-SkuId-C-005-C": 1}),
+    "sub account name missing": (_mutate(genai_input, SubAccountName=None), {"CAU-SubAccountName-C-005-C": 1}),
+    "region name missing": (_mutate(genai_input, RegionId="us"), {"CAU-RegionName-C-005-C": 1}),
     "commitment category without id": (_mutate(genai_input, CommitmentDiscountCategory="Spend"),
-                                       {"CommitmentDiscountCategory.null_iff_id": 1}),
+                                       {"CAU-CommitmentDiscountCategory-C-003-C": 1}),
     "commitment type missing": (_mutate(genai_output, CommitmentDiscountType=None),
-                                {"CommitmentDiscountType.null_iff_id": 1}),
+                                {"CAU-CommitmentDiscountType-C-005-C": 1}),
     "commitment name without id": (_mutate(genai_input, CommitmentDiscountName="x"),
-                                   {"CommitmentDiscountName.null_when_id_null": 1}),
+                                   {"CAU-CommitmentDiscountName-C-004-C": 1}),
     "commitment status missing": (_mutate(genai_output, CommitmentDiscountStatus=None),
-                                  {"CommitmentDiscountStatus.required_for_usage": 1}),
+                                  {"CAU-CommitmentDiscountStatus-C-004-C": 1}),
     "commitment unit missing": (_mutate(genai_output, CommitmentDiscountUnit=None),
-                                {"CommitmentDiscountUnit.null_iff_quantity": 1}),
+                                {"CAU-CommitmentDiscountUnit-C-006-C": 1}),
     "consumed quantity on tax": (_mutate(tax_row, ConsumedQuantity=D("5"), ConsumedUnit="Tokens"),
-                                 {"ConsumedQuantity.usage_only": 1}),
-    "pricing quantity on tax": (_mutate(tax_row, PricingQuantity=D("1"), PricingUnit="Unit"),
-                                {"PricingQuantity.null_for_tax": 1}),
-    "pricing quantity missing on usage": (_mutate(genai_input, PricingQuantity=None, PricingUnit=None,
-                                                  ListUnitPrice=None, ContractedUnitPrice=None),
-                                          {"PricingQuantity.required": 1}),
-    "list cost off by a cent": (_mutate(genai_input, ListCost=D("3.21")), {"ListCost.equals_unit_price_x_quantity": 1}),
+                                 {"CAU-ConsumedQuantity-C-004-C": 1, "CAU-ConsumedQuantity-C-009-C": 1}),
+    "pricing quantity on tax": (_mutate(tax_row, PricingQuantity=D("1"), PricingUnit="Units"),
+                                {"CAU-PricingQuantity-C-004-C": 1, "CAU-PricingQuantity-C-011-C": 1}),
+    "pricing quantity missing on usage": (_mutate(genai_input, PricingQuantity=None, PricingUnit=None),
+                                          {"CAU-PricingQuantity-C-005-C": 1}),
+    "list cost off by a cent": (_mutate(genai_input, ListCost=D("3.21")), {"CAU-ListCost-C-011-C": 1}),
     "contracted cost off": (_mutate(genai_output, ContractedCost=D("2.000001")),
-                            {"ContractedCost.equals_unit_price_x_quantity": 1}),
-    "credit effective cost": (_mutate(credit_row, EffectiveCost=D("-0.5")), {"EffectiveCost.credit_equals_billed": 1}),
-    "credit contracted cost": (_mutate(credit_row, ContractedCost=D("0")), {"ContractedCost.credit_equals_billed": 1}),
-    "nested tags": (_mutate(genai_input, Tags='{"team": {"name": "ml"}}'), {"Tags.flat_json_object": 1}),
-    "tags array": (_mutate(genai_input, Tags='["ml"]'), {"Tags.flat_json_object": 1}),
-    "tags not json": (_mutate(genai_input, Tags="team=ml"), {"Tags.flat_json_object": 1}),
-    "contract applied not an object": (_mutate(genai_input, ContractApplied="[1]"), {"ContractApplied.json_object": 1}),
-    "host provider missing": (_mutate(genai_input, HostProviderName=None), {"HostProviderName.required": 1}),
+                            {"CAU-ContractedCost-C-011-C": 1}),
+    "credit effective cost": (_mutate(credit_row, EffectiveCost=D("-0.5")), {"CAU-EffectiveCost-C-010-M": 1}),
+    "credit contracted cost": (_mutate(credit_row, ContractedCost=D("0")), {"CAU-ContractedCost-C-008-M": 1}),
+    "nested tags": (_mutate(genai_input, Tags='{"team": {"name": "ml"}}'), {"CAU-Tags-C-001-M": 1}),
+    "tags array": (_mutate(genai_input, Tags='["ml"]'), {"CAU-Tags-C-001-M": 1}),
+    "tags not json": (_mutate(genai_input, Tags="team=ml"), {"CAU-Tags-C-001-M": 1}),
+    "contract applied not an object": (_mutate(genai_input, ContractApplied="[1]"), {"CAU-ContractApplied-C-001-M": 1}),
+    "host provider missing": (_mutate(genai_input, HostProviderName=None), {"CAU-HostProviderName-C-006-M": 1}),
 }
 
 
@@ -349,14 +360,14 @@ def test_gate_catches_one_broken_row_among_valid_ones(case):
 def test_counts_every_row_and_samples_distinct_values():
     rows = valid_rows() + [_mutate(genai_input, ChargeFrequency=f) for f in ("Daily", "Daily", "Hourly", "Weekly", "Yearly")]
     report = gate(rows)
-    assert report.violations == {"ChargeFrequency.allowed": 5}
-    assert report.samples["ChargeFrequency.allowed"] == [
+    assert report.violations == {"CAU-ChargeFrequency-C-003-M": 5}
+    assert report.samples["CAU-ChargeFrequency-C-003-M"] == [
         "ChargeFrequency='Daily'", "ChargeFrequency='Hourly'", "ChargeFrequency='Weekly'"]
 
 
 def test_subcategory_sample_shows_both_columns():
     report = gate([_mutate(genai_input, ServiceSubcategory="Virtual Machines")])
-    assert report.samples["ServiceSubcategory.matches_category"] == [
+    assert report.samples["CAU-ServiceSubcategory-C-004-M"] == [
         "ServiceCategory='AI and Machine Learning', ServiceSubcategory='Virtual Machines'"]
 
 
@@ -369,7 +380,7 @@ def test_check_arrow_reports_missing_mandatory_columns_and_casts_loose_types():
             r[k] = r[k].strftime("%Y-%m-%dT%H:%M:%SZ")
         rows.append(r)
     report = focus.check_arrow(pa.Table.from_pylist(rows))
-    assert report.violations == {focus.MISSING_COLUMNS_RULE: 1, "HostProviderName.required": 3}
+    assert report.violations == {focus.MISSING_COLUMNS_RULE: 1, "CAU-HostProviderName-C-006-M": 3}
     assert report.samples[focus.MISSING_COLUMNS_RULE] == ["HostProviderName"]
 
 
@@ -383,12 +394,12 @@ def test_check_filters_with_where_sql_and_params():
         wh.insert_rows("acme_prod", focus.TABLE, good + bad)
         everything = focus.check(wh, "acme_prod")
         assert everything.rows_checked == 5
-        assert everything.violations == {"ChargeCategory.allowed": 1, "ConsumedQuantity.usage_only": 1}
+        assert everything.violations == {"CAU-ChargeCategory-C-003-M": 1, "CAU-ConsumedQuantity-C-004-C": 1}
         run1 = focus.check(wh, "acme_prod", "x_run_id = @run", {"run": "run-1"})
         assert run1.ok and run1.rows_checked == 4
         run2 = focus.check(wh, "acme_prod", "x_run_id = @run", {"run": "run-2"})
-        assert run2.rows_checked == 1 and run2.violations["ChargeCategory.allowed"] == 1
-        assert run2.samples["ChargeCategory.allowed"] == ["ChargeCategory='Fee'"]
+        assert run2.rows_checked == 1 and run2.violations["CAU-ChargeCategory-C-003-M"] == 1
+        assert run2.samples["CAU-ChargeCategory-C-003-M"] == ["ChargeCategory='Fee'"]
         empty = focus.check(wh, "acme_prod", "x_run_id = @run", {"run": "nope"})
         assert empty.ok and empty.rows_checked == 0
     finally:
@@ -515,4 +526,4 @@ def test_conformance_skips_without_python312_unless_strict(tmp_path, monkeypatch
     # our own per-row gate still runs and fails the command on a bad row
     pq.write_table(arrow(valid_rows() + [_mutate(credit_row, ChargeCategory="Fee")]), parquet)
     assert c.main(["--parquet", str(parquet), "--venv", str(tmp_path / "v")]) == 1
-    assert "ChargeCategory.allowed: 1" in capsys.readouterr().out
+    assert "CAU-ChargeCategory-C-003-M: 1" in capsys.readouterr().out

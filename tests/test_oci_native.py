@@ -436,3 +436,58 @@ def test_files_with_other_headers_are_read_in_their_own_part(rt, acme, tmp_path)
     assert raw.num_rows == len(expected) == 2000
     _check_against(raw, expected)
     assert _totals(totals) == _expected_totals(expected)
+
+
+# --------------------------------------------------------------------------------------------------
+# A FOCUS report in OCI's own header shape: its FOCUS columns land as written, the same on both paths
+# --------------------------------------------------------------------------------------------------
+FOCUS_FIXTURE = Path(__file__).resolve().parent / "fixtures" / "oci_focus"
+FOCUS_REPORT = FOCUS_FIXTURE / "FOCUS Reports" / "2024" / "10" / "01" / "0001000001873402-00001.csv"
+# raw column -> the report's header (as OCI writes it, blanks and case included)
+FOCUS_TEXT = {"billing_account_id": "BillingAccountId", "billing_account_name": "BillingAccountName",
+              "tenant_id": "SubAccountId", "tenant_name": "SubAccountName", "sub_account_type": "SubAccountType",
+              "region": "Region", "region_name": "RegionName", "resource_name": "ResourceName",
+              "service_category": "ServiceCategory", "service_subcategory": "ServiceSubCategory",
+              "commitment_discount_id": "CommitmentDiscountId", "commitment_discount_status": "CommitmentDiscountStatus",
+              "charge_frequency": "ChargeFrequency", "invoice_id": "InvoiceId", "invoice_issuer_name": "InvoiceIssuer",
+              "publisher_name": "Publisher", "pricing_category": "PricingCategory", "sku_meter": "SkuMeter",
+              "sku_price_id": "SkuPriceId", "consumed_unit": "ConsumedUnit"}
+FOCUS_MONEY = {"my_cost": "BilledCost", "effective_cost": "EffectiveCost", "contracted_cost": "ContractedCost",
+               "list_cost": "ListCost", "consumed_quantity": "ConsumedQuantity",
+               "pricing_currency_effective_cost": "PricingCurrencyEffectiveCost ",
+               "commitment_discount_quantity": "CommitmentDiscountQuantity"}
+
+
+def test_focus_report_columns_land_as_written_on_both_paths(rt, acme):
+    raw, totals = _both_paths(rt.warehouse, FOCUS_FIXTURE, dt.date(2024, 9, 30), dt.date(2024, 10, 1))
+    got = {r["reference_no"]: r for r in raw.to_pylist()}
+    with FOCUS_REPORT.open(newline="") as fh:
+        source = list(csv.DictReader(fh))
+    assert len(got) == len(source) == 8
+    for s in source:
+        r = got[s["oci_ReferenceNumber"]]
+        assert {c: r[c] for c in FOCUS_TEXT} == {c: s[h] or None for c, h in FOCUS_TEXT.items()}
+        assert {c: r[c] for c in FOCUS_MONEY} == {c: _num(s[h]) for c, h in FOCUS_MONEY.items()}
+        assert r["billing_period_start"] == _ts(s["BillingPeriodStart"]).date()
+        assert r["billing_period_end"] == _ts(s["BillingPeriodEnd"])
+        assert r["service_category_valid"] and r["service_subcategory_valid"] is bool(s["ServiceSubCategory"])
+    # the totals follow the report's billing periods: the late hour of 2024-09-30 is October's
+    by_period = defaultdict(Decimal)
+    for s in source:
+        by_period[_ts(s["BillingPeriodStart"]).date()] += Decimal(s["BilledCost"])
+    sums = defaultdict(Decimal)
+    for day, period, _, _, _, cost in _totals(totals):
+        sums[period] += cost
+    assert dict(sums) == dict(by_period) and len(by_period) == 2
+
+
+def test_a_bad_billing_period_names_its_column(tmp_path):
+    day = tmp_path / "FOCUS Reports" / "2024" / "10" / "01"
+    day.mkdir(parents=True)
+    lines = list(csv.reader(FOCUS_REPORT.open(newline="")))
+    lines[2][lines[0].index("BillingPeriodStart")] = "October"
+    with open(day / "0001.csv", "w", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows(lines)
+    with pytest.raises(ExtractError) as e:
+        _arrow_path(tmp_path, dt.date(2024, 9, 30), dt.date(2024, 10, 1))
+    assert str(e.value) == f"{day}/0001.csv: column BillingPeriodStart has a value that is not a timestamp (row 2)"

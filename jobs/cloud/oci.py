@@ -21,9 +21,13 @@ new rows in later files). FOCUS reports use the YYYY/MM/DD of their path the sam
 only when their usage interval starts inside the range. For file:// every file is read (dated paths are
 filtered the same way).
 
-Columns are found by header name (cost report: `lineItem/intervalUsageStart`, `cost/myCost`, ...; FOCUS
-report: `ChargePeriodStart`, `BilledCost`, `oci_CompartmentId`, ...), so reordered or added columns are
-fine. `tags/<namespace>.<key>` columns (cost report) or the `Tags` JSON (FOCUS report) become one flat JSON
+Columns are found by header name, whatever its case and surrounding blanks (cost report:
+`lineItem/intervalUsageStart`, `cost/myCost`, ...; FOCUS report: `ChargePeriodStart`, `BilledCost`,
+`oci_CompartmentId`, ...), so reordered or added columns are fine. A FOCUS report's own FOCUS 1.0 columns land
+as written (billing account, EffectiveCost, ContractedCost, BillingPeriodEnd, RegionName, the commitment
+columns, ...; OCI's older names too: `Region`, `Provider`, `InvoiceIssuer`, `UsageQuantity`), for the
+converter to take as they are; billing_period_start is the date of its BillingPeriodStart (late usage is
+billed in a later month), for a cost report the month of the usage. `tags/<namespace>.<key>` columns (cost report) or the `Tags` JSON (FOCUS report) become one flat JSON
 object with lower-cased `namespace.key` keys. `billingUnitReadable` (`1 GiB MONTHS STORAGE_SIZE`) is
 normalised to FOCUS Unit Format (`GiB-Months`) into pricing_unit.
 
@@ -80,8 +84,10 @@ DEFAULT_LATE_DAYS = 7
 # Rows per Arrow batch when a warehouse other than the embedded one takes the rows (memory grows with it)
 READ_BATCH_ROWS = 16_384
 
-STRING, MONEY, FLAG = "string", "money", "flag"
-# raw column -> (kind, cost-report header names, FOCUS-report header names), first present wins
+STRING, MONEY, FLAG, TIME, JSON_OBJECT = "string", "money", "flag", "time", "json"
+# raw column -> (kind, cost-report header names, FOCUS-report header names), first present wins. Header names
+# match without regard to case or surrounding blanks (OCI writes `ServiceSubCategory` and
+# `PricingCurrencyEffectiveCost `); a FOCUS report's names are the FOCUS 1.3 one first, then OCI's older one.
 COLUMN_MAP: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "reference_no": (STRING, ("lineItem/referenceNo",), ("oci_ReferenceNumber",)),
     "back_reference_no": (STRING, ("lineItem/backreferenceNo",), ("oci_BackReferenceNumber",)),
@@ -92,7 +98,7 @@ COLUMN_MAP: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "service": (STRING, ("product/service",), ("ServiceName",)),
     "resource_type": (STRING, ("product/resource",), ("ResourceType",)),
     "resource_id": (STRING, ("product/resourceId",), ("ResourceId",)),
-    "region": (STRING, ("product/region",), ("Region", "RegionId")),
+    "region": (STRING, ("product/region",), ("RegionId", "Region")),
     "availability_domain": (STRING, ("product/availabilityDomain",), ("AvailabilityZone",)),
     "subscription_id": (STRING, ("cost/subscriptionId",), ()),
     "sku_part_number": (STRING, ("cost/productSku",), ("SkuId",)),
@@ -110,6 +116,42 @@ COLUMN_MAP: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "sku_unit_description": (STRING, ("cost/skuUnitDescription",), ("PricingUnit", "UsageUnit")),
     "charge_category": (STRING, (), ("ChargeCategory",)),
     "overage_flag": (FLAG, ("cost/overageFlag",), ("oci_OverageFlag",)),
+    # FOCUS-report columns a cost report has no counterpart of (NULL on cost reports)
+    "billing_period_end": (TIME, (), ("BillingPeriodEnd",)),
+    "billing_account_id": (STRING, (), ("BillingAccountId",)),
+    "billing_account_name": (STRING, (), ("BillingAccountName",)),
+    "billing_account_type": (STRING, (), ("BillingAccountType",)),
+    "sub_account_type": (STRING, (), ("SubAccountType",)),
+    "invoice_id": (STRING, (), ("InvoiceId",)),
+    "invoice_issuer_name": (STRING, (), ("InvoiceIssuerName", "InvoiceIssuer")),
+    "provider_name": (STRING, (), ("ProviderName", "Provider")),
+    "publisher_name": (STRING, (), ("PublisherName", "Publisher")),
+    "charge_frequency": (STRING, (), ("ChargeFrequency",)),
+    "effective_cost": (MONEY, (), ("EffectiveCost",)),
+    "contracted_cost": (MONEY, (), ("ContractedCost",)),
+    "consumed_quantity": (MONEY, (), ("ConsumedQuantity", "UsageQuantity")),
+    "consumed_unit": (STRING, (), ("ConsumedUnit", "UsageUnit")),
+    "pricing_category": (STRING, (), ("PricingCategory",)),
+    "pricing_currency": (STRING, (), ("PricingCurrency",)),
+    "pricing_currency_contracted_unit_price": (MONEY, (), ("PricingCurrencyContractedUnitPrice",)),
+    "pricing_currency_effective_cost": (MONEY, (), ("PricingCurrencyEffectiveCost",)),
+    "pricing_currency_list_unit_price": (MONEY, (), ("PricingCurrencyListUnitPrice",)),
+    "commitment_discount_id": (STRING, (), ("CommitmentDiscountId",)),
+    "commitment_discount_name": (STRING, (), ("CommitmentDiscountName",)),
+    "commitment_discount_category": (STRING, (), ("CommitmentDiscountCategory",)),
+    "commitment_discount_type": (STRING, (), ("CommitmentDiscountType",)),
+    "commitment_discount_status": (STRING, (), ("CommitmentDiscountStatus",)),
+    "commitment_discount_quantity": (MONEY, (), ("CommitmentDiscountQuantity",)),
+    "commitment_discount_unit": (STRING, (), ("CommitmentDiscountUnit",)),
+    "capacity_reservation_id": (STRING, (), ("CapacityReservationId",)),
+    "capacity_reservation_status": (STRING, (), ("CapacityReservationStatus",)),
+    "region_name": (STRING, (), ("RegionName",)),
+    "resource_name": (STRING, (), ("ResourceName",)),
+    "service_category": (STRING, (), ("ServiceCategory",)),
+    "service_subcategory": (STRING, (), ("ServiceSubcategory",)),
+    "sku_meter": (STRING, (), ("SkuMeter",)),
+    "sku_price_id": (STRING, (), ("SkuPriceId",)),
+    "sku_price_details": (JSON_OBJECT, (), ("SkuPriceDetails",)),
 }
 COST_START, COST_END = "lineItem/intervalUsageStart", "lineItem/intervalUsageEnd"
 FOCUS_START, FOCUS_END = "ChargePeriodStart", "ChargePeriodEnd"
@@ -282,6 +324,17 @@ def _json_value_sql(j: str) -> str:
             f"WHEN 'DOUBLE' THEN CAST(CAST({j} AS DOUBLE) AS VARCHAR) ELSE CAST({j} AS VARCHAR) END")
 
 
+def _service_flags_sql(category: str, subcategory: str) -> dict[str, str]:
+    """service_category_valid / service_subcategory_valid: whether a FOCUS report's ServiceCategory is a FOCUS
+    1.3 category, and its pair with ServiceSubcategory a 1.3 pair (the converter keeps only valid values)."""
+    from shared.focus import SERVICE_CATEGORIES, SERVICE_SUBCATEGORIES
+
+    pairs = [f"{c}\x1f{sub}" for c, subs in SERVICE_SUBCATEGORIES.items() for sub in subs]
+    return {"service_category_valid": f"COALESCE({category} IN ({', '.join(map(sq.lit, SERVICE_CATEGORIES))}), false)",
+            "service_subcategory_valid": (f"COALESCE(({category} || chr(31) || {subcategory}) IN "
+                                          f"({', '.join(map(sq.lit, pairs))}), false)")}
+
+
 def _tag_key(header: str) -> str | None:
     if header.startswith("tags/"):
         key = header[len("tags/"):].strip()
@@ -317,10 +370,18 @@ class _Plan:
         self.start_col = COST_START if self.kind == "cost" else FOCUS_START
         end_col = COST_END if self.kind == "cost" else FOCUS_END
         self.end_col = end_col if end_col in present else None
+        by_name: dict[str, str] = {}
+        for n in names:
+            by_name.setdefault(n.strip().lower(), n)
+
+        def find(candidates) -> str | None:
+            return next((by_name[c.lower()] for c in candidates if c.lower() in by_name), None)
+
         self.source: dict[str, str | None] = {}
         for raw, (_, cost_names, focus_names) in COLUMN_MAP.items():
-            candidates = cost_names if self.kind == "cost" else focus_names
-            self.source[raw] = next((c for c in candidates if c in present), None)
+            self.source[raw] = find(cost_names if self.kind == "cost" else focus_names)
+        # a FOCUS report names the billing period of each row (late usage is billed in a later month)
+        self.period_col = find(("BillingPeriodStart",)) if self.kind == "focus" else None
         self.tag_cols = [(n, k) for n in names if (k := _tag_key(n))]
         self.tags_doc = "Tags" if self.kind == "focus" and "Tags" in present else None
         self.correction_col = ("lineItem/isCorrection" if "lineItem/isCorrection" in present
@@ -335,6 +396,14 @@ class _Plan:
 
     def trimmed(self, col: str) -> str:
         return f"trim({self.text(col)}, {sq.lit(_WS)})"
+
+    def time(self, col: str) -> str:
+        return sq.timestamp(self.ref(col), self.types[col])
+
+    def json_object(self, col: str) -> str:
+        """A JSON object's text as written; NULL for anything else."""
+        t = self.trimmed(col)
+        return f"CASE WHEN json_valid({t}) AND json_type(CAST({t} AS JSON)) = 'OBJECT' THEN {t} END"
 
     def money(self, col: str) -> str:
         return sq.round9(f"NULLIF({self.trimmed(col)}, '')")  # blanks and padded numbers, as pyarrow read them
@@ -396,22 +465,26 @@ class _Plan:
 
     def sql(self, src: str, start: dt.date, end: dt.date, out_schema: pa.Schema, names: dict[str, str]) -> str:
         """The SELECT over `src` (csv_files_sql of the files whose local path -> name are `names`)."""
+        month = "CAST(date_trunc('month', CAST(_start AS DATE)) AS DATE)"
         cols: dict[str, str] = {
             "usage_date": "CAST(_start AS DATE)",
             "interval_start": "_start",
             "interval_end": (sq.timestamp(self.ref(self.end_col), self.types[self.end_col]) if self.end_col
                              else "CAST(NULL AS TIMESTAMPTZ)"),
-            "billing_period_start": "CAST(date_trunc('month', CAST(_start AS DATE)) AS DATE)",
+            "billing_period_start": (f"COALESCE(CAST({self.time(self.period_col)} AS DATE), {month})"
+                                     if self.period_col else month),
             "report_type": sq.lit(self.kind),
         }
         for raw, (kind, _, _) in COLUMN_MAP.items():
             col = self.source[raw]
             if col is None:
-                cols[raw] = {MONEY: f"CAST(NULL AS {sq.MONEY})", FLAG: "CAST(NULL AS BOOLEAN)"}.get(
-                    kind, "CAST(NULL AS VARCHAR)")
+                cols[raw] = {MONEY: f"CAST(NULL AS {sq.MONEY})", FLAG: "CAST(NULL AS BOOLEAN)",
+                             TIME: "CAST(NULL AS TIMESTAMPTZ)"}.get(kind, "CAST(NULL AS VARCHAR)")
             else:
-                cols[raw] = {MONEY: self.money, FLAG: self.flag}.get(kind, self.text)(col)
+                cols[raw] = {MONEY: self.money, FLAG: self.flag, TIME: self.time,
+                             JSON_OBJECT: self.json_object}.get(kind, self.text)(col)
         cols["my_cost"] = f"COALESCE({cols['my_cost']}, CAST(0 AS {sq.MONEY}))"
+        cols.update(_service_flags_sql(cols["service_category"], cols["service_subcategory"]))
         if self.correction_col is None:
             cols["is_correction"] = "false"
         elif self.correction_col == "ChargeClass":
@@ -465,6 +538,10 @@ class _Plan:
         checks = [(self.start_col, "timestamp", self.text(self.start_col), "TRUE")]
         if self.end_col:
             checks.append((self.end_col, "timestamp", self.text(self.end_col), in_range))
+        if self.period_col:
+            checks.append((self.period_col, "timestamp", self.text(self.period_col), in_range))
+        checks += [(col, "timestamp", self.text(col), in_range) for raw, (kind, _, _) in COLUMN_MAP.items()
+                   if kind == TIME and (col := self.source[raw])]
         checks += [(col, "number", self.trimmed(col), in_range) for raw, (kind, _, _) in COLUMN_MAP.items()
                    if kind == MONEY and (col := self.source[raw])]
         for col, kind, value, where in checks:
