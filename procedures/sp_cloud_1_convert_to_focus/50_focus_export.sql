@@ -229,8 +229,10 @@ SELECT
   IF(commitment_discount_id IS NULL, NULL, COALESCE(commitment_discount_type, IF(commitment_category = 'Spend', 'Savings Plan', 'Reservation'))) AS CommitmentDiscountType,
   CASE
     WHEN commitment_quantity IS NULL THEN NULL
+    -- a spend commitment is counted in money: the export's currency code, else the billing currency
+    WHEN commitment_category = 'Spend' THEN COALESCE(REGEXP_EXTRACT(commitment_discount_unit, r'^([A-Z]{3})$'),
+                                                     billing_currency)
     WHEN commitment_focus_unit IS NOT NULL THEN commitment_focus_unit
-    WHEN commitment_category = 'Spend' THEN billing_currency
     ELSE COALESCE(unit, 'Units')
   END AS CommitmentDiscountUnit,
   consumed AS ConsumedQuantity,
