@@ -19,7 +19,8 @@
 --     discount shows as ContractedUnitPrice < ListUnitPrice, not as a commitment.
 --   * Vendor names: ServiceProviderName = ProviderName = PublisherName = InvoiceIssuerName =
 --     HostProviderName (SaaS vendors host their own service). ServiceName is the product.
---   * BillingAccountId = the org slug; SubAccount = the subscription's department (all three
+--   * BillingAccountId = the org's account at the vendor ('<vendor key>/<org slug>'): each vendor bills the
+--     org on its own account, so one account never carries two ProviderNames; SubAccount = the subscription's department (all three
 --     SubAccount columns NULL together); Resource = the subscription; Tags = flat {owner, department}
 --     without null keys, NULL when neither is set. BillingPeriod = the calendar month of the day.
 WITH named AS (
@@ -33,7 +34,8 @@ WITH named AS (
            WHEN 'zoom' THEN 'Zoom'
            WHEN 'google_workspace' THEN 'Google'
            WHEN 'microsoft_365' THEN 'Microsoft'
-           ELSE c.provider
+           -- a vendor we hold no name for: its key, capitalised as a name ('notion' -> 'Notion')
+           ELSE CONCAT(UPPER(SUBSTR(c.provider, 1, 1)), SUBSTR(c.provider, 2))
          END AS vendor,
          CASE c.provider
            WHEN 'slack' THEN 'Slack'
@@ -68,8 +70,8 @@ SELECT
   CAST(NULL AS JSON) AS AllocatedTags,
   CAST(NULL AS STRING) AS AvailabilityZone,
   daily_amount AS BilledCost,
-  @org_slug AS BillingAccountId,
-  @org_slug AS BillingAccountName,
+  CONCAT(provider, '/', @org_slug) AS BillingAccountId,
+  CONCAT(vendor, ' account of ', @org_slug) AS BillingAccountName,
   'Organization' AS BillingAccountType,
   currency AS BillingCurrency,
   TIMESTAMP(DATE_ADD(DATE_TRUNC(cost_date, MONTH), INTERVAL 1 MONTH)) AS BillingPeriodEnd,

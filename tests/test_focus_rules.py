@@ -3,6 +3,7 @@ rules, the issue-13 defects the gate must catch, the generated rules document, a
 resolved by ZetaSQL (BigQuery's analyzer)."""
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
@@ -114,8 +115,6 @@ CASES: dict[str, tuple[dict, dict[str, int]]] = {
     "placeholder": (aws_usage(ResourceName="N/A"), {"NullHandling-A-002-M": 1}),
     "usage outside its billing period": (aws_usage(ChargePeriodStart=ts(1, 2), ChargePeriodEnd=ts(2, 2)),
                                          {"CloudAct-ChargePeriodStart-C-002-M": 1}),
-    "usage before its billing period": (aws_usage(BillingPeriodStart=ts(2), ChargePeriodEnd=ts(3)),
-                                        {"CloudAct-ChargePeriodStart-C-002-M": 1}),
     "currency not ISO 4217": (aws_usage(BillingCurrency="USX", PricingCurrency="USX"),
                               {"CAU-BillingCurrency-C-006-M": 1, "CAU-PricingCurrency-C-003-M": 1}),
     "pricing currency lower case": (aws_usage(PricingCurrency="usd"), {"CAU-PricingCurrency-C-003-M": 1}),
@@ -308,6 +307,8 @@ def test_every_never_null_column_is_checked(name):
 PASSING = {
     "a correction of a usage row outside the period": aws_usage(ChargeClass="Correction", ChargePeriodStart=ts(1, 2),
                                                                 ChargePeriodEnd=ts(2, 2)),
+    "usage billed in the period after it (late)": aws_usage(ChargePeriodStart=ts(31) - dt.timedelta(days=31),
+                                                            ChargePeriodEnd=ts(31) - dt.timedelta(days=30)),
     "usage starting on the last day of the period": aws_usage(ChargePeriodStart=ts(31), ChargePeriodEnd=ts(1, 2)),
     "a recurring commitment fee keeps its EffectiveCost": ri_purchase(ChargeFrequency="Recurring",
                                                                       EffectiveCost=D("41.33"),
@@ -331,6 +332,18 @@ PASSING = {
                                    PricingCurrencyContractedUnitPrice=D("1"), PricingQuantity=D("-1"),
                                    PricingUnit="Units", PricingCategory="Other"),
 }
+
+
+def test_an_advisory_rule_is_reported_but_does_not_fail_the_gate():
+    unpriced = aws_usage(ListUnitPrice=None, PricingCurrencyListUnitPrice=None)
+    report = gate(valid_rows() + [unpriced])
+    assert report.ok and report.advisories == {"CAU-ListUnitPrice-C-005-C": 1, "CAU-ListUnitPrice-C-013-C": 1,
+                                               "CAU-PricingCurrencyListUnitPrice-C-005-C": 1,
+                                               "CAU-PricingCurrencyListUnitPrice-C-012-C": 1}
+    assert "4 advisory rules not met" in report.summary()
+    broken = gate(valid_rows() + [unpriced, aws_usage(PricingUnit="Hour")])
+    assert not broken.ok and set(broken.failed) == {"CAU-PricingUnit-C-003-O"}
+    assert "  CAU-ListUnitPrice-C-005-C: 1 (advisory)" in broken.summary().splitlines()
 
 
 @pytest.mark.parametrize("case", sorted(PASSING))

@@ -404,7 +404,7 @@ def test_pipeline_to_focus_sums_match_and_rerun_is_idempotent(rt, acme):
     assert slack["list"] == Decimal("375")
     assert (slack["cat"], slack["sub"], slack["spn"], slack["svc"], slack["issuer"], slack["host"]) == (
         "Business Applications", "Productivity and Collaboration", "Slack", "Slack", "Slack", "Slack")
-    assert slack["sub_acct"] == "engineering" and slack["ba"] == acme and slack["src"] == "subscription"
+    assert slack["sub_acct"] == "engineering" and slack["ba"] == f"slack/{acme}" and slack["src"] == "subscription"
     assert slack["unit"] == "Seats"
     canva = per[ids["canva"]]
     assert (canva["cat"], canva["sub"], canva["spn"]) == ("Business Applications", "Productivity and Collaboration",
@@ -417,7 +417,7 @@ def test_pipeline_to_focus_sums_match_and_rerun_is_idempotent(rt, acme):
     assert chat["sub_acct"] is None
     other = per[ids["other"]]
     assert (other["cat"], other["sub"], other["spn"], other["cur"]) == (
-        "Business Applications", "Other (Business Applications)", "lucidchart", "EUR")
+        "Business Applications", "Other (Business Applications)", "Lucidchart", "EUR")
     # custom 10-day cycles from Feb 1: Feb 11-20, Feb 21-Mar 2, Mar 3-12 are whole in the range
     whole = wh.query("SELECT SUM(daily_amount) AS s FROM `acme_prod.subscription_costs_daily` "
                      "WHERE subscription_id = @s AND cycle_start = DATE '2025-02-21'", {"s": ids["other"]})[0]["s"]

@@ -14,7 +14,8 @@
 -- * EffectiveCost = BilledCost everywhere: GCP spreads commitment fees hourly/daily already.
 -- * ChargeClass = Correction only for rows with adjustment_info whose invoice month is after the usage month
 --   (a correction of an already-invoiced period); a correction inside the open month is a plain row.
--- * BillingPeriodStart/End = invoice.month (first day, 00:00 UTC) and the next month.
+-- * BillingPeriodStart/End = invoice.month and the next month, from 00:00 Pacific time: Google's invoice months
+--   run on America/Los_Angeles, so usage of 1 Oct 00:00-07:00 UTC is on the September invoice.
 -- * PricingQuantity = usage.amount_in_pricing_units and PricingUnit = usage.pricing_unit in FOCUS Unit Format
 --   ('gibibyte month' -> 'GiB-Months', 'hour' -> 'Hours', 'tebibyte' -> 'TiB', '1000000 token' -> '1000000 Tokens',
 --   'count' -> 'Counts')
@@ -121,8 +122,8 @@ SELECT
   billing_account_id AS BillingAccountName,
   'Billing Account' AS BillingAccountType,
   currency AS BillingCurrency,
-  TIMESTAMP(DATE_ADD(billing_period_start, INTERVAL 1 MONTH)) AS BillingPeriodEnd,
-  TIMESTAMP(billing_period_start) AS BillingPeriodStart,
+  TIMESTAMP(DATE_ADD(billing_period_start, INTERVAL 1 MONTH), 'America/Los_Angeles') AS BillingPeriodEnd,
+  TIMESTAMP(billing_period_start, 'America/Los_Angeles') AS BillingPeriodStart,
   CAST(NULL AS STRING) AS CapacityReservationId,
   CAST(NULL AS STRING) AS CapacityReservationStatus,
   category AS ChargeCategory,
