@@ -96,6 +96,11 @@ def _expand_macros(node: exp.Expression) -> exp.Expression:
     return node
 
 
+def expand_macros(tree: exp.Expression) -> exp.Expression:
+    """`tree` with every macro call (FOCUS_UNIT(x)) replaced by the macro's expression."""
+    return tree.transform(_expand_macros)
+
+
 def focus_output_columns() -> tuple[str, ...]:
     """The names a conversion's SELECT must give: every FOCUS column and the lineage it does not get."""
     from shared.focus import ALL_COLUMNS
@@ -135,13 +140,14 @@ class Procedure:
     def is_focus_mapping(self) -> bool:
         return self.name.endswith("_convert_to_focus")
 
-    def trees(self, org_dataset: str) -> list[exp.Expression]:
-        """The body as parsed BigQuery statements for one org's dataset (mappings made into INSERTs)."""
+    def trees(self, org_dataset: str, expand: bool = True) -> list[exp.Expression]:
+        """The body as parsed BigQuery statements for one org's dataset (mappings made into INSERTs); with
+        `expand` False the macro calls stay calls (for documents)."""
         sql = _with_facts(self.name, self.source)
         if self.is_focus_mapping:
             sql = REPLACE_SLICE + ";\n" + sql
         sql = sql.replace("{org_dataset}", identifier(org_dataset))
-        trees = [t.transform(_expand_macros) for t in parse_bigquery(sql)]
+        trees = [expand_macros(t) if expand else t for t in parse_bigquery(sql)]
         if not self.is_focus_mapping:
             return trees
         lineage = [parse_bigquery(f"SELECT {v} AS {k}")[0].expressions[0] for k, v in GENERATED_LINEAGE.items()]

@@ -303,7 +303,7 @@ def test_export_to_focus_reconciles_per_invoice_month(rt, acme, export_dir):
     assert web["x_cost_source"] == "cloud"
     units = {r["ServiceName"]: r["PricingUnit"] for r in usage}
     assert units == {"Compute Engine": "Hours", "Cloud Storage": "GiB-Months", "BigQuery": "TiB",
-                     "Vertex AI": "1000 Count", "Gemini API": "1000000 Tokens", "Observa APM (Marketplace)": "Hours"}
+                     "Vertex AI": "1000 Counts", "Gemini API": "1000000 Tokens", "Observa APM (Marketplace)": "Hours"}
     storage = next(r for r in usage if r["ServiceName"] == "Cloud Storage")
     assert storage["ListUnitPrice"] is None  # tiered: list price x quantity != cost_at_list
     assert storage["ConsumedUnit"] == "B-Seconds"

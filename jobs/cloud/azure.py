@@ -50,6 +50,7 @@ import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -71,7 +72,7 @@ from jobs.cloud.common import (
     require_columns,
 )
 from jobs.identity import azure_identity, azure_request_hook, no_azure_identity
-from shared import tenancy
+from shared import tenancy, units
 from shared.warehouse.scan import ScanPart
 
 RAW_TABLE = "azure_billing_raw"
@@ -147,50 +148,22 @@ def norm(name: str) -> str:
 # --------------------------------------------------------------------------------------------------
 # Units
 # --------------------------------------------------------------------------------------------------
-_UNIT_WORDS = {
-    "hour": "Hours", "hours": "Hours", "hrs": "Hours", "day": "Days", "days": "Days", "month": "Months",
-    "months": "Months", "minute": "Minutes", "minutes": "Minutes", "second": "Seconds", "seconds": "Seconds",
-    "gb": "GB", "tb": "TB", "mb": "MB", "kb": "KB", "pb": "PB", "gib": "GiB", "tib": "TiB", "mib": "MiB",
-    "unit": "Units", "units": "Units", "count": "Count", "request": "Requests", "requests": "Requests",
-    "transaction": "Transactions", "transactions": "Transactions", "call": "Calls", "calls": "Calls",
-    "message": "Messages", "messages": "Messages", "operation": "Operations", "operations": "Operations",
-    "vcore": "vCores", "vcores": "vCores", "core": "Cores", "cores": "Cores", "user": "Users", "users": "Users",
-    "license": "Licenses", "licenses": "Licenses", "token": "Tokens", "tokens": "Tokens",
-    "dtu": "DTUs", "dtus": "DTUs", "ru": "RUs", "rus": "RUs", "image": "Images", "images": "Images",
-    "node": "Nodes", "nodes": "Nodes", "instance": "Instances", "instances": "Instances",
-    "annual": "Units/Year", "year": "Years", "years": "Years", "week": "Weeks", "weeks": "Weeks",
-}
-_TIME_UNITS = {"hour": "Hours", "hours": "Hours", "day": "Days", "days": "Days", "month": "Months",
-               "months": "Months", "minute": "Minutes", "second": "Seconds"}
 _SCALE = {"": 1, "k": 1_000, "m": 1_000_000, "b": 1_000_000_000}
 _UOM = re.compile(r"^\s*(\d+(?:\.\d+)?)?\s*([kKmMbB](?![a-zA-Z]))?\s*(.*?)\s*$")
 
 
 def pricing_unit(uom: str | None) -> tuple[Decimal, str | None]:
-    """UnitOfMeasure -> (block size, FOCUS Unit Format unit).
+    """UnitOfMeasure -> (block size, FOCUS Unit Format unit): the leading block ('10', '10K', '1M') goes to the
+    quantity; the rest is the unit shared.units makes of it (every path's normaliser), 'Units' without one.
 
     '1 Hour' -> (1, 'Hours'); '10 Hours' -> (10, 'Hours'); '10K' -> (10000, 'Units'); '1 GB/Month' ->
-    (1, 'GB-Months'); '100 GB/Hour' -> (100, 'GB-Hours'); '1/Month' -> (1, 'Units/Month'); unknown words are
-    kept in title case after the block size is removed.
+    (1, 'GB-Months'); '100 GB/Hour' -> (100, 'GB-Hours'); '1/Month' -> (1, 'Units/Month').
     """
     if uom is None or not uom.strip():
         return Decimal(1), None
     m = _UOM.match(uom)
     number, scale, rest = m[1], (m[2] or "").lower(), m[3]
-    block = Decimal(number or 1) * _SCALE[scale]
-    if not rest:
-        return block, "Units"
-    if rest.startswith("/"):
-        per = _TIME_UNITS.get(rest[1:].strip().lower())
-        return block, f"Units/{per[:-1]}" if per else "Units"
-    if "/" in rest:
-        what, per = (p.strip() for p in rest.split("/", 1))
-        base = _UNIT_WORDS.get(what.lower(), what)
-        time = _TIME_UNITS.get(per.lower())
-        if time:
-            return block, f"{base.rstrip('s') if base in ('Units',) else base}-{time}"
-        return block, f"{base}/{per.title()}"
-    return block, _UNIT_WORDS.get(rest.lower(), rest[:1].upper() + rest[1:])
+    return Decimal(number or 1) * _SCALE[scale], units.focus_unit(rest) or "Units"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -519,46 +492,34 @@ def _map_sql(mapping: dict[str, str]) -> str:
     return "MAP {" + ", ".join(f"{sq.lit(k)}: {sq.lit(v)}" for k, v in mapping.items()) + "}"
 
 
-def _title_sql(x: str) -> str:
-    """Python's str.title(): a letter after a cased letter is lower-cased, any other upper-cased."""
-    return (f"array_to_string(list_transform(string_split({x}, ''), lambda c, i: CASE WHEN i > 1 AND "
-            f"regexp_matches(string_split({x}, '')[i - 1], '[\\p{{Lu}}\\p{{Ll}}\\p{{Lt}}]') THEN lower(c) "
-            "ELSE upper(c) END), '')")
-
-
 # The usual units, looked up rather than parsed (a few regular expressions per row otherwise); their
 # values come from pricing_unit itself.
 _KNOWN_UOMS = ("1 Hour", "10 Hours", "100 Hours", "1000 Hours", "1 Day", "1 Month", "1 GB", "10 GB", "100 GB",
                "1 TB", "1 GB/Month", "1 GB/Hour", "100 GB/Month", "1 TB/Month", "1/Month", "1/Day", "1/Hour",
                "1K", "10K", "100K", "1M", "10000 Transactions", "1 Count", "1")
-_KNOWN_BLOCKS = _map_sql({k: str(pricing_unit(k)[0]) for k in _KNOWN_UOMS})
-_KNOWN_UNITS = _map_sql({k: pricing_unit(k)[1] for k in _KNOWN_UOMS})
+
+
+@lru_cache(maxsize=1)
+def _known() -> tuple[str, str]:
+    """(block size, unit) MAPs of the usual units."""
+    return (_map_sql({k: str(pricing_unit(k)[0]) for k in _KNOWN_UOMS}),
+            _map_sql({k: pricing_unit(k)[1] for k in _KNOWN_UOMS}))
 
 
 def _unit_sql(u: str) -> tuple[str, str]:
     """(pricing_block_size, pricing_unit) expressions over the trimmed UnitOfMeasure `u`: `pricing_unit` in SQL."""
+    known_blocks, known_units = _known()
     num = f"regexp_extract({u}, '^(\\d+(?:\\.\\d+)?)', 1)"
     after = f"ltrim(substr({u}, length({num}) + 1), {_WS})"
     has_scale = f"regexp_matches({after}, '^[kKmMbB]([^a-zA-Z]|$)')"
     factor = (f"CASE WHEN {has_scale} THEN {_map_sql({k: str(v) for k, v in _SCALE.items() if k})}"
               f"[lower(left({after}, 1))] ELSE '1' END")
-    block = (f"CASE WHEN {u} IS NULL THEN CAST(1 AS {sq.MONEY}) WHEN {_KNOWN_BLOCKS}[{u}] IS NOT NULL THEN "
-             f"CAST({_KNOWN_BLOCKS}[{u}] AS {sq.MONEY}) ELSE CAST(CAST(COALESCE(NULLIF({num}, ''), '1') "
+    block = (f"CASE WHEN {u} IS NULL THEN CAST(1 AS {sq.MONEY}) WHEN {known_blocks}[{u}] IS NOT NULL THEN "
+             f"CAST({known_blocks}[{u}] AS {sq.MONEY}) ELSE CAST(CAST(COALESCE(NULLIF({num}, ''), '1') "
              f"AS DECIMAL(38, 9)) * CAST({factor} AS BIGINT) AS {sq.MONEY}) END")
     rest = f"trim(CASE WHEN {has_scale} THEN substr({after}, 2) ELSE {after} END, {_WS})"
-    words, times = _map_sql(_UNIT_WORDS), _map_sql(_TIME_UNITS)
-    per_unit = _map_sql({k: v[:-1] for k, v in _TIME_UNITS.items()})
-    what = f"trim(split_part({rest}, '/', 1), {_WS})"
-    per = f"trim(substr({rest}, strpos({rest}, '/') + 1), {_WS})"
-    base = f"COALESCE({words}[lower({what})], {what})"
-    unit = (f"CASE WHEN {u} IS NULL THEN NULL WHEN {_KNOWN_UNITS}[{u}] IS NOT NULL THEN {_KNOWN_UNITS}[{u}] "
-            f"WHEN {rest} = '' THEN 'Units' "
-            f"WHEN starts_with({rest}, '/') THEN COALESCE('Units/' || {per_unit}[lower(trim(substr({rest}, 2), {_WS}))], "
-            f"'Units') "
-            f"WHEN contains({rest}, '/') THEN CASE WHEN {times}[lower({per})] IS NOT NULL THEN "
-            f"(CASE WHEN {base} = 'Units' THEN 'Unit' ELSE {base} END) || '-' || {times}[lower({per})] "
-            f"ELSE {base} || '/' || {_title_sql(per)} END "
-            f"ELSE COALESCE({words}[lower({rest})], upper(left({rest}, 1)) || substr({rest}, 2)) END")
+    unit = (f"CASE WHEN {u} IS NULL THEN NULL WHEN {known_units}[{u}] IS NOT NULL THEN {known_units}[{u}] "
+            f"ELSE COALESCE({units.duckdb_sql(rest)}, 'Units') END")
     return block, unit
 
 

@@ -72,7 +72,7 @@ from jobs.cloud.common import (
     totals_after,
 )
 from jobs.identity import guard_requests_session
-from shared import tenancy
+from shared import tenancy, units
 from shared.warehouse.scan import DuckScan, ScanPart
 
 RAW_TABLE = "oci_billing_raw"
@@ -164,24 +164,12 @@ REQUIRED = {
 # --------------------------------------------------------------------------------------------------
 # Units: OCI billingUnitReadable -> FOCUS Unit Format
 # --------------------------------------------------------------------------------------------------
-_TIME_UNITS = {"SECOND": "Seconds", "MINUTE": "Minutes", "HOUR": "Hours", "DAY": "Days", "WEEK": "Weeks",
-               "MONTH": "Months", "YEAR": "Years"}
-_SIZE = re.compile(r"^(?:([KMGTPE])(I?)B|B|BYTES?)$", re.IGNORECASE)
+# billingUnitReadable is `<n> <size|NONE> <time|NONE> <measure>`: its slots say which word is a data size,
+# which a time unit and what is measured. They give a phrase ('1 GiB MONTHS', '1 OCPU HOURS', '1000000
+# Datapoints') whose unit shared.units makes, as it makes every path's (a description goes there as it is).
+_SIZE_WORD = re.compile(r"(?i)^(?:[KMGTPE]I?B|B|BYTES?)$")
+_TIME_WORD = re.compile(r"(?i)^(?:SECOND|MINUTE|HOUR|DAY|MONTH|YEAR)S?$")
 _ACRONYMS = {"OCPU", "ECPU", "CPU", "VCPU", "GPU", "IP", "API", "SMS", "DNS", "HTTP", "URL", "TPS", "IOPS"}
-
-
-def _time_unit(word: str) -> str | None:
-    w = word.upper()
-    return _TIME_UNITS.get(w.removesuffix("S"))
-
-
-def _size_unit(word: str) -> str | None:
-    m = _SIZE.match(word)
-    if not m:
-        return None
-    if m.group(1) is None:
-        return "Bytes"
-    return m.group(1).upper() + ("iB" if m.group(2) else "B")
 
 
 def _count_noun(word: str, plural: bool) -> str | None:
@@ -198,49 +186,37 @@ def _count_noun(word: str, plural: bool) -> str | None:
     return base + ("s" if not base.endswith("s") else "")
 
 
+def _readable_phrase(readable: str) -> str | None:
+    """The unit phrase of billingUnitReadable's slots, None when the text does not fit them."""
+    parts = readable.split()
+    if len(parts) < 4 or not re.fullmatch(r"\d+(?:\.\d+)?", parts[0]):
+        return None
+    size, time, measure = parts[1], parts[2], "_".join(parts[3:])
+    has_size, has_time = size.upper() != "NONE", time.upper() != "NONE"
+    if (has_size and not _SIZE_WORD.match(size)) or (has_time and not _TIME_WORD.match(time)):
+        return None
+    if has_size:
+        what = size
+    elif has_time:
+        what = _count_noun(measure, plural=False)
+    else:
+        what = _count_noun(measure, plural=True) or "Units"
+    q = parts[0].rstrip("0").rstrip(".") if "." in parts[0] else parts[0]
+    return " ".join(w for w in (q, what, time if has_time else None) if w)
+
+
 @lru_cache(maxsize=4096)
 def focus_unit(readable: str | None, description: str | None = None) -> str | None:
-    """A FOCUS Unit Format unit for OCI's billingUnitReadable (`<n> <size|NONE> <time|NONE> <measure>`),
-    else for skuUnitDescription / a FOCUS report's PricingUnit (`GB Months`, `Hours`); 'Units' when unknown.
+    """A FOCUS Unit Format unit for OCI's billingUnitReadable, else for skuUnitDescription / a FOCUS report's
+    PricingUnit (`GB Months`, `Hours`); 'Units' when there is one but it makes no unit.
 
     1 GiB MONTHS STORAGE_SIZE -> GiB-Months; 1 GiB NONE DATA_TRANSFERRED -> GiB; 1 NONE HOURS OCPUS ->
     OCPU-Hours; 1 NONE HOURS INSTANCE -> Instance-Hours; 1000000 NONE NONE DATAPOINTS -> 1000000 Datapoints.
     """
-    if readable:
-        parts = readable.split()
-        if len(parts) >= 4 and re.fullmatch(r"\d+(?:\.\d+)?", parts[0]):
-            size, time = parts[1], parts[2]
-            measure = "_".join(parts[3:])
-            size_u = None if size.upper() == "NONE" else _size_unit(size)
-            time_u = None if time.upper() == "NONE" else _time_unit(time)
-            if (size.upper() != "NONE" and size_u is None) or (time.upper() != "NONE" and time_u is None):
-                unit = None
-            elif size_u and time_u:
-                unit = f"{size_u}-{time_u}"
-            elif size_u:
-                unit = size_u
-            elif time_u:
-                noun = _count_noun(measure, plural=False)
-                unit = f"{noun}-{time_u}" if noun else time_u
-            else:
-                unit = _count_noun(measure, plural=True) or "Units"
-            if unit:
-                q = parts[0].rstrip("0").rstrip(".") if "." in parts[0] else parts[0]
-                return unit if q == "1" else f"{q} {unit}"
-    if description:
-        words = description.replace("-", " ").split()
-        if len(words) == 1:
-            w = words[0]
-            return _time_unit(w) or _size_unit(w) or _count_noun(w, plural=True) or "Units"
-        if len(words) == 2:
-            first = _size_unit(words[0]) or _count_noun(words[0], plural=False)
-            time_u = _time_unit(words[1])
-            if first and time_u:
-                return f"{first}-{time_u}"
-            if words[0].lower() == "million" and _count_noun(words[1], plural=True):
-                return f"1000000 {_count_noun(words[1], plural=True)}"
-        return "Units"
-    return "Units" if readable else None
+    text = (_readable_phrase(readable) if readable else None) or description
+    if text is None:
+        return "Units" if readable else None
+    return units.focus_unit(text) or "Units"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -280,18 +256,6 @@ def _words_sql(text_expr: str) -> str:
     return f"regexp_split_to_array(trim({text_expr}, {sq.lit(_WS)}), {_SPLIT})"
 
 
-def _time_sql(w: str) -> str:
-    keys = ", ".join(map(sq.lit, _TIME_UNITS))
-    values = ", ".join(map(sq.lit, _TIME_UNITS.values()))
-    return f"[{values}][list_position([{keys}], regexp_replace(upper({w}), 'S$', ''))]"
-
-
-def _size_sql(w: str) -> str:
-    return (f"(CASE WHEN regexp_full_match({w}, '(?i)[KMGTPE]I?B') THEN upper(left({w}, 1)) || "
-            f"CASE WHEN length({w}) = 3 THEN 'iB' ELSE 'B' END "
-            f"WHEN regexp_full_match({w}, '(?i)B|BYTES?') THEN 'Bytes' END)")
-
-
 def _noun_sql(w: str, plural: bool) -> str:
     up = f"upper({w})"
     single = f"CASE WHEN {up} = 'IOPS' OR {up} LIKE '%SS' THEN {up} ELSE regexp_replace({up}, 'S$', '') END"
@@ -304,47 +268,40 @@ def _noun_sql(w: str, plural: bool) -> str:
     return f"(CASE WHEN regexp_full_match({w}, '[A-Za-z]+') THEN {_let(single, '_s', noun)} END)"
 
 
-def _readable_unit_sql(words: str) -> str:
-    """The unit of billingUnitReadable's words, NULL when the text does not fit."""
+def _readable_phrase_sql(readable: str) -> str:
+    """_readable_phrase of a text expression (NULL when it does not fit the slots)."""
     has_size, has_time = "upper(_w[2]) <> 'NONE'", "upper(_w[3]) <> 'NONE'"
-    unit = (f"CASE WHEN ({has_size} AND _r.s IS NULL) OR ({has_time} AND _r.t IS NULL) THEN NULL "
-            f"WHEN {has_size} AND {has_time} THEN _r.s || '-' || _r.t WHEN {has_size} THEN _r.s "
-            f"WHEN {has_time} THEN COALESCE({_noun_sql('_r.m', False)} || '-' || _r.t, _r.t) "
-            f"ELSE COALESCE({_noun_sql('_r.m', True)}, 'Units') END")
-    parts = (f"{{'s': {_size_sql('_w[2]')}, 't': {_time_sql('_w[3]')}, "
-             "'m': array_to_string(list_slice(_w, 4, len(_w)), '_')}")
+    fits = (f"len(_w) >= 4 AND regexp_full_match(_w[1], '[0-9]+(\\.[0-9]+)?') "
+            f"AND (NOT {has_size} OR regexp_full_match(_w[2], {sq.lit(_SIZE_WORD.pattern)})) "
+            f"AND (NOT {has_time} OR regexp_full_match(_w[3], {sq.lit(_TIME_WORD.pattern)}))")
+    measure = "array_to_string(list_slice(_w, 4, len(_w)), '_')"
+    what = (f"CASE WHEN {has_size} THEN _w[2] WHEN {has_time} THEN {_noun_sql(measure, False)} "
+            f"ELSE COALESCE({_noun_sql(measure, True)}, 'Units') END")
     qty = "CASE WHEN contains(_w[1], '.') THEN rtrim(rtrim(_w[1], '0'), '.') ELSE _w[1] END"
-    body = (f"CASE WHEN len(_w) >= 4 AND regexp_full_match(_w[1], '[0-9]+(\\.[0-9]+)?') THEN "
-            f"CASE WHEN {qty} = '1' THEN '' ELSE {qty} || ' ' END || {_let(parts, '_r', unit)} END")
-    return _let(words, "_w", body)
+    body = f"CASE WHEN {fits} THEN concat_ws(' ', NULLIF({qty}, ''), {what}, CASE WHEN {has_time} THEN _w[3] END) END"
+    return _let(_words_sql(readable), "_w", body)
 
 
-def _described_unit_sql(words: str) -> str:
-    """The unit of skuUnitDescription's words (never NULL: 'Units' when they fit no rule)."""
-    pair = (f"{{'f': COALESCE({_size_sql('_d[1]')}, {_noun_sql('_d[1]', False)}), 't': {_time_sql('_d[2]')}, "
-            f"'c': {_noun_sql('_d[2]', True)}}}")
-    two = ("CASE WHEN _p.f IS NOT NULL AND _p.t IS NOT NULL THEN _p.f || '-' || _p.t "
-           "WHEN lower(_d[1]) = 'million' AND _p.c IS NOT NULL THEN '1000000 ' || _p.c ELSE 'Units' END")
-    body = (f"CASE len(_d) WHEN 1 THEN COALESCE({_time_sql('_d[1]')}, {_size_sql('_d[1]')}, "
-            f"{_noun_sql('_d[1]', True)}, 'Units') WHEN 2 THEN {_let(pair, '_p', two)} ELSE 'Units' END")
-    return _let(words, "_d", body)
+@lru_cache(maxsize=1)
+def _known() -> tuple[dict[str, str], dict[str, str]]:
+    """The units of the known readables that decide alone, and of the known descriptions."""
+    readable = {r: focus_unit(r, None) for r in KNOWN_READABLE if focus_unit(r, "Hours") == focus_unit(r, "GB")}
+    return readable, {d: focus_unit(None, d) for d in KNOWN_DESCRIBED}
 
 
 def _unit_sql(readable: str, described: str) -> str:
     """pricing_unit: focus_unit(readable, described) of two text expressions."""
-    spaced = f"replace({described}, '-', ' ')"
-    rules = (f"COALESCE({_readable_unit_sql(_words_sql(readable))}, CASE WHEN {described} IS NOT NULL THEN "
-             f"{_described_unit_sql(_words_sql(spaced))} END, CASE WHEN {readable} IS NOT NULL THEN 'Units' END)")
+    by_readable, by_described = _known()
+    phrase = f"COALESCE(CASE WHEN {readable} IS NOT NULL THEN {_readable_phrase_sql(readable)} END, {described})"
+    rules = (f"COALESCE({units.duckdb_sql(phrase)}, "
+             f"CASE WHEN {readable} IS NOT NULL OR {described} IS NOT NULL THEN 'Units' END)")
     # a known readable decides alone (the description is used only when the readable does not parse)
-    by_readable = " ".join(f"WHEN {sq.lit(r)} THEN {sq.lit(u)}" for r, u in _KNOWN_UNITS.items())
-    by_described = " ".join(f"WHEN {sq.lit(d)} THEN {sq.lit(focus_unit(None, d))}" for d in KNOWN_DESCRIBED)
-    known = (f"{readable} IN ({', '.join(map(sq.lit, _KNOWN_UNITS))}) OR ({readable} IS NULL AND "
-             f"{described} IN ({', '.join(map(sq.lit, KNOWN_DESCRIBED))}))")
-    return (f"CASE WHEN {known} THEN COALESCE(CASE {readable} {by_readable} END, CASE {described} {by_described} END) "
+    when_readable = " ".join(f"WHEN {sq.lit(r)} THEN {sq.lit(u)}" for r, u in by_readable.items())
+    when_described = " ".join(f"WHEN {sq.lit(d)} THEN {sq.lit(u)}" for d, u in by_described.items())
+    known = (f"{readable} IN ({', '.join(map(sq.lit, by_readable))}) OR ({readable} IS NULL AND "
+             f"{described} IN ({', '.join(map(sq.lit, by_described))}))")
+    return (f"CASE WHEN {known} THEN COALESCE(CASE {readable} {when_readable} END, CASE {described} {when_described} END) "
             f"ELSE {rules} END")
-
-
-_KNOWN_UNITS = {r: focus_unit(r, None) for r in KNOWN_READABLE if focus_unit(r, "Hours") == focus_unit(r, "GB")}
 
 
 def _json_str_sql(v: str) -> str:

@@ -32,6 +32,9 @@
 --   PricingQuantity (rounded to NUMERIC), else BilledCost (Tax/Credit rows, rows without a rate).
 -- * PricingQuantity = usage amount on Usage/Purchase rows; NULL on Tax and Credit rows.
 --   ConsumedQuantity only on Usage rows other than SavingsPlanNegation (the negation is not consumption).
+-- * PricingUnit/ConsumedUnit = pricing_unit in FOCUS Unit Format by macros/focus_unit.sql (Hrs -> Hours,
+--   GB-Mo -> GB-Months, Request -> Requests, 1K tokens -> 1000 Tokens), 'Units' when it has none (never the
+--   usage type).
 -- * ServiceCategory/Subcategory from organizations.service_category_map by LOWER(product code), falling
 --   back to Other / Other (Other). One ServiceCategory per ServiceName (FOCUS): should the product codes of
 --   one product name map differently, the slice takes the mapped category of most of its lines (ties:

@@ -17,7 +17,8 @@
 -- * BillingPeriodStart/End = invoice.month and the next month, from 00:00 Pacific time: Google's invoice months
 --   run on America/Los_Angeles, so usage of 1 Oct 00:00-07:00 UTC is on the September invoice.
 -- * PricingQuantity = usage.amount_in_pricing_units and PricingUnit = usage.pricing_unit in FOCUS Unit Format
---   ('gibibyte month' -> 'GiB-Months', 'hour' -> 'Hours', 'tebibyte' -> 'TiB', '1000000 token' -> '1000000 Tokens')
+--   ('gibibyte month' -> 'GiB-Months', 'hour' -> 'Hours', 'tebibyte' -> 'TiB', '1000000 token' -> '1000000 Tokens',
+--   'count' -> 'Counts')
 --   on Usage/Purchase rows; NULL on the others. ConsumedQuantity/ConsumedUnit = usage.amount/usage.unit on
 --   Usage rows only.
 -- * ListCost = cost_at_list (else cost); ListUnitPrice = price.list_price only when it times PricingQuantity
@@ -49,20 +50,10 @@ WITH src AS (
   WHERE r.x_org_slug = @org_slug AND r.x_pipeline_id = @pipeline_id AND r.x_credential_id = @credential_id
     AND r.usage_date BETWEEN @start_date AND @end_date
 ),
--- GCP unit names -> FOCUS Unit Format: data sizes and time units by word, then '<size> <time>' -> '<size>-<time>'.
--- Computed once per distinct unit name (a few dozen), not once per row, then joined back.
+-- GCP unit names ('gibibyte month', 'hour', '1000 count') -> FOCUS Unit Format by macros/focus_unit.sql, the
+-- normaliser of every path; computed once per distinct unit name (a few dozen), not once per row, then joined back.
 unit_names AS (
-  SELECT name,
-         REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(
-         REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(
-         REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(REGEXP_REPLACE(
-           LOWER(TRIM(name)),
-           r'\bkibibytes?\b', 'KiB'), r'\bmebibytes?\b', 'MiB'), r'\bgibibytes?\b', 'GiB'),
-           r'\btebibytes?\b', 'TiB'), r'\bpebibytes?\b', 'PiB'), r'\bgigabytes?\b', 'GB'), r'\bbytes?\b', 'B'),
-           r'\bseconds?\b', 'Seconds'), r'\bminutes?\b', 'Minutes'), r'\bhours?\b', 'Hours'), r'\bdays?\b', 'Days'),
-           r'\bmonths?\b', 'Months'), r'\bcounts?\b', 'Count'), r'\brequests?\b', 'Requests'),
-           r'\btokens?\b', 'Tokens'),
-           r'^([0-9]+ )?([A-Za-z]+)[ -](Seconds|Minutes|Hours|Days|Months)$', r'\1\2-\3') AS focus_unit
+  SELECT name, FOCUS_UNIT(name) AS focus_unit
   FROM (
     SELECT DISTINCT name
     FROM `{org_dataset}.gcp_billing_raw` AS r, UNNEST([r.usage_pricing_unit, r.usage_unit]) AS name

@@ -26,6 +26,9 @@
 --   (Spend: the billing currency; Usage: PricingUnit) on Usage/Purchase rows with a commitment.
 -- * PricingQuantity/Unit: required on Usage/Purchase rows (ConsumedQuantity, else 0, in 'Units' when the export
 --   has no unit); NULL on Tax. SkuId/SkuPriceId NULL on Tax; SkuMeter and SkuPriceDetails only with their ids.
+--   Units (Pricing, Consumed, CommitmentDiscount) in FOCUS Unit Format by macros/focus_unit.sql, the normaliser
+--   of every path (the exports copy the providers' own spellings: AWS 'Hrs', 'GB-Mo', GCP 'gibibyte month'); a
+--   ConsumedUnit that is no unit (AWS's export can carry a usage type there) is the PricingUnit.
 --   SkuMeter SHOULD be set with a SkuId: exports without one (GCP; Azure reads x_SkuMeterName) take the
 --   ChargeDescription, which in those exports is the SKU's description (GCP's own export calls it the meter).
 -- * ListCost follows the rule of 10_aws.sql: the cost at the published price of the rate billed (free tier
@@ -39,10 +42,12 @@
 --   ServiceName that still differ take, per slice, the category of most of its lines from the best source
 --   any of them has (map, export, Other; ties: alphabetical). ServiceSubcategory: the export's when its pair
 --   has that category, else the mapped one of that category, else 'Other (<category>)'.
--- Providers (1.3 columns no export has yet): HostProviderName = the cloud (Amazon Web Services, Microsoft,
--- Google Cloud), which hosts everything in its own export; ServiceProviderName = the PublisherName when it
--- names a third party (a marketplace seller), else the cloud. ProviderName, PublisherName (still mandatory in
--- 1.3) and InvoiceIssuerName are kept as exported, filled from ProviderName / the cloud when empty.
+-- Providers: one set of names per cloud whatever file the rows came from, the raw converters' (the facts in
+-- procedures/provider_facts.yml: AWS's export says 'AWS', its CUR path writes Amazon Web Services).
+-- ProviderName is the cloud's; PublisherName and ServiceProviderName the PublisherName when it names a third
+-- party (a marketplace seller), else the cloud's; HostProviderName (1.3, no export has it yet) the cloud's,
+-- which hosts everything in its own export; InvoiceIssuerName the export's invoicing entity ('Amazon Web
+-- Services EMEA SARL', a CSP partner), the cloud's where it is empty or just the cloud's short name.
 -- Allocated* and ContractApplied (1.3) stay NULL: no export carries split allocation or contract commitments.
 -- Names: SubAccountName/RegionName fall back to the id, and are NULL without one; SubAccountType and
 -- BillingAccountType fall back to the labels the raw converters use (Linked Account, Subscription, Project;
@@ -54,6 +59,20 @@ WITH src AS (
            WHEN 'aws' THEN {aws.HostProviderName} WHEN 'azure' THEN {azure.HostProviderName} WHEN 'gcp' THEN {gcp.HostProviderName}
            ELSE COALESCE(r.provider_name, r.provider)
          END AS cloud,
+         CASE r.provider
+           WHEN 'aws' THEN {aws.ProviderName} WHEN 'azure' THEN {azure.ProviderName} WHEN 'gcp' THEN {gcp.ProviderName}
+         END AS cloud_provider,
+         CASE r.provider
+           WHEN 'aws' THEN {aws.PublisherName} WHEN 'azure' THEN {azure.PublisherName} WHEN 'gcp' THEN {gcp.PublisherName}
+         END AS cloud_publisher,
+         CASE r.provider
+           WHEN 'aws' THEN {aws.ServiceProviderName} WHEN 'azure' THEN {azure.ServiceProviderName}
+           WHEN 'gcp' THEN {gcp.ServiceProviderName}
+         END AS cloud_service_provider,
+         CASE r.provider
+           WHEN 'aws' THEN {aws.InvoiceIssuerName} WHEN 'azure' THEN {azure.InvoiceIssuerName}
+           WHEN 'gcp' THEN {gcp.InvoiceIssuerName}
+         END AS cloud_issuer,
          CASE
            WHEN LOWER(r.charge_subcategory) IN ('credit', 'refund') THEN 'Credit'
            WHEN LOWER(r.charge_category) = 'usage' THEN 'Usage'
@@ -136,7 +155,9 @@ quantified AS (
 ),
 priced AS (
   SELECT q.*,
-         IF(q.quantity IS NULL, NULL, COALESCE(q.pricing_unit, q.consumed_unit, 'Units')) AS unit,
+         IF(q.quantity IS NULL, NULL, COALESCE(FOCUS_UNIT(q.pricing_unit), FOCUS_UNIT(q.consumed_unit), 'Units')) AS unit,
+         FOCUS_UNIT(q.consumed_unit) AS consumed_focus_unit,
+         FOCUS_UNIT(q.commitment_discount_unit) AS commitment_focus_unit,
          IF(q.category != 'Tax' AND q.list_unit_price IS NOT NULL AND q.quantity IS NOT NULL
               AND (q.charge_class_13 IS NOT NULL
                    OR ABS(CAST(q.list_unit_price AS FLOAT64) * CAST(q.quantity AS FLOAT64) - CAST(q.list_total AS FLOAT64))
@@ -156,7 +177,15 @@ priced AS (
            ELSE COALESCE(q.pricing_quantity, q.consumed_quantity, NUMERIC '0')
          END AS commitment_quantity,
          NOT (q.publisher_name IS NULL OR q.publisher_name = q.provider_name
-              OR REGEXP_CONTAINS(LOWER(q.publisher_name), r'^(aws|amazon|microsoft|azure|google)\b')) AS third_party
+              OR REGEXP_CONTAINS(LOWER(q.publisher_name), r'^(aws|amazon|microsoft|azure|google)\b')) AS third_party,
+         -- a name the export gives that is not the cloud itself (AWS, Amazon Web Services EMEA SARL, Microsoft)
+         IF(REGEXP_CONTAINS(LOWER(q.service_provider_name), r'^(aws|amazon|microsoft|azure|google)\b'), NULL,
+            q.service_provider_name) AS other_service_provider,
+         IF(REGEXP_CONTAINS(LOWER(q.host_provider_name), r'^(aws|amazon|microsoft|azure|google)\b'), NULL,
+            q.host_provider_name) AS other_host,
+         IF(REGEXP_CONTAINS(LOWER(q.invoice_issuer_name),
+                            r'^(aws|amazon( web services)?|microsoft( azure)?|azure|google( cloud)?|gcp)$'), NULL,
+            q.invoice_issuer_name) AS invoicing_entity
   FROM quantified AS q
 )
 SELECT
@@ -200,19 +229,21 @@ SELECT
   IF(commitment_discount_id IS NULL, NULL, COALESCE(commitment_discount_type, IF(commitment_category = 'Spend', 'Savings Plan', 'Reservation'))) AS CommitmentDiscountType,
   CASE
     WHEN commitment_quantity IS NULL THEN NULL
-    WHEN commitment_discount_unit IS NOT NULL THEN commitment_discount_unit
-    WHEN commitment_category = 'Spend' THEN billing_currency
+    -- a spend commitment is counted in money: the export's currency code, else the billing currency
+    WHEN commitment_category = 'Spend' THEN COALESCE(REGEXP_EXTRACT(commitment_discount_unit, r'^([A-Z]{3})$'),
+                                                     billing_currency)
+    WHEN commitment_focus_unit IS NOT NULL THEN commitment_focus_unit
     ELSE COALESCE(unit, 'Units')
   END AS CommitmentDiscountUnit,
   consumed AS ConsumedQuantity,
-  IF(consumed IS NULL, NULL, COALESCE(consumed_unit, unit, 'Units')) AS ConsumedUnit,
+  IF(consumed IS NULL, NULL, COALESCE(consumed_focus_unit, unit, 'Units')) AS ConsumedUnit,
   CAST(NULL AS JSON) AS ContractApplied,
   contracted AS ContractedCost,
   contracted_rate AS ContractedUnitPrice,
   effective AS EffectiveCost,
-  COALESCE(host_provider_name, cloud) AS HostProviderName,
+  COALESCE(other_host, cloud) AS HostProviderName,
   invoice_id AS InvoiceId,
-  COALESCE(invoice_issuer_name, provider_name, cloud) AS InvoiceIssuerName,
+  COALESCE(invoicing_entity, cloud_issuer) AS InvoiceIssuerName,
   list_total AS ListCost,
   list_rate AS ListUnitPrice,
   CASE
@@ -230,8 +261,8 @@ SELECT
   IF(category = 'Tax', NULL, IF(has_pricing_currency, pricing_currency_list_unit_price, list_rate)) AS PricingCurrencyListUnitPrice,
   quantity AS PricingQuantity,
   unit AS PricingUnit,
-  COALESCE(provider_name, cloud) AS ProviderName,
-  COALESCE(publisher_name, provider_name, cloud) AS PublisherName,
+  cloud_provider AS ProviderName,
+  IF(third_party, publisher_name, cloud_publisher) AS PublisherName,
   region_id AS RegionId,
   IF(region_id IS NULL, NULL, COALESCE(region_name, region_id)) AS RegionName,
   resource_id AS ResourceId,
@@ -242,7 +273,7 @@ SELECT
              REGEXP_EXTRACT(resource_id, r'^//[^/]+/.*/([A-Za-z]+)/[^/]+$'), 'resource')) AS ResourceType,
   service_category_out AS ServiceCategory,
   service_name_out AS ServiceName,
-  COALESCE(service_provider_name, IF(third_party, publisher_name, cloud)) AS ServiceProviderName,
+  COALESCE(other_service_provider, IF(third_party, publisher_name, cloud_service_provider)) AS ServiceProviderName,
   CASE
     WHEN service_subcategory_valid AND service_category = service_category_out THEN service_subcategory
     WHEN mapped_category = service_category_out THEN mapped_subcategory
