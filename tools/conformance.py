@@ -81,6 +81,10 @@ WHITELIST: dict[str, dict[str, str]] = {
         "CommitmentDiscountStatus-C-004-C": "condition inverted in model 1.2.0.1 (fires when "
                                             "CommitmentDiscountId IS NULL)",
         "CapacityReservationStatus-C-004-C": "malformed condition, fires on every row",
+        # "paid to a third party" modelled as ProviderName != InvoiceIssuerName: a provider's own invoicing
+        # entity (Amazon Web Services EMEA SARL for Amazon Web Services) is no third party; 1.3 makes it Dynamic
+        "BilledCost-C-005-C": "static stand-in for a third-party payee (ProviderName != InvoiceIssuerName) "
+                              "that flags the provider's own invoicing entities; Dynamic in 1.3",
     },
     "1.3": {
         "CapacityReservationStatus-C-003-C": "malformed condition, fires on every row",
