@@ -294,7 +294,7 @@ def test_commitments_credits_tax_and_marketplace(rt, acme, tmp_path):
     cov, neg = rows["SavingsPlanCoveredUsage AmazonEC2"], rows["SavingsPlanNegation AmazonEC2"]
     assert (cov["ChargeCategory"], cov["EffectiveCost"], cov["CommitmentDiscountStatus"]) == ("Usage", Decimal("1.5"), "Used")
     assert cov["CommitmentDiscountCategory"] == "Spend" and cov["PricingCategory"] == "Committed"
-    assert neg["EffectiveCost"] == 0 and neg["BilledCost"] == Decimal("-2.4") and neg["ConsumedQuantity"] is None
+    assert neg["EffectiveCost"] == 0 and neg["BilledCost"] == Decimal("-2.4") and neg["ConsumedQuantity"] == 0  # consumes nothing: the covered row holds the usage
     fee = rows["SavingsPlanRecurringFee ComputeSavingsPlans"]
     assert (fee["ChargeCategory"], fee["ChargeFrequency"], fee["EffectiveCost"]) == ("Purchase", "Recurring", Decimal("0.3"))
     assert rows["RIFee AmazonRDS"]["EffectiveCost"] == Decimal("0.5")

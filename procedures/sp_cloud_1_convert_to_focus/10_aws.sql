@@ -31,14 +31,14 @@
 -- * ContractedUnitPrice = net unblended rate, else unblended rate; ContractedCost = ContractedUnitPrice x
 --   PricingQuantity (rounded to NUMERIC), else BilledCost (Tax/Credit rows, rows without a rate).
 -- * PricingQuantity = usage amount on Usage/Purchase rows; NULL on Tax and Credit rows.
---   ConsumedQuantity only on Usage rows other than SavingsPlanNegation (the negation is not consumption).
+--   ConsumedQuantity on Usage rows; 0 on SavingsPlanNegation (the negation is not consumption).
 -- * PricingUnit/ConsumedUnit = pricing_unit in FOCUS Unit Format by macros/focus_unit.sql (Hrs -> Hours,
 --   GB-Mo -> GB-Months, Request -> Requests, 1K tokens -> 1000 Tokens), 'Units' when it has none (never the
 --   usage type).
 -- * ServiceCategory/Subcategory from organizations.service_category_map by LOWER(product code), falling
 --   back to Other / Other (Other). One ServiceCategory per ServiceName (FOCUS): should the product codes of
---   one product name map differently, the slice takes the mapped category of most of its lines (ties:
---   alphabetical; Other only when none maps), and a line mapped elsewhere gets 'Other (<category>)'. Providers are Amazon Web Services;
+--   one product name map differently, the slice takes the mapped category and subcategory of most of its
+--   lines (ties: alphabetical; Other only when none maps) for all its lines. Providers are Amazon Web Services;
 --   for AWS Marketplace rows the ServiceProviderName/PublisherName is the seller (line_item_legal_entity).
 -- * InvoiceIssuerName = bill_invoicing_entity (the AWS entity that invoiced the line: Amazon Web Services,
 --   Inc., Amazon Web Services EMEA SARL, ...), else the provider's.
@@ -67,16 +67,19 @@ WITH src AS (
     AND r.usage_date BETWEEN @start_date AND @end_date
 ),
 service_categories AS (
-  SELECT service_name, COALESCE(mapped_category, 'Other') AS service_category
+  SELECT service_name, COALESCE(mapped_category, 'Other') AS service_category,
+         COALESCE(mapped_subcategory, 'Other (Other)') AS service_subcategory
   FROM src
-  GROUP BY service_name, mapped_category
+  GROUP BY service_name, mapped_category, mapped_subcategory
   QUALIFY ROW_NUMBER() OVER (PARTITION BY service_name
-                             ORDER BY mapped_category IS NULL, COUNT(*) DESC, mapped_category) = 1
+                             ORDER BY mapped_category IS NULL, COUNT(*) DESC, mapped_category, mapped_subcategory) = 1
 ),
 priced AS (
-  SELECT s.*, c.service_category,
+  SELECT s.*, c.service_category, c.service_subcategory,
          IF(category IN ('Usage', 'Purchase'), COALESCE(usage_amount, NUMERIC '0'), NULL) AS quantity,
-         IF(category IN ('Usage', 'Purchase'), COALESCE(net_unblended_rate, unblended_rate), NULL) AS contracted_rate,
+         -- a unit price is never negative (FOCUS): the SavingsPlanNegation's negative rate is no price
+         IF(category IN ('Usage', 'Purchase') AND COALESCE(net_unblended_rate, unblended_rate) >= 0,
+            COALESCE(net_unblended_rate, unblended_rate), NULL) AS contracted_rate,
          CASE
            WHEN category IN ('Tax', 'Credit') THEN FALSE
            WHEN line_item_type = 'Usage' AND unblended_rate = 0 THEN FALSE
@@ -155,8 +158,11 @@ SELECT
   CASE WHEN commitment_id IS NULL THEN NULL WHEN line_item_type LIKE 'SavingsPlan%' THEN 'Savings Plan' ELSE 'Reservation' END AS CommitmentDiscountType,
   CASE WHEN commitment_id IS NULL THEN NULL WHEN line_item_type LIKE 'SavingsPlan%' THEN currency
     ELSE COALESCE(unit, 'Hours') END AS CommitmentDiscountUnit,
-  IF(category = 'Usage' AND line_item_type != 'SavingsPlanNegation', quantity, NULL) AS ConsumedQuantity,
-  IF(category = 'Usage' AND line_item_type != 'SavingsPlanNegation', unit, NULL) AS ConsumedUnit,
+  -- the negation only cancels the covered usage's on-demand cost: it consumes nothing (0, not NULL: 1.3
+  -- wants a quantity on every used Usage row), so the usage is counted once
+  CASE WHEN category != 'Usage' THEN NULL WHEN line_item_type = 'SavingsPlanNegation' THEN NUMERIC '0'
+       ELSE quantity END AS ConsumedQuantity,
+  IF(category = 'Usage', unit, NULL) AS ConsumedUnit,
   CAST(NULL AS JSON) AS ContractApplied,
   contracted_cost AS ContractedCost,
   contracted_rate AS ContractedUnitPrice,
@@ -184,12 +190,17 @@ SELECT
   IF(region_code IS NULL, NULL, COALESCE(region_name, region_code)) AS RegionName,
   resource_id AS ResourceId,
   resource_id AS ResourceName,
-  CAST(NULL AS STRING) AS ResourceType,
+  -- the CUR names no type: the service of an ARN, else the kind an EC2 id's prefix says, else 'resource'
+  IF(resource_id IS NULL, NULL,
+    COALESCE(REGEXP_EXTRACT(resource_id, r'^arn:[^:]+:([^:]+):'),
+             CASE REGEXP_EXTRACT(resource_id, r'^([a-z]+)-[0-9a-f]+$')
+               WHEN 'i' THEN 'instance' WHEN 'vol' THEN 'volume' WHEN 'snap' THEN 'snapshot'
+               WHEN 'eni' THEN 'network-interface' WHEN 'nat' THEN 'natgateway' WHEN 'eipalloc' THEN 'elastic-ip'
+             END, 'resource')) AS ResourceType,
   service_category AS ServiceCategory,
   service_name AS ServiceName,
   seller AS ServiceProviderName,
-  IF(mapped_category = service_category, mapped_subcategory, CONCAT('Other (', service_category, ')'))
-    AS ServiceSubcategory,
+  service_subcategory AS ServiceSubcategory,
   IF(category = 'Tax', NULL, sku) AS SkuId,
   IF(category = 'Tax' OR sku IS NULL, NULL, usage_type) AS SkuMeter,
   CAST(NULL AS JSON) AS SkuPriceDetails,

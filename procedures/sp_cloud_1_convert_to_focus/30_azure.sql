@@ -41,8 +41,8 @@
 --   organizations.service_category_map (provider 'azure') by LOWER(MeterCategory), then by
 --   LOWER(ConsumedService), else Other / Other (Other). One ServiceCategory per ServiceName (FOCUS): a meter
 --   category the map does not know is used through several resource providers (ConsumedService), so the
---   slice takes the mapped category of most of its lines (ties: alphabetical; Other only when none maps);
---   a line mapped elsewhere gets 'Other (<category>)'.
+--   slice takes the mapped category and subcategory of most of its lines (ties: alphabetical; Other only
+--   when none maps) for all its lines.
 -- * Periods: ChargePeriod = the usage day; BillingPeriodEnd = BillingPeriodEndDate + 1 day (Azure's end is
 --   inclusive), else start + 1 month. BillingAccount = billing profile (MCA invoice scope), else billing
 --   account (EA enrollment), else subscription. SubAccount = subscription.
@@ -86,14 +86,15 @@ src AS (
          AND (b.has_amortized = 0 OR (b.is_commit AND b.charge_type IN ('Purchase', 'Refund'))))
 ),
 service_categories AS (
-  SELECT service_name_out, COALESCE(mapped_category, 'Other') AS service_category
+  SELECT service_name_out, COALESCE(mapped_category, 'Other') AS service_category,
+         COALESCE(mapped_subcategory, 'Other (Other)') AS service_subcategory
   FROM src
-  GROUP BY service_name_out, mapped_category
+  GROUP BY service_name_out, mapped_category, mapped_subcategory
   QUALIFY ROW_NUMBER() OVER (PARTITION BY service_name_out
-                             ORDER BY mapped_category IS NULL, COUNT(*) DESC, mapped_category) = 1
+                             ORDER BY mapped_category IS NULL, COUNT(*) DESC, mapped_category, mapped_subcategory) = 1
 ),
 priced AS (
-  SELECT s.*, c.service_category,
+  SELECT s.*, c.service_category, c.service_subcategory,
          IF(category IN ('Usage', 'Purchase'), COALESCE(quantity, NUMERIC '0') * pricing_block_size, NULL) AS pricing_quantity,
          IF(category IN ('Usage', 'Purchase'), COALESCE(pricing_unit, 'Units'), NULL) AS unit,
          IF(cost_type = 'AmortizedCost' AND is_commit AND charge_type IN ('Usage', 'UnusedReservation', 'UnusedSavingsPlan'),
@@ -223,8 +224,7 @@ SELECT
   service_category AS ServiceCategory,
   service_name_out AS ServiceName,
   seller AS ServiceProviderName,
-  IF(mapped_category = service_category, mapped_subcategory, CONCAT('Other (', service_category, ')'))
-    AS ServiceSubcategory,
+  service_subcategory AS ServiceSubcategory,
   IF(category = 'Tax', NULL, COALESCE(product_id, meter_id)) AS SkuId,
   IF(category = 'Tax' OR COALESCE(product_id, meter_id) IS NULL, NULL, meter_name) AS SkuMeter,
   CAST(NULL AS JSON) AS SkuPriceDetails,

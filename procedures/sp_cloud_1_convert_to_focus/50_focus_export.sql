@@ -40,8 +40,8 @@
 --   puts EBS under EC2 in Storage); a service the map does not know keeps the export's FOCUS 1.3 category
 --   (service_category_valid, checked by the extractor against shared/focus.py), else Other. Lines of one
 --   ServiceName that still differ take, per slice, the category of most of its lines from the best source
---   any of them has (map, export, Other; ties: alphabetical). ServiceSubcategory: the export's when its pair
---   has that category, else the mapped one of that category, else 'Other (<category>)'.
+--   any of them has (map, export, Other; ties: alphabetical), with its subcategory (the map's; else the
+--   export's valid pair; else 'Other (<category>)'), so a ServiceName has one pair.
 -- Providers: one set of names per cloud whatever file the rows came from, the raw converters' (the facts in
 -- procedures/provider_facts.yml: AWS's export says 'AWS', its CUR path writes Amazon Web Services).
 -- ProviderName is the cloud's; PublisherName and ServiceProviderName the PublisherName when it names a third
@@ -127,24 +127,37 @@ classified AS (
          END AS exported_pricing_category,
          COALESCE(s.service_name, s.service_key, s.cloud) AS service_name_out,
          COALESCE(s.mapped_category, IF(s.service_category_valid, s.service_category, NULL), 'Other') AS category_candidate,
-         CASE WHEN s.mapped_category IS NOT NULL THEN 1 WHEN s.service_category_valid THEN 2 ELSE 3 END AS candidate_rank
+         CASE WHEN s.mapped_category IS NOT NULL THEN 1 WHEN s.service_category_valid THEN 2 ELSE 3 END AS candidate_rank,
+         CASE
+           WHEN s.service_category_valid AND s.service_subcategory_valid
+                AND s.service_category = COALESCE(s.mapped_category, s.service_category) THEN s.service_subcategory
+           WHEN s.mapped_category IS NOT NULL THEN s.mapped_subcategory
+           WHEN s.service_category_valid THEN CONCAT('Other (', s.service_category, ')')
+           ELSE 'Other (Other)'
+         END AS subcategory_candidate
   FROM src AS s
 ),
 service_categories AS (
-  SELECT service_name_out, category_candidate AS service_category_out
+  -- one (category, subcategory) pair per ServiceName (FOCUS: one category, and SHOULD one subcategory)
+  SELECT service_name_out, category_candidate AS service_category_out, subcategory_candidate AS service_subcategory_out
   FROM classified
-  GROUP BY service_name_out, category_candidate
+  GROUP BY service_name_out, category_candidate, subcategory_candidate
   QUALIFY ROW_NUMBER() OVER (PARTITION BY service_name_out
-                             ORDER BY MIN(candidate_rank), COUNT(*) DESC, category_candidate) = 1
+                             ORDER BY MIN(candidate_rank), COUNT(*) DESC, category_candidate, subcategory_candidate) = 1
 ),
 quantified AS (
-  SELECT c.*, sc.service_category_out,
+  SELECT c.*, sc.service_category_out, sc.service_subcategory_out,
          CASE
            WHEN c.category = 'Tax' THEN NULL
            WHEN c.needs_pricing THEN COALESCE(c.pricing_quantity, c.consumed_quantity, NUMERIC '0')
            ELSE c.pricing_quantity
          END AS quantity,
-         IF(c.category = 'Usage' AND c.status IS DISTINCT FROM 'Unused', c.consumed_quantity, NULL) AS consumed,
+         -- 1.3: a quantity on every used, non-correction Usage row; an export row without one consumed nothing
+         CASE
+           WHEN c.category != 'Usage' OR c.status IS NOT DISTINCT FROM 'Unused' THEN NULL
+           WHEN c.charge_class_13 IS NULL THEN COALESCE(c.consumed_quantity, NUMERIC '0')
+           ELSE c.consumed_quantity
+         END AS consumed,
          CASE
            WHEN c.category = 'Credit' THEN c.billed_cost
            WHEN c.amortized_away THEN NUMERIC '0'
@@ -274,11 +287,7 @@ SELECT
   service_category_out AS ServiceCategory,
   service_name_out AS ServiceName,
   COALESCE(other_service_provider, IF(third_party, publisher_name, cloud_service_provider)) AS ServiceProviderName,
-  CASE
-    WHEN service_subcategory_valid AND service_category = service_category_out THEN service_subcategory
-    WHEN mapped_category = service_category_out THEN mapped_subcategory
-    ELSE CONCAT('Other (', service_category_out, ')')
-  END AS ServiceSubcategory,
+  service_subcategory_out AS ServiceSubcategory,
   IF(category = 'Tax', NULL, sku_id) AS SkuId,
   IF(category = 'Tax' OR sku_id IS NULL, NULL, COALESCE(sku_meter, charge_description)) AS SkuMeter,
   IF(category = 'Tax' OR sku_price_id IS NULL, NULL, PARSE_JSON(sku_price_details)) AS SkuPriceDetails,
