@@ -160,7 +160,8 @@ SELECT
   CASE
     WHEN commitment_quantity IS NULL THEN NULL
     -- a spend commitment is counted in money: the report's currency code, else the billing currency
-    WHEN commitment_category = 'Spend' THEN COALESCE(REGEXP_EXTRACT(commitment_discount_unit, r'^([A-Z]{3})$'), currency)
+    WHEN commitment_category = 'Spend'
+      THEN COALESCE(REGEXP_EXTRACT(commitment_discount_unit, r'^([A-Z]{3})$'), currency)
     ELSE COALESCE(FOCUS_UNIT(commitment_discount_unit), unit)
   END AS CommitmentDiscountUnit,
   consumed AS ConsumedQuantity,
