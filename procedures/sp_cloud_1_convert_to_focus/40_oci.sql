@@ -159,9 +159,10 @@ SELECT
     AS CommitmentDiscountType,
   CASE
     WHEN commitment_quantity IS NULL THEN NULL
-    WHEN commitment_discount_unit IS NOT NULL THEN commitment_discount_unit
-    WHEN commitment_category = 'Spend' THEN currency
-    ELSE unit
+    -- a spend commitment is counted in money: the report's currency code, else the billing currency
+    WHEN commitment_category = 'Spend'
+      THEN COALESCE(REGEXP_EXTRACT(commitment_discount_unit, r'^([A-Z]{3})$'), currency)
+    ELSE COALESCE(FOCUS_UNIT(commitment_discount_unit), unit)
   END AS CommitmentDiscountUnit,
   consumed AS ConsumedQuantity,
   IF(consumed IS NULL, NULL, unit) AS ConsumedUnit,
