@@ -29,6 +29,15 @@ MAX_DATE = dt.date(9998, 12, 31)
 _NESTING = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
 
 
+class FieldInvalid(ValueError):
+    """A document's field is invalid: `field` names it, so the API answers 400 naming the field."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
 class BodyTooLarge(ValueError):
     def __init__(self, limit: int = MAX_BODY_BYTES):
         super().__init__(f"the request body is larger than {limit} bytes")

@@ -36,6 +36,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from shared.inputs import FieldInvalid
 from shared.naming import table_ref, validate_org_slug
 from shared.pricing import RATE_FIELDS
 
@@ -53,13 +54,8 @@ _COLUMN_TYPES = {
 _FAR = "DATE '9999-12-31'"
 
 
-class OverrideInvalid(ValueError):
+class OverrideInvalid(FieldInvalid):
     """An override document or change is invalid; `field` names the offending field."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 class UnknownOverride(LookupError):

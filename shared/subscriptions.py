@@ -93,13 +93,8 @@ DEMO_SUBSCRIPTIONS: tuple[dict[str, Any], ...] = (
 )
 
 
-class SubscriptionInvalid(ValueError):
+class SubscriptionInvalid(inputs.FieldInvalid):
     """A subscription document or change is invalid; `field` names the offending field."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 class UnknownSubscription(LookupError):
