@@ -354,7 +354,8 @@ def test_units_of_the_other_exports_and_the_samples(written):
     assert units_of("x_credential_id = 'cred_gcp_focus'") == {"Hours", "GiB-Months", "Requests", "Counts", "Units"}
     consumed = wh.query("SELECT DISTINCT ConsumedUnit AS u FROM `acme_prod.cost_data_standard_1_3` "
                         "WHERE x_credential_id = 'cred_gcp_focus' AND ConsumedUnit IS NOT NULL")
-    assert {r["u"] for r in consumed} == {"Seconds", "B-Seconds", "Requests"}
+    # + the PricingUnit of the used Usage rows the export gives no consumed quantity (1.3: they consume 0 of it)
+    assert {r["u"] for r in consumed} == {"Seconds", "B-Seconds", "Requests", "Units"}
     # the legacy AWS sample's pricing/unit values: Request and API Request(s) are Requests, GB-Mo GB-Months
     aws = units_of("x_pipeline_id = @p AND x_credential_id NOT IN ('cred_cur2', 'cred_aws_focus')", {"p": AWS})
     assert aws == {"Requests", "GB", "GB-Months", "Object-Months", "Dashboards", "Events", "Keys", "Operations"}
