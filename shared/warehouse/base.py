@@ -106,6 +106,11 @@ class Warehouse(abc.ABC):
         """Run a SELECT and return a pyarrow.Table."""
 
     @abc.abstractmethod
+    def stream_arrow(self, sql: str, params: Params | None = None, batch_rows: int = 65_536):
+        """Run a SELECT and return a pyarrow.RecordBatchReader that fetches the result as it is read: memory
+        holds a batch or a page at a time, never the whole result (exports of whole orgs)."""
+
+    @abc.abstractmethod
     def execute(self, sql: str, params: Params | None = None) -> int:
         """Run one DML/DDL statement; return the number of rows it affected (0 for DDL)."""
 

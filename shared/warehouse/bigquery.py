@@ -39,7 +39,7 @@ from google.cloud.bigquery import retry as bq_retry
 from shared import lifecycle
 from shared import procedures as procs
 from shared.naming import identifier, org_dataset
-from shared.schemas import TableSchema
+from shared.schemas import Field, TableSchema
 from shared.warehouse.base import LEASE_LOST, Fence, LeaseLost, Params, Slice, Warehouse, WarehouseError, bigquery_fence
 
 # A `@name` query parameter (not `@@system_variable`).
@@ -287,6 +287,16 @@ class _ParquetChunks:
                 os.remove(self.path)
 
 
+_LEGACY_TYPES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL", "BIGNUMERIC": "NUMERIC"}
+
+
+def _arrow_schema(fields) -> pa.Schema:
+    """The Arrow schema of a query result's SchemaFields, typed as the tables' own (shared.schemas)."""
+    return TableSchema("result", "query", tuple(
+        Field(f.name, _LEGACY_TYPES.get(f.field_type, f.field_type), f.mode or "NULLABLE") for f in fields or ()
+    )).arrow_schema()
+
+
 class BigQueryWarehouse(Warehouse):
     def __init__(self, project: str, client=None, location: str | None = None, *,
                  retry_deadline: float | None = None, job_timeout: float | None = None,
@@ -333,7 +343,8 @@ class BigQueryWarehouse(Warehouse):
     def _sql_ref(self, dataset: str, table: str) -> str:
         return f"`{self._ref(dataset, table)}`"
 
-    def _run_query(self, sql: str, params: Params | None = None, *, parameters: list | None = None):
+    def _run_query(self, sql: str, params: Params | None = None, *, parameters: list | None = None,
+                   page_size: int | None = None):
         """Start a query job and wait for it; returns (job, row iterator).
 
         The client's own job retry is turned off (`job_retry=None`): with it on, jobs.insert is
@@ -347,7 +358,8 @@ class BigQueryWarehouse(Warehouse):
         def attempt():
             job = self.client.query(sql, job_config=config, location=self.location, retry=self.retry,
                                     timeout=self.retry_deadline, job_retry=None)
-            return job, job.result(retry=self.retry, timeout=self.job_timeout, job_retry=None)
+            paging = {"page_size": page_size} if page_size else {}
+            return job, job.result(retry=self.retry, timeout=self.job_timeout, job_retry=None, **paging)
 
         try:
             return self.job_retry(attempt)()
@@ -429,6 +441,26 @@ class BigQueryWarehouse(Warehouse):
             return rows.to_arrow(create_bqstorage_client=False)
         except gexc.GoogleAPIError as e:
             raise WarehouseError(f"reading query results failed: {_message(e)}") from e
+
+    def stream_arrow(self, sql: str, params: Params | None = None, batch_rows: int = 65_536) -> pa.RecordBatchReader:
+        """The result read page by page (tabledata.list pages of `batch_rows` rows), one Arrow batch per page."""
+        _, rows = self._run_query(sql, params, page_size=batch_rows)
+        try:
+            pages = iter(rows.to_arrow_iterable(bqstorage_client=None))
+            first = next(pages, None)
+        except gexc.GoogleAPIError as e:
+            raise WarehouseError(f"reading query results failed: {_message(e)}") from e
+        if first is None:  # no page to take the schema from: the result's own
+            return pa.RecordBatchReader.from_batches(_arrow_schema(rows.schema), [])
+
+        def batches():
+            yield first
+            try:
+                yield from pages
+            except gexc.GoogleAPIError as e:
+                raise WarehouseError(f"reading query results failed: {_message(e)}") from e
+
+        return pa.RecordBatchReader.from_batches(first.schema, batches())
 
     def execute(self, sql: str, params: Params | None = None) -> int:
         job, _ = self._run_query(sql, params)

@@ -180,6 +180,32 @@ class DuckDBWarehouse(Warehouse):
         except duckdb.Error as e:
             raise WarehouseError(f"{type(e).__name__}: {e}") from e
 
+    def stream_arrow(self, sql: str, params: Params | None = None, batch_rows: int = 65_536) -> pa.RecordBatchReader:
+        (text, names), = to_duckdb(sql)
+        # A cursor of its own: a stream read slowly (an HTTP client) must not be cut off by the next query that
+        # runs on this thread's cursor.
+        cur = self._con.cursor()
+        try:
+            cur.execute("SET TimeZone = 'UTC'")
+            reader = cur.sql(text, params=_bind(names, params)).to_arrow_reader(batch_rows)
+        except duckdb.Error as e:
+            cur.close()
+            raise WarehouseError(f"{type(e).__name__}: {e}") from e
+
+        def batches():
+            try:
+                while True:
+                    try:
+                        yield reader.read_next_batch()
+                    except StopIteration:
+                        return
+                    except (duckdb.Error, pa.ArrowException, OSError) as e:  # DuckDB's errors reach Arrow's reader as OSError
+                        raise WarehouseError(f"reading the result failed: {e}") from e
+            finally:
+                cur.close()
+
+        return pa.RecordBatchReader.from_batches(reader.schema, batches())
+
     def execute(self, sql: str, params: Params | None = None) -> int:
         with self._write_lock:
             cur = self._run(self._cur, sql, params)
