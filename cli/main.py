@@ -746,19 +746,61 @@ def reconcile(slug: str, by_day: bool) -> None:
 
 @cli.command("export")
 @click.argument("slug")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Parquet file to write.")
-def export(slug: str, out: Path) -> None:
-    """Export SLUG's FOCUS table (FOCUS columns and x_ columns) to a Parquet file."""
-    import pyarrow.parquet as pq
+@click.option("--out", required=True, metavar="FILE",
+              help="Where to write; the extension picks the format: .parquet, .csv or .csv.gz. A local path, "
+                   "s3://bucket/key or az://container/blob (written with the org's aws/azure credential).")
+@click.option("--from", "start", metavar="YYYY-MM-DD", help="First charge day (inclusive, UTC).")
+@click.option("--to", "end", metavar="YYYY-MM-DD", help="Last charge day (inclusive, UTC).")
+@click.option("--provider", help="One provider: a pipeline's (aws, azure, gcp, oci, openai, anthropic, saas, ...) "
+              "or a ServiceProviderName (e.g. Slack).")
+@click.option("--credential-id", help="For s3:// and az://: the org's credential to write with (default: its "
+              "newest aws or azure credential).")
+def export(slug: str, out: str, start: str | None, end: str | None, provider: str | None,
+           credential_id: str | None) -> None:
+    """Export SLUG's FOCUS rows (FOCUS columns and x_ columns), streamed: memory stays flat whatever the size."""
+    import os
+    import tempfile
 
-    from shared.naming import org_dataset, table_ref
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    table = _rt().warehouse.query_arrow(
-        f"SELECT * FROM {table_ref(org_dataset(slug), 'cost_data_standard_1_3')} WHERE x_org_slug = @org "
-        "ORDER BY ChargePeriodStart, x_pipeline_id", {"org": slug})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out)
-    console.print(f"wrote {table.num_rows} rows to {out}")
+    from cli import export_targets as targets
+    from shared import export as ex
+    from shared.tenants import get_org
+
+    try:
+        target = targets.parse(out)
+        fmt = ex.format_of(target.key if target else out)
+        flt = ex.Filter.parse(start, end, provider)
+    except ex.ExportInvalid as e:
+        _fail(str(e))
+    rt = _rt()
+    get_org(rt.warehouse, slug)
+    total = ex.count(rt.warehouse, slug, flt)
+    # Written beside its destination (local) or in CLOUDACT_HOME (uploads) and renamed or uploaded when complete:
+    # a failed export never leaves a truncated file where the finished one belongs.
+    local = None if target else Path(targets.local_path(out))
+    folder = local.parent if local else rt.settings.home
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".cloudact-export-", suffix="." + fmt, dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f, Progress(TextColumn("exporting"), BarColumn(), MofNCompleteColumn(),
+                                                TextColumn("rows"), TimeElapsedColumn(), console=err,
+                                                transient=True) as progress:
+            task = progress.add_task("export", total=total)
+            rows = ex.export(rt.warehouse, slug, f, fmt, flt, progress=lambda n: progress.update(task, completed=n))
+        if target:
+            err.print(f"uploading {rows:,} rows to {out}")
+            targets.upload(rt, slug, target, tmp, credential_id)
+        else:
+            os.replace(tmp, local)
+    except (targets.ExportFailed, ex.ExportInvalid) as e:
+        _fail(str(e))
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    console.print(f"wrote {rows:,} rows ({fmt}) to {out}")
+    if not rows:
+        err.print(f"[yellow]warning:[/] no FOCUS rows matched; `cloudact verify {slug}` shows what the org has")
 
 
 @cli.command()

@@ -125,6 +125,14 @@ def _decimal_text(col: pa.Array) -> pa.Array:
     return pc.if_else(small, fixed, text)
 
 
+def count(wh, org_slug: str, flt: Filter = Filter()) -> int:
+    """How many rows the export will hold (for progress)."""
+    where, params = flt.where()
+    rows = wh.query(f"SELECT COUNT(*) AS n FROM {table_ref(org_dataset(org_slug), TABLE)} WHERE {where}",
+                    {"org": org_slug, **params})
+    return int(rows[0]["n"])
+
+
 def _csv_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
     """Timestamps as FOCUS's ISO 8601 text (x_ columns with their fraction of a second), decimals in fixed
     point; the rest as is."""

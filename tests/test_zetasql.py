@@ -61,8 +61,13 @@ class _Job:
 
 
 class _Rows(list):
+    schema = ()
+
     def to_arrow(self, **kwargs):
         return pa.table({})
+
+    def to_arrow_iterable(self, **kwargs):
+        return iter(())
 
 
 class _LoadJob:
@@ -384,7 +389,9 @@ def _beyond_the_demo(rt) -> None:
     finally:
         server.shutdown()
     runs.list_runs(wh, org)
-    for args in (["orgs", "list"], ["export", org, "--out", str(Path(rt.settings.home, "focus.parquet"))]):
+    for args in (["orgs", "list"], ["export", org, "--out", str(Path(rt.settings.home, "focus.parquet"))],
+                 ["export", org, "--out", str(Path(rt.settings.home, "aws.csv")), "--provider", "aws",
+                  "--from", "2023-11-01", "--to", "2023-11-30"]):
         done = CliRunner().invoke(cli, args)
         assert done.exit_code == 0, done.output
 
@@ -461,7 +468,7 @@ def test_slice_replacement_scripts_resolve(zetasql, capture):
 
 
 def test_application_queries_resolve(zetasql, capture):
-    queries = capture.by_method("query", "query_arrow", "execute")
+    queries = capture.by_method("query", "query_arrow", "stream_arrow", "execute")
     assert queries
     findings, errors = _check(zetasql, capture, queries)
     assert not errors, f"{len(errors)} of {len(findings)} queries do not resolve:\n" + "\n".join(errors)
