@@ -34,8 +34,14 @@ RSS of the whole tree, sampled every 50 ms):
   it takes one CSV per run (a glob of gzip files fails with "cannot scan compressed csv") and a month is 124
   report files. Its time is the whole CLI's wall time.
 
+The export case (`--export-rows`, default 1M; 100k with --quick; 0 skips it): an AWS CUR CSV of that many rows run
+through the pipeline as above into an org, then `shared.export.export` of the whole org to Parquet and to CSV, each
+in its own subprocess at the default settings (CLOUDACT_DUCKDB_MEMORY_LIMIT 320MB), measured for wall time and
+peak RSS; the rows in each file are counted afterwards and must equal the org's FOCUS rows.
+
 Targets (from the issue): CSV (and gzip CSV) within 1.5x of the floor and >= 4x faster than focus-converter;
-Parquet >= 2M rows/s and >= 10x focus-converter; peak RSS < 512 MiB and flat from 1M to 5M rows.
+Parquet >= 2M rows/s and >= 10x focus-converter; peak RSS < 512 MiB and flat from 1M to 5M rows; an export of 1M
+rows under 512 MiB peak RSS, every row in the file.
 """
 from __future__ import annotations
 
@@ -206,6 +212,93 @@ def _ours(src_dir: str, home: str, provider: str) -> dict:
     return {"ok": status == "succeeded", "error": run.get("error") or "", "rows_ingested": rows,
             "rows_converted": run.get("rows_converted"), "setup_s": t_setup - t0, "ingest_s": t_ingest - t_setup,
             "convert_s": t_convert - t_ingest, "total_s": t_convert - t_setup}
+
+
+def _export(home: str, out: str) -> dict:
+    """The whole org `bench` exported by shared.export to `out` (format by extension), at the default settings."""
+    os.environ["CLOUDACT_HOME"] = home
+    os.environ["CLOUDACT_BACKEND"] = "embedded"
+    from shared import export
+    from shared.config import settings
+    from shared.warehouse.duckdb import DuckDBWarehouse
+
+    wh = DuckDBWarehouse(settings().warehouse_path)
+    t0 = time.perf_counter()
+    with open(out, "wb") as f:
+        rows = export.export(wh, "bench", f, export.format_of(out))
+    elapsed = time.perf_counter() - t0
+    expected = export.count(wh, "bench")
+    wh.close()
+    return {"ok": rows == expected, "error": f"wrote {rows} of {expected} rows" if rows != expected else "",
+            "rows": rows, "expected": expected, "total_s": elapsed}
+
+
+def _rows_in(path: Path) -> int:
+    """Rows in an exported file, counted from the file itself."""
+    if path.name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    import csv
+    import gzip
+
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", newline="") as f:
+        return sum(1 for _ in csv.reader(f)) - 1  # the header
+
+
+@dataclass
+class ExportResult:
+    fmt: str
+    rows: int
+    measured: Measured
+    file_rows: int | None = None
+    file_mb: float = 0.0
+
+
+def run_export_case(rows: int, work: Path, log) -> list[ExportResult]:
+    """An org of `rows` FOCUS rows (an AWS CUR CSV through the pipeline), exported to Parquet and to CSV."""
+    case_dir = work / f"export-{_size(rows)}"
+    shutil.rmtree(case_dir, ignore_errors=True)
+    src, home = case_dir / "src", case_dir / "home"
+    src.mkdir(parents=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    py = sys.executable
+    gen = subprocess.run([py, "-m", "tools.bench", "_generate", "aws-cur-csv", str(rows), str(src)],
+                         capture_output=True, text=True, env=env, cwd=str(ROOT), check=False)
+    if gen.returncode != 0:
+        raise RuntimeError(f"generating the export case failed: {(gen.stderr.strip().splitlines() or ['?'])[-1]}")
+    landed = measure([py, "-m", "tools.bench", "_ours", str(src), str(home), "aws"], env=env, cwd=str(ROOT))
+    if not landed.ok:
+        raise RuntimeError(f"loading the export case failed: {landed.error}")
+    shutil.rmtree(src, ignore_errors=True)
+    log(f"[export-{_size(rows)}] org loaded: {landed.out.get('rows_converted')} FOCUS rows")
+    results = []
+    for fmt in ("parquet", "csv"):
+        out = case_dir / f"focus.{fmt}"
+        m = measure([py, "-m", "tools.bench", "_export", str(home), str(out)], env=env, cwd=str(ROOT))
+        r = ExportResult(fmt, rows, m)
+        if m.ok:
+            r.file_rows, r.file_mb = _rows_in(out), out.stat().st_size / 1e6
+        log(f"[export-{_size(rows)}] {fmt}: {'ok' if m.ok else 'FAILED ' + m.error} {m.out.get('total_s', 0):.2f} s, "
+            f"peak {m.maxrss_mib:.0f} MiB (tree {m.tree_mib:.0f}), {r.file_rows} rows in the file")
+        results.append(r)
+        out.unlink(missing_ok=True)
+    shutil.rmtree(case_dir, ignore_errors=True)
+    return results
+
+
+def export_table(results: list[ExportResult]) -> list[str]:
+    lines = ["| export | FOCUS rows | rows in file | file MB | s | peak MiB | targets |", "|---|---|---|---|---|---|---|"]
+    for r in results:
+        m, expected = r.measured, r.measured.out.get("expected")
+        every = m.ok and r.file_rows is not None and r.file_rows == expected
+        verdict = (f"{'PASS' if m.ok and m.maxrss_mib < MEM_TARGET_MIB else 'FAIL'} mem {m.maxrss_mib:.0f} MiB (< 512); "
+                   f"{'PASS' if every else 'FAIL'} every row")
+        lines.append(f"| {r.fmt}-{_size(r.rows)} | {expected if expected is not None else '–'} | "
+                     f"{r.file_rows if r.file_rows is not None else '–'} | {r.file_mb:,.0f} | "
+                     f"{m.out.get('total_s', 0):.2f} | {m.maxrss_mib:.0f} | {verdict} |")
+    return lines
 
 
 def _floor(out: str, fmt: str, *paths: str) -> dict:
@@ -505,6 +598,13 @@ def main(argv: list[str] | None = None) -> int:
         shape = next(x for shapes in SHAPES.values() for x in shapes if x.name == argv[1])
         print(json.dumps([str(f) for f in shape.generate(int(argv[2]), Path(argv[3]))]))
         return 0
+    if argv and argv[0] == "_export":
+        try:
+            print(json.dumps(_export(argv[1], argv[2])))
+        except Exception as e:  # noqa: BLE001
+            print(json.dumps({"ok": False, "error": f"{type(e).__name__}: {e}"}))
+            return 1
+        return 0
     if argv and argv[0] == "_floor":
         print(json.dumps(_floor(argv[1], argv[2], *argv[3:])))
         return 0
@@ -518,6 +618,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fc-max-rows", type=int, default=1_000_000,
                     help="run focus-converter only up to this many rows (default 1,000,000: it holds the whole "
                          "input in memory, 3.7 GiB for a 1M-row CUR CSV); 0 for no limit")
+    ap.add_argument("--export-rows", type=int, default=None,
+                    help="rows of the export case (default 1,000,000; 100,000 with --quick; 0 skips it)")
     ap.add_argument("--workdir", default=None, help="scratch folder (default: a temporary folder)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     a = ap.parse_args(argv)
@@ -535,22 +637,29 @@ def main(argv: list[str] | None = None) -> int:
     fc_missing = "not run (--no-focus-converter)" if a.no_focus_converter else "not available"
     work = Path(a.workdir) if a.workdir else Path(tempfile.mkdtemp(prefix="cloudact-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    export_rows = a.export_rows if a.export_rows is not None else 100_000 if a.quick else 1_000_000
+    exports: list[ExportResult] = []
     try:
         for c in cases:
             if not c.skipped:
                 run_case(c, work, fc_cli, log, fc_missing, a.fc_max_rows or None)
+        if export_rows:
+            exports = run_export_case(export_rows, work, log)
     finally:
         if not a.workdir:
             shutil.rmtree(work, ignore_errors=True)
     m = machine()
     report = [(f"Machine: {m['nproc']} cores ({m['cpu']}), {m['ram']} RAM, Python {m['python']}, DuckDB {m['duckdb']}, "
               f"pyarrow {m['pyarrow']}, {m['os']}; {m['date']}."), "", *table(cases), "",
-              "Our pipeline by phase:", "", *phases(cases)]
+              "Our pipeline by phase:", "", *phases(cases),
+              *(["", "Export of a whole org (`cloudact export`, default settings):", "", *export_table(exports)]
+                if exports else [])]
     print("\n".join(report))
     if not a.quick:
         write_doc(Path(a.out), report)
         log(f"results written to {a.out}")
-    failed = any(not c.skipped and (c.ours is None or not c.ours.ok) for c in cases)
+    failed = any(not c.skipped and (c.ours is None or not c.ours.ok) for c in cases) or \
+        any(not r.measured.ok for r in exports)
     return 1 if failed else 0
 
 
