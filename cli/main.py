@@ -70,10 +70,28 @@ def _table(title: str, rows: list[dict], columns: list[str] | None = None) -> Ta
     return t
 
 
+class _OrgCommand(click.Command):
+    """A command with a SLUG argument names an organization that exists: every command answers an unknown org with
+    the same error (before, some listed nothing with exit 0, some showed a DuckDB CatalogException or a plan)."""
+
+    creates_org = False
+
+    def invoke(self, ctx):
+        slug = ctx.params.get("slug")
+        if slug is not None and not self.creates_org:
+            from shared.tenants import get_org
+
+            get_org(_rt().warehouse, slug)
+        return super().invoke(ctx)
+
+
 class _Group(click.Group):
     """Turn the errors users can act on into one readable line instead of a traceback."""
 
+    command_class = _OrgCommand
+
     def invoke(self, ctx):
+        from shared.export import ExportInvalid
         from shared.naming import InvalidName
         from shared.pricing import PricingError
         from shared.secrets import CredentialConflict, CredentialInvalid, NoCredential
@@ -84,13 +102,19 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except (InvalidName, OrgExists, UnknownOrg, CredentialInvalid, CredentialConflict, NoCredential, TrustViolation,
-                PricingError, WarehouseError) as e:
+                PricingError, WarehouseError, ExportInvalid) as e:
             _fail(str(e))
 
 
+_Group.group_class = _Group  # subgroups (orgs, keys, ...) and their commands alike
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", is_flag=True, help="Show the JSON log lines of runs as they happen.")
-def cli(verbose: bool) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Show every log event of runs as they happen, not only warnings.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
+              help="Console log lines: text (readable, the default) or json (for machines; the default on GCP). "
+                   "The full log, tracebacks included, is kept as JSON lines in $CLOUDACT_HOME/logs/cloudact.log.")
+def cli(verbose: bool, log_format: str | None) -> None:
     """CloudAct Pipelines: cloud billing, GenAI usage and SaaS costs as FOCUS 1.3 rows, per organization.
 
     State lives under $CLOUDACT_HOME (default ./.cloudact); the embedded warehouse is
@@ -106,9 +130,11 @@ def cli(verbose: bool) -> None:
     """
     import logging
 
+    from cli.admin import forwarded
     from shared.logs import setup
 
-    setup(logging.INFO if verbose else logging.WARNING)
+    if not forwarded():  # a command sent to `cloudact serve` logs through the server's handlers
+        setup(logging.INFO if verbose else logging.WARNING, log_format)
 
 
 @cli.command()
@@ -130,7 +156,7 @@ def orgs() -> None:
     """Organizations (tenants); each gets its own dataset {slug}_prod."""
 
 
-@orgs.command("create")
+@orgs.command("create", cls=type("_CreatesOrg", (_OrgCommand,), {"creates_org": True}))
 @click.argument("slug")
 @click.option("--name", help="Display name (default: the slug).")
 def orgs_create(slug: str, name: str | None) -> None:
@@ -601,13 +627,40 @@ def wait_for(org: str, run_id: str, timeout: float = 600) -> dict:
 
     rt = _rt()
     deadline = time.monotonic() + timeout
-    with console.status(f"run {run_id}: queued") as status:
+    with console.status(f"run {run_id}: queued") as status, _watching([run_id], status):
         while True:
             run = runs.public_view(runs.get_run(rt.warehouse, org, run_id))
             status.update(f"run {run_id}: {run['status']}")
             if run["status"] in runs.TERMINAL or time.monotonic() > deadline:
                 return run
             time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def _watching(run_ids: list[str], status=None):
+    """The progress of these runs (jobs.runner.Progress records: phase, files, rows so far) shown as it comes: on
+    `status` (a live status line) when given, else one line per record."""
+    import logging
+
+    ids = set(run_ids)
+
+    class Shown(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if getattr(record, "run_id", None) not in ids:
+                return
+            text = f"{getattr(record, 'pipeline', '')}: {record.getMessage()}"
+            if status is not None:
+                status.update(text)
+            else:
+                console.print(text, style="dim", markup=False, highlight=False)
+
+    handler = Shown(logging.INFO)
+    logger = logging.getLogger("cloudact.progress")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def cancel_interrupted(rt, slug: str, run_ids: list[str]) -> None:
@@ -622,10 +675,55 @@ def cancel_interrupted(rt, slug: str, run_ids: list[str]) -> None:
             err.print(f"interrupted: {e.message}")
 
 
+def _when(run: dict) -> str:
+    """When the run was asked for (UTC) and how long it took, or has been queued or running so far."""
+    import datetime as dt
+
+    def at(v):
+        return dt.datetime.fromisoformat(v) if isinstance(v, str) else v
+
+    created, started, finished = at(run.get("created_at")), at(run.get("started_at")), at(run.get("finished_at"))
+    if created is None:
+        return ""
+    text = created.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if started and finished:
+        return f"{text}, took {_duration((finished - started).total_seconds())}"
+    now = dt.datetime.now(dt.UTC)
+    if started:
+        return f"{text}, running for {_duration((now - started).total_seconds())}"
+    if finished:  # cancelled before it started
+        return text
+    return f"{text}, queued for {_duration((now - created).total_seconds())}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _fixed(v) -> str:
+    """A decimal amount in fixed point (`0.000000000`, never `0E-9`)."""
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        return format(Decimal(str(v)), "f") if v is not None else "–"
+    except InvalidOperation:
+        return str(v)
+
+
+def _count(v) -> str:
+    return "–" if v is None else f"{v:,}"
+
+
 def print_run(run: dict) -> None:
     colour = {"succeeded": "green", "failed": "red", "cancelled": "magenta"}.get(run["status"], "yellow")
-    console.print(f"[{colour}]{run['status']}[/] {run['run_id']} {run['pipeline']} {run['start_date']}..{run['end_date']} "
-                  f"ingested={run['rows_ingested']} converted={run['rows_converted']}")
+    when = _when(run)
+    console.print(f"[{colour}]{run['status']}[/] {run['run_id']} {run['pipeline']} {run['start_date']}..{run['end_date']}"
+                  f"{f'  ({when})' if when else ''}  rows: {_count(run['rows_ingested'])} ingested, "
+                  f"{_count(run['rows_converted'])} converted")
     for w in run["warnings"]:
         console.print(f"  [yellow]warning:[/] {w}")
     for o in (run.get("quality") or {}).get("price_overrides", []):
@@ -640,13 +738,25 @@ def print_run(run: dict) -> None:
             console.print(f"  balance {b['currency']} {b['balance']} at {b['sampled_at']}: {b['status']} ({b['note']})")
     for p in (run.get("quality") or {}).get("reconciliation", []):
         mark = "[green]ok[/]" if p["ok"] else "[red]MISMATCH[/]"
-        console.print(f"  reconciliation {p['billing_period']} {p['currency']}: source {p['source_cost']} "
-                      f"FOCUS {p['billed_cost']} difference {p['difference']} {mark}")
+        console.print(f"  reconciliation {p['billing_period']} {p['currency']}: source {_fixed(p['source_cost'])} "
+                      f"FOCUS {_fixed(p['billed_cost'])} difference {_fixed(p['difference'])} {mark}")
     if run["error"]:
         console.print(f"  [red]error:[/] {run['error']}")
 
 
-@cli.command()
+class _RunCommand(_OrgCommand):
+    """`run --help` ends with the pipelines there are, read from the registry when the help is shown."""
+
+    def format_epilog(self, ctx, formatter) -> None:
+        from shared import registry
+
+        rows = [(path, f"{p.provider}{'' if p.available else f' ({p.status})'}")
+                for path, p in sorted(registry.pipelines().items())]
+        with formatter.section("Pipelines"):
+            formatter.write_dl(rows)
+
+
+@cli.command(cls=_RunCommand)
 @click.argument("slug")
 @click.argument("pipeline")
 @click.option("--start", help="First date, YYYY-MM-DD (default depends on the pipeline).")
@@ -673,7 +783,8 @@ def run(slug: str, pipeline: str, start: str | None, end: str | None, credential
 
             if forwarded():
                 return  # sent to `cloudact serve`: the server runs it; `cloudact runs` shows it
-            rt.bus.drain()  # in-process: the work happens here, so finish it before exiting
+            with _watching([r["run_id"] for r in queued["runs"]]):
+                rt.bus.drain()  # in-process: the work happens here, so finish it before exiting
         results = [wait_for(slug, r["run_id"]) for r in queued["runs"]]
     except KeyboardInterrupt:
         cancel_interrupted(rt, slug, [r["run_id"] for r in queued["runs"]])
@@ -684,7 +795,7 @@ def run(slug: str, pipeline: str, start: str | None, end: str | None, credential
         sys.exit(1)
 
 
-class _ListByDefault(click.Group):
+class _ListByDefault(_Group):
     """`cloudact runs SLUG` still lists; `cloudact runs cancel SLUG RUN_ID` cancels."""
 
     def parse_args(self, ctx, args):

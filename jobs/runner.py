@@ -4,8 +4,11 @@ The same code runs in a Cloud Run job (`python -m jobs run ...`) and in-process 
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import importlib
+import logging
+import time
 from typing import Any
 
 from jobs.base import ExtractContext, ExtractError
@@ -34,7 +37,35 @@ def readable(e: BaseException, secrets: list[str] | tuple[str, ...] = ()) -> str
     return scrub_text(text, list(secrets)) if secrets else text
 
 
-def land(wh, pipeline, ctx: ExtractContext, ingested_at: dt.datetime | None = None) -> dict[str, int]:
+class Progress:
+    """What a run has done so far, as `cloudact.progress` records (phase, files, rows): at each phase and at most
+    every `every` seconds while reading. The CLI shows the latest as its status line; the log file keeps them."""
+
+    logger = logging.getLogger("cloudact.progress")
+
+    def __init__(self, context: dict, every: float = 1.0):
+        self.context, self.every = context, every
+        self.phase_name, self.files, self.rows, self._last = "", 0, 0, 0.0
+
+    def phase(self, name: str) -> None:
+        self.phase_name, self.files, self.rows = name, 0, 0
+        self._emit()
+
+    def add(self, rows: int = 0, files: int = 0) -> None:
+        self.rows, self.files = self.rows + rows, self.files + files
+        if time.monotonic() - self._last >= self.every:
+            self._emit()
+
+    def _emit(self) -> None:
+        self._last = time.monotonic()
+        counts = ", ".join(x for x in (f"{self.files:,} file(s)" if self.files else "",
+                                       f"{self.rows:,} rows so far" if self.rows else "") if x)
+        self.logger.info("%s%s", self.phase_name, f": {counts}" if counts else "",
+                         extra={**self.context, "phase": self.phase_name, "files": self.files, "rows": self.rows})
+
+
+def land(wh, pipeline, ctx: ExtractContext, ingested_at: dt.datetime | None = None,
+         progress: Progress | None = None) -> dict[str, int]:
     """Extract the run's slice and replace it in every raw table of the pipeline, in one transaction.
     Returns rows written per table. Inside a run scope (lifecycle.working) every batch is a checkpoint
     and the transaction is fenced on the run's lease."""
@@ -49,14 +80,29 @@ def land(wh, pipeline, ctx: ExtractContext, ingested_at: dt.datetime | None = No
     owner = {"x_org_slug": ctx.org_slug, "x_pipeline_id": pipeline.path, "x_credential_id": ctx.credential_id}
     def stamped(rows, date_column=pipeline.date_column):
         if isinstance(rows, DuckScan):
-            return rows.stamped(lineage, date_column)
+            return dataclasses.replace(rows.stamped(lineage, date_column), parts=counted_parts(rows.parts))
         return (lineage.stamp(b, date_column) for b in checkpointed(rows))
 
     def checkpointed(rows):
         for b in rows:
             if scope is not None:
                 scope.checkpoint(f"reading {pipeline.provider} data for {pipeline.path}")
+            if progress is not None:
+                progress.add(rows=b.num_rows)
             yield b
+
+    def counted_parts(parts):
+        def counted(con):
+            # a part's rows are known once the consumer asks for the next one
+            previous = None
+            for part in parts(con):
+                if previous is not None and progress is not None:
+                    progress.add(rows=previous.rows, files=1)
+                previous = part
+                yield part
+            if previous is not None and progress is not None:
+                progress.add(rows=previous.rows, files=1)
+        return counted
 
     writes = {
         table: (Slice(owner, pipeline.date_column, ctx.start_date, ctx.end_date), stamped(produced.get(table, [])))
@@ -93,8 +139,15 @@ def run_job(request: dict[str, Any]) -> dict[str, Any]:
             ctx = ExtractContext(org_slug=org, pipeline_id=pipeline_id, credential_id=request["credential_id"],
                                  run_id=run_id, start_date=start, end_date=end, credential=credential, log=log)
             log.info("extracting %s to %s", start, end)
-            counts = land(wh, pipeline, ctx)
+            progress = Progress(log.extra)
+            progress.phase(f"reading {pipeline.provider} data for {start}..{end}")
+            counts = land(wh, pipeline, ctx, progress=progress)
             total = sum(counts.values())
+            if not any(counts.get(t) for t in pipeline.raw_tables):
+                # succeeding quietly with nothing is how a wrong source folder, bucket or date range looks
+                ctx.warn(f"the run landed 0 rows for {start}..{end}: the source has no {pipeline.provider} data "
+                         "for these dates (check the dates and what the credential points at)")
+            progress.phase(f"landed {total:,} rows; converting to FOCUS")
             runs.record_ingest(wh, run_id, token, total, [scrub_text(w, secrets) for w in ctx.warnings], lease_s)
             log.info("landed %s", counts)
         except (lifecycle.RunStopped, LeaseLost) as e:
