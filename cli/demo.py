@@ -6,7 +6,9 @@ The data and date window are fixed, so running it twice gives the same rows.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 import os
 import shutil
 import time
@@ -29,6 +31,13 @@ SAMPLE_WINDOWS = {
 }
 
 
+class _NoStubServerLines:
+    """A console filter: no werkzeug records (the loopback servers' request log)."""
+
+    def filter(self, record) -> bool:
+        return record.name != "werkzeug"
+
+
 class _CloudWatch:
     def __init__(self, server, credential):
         self.server, self.credential = server, credential
@@ -44,7 +53,8 @@ def _bedrock_cloudwatch(start: dt.date, days: int, seed: int) -> _CloudWatch | N
     from stubs import genai_data as gd
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
+    with contextlib.redirect_stdout(io.StringIO()):  # moto announces its thread on stdout
+        server.start()
     host, port = server.get_host_and_port()
     keys = {"aws_access_key_id": "demo", "aws_secret_access_key": "demo"}
     records = gd.bedrock_demo_usage(start, days, seed)
@@ -62,7 +72,7 @@ def run_demo(console: Console) -> int:
     from cli.remote import post_and_wait
     from cli.reports import genai_reconciliation, provider_totals, verify_rows
     from cli.server import start_background
-    from shared import runtime
+    from shared import logs, runtime
     from shared.auth import create_key
     from shared.config import ROOT, settings
     from shared.secrets import CredentialStore
@@ -78,6 +88,11 @@ def run_demo(console: Console) -> int:
     from stubs.openai import OpenAIStub
 
     started = time.monotonic()
+    # The loopback stand-ins (moto's CloudWatch) log each request they serve, with a traceback for the calls moto
+    # does not implement (GetInferenceProfile) that the Bedrock job handles: the log file keeps them, the console not.
+    shown = logs.console_handler()
+    if shown is not None:
+        shown.addFilter(_NoStubServerLines())
     base = settings()
     home = base.home / "demo"
     shutil.rmtree(home, ignore_errors=True)
@@ -164,6 +179,8 @@ def run_demo(console: Console) -> int:
                          genai_reconciliation(rt.warehouse, DEMO_ORG)))
     console.print(f"demo finished in {time.monotonic() - started:.1f}s; warehouse: {rt.settings.warehouse_path}")
     console.print(f"explore it: CLOUDACT_HOME={home} cloudact runs {DEMO_ORG}   (or: verify {DEMO_ORG})")
+    if logs.log_file() is not None:
+        console.print(f"log (JSON lines, tracebacks included): {logs.log_file()}")
     ok = all(r["status"] == "succeeded" for r in runs_done)
     if not ok:
         console.print("[red]a demo run failed; see the errors above[/]")

@@ -75,6 +75,20 @@ class _FileHandler(logging.handlers.RotatingFileHandler):
         return super()._open()
 
 
+class _Current:
+    """sys.stderr or sys.stdout as it is when a record is written, not when the handler was made: test runners and
+    the admin channel of `cloudact serve` swap them."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def write(self, text: str) -> int:
+        return getattr(sys, self.name).write(text)
+
+    def flush(self) -> None:
+        getattr(sys, self.name).flush()
+
+
 def _ours(handler: logging.Handler) -> bool:
     return getattr(handler, "_cloudact", False)
 
@@ -99,7 +113,7 @@ def setup(level: int = logging.INFO, fmt: str | None = None, home: Path | None =
         logging.getLogger("cloudact").removeHandler(h)
     logging.getLogger("cloudact").propagate = True
     if backend == "gcp":
-        console = logging.StreamHandler(sys.stdout)
+        console = logging.StreamHandler(_Current("stdout"))
         console.setFormatter(TextFormatter() if fmt == "text" else JsonFormatter())
         console.setLevel(min(level, logging.INFO))
         handlers, log_file = [console], None
@@ -108,7 +122,7 @@ def setup(level: int = logging.INFO, fmt: str | None = None, home: Path | None =
         keep = _FileHandler(log_file, maxBytes=10 << 20, backupCount=5, delay=True, encoding="utf-8")
         keep.setFormatter(JsonFormatter())
         keep.setLevel(logging.INFO)
-        console = logging.StreamHandler(sys.stderr)
+        console = logging.StreamHandler(_Current("stderr"))
         console.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(_shown(log_file)))
         console.setLevel(level)
         handlers = [keep, console]
@@ -127,6 +141,14 @@ def console_handler() -> logging.Handler | None:
     for h in logging.getLogger().handlers:
         if _ours(h) and isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
             return h
+    return None
+
+
+def log_file() -> Path | None:
+    """The file setup() keeps the log in, if any."""
+    for h in logging.getLogger().handlers:
+        if _ours(h) and isinstance(h, logging.FileHandler):
+            return Path(h.baseFilename)
     return None
 
 
