@@ -149,6 +149,12 @@ class _ClientPath(click.Path):
         return super().convert(value, param, ctx)
 
 
+def client_path(value: str) -> str:
+    """A path argument as the client of a forwarded command means it (relative to its folder); else unchanged."""
+    session = getattr(_local, "session", None)
+    return session.localize(value, fetch=False) if session is not None else value
+
+
 def _localize_paths(command: click.Command) -> None:
     for param in command.params:
         if type(param.type) is click.Path:

@@ -889,7 +889,9 @@ def export(slug: str, out: str, start: str | None, end: str | None, provider: st
     total = ex.count(rt.warehouse, slug, flt)
     # Written beside its destination (local) or in CLOUDACT_HOME (uploads) and renamed or uploaded when complete:
     # a failed export never leaves a truncated file where the finished one belongs.
-    local = None if target else Path(targets.local_path(out))
+    from cli.admin import client_path
+
+    local = None if target else Path(client_path(targets.local_path(out)))
     folder = local.parent if local else rt.settings.home
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".cloudact-export-", suffix="." + fmt, dir=folder)
