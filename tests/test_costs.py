@@ -2,7 +2,10 @@
 over cost_data_standard_1_3, exact to the cent (to the last NUMERIC digit, in fact)."""
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
+import json
 from decimal import Decimal
 
 import pytest
@@ -15,12 +18,35 @@ from tests.costs_demo import ALL_DAYS, INDEPENDENT, build_demo, independent_sums
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    from shared.warehouse.duckdb import DuckDBWarehouse
+    """(warehouse file, warehouse) of the demo org, installed as the process runtime for the CLI and the API."""
+    from shared import runtime
+    from shared.config import settings
 
-    path = build_demo(tmp_path_factory.mktemp("costs"))
-    wh = DuckDBWarehouse(path)
-    yield path, wh
-    wh.close()
+    home = tmp_path_factory.mktemp("costs")
+    path = build_demo(home)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CLOUDACT_HOME", str(home / "demo"))
+        mp.setenv("CLOUDACT_BACKEND", "embedded")
+        mp.setenv("CLOUDACT_TENANCY", "single")
+        rt = runtime.embedded(settings())
+        previous = runtime.use(rt)
+        try:
+            yield path, rt.warehouse
+        finally:
+            runtime.use(previous)
+            rt.close()
+
+
+def _cli(*args: str):
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    return CliRunner().invoke(cli, ["costs", *args])
+
+
+def _iso(v):
+    return v.isoformat() if isinstance(v, dt.date) else v
 
 
 def _q(**kw) -> costs.CostQuery:
@@ -174,3 +200,67 @@ def test_hostile_tag_values_are_data(demo):
     _, wh = demo
     result = costs.query(wh, _q(group_by=("tag:x' OR '1'='1",), tags=(("env", "' OR TRUE --"),)))
     assert result.rows == [] and result.total == 0
+
+
+@pytest.mark.parametrize("grouping", sorted(INDEPENDENT))
+def test_cli_json_equals_independent_sql_for_every_grouping(demo, grouping):
+    path, _ = demo
+    done = _cli("acme", "--from", "2023-01-01", "--to", "2026-12-31", "--by", grouping, "--format", "json")
+    assert done.exit_code == 0, done.output
+    body = json.loads(done.stdout)
+    got = {(r[grouping], r["currency"]): Decimal(r["amount"]) for r in body["rows"]}
+    assert got == {(_iso(g), cur): v for (g, cur), v in independent_sums(path, grouping).items()}
+    assert all(isinstance(r["amount"], str) for r in body["rows"])  # never a float
+    assert body["total"] is None and "never added" in body["message"]
+
+
+def test_cli_csv_and_table_and_comma_lists(demo):
+    path, _ = demo
+    done = _cli("acme", "--from", "2026-10-01", "--to", "2026-10-31", "--by", "day,provider", "--provider",
+                "OpenAI,anthropic", "--format", "csv")
+    assert done.exit_code == 0, done.output
+    lines = list(csv.reader(io.StringIO(done.stdout)))
+    assert lines[0] == ["day", "provider", "amount", "currency"]
+    expected = independent_sums(path, "provider", start=dt.date(2026, 10, 1), end=dt.date(2026, 10, 31),
+                                where="ServiceProviderName IN ('OpenAI', 'Anthropic')")
+    per_provider: dict = {}
+    for day, provider, amount, cur in lines[1:]:
+        per_provider[(provider, cur)] = per_provider.get((provider, cur), Decimal(0)) + Decimal(amount)
+    assert per_provider == expected
+    assert f"total: {sum(expected.values())} USD" in done.stderr
+    table = _cli("acme", "--from", "2026-10-01", "--to", "2026-10-31", "--by", "pipeline", "--provider", "openai",
+                 "--top", "2")
+    assert table.exit_code == 0, table.output
+    openai = independent_sums(path, "pipeline", start=dt.date(2026, 10, 1), end=dt.date(2026, 10, 31),
+                              where="ServiceProviderName = 'OpenAI'")
+    top2 = sorted(openai.items(), key=lambda kv: -kv[1])[:2]
+    shown = [line.split("│")[1].strip() for line in table.stdout.splitlines() if line.startswith("│")]
+    assert shown == [pipeline for (pipeline, _), _ in top2] and len(openai) > 2
+    assert f"other rows beyond the top 2: {sum(openai.values()) - sum(v for _, v in top2)} USD" in table.stderr
+    mixed = _cli("acme", "--from", "2026-10-01", "--to", "2026-10-31", "--by", "pipeline", "--top", "2")
+    assert mixed.exit_code == 1 and "--top:" in mixed.stderr and "EUR, USD" in mixed.stderr
+
+
+def test_cli_defaults_answer_this_month(demo, monkeypatch):
+    path, _ = demo
+    done = _cli("acme", "--to", "2026-10-20", "--format", "json")
+    body = json.loads(done.stdout)
+    assert (body["from"], body["to"], body["group_by"], body["metric"]) == (
+        "2026-10-01", "2026-10-20", ["provider", "service"], "BilledCost")
+    got: dict = {}
+    for r in body["rows"]:
+        got[(r["provider"], r["currency"])] = got.get((r["provider"], r["currency"]), Decimal(0)) + Decimal(r["amount"])
+    assert got == independent_sums(path, "provider", start=dt.date(2026, 10, 1), end=dt.date(2026, 10, 20))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["nobody"], "no organization 'nobody'; create it with `cloudact orgs create nobody`"),
+    (["acme", "--by", "colour"], "--by: unknown grouping 'colour'"),
+    (["acme", "--metric", "Cost"], "--metric: unknown metric 'Cost'"),
+    (["acme", "--currency", "dollars"], "--currency: must be a three-letter"),
+    (["acme", "--tag", "novalue"], "--tag 'novalue': give KEY=VALUE"),
+    (["acme", "--from", "2026-10-09", "--to", "2026-10-01"], "--from:"),
+])
+def test_cli_errors_are_one_friendly_line(demo, args, message):
+    done = _cli(*args)
+    assert done.exit_code == 1 and message in " ".join(done.output.split()) and "Traceback" not in done.output
