@@ -846,6 +846,56 @@ def costs(slug, start, end, by, metric, currency, providers, services, tags, fmt
         err.print(f"no total: {result.message}")
 
 
+@cli.group("fx")
+def fx_group() -> None:
+    """Exchange rates for `costs --currency`: the ECB reference rates or your own date,from,to,rate CSV."""
+
+
+@fx_group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--org", help="Rates for this org only, winning over the platform's (default: platform-wide).")
+def fx_import(file: Path, org: str | None) -> None:
+    """Import FILE: the ECB's eurofxref-hist.csv (or .zip, or the one-day eurofxref.csv), or a CSV
+    with the header date,from,to,rate (1 FROM = RATE TO). A later import of a date and pair wins."""
+    from shared import fx
+    from shared.inputs import FieldInvalid
+    from shared.tenants import get_org
+
+    try:
+        rates = fx.read_file(file)
+    except FieldInvalid as e:
+        _fail(f"{file.name}: {e}")
+    if not rates:
+        _fail(f"{file.name} holds no rates")
+    wh = _rt().warehouse
+    if org:
+        get_org(wh, org)
+    n = fx.store(wh, rates, org=org, source=file.name)
+    pairs = sorted({f"{r.from_currency}->{r.to_currency}" for r in rates})
+    days = sorted({r.rate_date for r in rates})
+    shown = ", ".join(pairs[:8]) + (f" and {len(pairs) - 8} more" if len(pairs) > 8 else "")
+    console.print(f"imported {n} rates ({shown}) dated {days[0]}..{days[-1]} "
+                  + (f"for org {org}" if org else "platform-wide (every org)"))
+
+
+@fx_group.command("list")
+@click.option("--org", help="The rates this org sees (its own and the platform's).")
+@click.option("--limit", default=40, show_default=True)
+def fx_list(org: str | None, limit: int) -> None:
+    """The latest rates, newest first."""
+    from shared import fx
+    from shared.tenants import get_org
+
+    wh = _rt().warehouse
+    if org:
+        get_org(wh, org)
+    rows = fx.list_rates(wh, org, limit)
+    console.print(_table("exchange rates: 1 from_currency = rate to_currency",
+                         [{**r, "rate": format(r["rate"], "f")} for r in rows]))
+    if not rows:
+        err.print("no rates yet: `cloudact fx import eurofxref-hist.csv` (from the ECB's reference-rate page)")
+
+
 def main() -> None:
     from cli.admin import forward
 

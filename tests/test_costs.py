@@ -264,3 +264,96 @@ def test_cli_defaults_answer_this_month(demo, monkeypatch):
 def test_cli_errors_are_one_friendly_line(demo, args, message):
     done = _cli(*args)
     assert done.exit_code == 1 and message in " ".join(done.output.split()) and "Traceback" not in done.output
+
+
+# -- GET /api/v1/costs/{org} ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def api(demo):
+    """A test client of the served app, acme's key and the key of another org."""
+    from cli.server import app
+    from shared.auth import create_key
+    from shared.tenants import create_org, get_org
+
+    _, wh = demo
+    if get_org(wh, "globex", missing_ok=True) is None:
+        create_org(wh, "globex")
+    return app().test_client(), {"acme": create_key(wh, "acme"), "globex": create_key(wh, "globex")}
+
+
+def _get(api, path, key="acme", **params):
+    client, keys = api
+    return client.get(path, query_string=params, headers={"X-API-Key": keys[key]} if key else {})
+
+
+@pytest.mark.parametrize("grouping", sorted(INDEPENDENT))
+def test_api_equals_independent_sql_for_every_grouping(demo, api, grouping):
+    path, _ = demo
+    r = _get(api, "/api/v1/costs/acme", **{"from": "2023-01-01", "to": "2026-12-31", "group_by": grouping})
+    assert r.status_code == 200, r.json
+    got = {(row[grouping], row["currency"]): Decimal(row["amount"]) for row in r.json["rows"]}
+    assert got == {(_iso(g), cur): v for (g, cur), v in independent_sums(path, grouping).items()}
+    assert all(isinstance(row["amount"], str) for row in r.json["rows"])
+    assert r.json["total"] is None and r.json["currencies"] == ["CAD", "EUR", "USD"]
+
+
+def test_api_keys_401_and_403(api):
+    client, keys = api
+    assert _get(api, "/api/v1/costs/acme", key=None).status_code == 401
+    assert client.get("/api/v1/costs/acme", headers={"X-API-Key": keys["acme"] + "x"}).status_code == 401
+    other = _get(api, "/api/v1/costs/acme", key="globex")
+    assert other.status_code == 403 and "acme" in other.json["message"]
+    # globex's own costs: none, and never acme's
+    own = _get(api, "/api/v1/costs/globex", key="globex", **{"from": "2023-01-01", "to": "2026-12-31"})
+    assert own.status_code == 200 and own.json["rows"] == [] and own.json["total"] == "0"
+    assert _get(api, "/api/v1/costs/acme", method="x").status_code == 200  # unknown params are ignored
+    assert client.post("/api/v1/costs/acme", headers={"X-API-Key": keys["acme"]}).status_code == 405
+    assert client.post("/api/v1/costs/acme", headers={"X-API-Key": keys["globex"]}).status_code == 403
+
+
+def test_api_filters_and_repeated_groupings(demo, api):
+    path, _ = demo
+    client, keys = api
+    r = client.get("/api/v1/costs/acme?from=2026-10-01&to=2026-10-31&group_by=day&group_by=provider"
+                   "&filter=provider=google%20cloud&filter=tag:env=prod&filter=service=Compute%20Engine",
+                   headers={"X-API-Key": keys["acme"]})
+    assert r.status_code == 200, r.json
+    assert r.json["group_by"] == ["day", "provider"] and r.json["rows"]
+    expected = independent_sums(path, "day", start=dt.date(2026, 10, 1), end=dt.date(2026, 10, 31),
+                                where="ServiceProviderName = 'Google Cloud' AND Tags->>'env' = 'prod' "
+                                      "AND ServiceName = 'Compute Engine'")
+    assert {(row["day"], row["currency"]): Decimal(row["amount"]) for row in r.json["rows"]} == \
+        {(_iso(d), cur): v for (d, cur), v in expected.items()}
+    assert Decimal(r.json["total"]) == sum(expected.values()) and r.json["currency"] == "USD"
+    comma = _get(api, "/api/v1/costs/acme", **{"from": "2026-10-01", "to": "2026-10-31", "group_by": "day,provider",
+                                              "filter": ["provider=Google Cloud", "tag:env=prod", "service=Compute Engine"]})
+    assert comma.json["rows"] == r.json["rows"]
+    listed = _get(api, "/api/v1/costs/acme", **{"from": "2026-10-01", "to": "2026-10-31", "group_by": "",
+                                               "metric": "ListCost", "filter": "provider=openai"})
+    assert listed.json["columns"] == ["amount", "currency"] and Decimal(listed.json["total"]) == sum(
+        independent_sums(path, "", metric="ListCost", start=dt.date(2026, 10, 1), end=dt.date(2026, 10, 31),
+                         where="ServiceProviderName = 'OpenAI'").values())
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"group_by": "colour"}, "group_by"),
+    ({"from": "2026-13-01"}, "from"),
+    ({"to": "yesterday"}, "to"),
+    ({"from": "2026-10-09", "to": "2026-10-01"}, "from"),
+    ({"metric": "Cost"}, "metric"),
+    ({"currency": "EURO"}, "currency"),
+    ({"filter": "region=us"}, "filter"),
+    ({"filter": "provider"}, "filter"),
+    ({"top": "-1"}, "top"),
+    ({"group_by": 'tag:a"b'}, "group_by"),
+])
+def test_api_bad_query_is_400_naming_the_parameter(api, params, field):
+    r = _get(api, "/api/v1/costs/acme", **params)
+    assert r.status_code == 400 and r.json["field"] == field and r.json["message"].startswith(field), r.json
+
+
+def test_api_defaults_are_this_month(api):
+    r = _get(api, "/api/v1/costs/acme")
+    today = dt.datetime.now(dt.timezone.utc).date()
+    assert (r.json["from"], r.json["to"], r.json["group_by"]) == (today.replace(day=1).isoformat(), today.isoformat(),
+                                                                  ["provider", "service"])
