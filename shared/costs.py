@@ -276,9 +276,7 @@ def _convert(wh, q: CostQuery, raw: list[dict], aliases: list[str], currencies: 
                 row["rate_date_first"] = min(filter(None, (row["rate_date_first"], rate_day)))
                 row["rate_date"] = max(filter(None, (row["rate_date"], rate_day)))
     if missing:
-        code, days = sorted(missing.items())[0]
-        days = sorted(set(days))
-        raise fx.MissingRate(code, q.currency, days[0], len(days))
+        raise fx.MissingRate(q.currency, missing)
     return list(groups.values()), total
 
 

@@ -8,12 +8,13 @@ import io
 import json
 from decimal import Decimal
 
+import duckdb
 import pytest
 
 from shared import costs
 from shared.inputs import FieldInvalid
 from shared.tenants import UnknownOrg
-from tests.costs_demo import ALL_DAYS, INDEPENDENT, build_demo, independent_sums
+from tests.costs_demo import ALL_DAYS, INDEPENDENT, TABLE, build_demo, independent_sums
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +38,16 @@ def demo(tmp_path_factory):
             rt.close()
 
 
-def _cli(*args: str):
+def _invoke(args: list[str]):
     from click.testing import CliRunner
 
     from cli.main import cli
 
-    return CliRunner().invoke(cli, ["costs", *args])
+    return CliRunner().invoke(cli, args)
+
+
+def _cli(*args: str):
+    return _invoke(["costs", *args])
 
 
 def _iso(v):
@@ -357,3 +362,130 @@ def test_api_defaults_are_this_month(api):
     today = dt.datetime.now(dt.timezone.utc).date()
     assert (r.json["from"], r.json["to"], r.json["group_by"]) == (today.replace(day=1).isoformat(), today.isoformat(),
                                                                   ["provider", "service"])
+
+
+# -- display currencies ---------------------------------------------------------------------------
+
+def _weekdays(start: dt.date, end: dt.date):
+    d = start
+    while d <= end:
+        if d.weekday() < 5:
+            yield d
+        d += dt.timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def ecb_file(tmp_path_factory):
+    """Dated rates in the ECB eurofxref-hist layout: a different rate every publication day, GBP missing
+    (N/A) on one day, nothing before 2023-10-30 (the demo's CAD charges of 2023-09 have no rate)."""
+    days = sorted([*_weekdays(dt.date(2023, 10, 30), dt.date(2023, 11, 30)),
+                   *_weekdays(dt.date(2026, 9, 21), dt.date(2026, 10, 30))], reverse=True)
+    lines = ["Date,USD,JPY,CYP,CAD,GBP,"]
+    for i, d in enumerate(days):
+        gbp = "N/A" if d == dt.date(2026, 10, 14) else f"{Decimal('0.8601') + Decimal(i) * Decimal('0.00037')}"
+        lines.append(f"{d},{Decimal('1.1501') + Decimal(i) * Decimal('0.0007')},{160 + i}.5,N/A,"
+                     f"{Decimal('1.4503') + Decimal(i) * Decimal('0.0011')},{gbp},")
+    path = tmp_path_factory.mktemp("fx") / "eurofxref-hist.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _ecb_rates(path) -> dict[dt.date, dict[str, Decimal]]:
+    """The file read again here: {day: {currency: units per EUR}}."""
+    out = {}
+    for line in path.read_text().splitlines()[1:]:
+        cells = line.split(",")
+        out[dt.date.fromisoformat(cells[0])] = {
+            code: Decimal(v) for code, v in zip(["USD", "JPY", "CYP", "CAD", "GBP"], cells[1:]) if v != "N/A"}
+    return out
+
+
+def _expected_in(path, ecb, target: str, start: dt.date, end: dt.date, grouping: str = "day"):
+    """{group: (amount in target, first rate date, last rate date)} from the FOCUS rows, each charge day at
+    the latest ECB day on or before it that has both currencies."""
+    from decimal import localcontext
+
+    con = duckdb.connect(str(path))
+    con.execute("SET TimeZone = 'UTC'")
+    rows = con.execute(f"SELECT {INDEPENDENT[grouping]}, BillingCurrency, CAST(ChargePeriodStart AS DATE), BilledCost "
+                       f"FROM {TABLE} WHERE CAST(ChargePeriodStart AS DATE) BETWEEN ? AND ?", [start, end]).fetchall()
+    con.close()
+    out: dict = {}
+    with localcontext() as ctx:
+        ctx.prec = 60
+        for g, cur, day, cost in rows:
+            per_eur = lambda c, d: Decimal(1) if c == "EUR" else ecb[d].get(c)  # noqa: E731
+            if cur == target:
+                factor, used = Decimal(1), None
+            else:
+                used = max(d for d in ecb if d <= day and per_eur(cur, d) and per_eur(target, d))
+                factor = per_eur(target, used) / per_eur(cur, used)
+            amount, first, last = out.get(g, (Decimal(0), None, None))
+            out[g] = (amount + cost * factor, min(filter(None, (first, used)), default=None),
+                      max(filter(None, (last, used)), default=None))
+    return out
+
+
+def test_two_currencies_total_in_a_third_with_dated_rates(demo, api, ecb_file):
+    path, wh = demo
+    done = _invoke(["fx", "import", str(ecb_file)])
+    assert done.exit_code == 0 and "platform-wide" in done.output, done.output
+    start, end = dt.date(2026, 9, 1), dt.date(2026, 10, 31)
+    assert {cur for _, cur in independent_sums(path, "", start=start, end=end)} == {"USD", "EUR"}
+    expected = _expected_in(path, _ecb_rates(ecb_file), "GBP", start, end)
+    result = costs.query(wh, _q(group_by=("day",), start=start, end=end, currency="GBP"))
+    nano = Decimal("1e-9")
+    exact_total = sum(a for a, _, _ in expected.values())
+    assert result.currency == "GBP" and result.total == exact_total.quantize(nano) and result.message is None
+    assert {r["day"]: (r["amount"], r["rate_date_first"], r["rate_date"]) for r in result.rows} == {
+        d: (a.quantize(nano), f, last) for d, (a, f, last) in expected.items()}
+    # the rate dates really are dated: a Sunday uses Friday's rates, the GBP-less day the day before it
+    by_day = {r["day"]: r for r in result.rows}
+    assert by_day[dt.date(2026, 10, 4)]["rate_date"] == dt.date(2026, 10, 2)
+    assert by_day[dt.date(2026, 10, 14)]["rate_date"] == dt.date(2026, 10, 13)
+    assert all(r["currency"] == "GBP" for r in result.rows)
+    # the same through the API and the CLI, as strings
+    r = _get(api, "/api/v1/costs/acme", **{"from": "2026-09-01", "to": "2026-10-31", "group_by": "provider",
+                                         "currency": "gbp"})
+    by_provider = _expected_in(path, _ecb_rates(ecb_file), "GBP", start, end, grouping="provider")
+    assert {row["provider"]: row["amount"] for row in r.json["rows"]} == {
+        p: str(a.quantize(nano)) for p, (a, _, _) in by_provider.items()}
+    assert r.json["total"] == str(exact_total.quantize(nano)) and r.json["currency"] == "GBP"
+    notion = next(row for row in r.json["rows"] if row["provider"] == "Notion")  # the EUR subscription
+    assert notion["rate_date"] is not None and notion["rate_date"] <= "2026-10-30"
+    cli = _cli("acme", "--from", "2026-09-01", "--to", "2026-10-31", "--by", "provider", "--currency", "GBP",
+               "--format", "json")
+    assert json.loads(cli.stdout)["rows"] == r.json["rows"]
+    # FOCUS rows keep their own currency
+    assert {cur for _, cur in independent_sums(path, "", start=start, end=end)} == {"USD", "EUR"}
+
+
+def test_conversion_to_a_billing_currency_and_back(demo, ecb_file):
+    path, wh = demo
+    start, end = dt.date(2026, 10, 1), dt.date(2026, 10, 31)
+    expected = _expected_in(path, _ecb_rates(ecb_file), "EUR", start, end, grouping="pipeline")
+    result = costs.query(wh, _q(group_by=("pipeline",), start=start, end=end, currency="EUR"))
+    assert {r["pipeline"]: r["amount"] for r in result.rows} == {
+        p: a.quantize(Decimal("1e-9")) for p, (a, _, _) in expected.items()}
+    subs = next(r for r in result.rows if r["pipeline"] == "subscription/costs/subscription_cost")
+    assert subs["rate_date"] is not None  # USD subscriptions were converted (inverse EUR->USD)
+    eur_only = costs.query(wh, _q(group_by=("provider",), providers=("Notion",), start=start, end=end, currency="EUR"))
+    assert eur_only.rows[0]["rate_date"] is None  # nothing to convert, no rate used
+
+
+def test_a_missing_rate_is_named(demo, ecb_file):
+    _, wh = demo
+    with pytest.raises(costs.fx.MissingRate) as e:  # the CAD Azure sample of 2023-09 predates every rate
+        costs.query(wh, _q(group_by=("provider",), currency="GBP"))
+    assert "no CAD->GBP exchange rate dated on or before 2023-09-02" in str(e.value)
+    with pytest.raises(costs.fx.MissingRate) as e:
+        costs.query(wh, _q(start=dt.date(2026, 10, 1), end=dt.date(2026, 10, 2), currency="CHF"))
+    assert str(e.value).startswith("currency: no EUR->CHF exchange rate dated on or before 2026-10-01 (and 1 later "
+                                   "charge day(s)); no USD->CHF exchange rate dated on or before 2026-10-01")
+    done = _cli("acme", "--from", "2023-09-01", "--to", "2023-09-30", "--currency", "GBP")
+    assert done.exit_code == 1 and "--currency: no CAD->GBP exchange rate" in " ".join(done.output.split())
+
+
+def test_api_missing_rate_is_422(api, ecb_file):
+    r = _get(api, "/api/v1/costs/acme", **{"from": "2023-09-01", "to": "2023-09-30", "currency": "GBP"})
+    assert r.status_code == 422 and r.json["error"] == "missing_rate" and "CAD->GBP" in r.json["message"]
