@@ -489,3 +489,15 @@ def test_a_missing_rate_is_named(demo, ecb_file):
 def test_api_missing_rate_is_422(api, ecb_file):
     r = _get(api, "/api/v1/costs/acme", **{"from": "2023-09-01", "to": "2023-09-30", "currency": "GBP"})
     assert r.status_code == 422 and r.json["error"] == "missing_rate" and "CAD->GBP" in r.json["message"]
+
+
+def test_model_is_read_from_genai_rows_only(demo):
+    """A cloud row whose SkuId happens to end like a token class is no model (added last: it changes the demo)."""
+    path, wh = demo
+    con = duckdb.connect(str(path))
+    con.execute(f"INSERT INTO {TABLE} SELECT * REPLACE ('m5.large:output' AS SkuId) FROM {TABLE} "
+                "WHERE x_pipeline_id = 'cloud/aws/cost/billing' AND BilledCost > 0 LIMIT 1")
+    con.close()
+    result = costs.query(wh, _q(group_by=("model",)))
+    assert _by_key(result, "model") == independent_sums(path, "model")
+    assert "m5.large" not in {r["model"] for r in result.rows}
