@@ -560,7 +560,8 @@ def _post_fx(c: Call, org: str):
         raise inputs.FieldInvalid("rates", f"give 1 to {MAX_POSTED_RATES} rates")
     rates = [fx.validate_rate(r, f"rates[{i}]") for i, r in enumerate(body["rates"])]
     get_org(c.rt.warehouse, org)
-    return 201, {"stored": fx.store(c.rt.warehouse, rates, org=org, source="api"), "scope": "org"}
+    stored, unchanged = fx.store(c.rt.warehouse, rates, org=org, source="api")
+    return 201, {"stored": stored, "unchanged": unchanged, "scope": "org"}
 
 
 def _health(c: Call):

@@ -430,6 +430,8 @@ def test_two_currencies_total_in_a_third_with_dated_rates(demo, api, ecb_file):
     path, wh = demo
     done = _invoke(["fx", "import", str(ecb_file)])
     assert done.exit_code == 0 and "platform-wide" in done.output, done.output
+    again = _invoke(["fx", "import", str(ecb_file)])  # the whole history again: nothing new to store
+    assert again.exit_code == 0 and "imported 0 rates" in again.output and "already stored" in again.output
     start, end = dt.date(2026, 9, 1), dt.date(2026, 10, 31)
     assert {cur for _, cur in independent_sums(path, "", start=start, end=end)} == {"USD", "EUR"}
     expected = _expected_in(path, _ecb_rates(ecb_file), "GBP", start, end)
