@@ -314,6 +314,14 @@ def test_api_keys_401_and_403(api):
     assert _get(api, "/api/v1/costs/acme", method="x").status_code == 200  # unknown params are ignored
     assert client.post("/api/v1/costs/acme", headers={"X-API-Key": keys["acme"]}).status_code == 405
     assert client.post("/api/v1/costs/acme", headers={"X-API-Key": keys["globex"]}).status_code == 403
+    # the group's key is checked before its routes are: no key learns nothing, the right key gets 404/405
+    assert client.get("/api/v1/costs/acme/nothing/here").status_code == 401
+    missing = client.get("/api/v1/costs/acme/nothing/here", headers={"X-API-Key": keys["acme"]})
+    assert missing.status_code == 404 and missing.json["error"] == "not_found"
+    wrong = client.delete("/api/v1/costs/acme", headers={"X-API-Key": keys["acme"]})
+    assert wrong.status_code == 405 and wrong.json["message"].endswith("use GET")
+    assert client.get("/api/v1/costs/acme/", headers={"X-API-Key": keys["acme"]}).status_code == 200  # no redirect
+    assert client.get("/healthz").json == {"status": "ok"} and client.get("/nowhere").status_code == 404
 
 
 def test_api_filters_and_repeated_groupings(demo, api):
