@@ -14,6 +14,7 @@ POST /api/v1/pipelines/runs/{org}/{run_id}/cancel  -> 200 {run_id, status: "canc
 /api/v1/credentials/{org}[/{id}[/rotate]]          provider credentials: add, list, rotate, disable (DELETE)
 /api/v1/price-overrides/{org}[/{id}[/end]]         negotiated GenAI prices (shared/price_overrides.py)
 GET  /api/v1/costs/{org}                           the cost query (shared/costs.py)
+GET  /api/v1/costs/{org}/export?format&from&to&provider  the FOCUS rows as a streamed file (shared/export.py)
 GET|POST /api/v1/fx-rates/{org}                    the org's exchange rates (shared/fx.py)
 """
 from __future__ import annotations
@@ -526,6 +527,20 @@ def _get_costs(c: Call, org: str):
     return 200, costs.to_json(costs.query(c.rt.warehouse, cost_query(c, org)))
 
 
+def _export_costs(c: Call, org: str):
+    """The org's FOCUS rows as Parquet, CSV or gzip CSV, sent as they are written (shared/export.py)."""
+    from shared import export
+
+    try:
+        fmt = export.check_format(c.query.get("format") or "parquet")
+        flt = export.Filter.parse(c.query.get("from"), c.query.get("to"), c.query.get("provider"))
+    except export.ExportInvalid as e:
+        raise ApiError(400, "invalid_query", str(e), field=e.field) from None
+    chunks = export.stream(c.rt.warehouse, org, fmt, flt)  # the org and the query checked before the first byte
+    return 200, Stream(chunks, export.MEDIA_TYPES[fmt],
+                       {"Content-Disposition": f'attachment; filename="{org}-focus.{fmt}"'})
+
+
 @contextmanager
 def _fx_errors():
     from shared.tenants import UnknownOrg
@@ -606,6 +621,7 @@ ROUTES: tuple[Group, ...] = (
     ), errors=_override_errors),
     Group("/api/v1/costs", (
         Route("GET", "", _get_costs),
+        Route("GET", "/export", _export_costs),
     ), errors=_cost_errors),
     Group("/api/v1/fx-rates", (
         Route("GET", "", _list_fx),

@@ -32,7 +32,12 @@ _FOCUS_TS = "%Y-%m-%dT%H:%M:%SZ"
 
 
 class ExportInvalid(ValueError):
-    """The export's target or filters are wrong; the message says which and what is allowed."""
+    """The export's target or filters are wrong; the message says which and what is allowed (`field`: the
+    parameter, for the HTTP API's 400)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 def format_of(name: str) -> str:
@@ -48,7 +53,7 @@ def format_of(name: str) -> str:
 def check_format(fmt: str) -> str:
     """A format named directly (HTTP `format=`), one of FORMATS' values."""
     if fmt not in MEDIA_TYPES:
-        raise ExportInvalid(f"format {fmt!r} is not one of {', '.join(sorted(MEDIA_TYPES))}")
+        raise ExportInvalid(f"format {fmt!r} is not one of {', '.join(sorted(MEDIA_TYPES))}", "format")
     return fmt
 
 
@@ -61,11 +66,11 @@ class Filter:
     provider: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("start", "end"):
-            if getattr(self, name) is not None:
-                inputs.check_date(name, getattr(self, name))
+        for name, given in (("from", self.start), ("to", self.end)):
+            if given is not None:
+                inputs.check_date(name, given)
         if self.start and self.end and self.start > self.end:
-            raise ExportInvalid(f"the range ends ({self.end}) before it starts ({self.start})")
+            raise ExportInvalid(f"the range ends ({self.end}) before it starts ({self.start})", "to")
 
     @classmethod
     def parse(cls, start: str | None = None, end: str | None = None, provider: str | None = None) -> Filter:
@@ -75,11 +80,11 @@ class Filter:
             try:
                 return dt.date.fromisoformat(value)
             except ValueError:
-                raise ExportInvalid(f"{name} {value!r} is not a date (YYYY-MM-DD)") from None
+                raise ExportInvalid(f"{name} {value!r} is not a date (YYYY-MM-DD)", name) from None
         try:
             return cls(day("from", start), day("to", end), (provider or "").strip().lower() or None)
         except inputs.DateOutOfRange as e:
-            raise ExportInvalid(str(e)) from None
+            raise ExportInvalid(str(e), e.field) from None
 
     def where(self) -> tuple[str, dict[str, Any]]:
         parts, params = ["x_org_slug = @org"], {}

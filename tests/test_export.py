@@ -311,3 +311,67 @@ def test_az_target_is_written_with_the_orgs_azure_credential(landed, rt, azurite
 def test_targets_that_cannot_be_written_are_refused_before_reading(landed, out, message):
     done = run("export", "acme", "--out", out)
     assert done.exit_code == 1 and message in " ".join(done.output.split())
+
+
+# -- GET /api/v1/costs/{org}/export ------------------------------------------------------------------
+
+
+@pytest.fixture()
+def api(landed):
+    from cli.server import app
+    from shared.auth import create_key
+    from shared.tenants import create_org
+
+    create_org(landed, "globex")
+    return app().test_client(), {"acme": create_key(landed, "acme"), "globex": create_key(landed, "globex")}
+
+
+def get_export(api, org="acme", key="acme", **params):
+    client, keys = api
+    return client.get(f"/api/v1/costs/{org}/export", query_string=params,
+                      headers={"X-API-Key": keys[key]} if key else {})
+
+
+def test_the_export_route_streams_parquet_by_default_with_every_row(api):
+    r = get_export(api)
+    assert r.status_code == 200 and r.is_streamed
+    assert r.headers["Content-Type"] == "application/vnd.apache.parquet"
+    assert r.headers["Content-Disposition"] == 'attachment; filename="acme-focus.parquet"'
+    table = pq.read_table(io.BytesIO(r.get_data()))
+    assert table.num_rows == len(aws_rows()) + oci_count()
+    aws = table.filter(pa.compute.equal(table.column("x_pipeline_id"), "cloud/aws/cost/billing"))
+    assert sum(aws.column("BilledCost").to_pylist(), Decimal(0)) == aws_cost()
+
+
+def test_the_export_route_csv_with_filters(api):
+    r = get_export(api, format="csv", provider="aws", **{"from": "2023-11-04", "to": "2023-11-05"})
+    assert r.status_code == 200 and r.headers["Content-Type"] == "text/csv; charset=utf-8"
+    rows = read_csv(r.get_data())
+    days = {"2023-11-04", "2023-11-05"}
+    assert len(rows) == 226 + 155 and {r["ChargePeriodStart"][:10] for r in rows} == days
+    assert sum((Decimal(r["BilledCost"]) for r in rows), Decimal(0)) == aws_cost(days)
+    gz = get_export(api, format="csv.gz", provider="oci")
+    assert gz.headers["Content-Type"] == "application/gzip"
+    assert len(read_csv(gzip.decompress(gz.get_data()))) == oci_count()
+
+
+def test_the_export_route_needs_the_orgs_own_key(api):
+    client, keys = api
+    assert get_export(api, key=None).status_code == 401
+    assert client.get("/api/v1/costs/acme/export", headers={"X-API-Key": keys["acme"] + "x"}).status_code == 401
+    other = get_export(api, key="globex")
+    assert other.status_code == 403 and "acme" in other.json["message"]
+    own = get_export(api, org="globex", key="globex", format="csv")
+    assert own.status_code == 200 and read_csv(own.get_data()) == []  # globex has no rows, never acme's
+    assert client.post("/api/v1/costs/acme/export", headers={"X-API-Key": keys["acme"]}).status_code == 405
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"format": "xlsx"}, "format"),
+    ({"from": "2023-13-01"}, "from"),
+    ({"to": "1999-01-01"}, "to"),
+    ({"from": "2023-11-05", "to": "2023-11-04"}, "to"),
+])
+def test_the_export_route_names_a_bad_parameter(api, params, field):
+    r = get_export(api, **params)
+    assert r.status_code == 400 and r.json["error"] == "invalid_query" and r.json["field"] == field, r.json
