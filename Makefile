@@ -18,7 +18,7 @@ help:
 	@echo "make demo         run the local demo (creates .venv, installs, runs 'cloudact demo')"
 	@echo "make test         run the whole test suite"
 	@echo "make conformance  export the demo's FOCUS table and run the external focus-validator"
-	@echo "make bench        benchmark ingest + conversion"
+	@echo "make bench        benchmark ingest + conversion, and a 1M-row export"
 	@echo "make docs         regenerate the documents made from code (FOCUS schema, docs/focus-rules.md, docs/focus-mapping.md)"
 	@echo "make lock         re-pin requirements*.lock after a pyproject.toml change (UPGRADE=1: newest allowed versions)"
 
