@@ -139,9 +139,10 @@ def chart_data(table: pages.Table) -> dict:
     """The table as Chart.js data. Floats are for the picture only; the table keeps the exact amounts."""
     spec = table.chart
     by_key = {c.key: c.label for c in table.columns}
+    keys = spec["label"] if isinstance(spec["label"], list) else [spec["label"]]
     return {
         "stacked": bool(spec.get("stacked")), "horizontal": bool(spec.get("horizontal")),
-        "labels": [cell(r.get(spec["label"]), "text") for r in table.rows],
+        "labels": [" · ".join(cell(r.get(k), "text") for k in keys) for r in table.rows],
         "datasets": [{"label": by_key[k], "data": [float(r[k]) if r.get(k) is not None else None for r in table.rows]}
                      for k in spec["series"]],
     }

@@ -49,12 +49,14 @@ class Filters:
     start: dt.date
     end: dt.date
     provider: str | None
+    currency: str | None  # a display currency to convert every charge to (shared.fx rates), or each its own
     providers: tuple[str, ...]  # the org's providers over all its data: the filter's choices
     defaulted: bool  # no range was asked for: the last DEFAULT_DAYS days that have data
 
     def query(self) -> dict[str, str]:
-        q = {"from": self.start.isoformat(), "to": self.end.isoformat()}
-        return {**q, "provider": self.provider} if self.provider else q
+        q = {"from": self.start.isoformat(), "to": self.end.isoformat(), "provider": self.provider,
+             "currency": self.currency}
+        return {k: v for k, v in q.items() if v}
 
 
 @dataclass
@@ -109,7 +111,10 @@ def filters(wh, org: str, args, today: dt.date) -> Filters:
     provider = (args.get("provider") or "").strip() or None
     if provider is not None and provider not in providers:
         raise BadFilter(f"no provider {provider[:60]!r} in this organization's costs")
-    return Filters(start, end, provider, providers, defaulted)
+    currency = (args.get("currency") or "").strip().upper() or None
+    if currency is not None and not (len(currency) == 3 and currency.isalpha() and currency.isascii()):
+        raise BadFilter(f"a display currency is a three-letter code such as USD, got {currency[:20]!r}")
+    return Filters(start, end, provider, currency, providers, defaulted)
 
 
 def grain(f: Filters) -> str:
@@ -126,7 +131,7 @@ def _cost(wh, org: str, f: Filters, group_by: tuple[str, ...], **kw):
     from shared import costs
 
     return costs.query(wh, costs.CostQuery(org=org, start=f.start, end=f.end, group_by=group_by,
-                                           providers=(f.provider,) if f.provider else (), **kw))
+                                           providers=(f.provider,) if f.provider else (), currency=f.currency, **kw))
 
 
 def _labelled(name: str) -> str:
@@ -138,11 +143,11 @@ def _labelled(name: str) -> str:
 
 def result_table(res, id: str, caption: str, chart: dict | None = None) -> Table:
     """A CostResult as a table: its group columns, then the amount and its currency."""
-    groups = [c for c in res.columns if c not in ("amount", "currency", "rate_date")]
+    groups = [c for c in res.columns if c not in ("amount", "currency", "rate_date", "rate_date_first")]
     cols = [Column(c, _labelled(c)) for c in groups] + [Column("amount", "Billed cost", "money"),
                                                         Column("currency", "Currency")]
-    if any("rate_date" in r for r in res.rows):
-        cols.append(Column("rate_date", "Rate date", "date"))
+    if "rate_date" in res.columns:
+        cols += [Column("rate_date_first", "First rate date", "date"), Column("rate_date", "Last rate date", "date")]
     if chart is not None:
         chart = {"type": "bar", "horizontal": True, "label": groups[0], "series": ["amount"], **chart}
     return Table(id, caption, cols, [dict(r) for r in res.rows], chart=chart)
@@ -152,40 +157,64 @@ def costs_page(wh, org: str, f: Filters) -> Page:
     g = grain(f)
     page = Page("Costs")
     over_time = _cost(wh, org, f, (g, "provider"))
-    page.tables.append(pivot(over_time, g, f"Billed cost per {g} by provider"))
-    page.tables.append(result_table(_cost(wh, org, f, ("service",), top=TOP), "top-services",
-                                    f"Top {TOP} services by billed cost", chart={}))
-    page.tables.append(result_table(_cost(wh, org, f, ("account",), top=TOP), "top-accounts",
-                                    f"Top {TOP} accounts by billed cost", chart={}))
+    page.tables += pivot(over_time, g, f"Billed cost per {g} by provider")
+    for grouping, title in (("service", "services"), ("account", "accounts")):
+        page.tables.append(top_table(wh, org, f, grouping, f"top-{title}", f"Top {TOP} {title} by billed cost",
+                                     several=len(over_time.currencies) > 1))
     if over_time.total is not None:
         page.notes.append(f"Total billed cost in this range: {over_time.total} {over_time.currency or ''}".strip())
+    elif over_time.message:
+        page.notes.append(over_time.message.capitalize() + ".")
     return page
 
 
-def pivot(res, g: str, caption: str) -> Table:
-    """Periods down, providers across (one column per provider and currency), and a total per period when
-    the period's costs share one currency (amounts of different currencies are never added)."""
-    series = sorted({(r["provider"] or "(none)", r["currency"]) for r in res.rows})
-    currencies = {c for _, c in series}
-    key = {s: f"s{i}" for i, s in enumerate(series)}
-    by_period: dict[Any, dict[str, Any]] = {}
+def top_table(wh, org: str, f: Filters, grouping: str, id: str, caption: str, several: bool) -> Table:
+    """The largest groups. Amounts in different currencies cannot be ranked against each other, so without
+    a display currency an org billed in several gets the largest of each currency."""
+    if not several or f.currency:
+        res = _cost(wh, org, f, (grouping,), top=TOP)
+        table = result_table(res, id, caption, chart={})
+        if res.others:
+            table.note = f"Everything else adds up to {res.others} {res.currency}."
+        return table
+    res = _cost(wh, org, f, (grouping,))
+    by_currency: dict[str, list[dict]] = defaultdict(list)
     for r in res.rows:
-        row = by_period.setdefault(r[g], {"period": r[g]})
-        k = key[(r["provider"] or "(none)", r["currency"])]
-        row[k] = row.get(k, Decimal(0)) + _money(r["amount"])
-    rows = [by_period[p] for p in sorted(by_period)]
-    if len(currencies) == 1:
-        for row in rows:
-            row["total"] = sum((row[k] for k in key.values() if k in row), Decimal(0))
-    label = (lambda p, c: p) if len(currencies) <= 1 else (lambda p, c: f"{p} ({c})")
-    cols = [Column("period", _labelled(g), "date")] + [Column(key[s], label(*s), "money") for s in series]
-    if len(currencies) == 1:
-        cols.append(Column("total", f"Total ({next(iter(currencies))})", "money"))
-    note = None if len(currencies) <= 1 else (
-        "Costs are in several currencies and no display currency was chosen: each currency has its own columns "
-        "and no total adds them.")
-    return Table("cost-over-time", caption, cols, rows, note=note,
-                 chart={"type": "bar", "stacked": True, "label": "period", "series": [key[s] for s in series]})
+        by_currency[r["currency"]].append(r)
+    res.rows = [r for c in sorted(by_currency) for r in sorted(by_currency[c], key=lambda r: -r["amount"])[:TOP]]
+    table = result_table(res, id, f"{caption}, per currency", chart={"label": [grouping, "currency"]})
+    table.note = "Costs are in several currencies: the largest of each, never ranked across currencies."
+    return table
+
+
+def pivot(res, g: str, caption: str) -> list[Table]:
+    """Periods down, providers across, a total per period: one table (and stacked chart) per currency, since
+    amounts of different currencies are never added or stacked together."""
+    counts: dict[str, int] = defaultdict(int)
+    for r in res.rows:
+        counts[r["currency"]] += 1
+    currencies = sorted(counts, key=lambda c: (-counts[c], c))  # the currency most costs are in first
+    tables = []
+    for currency in currencies:
+        rows_in = [r for r in res.rows if r["currency"] == currency]
+        providers = sorted({r["provider"] or "(none)" for r in rows_in})
+        key = {p: f"s{i}" for i, p in enumerate(providers)}
+        by_period: dict[Any, dict[str, Any]] = {}
+        for r in rows_in:
+            row = by_period.setdefault(r[g], {"period": r[g], "total": Decimal(0)})
+            k = key[r["provider"] or "(none)"]
+            row[k] = row.get(k, Decimal(0)) + _money(r["amount"])
+            row["total"] += _money(r["amount"])
+        suffix = f" ({currency})" if len(currencies) > 1 else ""
+        cols = ([Column("period", _labelled(g), "date")] + [Column(key[p], p, "money") for p in providers]
+                + [Column("total", f"Total ({currency})", "money")])
+        tables.append(Table("cost-over-time" + (f"-{currency.lower()}" if len(currencies) > 1 else ""),
+                            caption + suffix, cols, [by_period[p] for p in sorted(by_period)],
+                            chart={"type": "bar", "stacked": True, "label": "period",
+                                   "series": [key[p] for p in providers]}))
+    if not tables:
+        tables.append(Table("cost-over-time", caption, [Column("period", _labelled(g), "date")], []))
+    return tables
 
 
 def genai_page(wh, org: str, f: Filters) -> Page:
@@ -217,9 +246,12 @@ def genai_page(wh, org: str, f: Filters) -> Page:
                   chart={"type": "bar", "horizontal": True, "label": "model",
                          "series": ["computed_cost", "billed_cost"]},
                   note="Amounts are in each provider's billing currency (USD for all GenAI APIs read today). "
-                       "Billed is empty where the provider reports no cost. The provider filter applies to the "
-                       "FOCUS cost pages.")
-    return Page("GenAI", [table])
+                       "Billed is empty where the provider reports no cost. The provider and currency filters "
+                       "apply to the FOCUS table below.")
+    focus = _cost(wh, org, f, ("provider", "model"))
+    focus.rows = [r for r in focus.rows if r["model"] is not None]
+    return Page("GenAI", [table, result_table(focus, "genai-focus", "GenAI FOCUS billed cost by model",
+                                              chart={"label": "model"})])
 
 
 def subscriptions_page(wh, org: str, f: Filters) -> Page:
