@@ -30,7 +30,7 @@ class BadFilter(ValueError):
 class Column:
     key: str
     label: str
-    kind: str = "text"  # text | money | int | date | status | long
+    kind: str = "text"  # text | money | int | date | status | long | id
 
 
 @dataclass
@@ -42,6 +42,7 @@ class Table:
     chart: dict[str, Any] | None = None  # {"type", "stacked", "horizontal", "series": [column keys], "label": key}
     note: str | None = None
     empty: str = "Nothing in this range."
+    scroll: bool = False  # long tables (a row per day) scroll inside their card
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,10 @@ def result_table(res, id: str, caption: str, chart: dict | None = None) -> Table
     if "rate_date" in res.columns:
         cols += [Column("rate_date_first", "First rate date", "date"), Column("rate_date", "Last rate date", "date")]
     if chart is not None:
-        chart = {"type": "bar", "horizontal": True, "label": groups[0], "series": ["amount"], **chart}
+        several = len({r["currency"] for r in res.rows}) > 1
+        label = chart.pop("label", groups[0])
+        chart = {"type": "bar", "horizontal": True, "series": ["amount"], **chart,
+                 "label": [label, "currency"] if several else label}
     return Table(id, caption, cols, [dict(r) for r in res.rows], chart=chart)
 
 
@@ -159,32 +163,41 @@ def costs_page(wh, org: str, f: Filters) -> Page:
     over_time = _cost(wh, org, f, (g, "provider"))
     page.tables += pivot(over_time, g, f"Billed cost per {g} by provider")
     for grouping, title in (("service", "services"), ("account", "accounts")):
-        page.tables.append(top_table(wh, org, f, grouping, f"top-{title}", f"Top {TOP} {title} by billed cost",
-                                     several=len(over_time.currencies) > 1))
+        page.tables += top_tables(wh, org, f, grouping, f"top-{title}", f"Top {TOP} {title} by billed cost",
+                                  several=len(over_time.currencies) > 1)
     if over_time.total is not None:
         page.notes.append(f"Total billed cost in this range: {over_time.total} {over_time.currency or ''}".strip())
     elif over_time.message:
-        page.notes.append(over_time.message.capitalize() + ".")
+        page.notes.append(over_time.message[0].upper() + over_time.message[1:] + ".")
     return page
 
 
-def top_table(wh, org: str, f: Filters, grouping: str, id: str, caption: str, several: bool) -> Table:
-    """The largest groups. Amounts in different currencies cannot be ranked against each other, so without
-    a display currency an org billed in several gets the largest of each currency."""
+def top_tables(wh, org: str, f: Filters, grouping: str, id: str, caption: str, several: bool) -> list[Table]:
+    """The largest groups. Amounts in different currencies are never ranked against each other: without a
+    display currency, an org billed in several gets a list (and chart) per currency."""
     if not several or f.currency:
         res = _cost(wh, org, f, (grouping,), top=TOP)
         table = result_table(res, id, caption, chart={})
         if res.others:
             table.note = f"Everything else adds up to {res.others} {res.currency}."
-        return table
+        return [table]
     res = _cost(wh, org, f, (grouping,))
     by_currency: dict[str, list[dict]] = defaultdict(list)
     for r in res.rows:
         by_currency[r["currency"]].append(r)
-    res.rows = [r for c in sorted(by_currency) for r in sorted(by_currency[c], key=lambda r: -r["amount"])[:TOP]]
-    table = result_table(res, id, f"{caption}, per currency", chart={"label": [grouping, "currency"]})
-    table.note = "Costs are in several currencies: the largest of each, never ranked across currencies."
-    return table
+    tables = []
+    for currency in sorted(by_currency, key=lambda c: (-len(by_currency[c]), c)):
+        rows = sorted(by_currency[currency], key=lambda r: -r["amount"])
+        part = costs_result(res.columns, rows[:TOP])
+        tables.append(result_table(part, f"{id}-{currency.lower()}", f"{caption} ({currency})", chart={}))
+    return tables
+
+
+def costs_result(columns: list[str], rows: list[dict]):
+    from shared import costs
+
+    currencies = sorted({r["currency"] for r in rows})
+    return costs.CostResult(columns=columns, rows=rows, total=None, currency=None, currencies=currencies)
 
 
 def pivot(res, g: str, caption: str) -> list[Table]:
@@ -211,7 +224,7 @@ def pivot(res, g: str, caption: str) -> list[Table]:
         tables.append(Table("cost-over-time" + (f"-{currency.lower()}" if len(currencies) > 1 else ""),
                             caption + suffix, cols, [by_period[p] for p in sorted(by_period)],
                             chart={"type": "bar", "stacked": True, "label": "period",
-                                   "series": [key[p] for p in providers]}))
+                                   "series": [key[p] for p in providers]}, scroll=True))
     if not tables:
         tables.append(Table("cost-over-time", caption, [Column("period", _labelled(g), "date")], []))
     return tables
@@ -249,7 +262,7 @@ def genai_page(wh, org: str, f: Filters) -> Page:
                        "Billed is empty where the provider reports no cost. The provider and currency filters "
                        "apply to the FOCUS table below.")
     focus = _cost(wh, org, f, ("provider", "model"))
-    focus.rows = [r for r in focus.rows if r["model"] is not None]
+    focus = costs_result(focus.columns, [r for r in focus.rows if r["model"] is not None])
     return Page("GenAI", [table, result_table(focus, "genai-focus", "GenAI FOCUS billed cost by model",
                                               chart={"label": "model"})])
 
@@ -266,8 +279,8 @@ def subscriptions_page(wh, org: str, f: Filters) -> Page:
     page = Page("Subscriptions", [Table("subscriptions", "SaaS subscriptions (terms in effect now)", cols, listed,
                                         empty="No subscriptions yet: add them with POST /api/v1/subscriptions/ORG.")])
     res = _cost(wh, org, f, ("pipeline", "provider"))
-    res.rows = [r for r in res.rows if r["pipeline"] == SUBSCRIPTION_PIPELINE]
-    res.columns = [c for c in res.columns if c != "pipeline"]
+    res = costs_result([c for c in res.columns if c != "pipeline"],
+                       [r for r in res.rows if r["pipeline"] == SUBSCRIPTION_PIPELINE])
     page.tables.append(result_table(res, "subscription-costs", "Subscription cost in this range (FOCUS billed cost)",
                                     chart={"label": "provider"}))
     return page
@@ -288,7 +301,7 @@ def reconciliation_page(wh, org: str) -> Page:
             Column("currency", "Currency"), Column("source_rows", "Source rows", "int"),
             Column("focus_rows", "FOCUS rows", "int"), Column("source_cost", "Source total", "money"),
             Column("billed_cost", "FOCUS billed cost", "money"), Column("difference", "Difference", "money"),
-            Column("result", "Result", "status"), Column("run_id", "Run")]
+            Column("result", "Result", "status"), Column("run_id", "Run", "id")]
     return Page("Reconciliation", [Table(
         "reconciliation", "Cloud bills reconciled per billing period (latest run of each)", cols, rows,
         note="Each conversion sums the provider's export as read and the FOCUS BilledCost made from it; "
@@ -304,10 +317,10 @@ def runs_page(wh, org: str, limit: int = 50) -> Page:
     for run in runs.list_runs(wh, org, limit=limit):
         view = runs.public_view(run)
         rows.append({**view, "duration_s": _seconds(run["started_at"] or run["created_at"], run["finished_at"]),
-                     "warning_count": len(view["warnings"]), "warnings_text": "\n".join(map(str, view["warnings"]))})
+                     "warnings_text": "\n".join(map(str, view["warnings"]))})
     cols = [Column("created_at", "Queued at (UTC)", "date"), Column("pipeline", "Pipeline"),
             Column("start_date", "From", "date"), Column("end_date", "To", "date"),
             Column("status", "Status", "status"), Column("duration_s", "Duration (s)", "int"),
             Column("rows_ingested", "Rows ingested", "int"), Column("rows_converted", "FOCUS rows", "int"),
-            Column("warning_count", "Warnings", "int"), Column("error", "Error", "long"), Column("run_id", "Run")]
+            Column("error", "Error", "long"), Column("warnings_text", "Warnings", "long"), Column("run_id", "Run", "id")]
     return Page("Runs", [Table("runs", f"The {limit} most recent runs", cols, rows, empty="No runs yet.")])
