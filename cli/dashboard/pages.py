@@ -30,7 +30,7 @@ class BadFilter(ValueError):
 class Column:
     key: str
     label: str
-    kind: str = "text"  # text | money | int | date | status | long | id
+    kind: str = "text"  # text | money | int | date | status | long | lines | id
 
 
 @dataclass
@@ -322,5 +322,5 @@ def runs_page(wh, org: str, limit: int = 50) -> Page:
             Column("start_date", "From", "date"), Column("end_date", "To", "date"),
             Column("status", "Status", "status"), Column("duration_s", "Duration (s)", "int"),
             Column("rows_ingested", "Rows ingested", "int"), Column("rows_converted", "FOCUS rows", "int"),
-            Column("error", "Error", "long"), Column("warnings_text", "Warnings", "long"), Column("run_id", "Run", "id")]
+            Column("run_id", "Run", "id"), Column("error", "Error", "long"), Column("warnings_text", "Warnings", "lines")]
     return Page("Runs", [Table("runs", f"The {limit} most recent runs", cols, rows, empty="No runs yet.")])
