@@ -493,3 +493,124 @@ def test_a_revoked_key_ends_its_sessions(browser, site):
     revoke_key(site["wh"], "acme", key.split("_")[1])
     browser.get(f"{site['url']}/ui/runs")
     assert browser.current_url == f"{site['url']}/ui/login"
+
+
+# -- the session's mechanics over plain HTTP (Flask's test client; no browser needed) ---------------------
+@pytest.fixture()
+def ui(rt, acme):
+    from cli.dashboard.app import create_app
+    from shared.auth import create_key
+
+    app = create_app()
+    return {"app": app, "key": create_key(rt.warehouse, "acme"), "rt": rt}
+
+
+def _csrf(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+def _signed_in(client, key: str) -> str:
+    """Sign in; returns the form token of the signed-in pages."""
+    token = _csrf(client.get("/ui/login").text)
+    r = client.post("/ui/login", data={"api_key": key, "csrf": token})
+    assert r.status_code == 303 and r.headers["Location"] == "/ui/", r.text
+    return _csrf(client.get("/ui/runs").text)
+
+
+def test_login_and_logout_need_the_forms_token(ui):
+    client = ui["app"].test_client()
+    assert client.get("/ui/runs").status_code == 303  # nothing yet
+    token = _csrf(client.get("/ui/login").text)
+    for data in ({"api_key": ui["key"]}, {"api_key": ui["key"], "csrf": token + "x"}):
+        r = client.post("/ui/login", data=data)
+        assert r.status_code == 400 and "expired" in r.text
+        assert client.get("/ui/runs").status_code == 303
+    page_token = _signed_in(client, ui["key"])
+    assert page_token != token  # a new session at sign-in: a token planted before it is worth nothing
+    for data in ({}, {"csrf": token}):
+        assert client.post("/ui/logout", data=data).status_code == 400
+        assert client.get("/ui/runs").status_code == 200  # still signed in: a forged sign-out changes nothing
+    r = client.post("/ui/logout", data={"csrf": page_token})
+    assert r.status_code == 303 and r.headers["Location"] == "/ui/login"
+    assert "cloudact_ui=;" in r.headers["Set-Cookie"] and "Expires=Thu, 01 Jan 1970" in r.headers["Set-Cookie"]
+    assert client.get("/ui/runs").status_code == 303
+
+
+def test_cookie_is_secure_over_https(ui):
+    for base, secure in (("https://cloudact.example", True), ("http://127.0.0.1", False)):
+        client = ui["app"].test_client()
+        token = _csrf(client.get("/ui/login", base_url=base).text)
+        r = client.post("/ui/login", data={"api_key": ui["key"], "csrf": token}, base_url=base)
+        cookie = r.headers["Set-Cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/ui" in cookie
+        assert ("; Secure" in cookie) is secure, cookie
+
+
+def test_a_forged_or_foreign_cookie_is_refused(ui, rt):
+    from flask.sessions import SecureCookieSessionInterface
+    from shared.auth import create_key
+    from shared.tenants import create_org
+
+    create_org(rt.warehouse, "globex")
+    globex_key_id = create_key(rt.warehouse, "globex").split("_")[1]
+    forger = __import__("flask").Flask("forger")
+    forger.secret_key = b"not-the-servers-secret"
+    forged = SecureCookieSessionInterface().get_signing_serializer(forger).dumps(
+        {"org": "acme", "key_id": ui["key"].split("_")[1], "csrf": "x"})
+    client = ui["app"].test_client()
+    client.set_cookie("cloudact_ui", forged, path="/ui")
+    assert client.get("/ui/runs").status_code == 303
+    # signed with the real secret, but naming another org's key for this org: the key must be this org's
+    real = SecureCookieSessionInterface().get_signing_serializer(ui["app"]).dumps(
+        {"org": "acme", "key_id": globex_key_id, "csrf": "x"})
+    client.set_cookie("cloudact_ui", real, path="/ui")
+    assert client.get("/ui/runs").status_code == 303
+
+
+def test_the_key_is_never_logged(ui, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    _signed_in(ui["app"].test_client(), ui["key"])
+    wrong = ui["key"][:-4] + "AAAA"
+    client = ui["app"].test_client()
+    assert client.post("/ui/login", data={"api_key": wrong, "csrf": _csrf(client.get("/ui/login").text)}
+                       ).status_code == 401
+    assert "dashboard sign-in to org acme" in caplog.text and "sign-in refused" in caplog.text
+    for key in (ui["key"], wrong):
+        assert key.split("_", 2)[2] not in caplog.text
+
+
+def test_pages_load_nothing_from_elsewhere(ui):
+    """Offline: every script, style and link is the dashboard's own, under /ui/; the CSP says the same."""
+    client = ui["app"].test_client()
+    _signed_in(client, ui["key"])
+    for page in ("/ui/login", "/ui/", "/ui/genai", "/ui/subscriptions", "/ui/reconciliation", "/ui/runs"):
+        r = client.get(page, follow_redirects=True)
+        assert r.status_code == 200, page
+        assert r.headers["Content-Security-Policy"].startswith("default-src 'none'; script-src 'self'")
+        assert r.headers["Cache-Control"] == "no-store" and r.headers["X-Content-Type-Options"] == "nosniff"
+        refs = re.findall(r'(?:src|href|action)="([^"]*)"', r.text)
+        assert refs and all(u.startswith(("/ui/", "#")) for u in refs), (page, refs)
+        assert "<script>" not in r.text  # no inline script: data travels as application/json
+        for ref in refs:
+            if "/static/" in ref:
+                assert client.get(ref).status_code == 200, ref
+
+
+def test_the_vendored_chartjs_is_the_version_noted_and_packaged():
+    import fnmatch
+    import tomllib
+
+    static = ROOT / "cli" / "dashboard" / "static"
+    js = (static / "vendor" / "chartjs" / "chart.umd.min.js").read_text()
+    version = re.search(r"chart\.js (\d+\.\d+\.\d+)", (static / "vendor" / "chartjs" / "VERSION").read_text()).group(1)
+    assert js.startswith(f"/*!\n * Chart.js v{version}\n") and "MIT" in js[:200]
+    assert "MIT License" in (static / "vendor" / "chartjs" / "LICENSE.md").read_text()
+    # every file the pages need is matched by the package data, so a wheel or a clean install carries it
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["cli.dashboard"]
+    base = ROOT / "cli" / "dashboard"
+    files = [p.relative_to(base).as_posix() for d in ("static", "templates") for p in (base / d).rglob("*") if p.is_file()]
+    assert len(files) >= 9
+    assert [f for f in files if not any(fnmatch.fnmatch(f, pat) and f.count("/") == pat.count("/")
+                                        for pat in patterns)] == []
