@@ -187,7 +187,7 @@ def top_tables(wh, org: str, f: Filters, grouping: str, id: str, caption: str, s
         by_currency[r["currency"]].append(r)
     tables = []
     for currency in sorted(by_currency, key=lambda c: (-len(by_currency[c]), c)):
-        rows = sorted(by_currency[currency], key=lambda r: -r["amount"])
+        rows = by_currency[currency]  # the query lists the largest first
         part = costs_result(res.columns, rows[:TOP])
         tables.append(result_table(part, f"{id}-{currency.lower()}", f"{caption} ({currency})", chart={}))
     return tables
