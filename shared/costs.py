@@ -276,12 +276,44 @@ def _convert(wh, q: CostQuery, raw: list[dict], aliases: list[str], currencies: 
                 row["rate_date_first"] = min(filter(None, (row["rate_date_first"], rate_day)))
                 row["rate_date"] = max(filter(None, (row["rate_date"], rate_day)))
     if missing:
-        code, days = sorted(missing.items())[0]
-        days = sorted(set(days))
-        raise fx.MissingRate(code, q.currency, days[0], len(days))
+        raise fx.MissingRate(q.currency, missing)
     return list(groups.values()), total
 
 
 def amount_text(value: Decimal | None) -> str | None:
     """An amount as a plain decimal string (never an exponent), for JSON and CSV."""
     return None if value is None else format(value, "f")
+
+
+def _text(v):
+    if isinstance(v, Decimal):
+        return amount_text(v)
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    return v
+
+
+def to_json(result: CostResult) -> dict:
+    """The result as JSON-ready data (the API's body and `cloudact costs --format json`): amounts and dates
+    as strings, so no client reads money through a float."""
+    q = result.query
+    return {
+        "org": q.org, "from": q.start.isoformat(), "to": q.end.isoformat(), "metric": q.metric,
+        "group_by": list(q.group_by), "currency": result.currency, "currencies": result.currencies,
+        "columns": result.columns,
+        "rows": [{k: _text(v) for k, v in r.items()} for r in result.rows],
+        "total": amount_text(result.total), "others": amount_text(result.others), "message": result.message,
+    }
+
+
+def to_csv(result: CostResult) -> str:
+    """One header line (the columns) and one line per row, amounts exact."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(result.columns)
+    for r in result.rows:
+        writer.writerow(["" if r.get(c) is None else _text(r.get(c)) for c in result.columns])
+    return out.getvalue()

@@ -41,14 +41,18 @@ _MAX_RATE = Decimal("1e29")
 
 
 class MissingRate(FieldInvalid):
-    """No rate converts a currency to the display currency for some charge day; the message names both."""
+    """No rate converts some currency to the display currency for some charge days; the message names each
+    pair and the first day without a rate."""
 
-    def __init__(self, from_currency: str, to_currency: str, day: dt.date, days: int = 1):
-        more = f" (and {days - 1} later charge day(s))" if days > 1 else ""
-        super().__init__("currency", f"no {from_currency}->{to_currency} exchange rate dated on or before "
-                         f"{day.isoformat()}{more}; import one with `cloudact fx import FILE` (ECB reference "
-                         f"rates or date,from,to,rate)")
-        self.from_currency, self.to_currency, self.day = from_currency, to_currency, day
+    def __init__(self, to_currency: str, missing: dict[str, list[dt.date]]):
+        parts = []
+        for code, days in sorted(missing.items()):
+            days = sorted(set(days))
+            more = f" (and {len(days) - 1} later charge day(s))" if len(days) > 1 else ""
+            parts.append(f"no {code}->{to_currency} exchange rate dated on or before {days[0].isoformat()}{more}")
+        super().__init__("currency", "; ".join(parts) + "; import rates with `cloudact fx import FILE` (ECB "
+                         "reference rates or date,from,to,rate)")
+        self.to_currency, self.missing = to_currency, missing
 
 
 def currency_code(field: str, value) -> str:
