@@ -283,6 +283,11 @@ def test_costs_page_equals_sql_over_the_focus_table(browser, site):
         want = {tuple(g.split("|")): s for (g, c), s in sums.items() if c == currency}
         assert got == want, currency
     assert sum(len(pivot_cells(browser, f"cost-over-time-{c.lower()}")) for c in currencies) >= 100
+    # and the same numbers as the HTTP API's, amounts as its exact decimal strings
+    by_api = api(site, "acme", f"/api/v1/costs/acme?from={start}&to={end}&group_by=day,provider")["rows"]
+    for currency in currencies:
+        assert pivot_cells(browser, f"cost-over-time-{currency.lower()}") == {
+            (r["day"], r["provider"]): Decimal(r["amount"]) for r in by_api if r["currency"] == currency}
 
     for table_id, column, key in (("top-services", "ServiceName", "service"),
                                   ("top-accounts", "SubAccountId", "account")):
