@@ -240,19 +240,22 @@ def genai_page(wh, org: str, f: Filters) -> Page:
             continue
         m = per_model.setdefault((r["provider"], r["model"]), {
             "provider": r["provider"], "model": r["model"], "computed_cost": None, "billed_cost": None,
-            "reasons": set()})
+            "billed_by": set(), "reason": set()})
         for k in ("computed_cost", "billed_cost"):
-            if r.get(k) is not None:  # NULL stays NULL: a model the provider bills nothing for has no billed
+            if r.get(k) is not None:  # NULL stays NULL: a model nothing bills has no billed cost, not 0
                 m[k] = (m[k] or Decimal(0)) + _money(r[k])
-        if r.get("reason"):
-            m["reasons"].add(str(r["reason"]))
+        for k in ("billed_by", "reason"):  # the report's explanations, where it gives them
+            if r.get(k):
+                m[k].add(str(r[k]))
     rows = []
-    for (_, _), m in sorted(per_model.items()):
+    for _, m in sorted(per_model.items()):
         c, b = m["computed_cost"], m["billed_cost"]
         rows.append({**m, "difference": (b - c) if b is not None and c is not None else None,
-                     "reason": "; ".join(sorted(m.pop("reasons")))})
+                     "billed_by": ", ".join(sorted(m["billed_by"])), "reason": "; ".join(sorted(m["reason"]))})
     cols = [Column("provider", "Provider"), Column("model", "Model"), Column("computed_cost", "Computed", "money"),
-            Column("billed_cost", "Billed by provider", "money"), Column("difference", "Billed − computed", "money")]
+            Column("billed_cost", "Billed", "money"), Column("difference", "Billed − computed", "money")]
+    if any(r["billed_by"] for r in rows):
+        cols.append(Column("billed_by", "Billed by"))
     if any(r["reason"] for r in rows):
         cols.append(Column("reason", "Why they differ", "long"))
     table = Table("genai-models", "GenAI cost by model: computed from usage vs billed by the provider", cols, rows,
