@@ -192,6 +192,23 @@ def charts_drawn(browser) -> int:
         return false; }).length;""")
 
 
+def accessibility_problems(browser) -> list[str]:
+    """What a screen reader or keyboard user would miss: unlabelled fields, charts without a text
+    alternative, tables without headers or a caption, a page without a language or a main landmark."""
+    return browser.execute_script("""
+      const out = [];
+      if (!document.documentElement.lang) out.push('no lang');
+      if (!document.querySelector('main')) out.push('no main');
+      document.querySelectorAll('input:not([type=hidden]), select').forEach(e => {
+        if (!e.labels || !e.labels.length) out.push('unlabelled ' + (e.id || e.name)); });
+      document.querySelectorAll('canvas').forEach(c => {
+        if (c.getAttribute('role') !== 'img' || !c.getAttribute('aria-label')) out.push('chart ' + c.id); });
+      document.querySelectorAll('table').forEach(t => {
+        if (!t.caption || !t.caption.textContent.trim()) out.push('no caption ' + t.id);
+        if (t.querySelectorAll('thead th[scope=col]').length !== t.rows[0].cells.length) out.push('headers ' + t.id); });
+      return out;""")
+
+
 def q(site, sql: str, params: dict | None = None) -> list[dict]:
     return site["wh"].query(sql, params or {})
 
@@ -232,6 +249,7 @@ def test_pages_need_a_sign_in_and_a_wrong_key_is_refused(browser, site):
     for page in ("", "genai", "subscriptions", "reconciliation", "runs"):
         browser.get(f"{site['url']}/ui/{page}")
         assert browser.current_url == f"{site['url']}/ui/login", page
+    assert accessibility_problems(browser) == []
     screenshot(browser, "login")
     acme_id = site["keys"]["acme"].split("_")[1]
     for wrong in ("not-a-key", "cak_000000000000_nope", f"cak_{acme_id}_{'x' * 43}", site["keys"]["acme"][:-1]):
@@ -301,6 +319,7 @@ def test_costs_page_equals_sql_over_the_focus_table(browser, site):
             assert got == {g: want[(g, currency)] for g in got}
     assert charts_drawn(browser) == 3 * len(currencies)
     assert console_errors(browser) == []  # no CSP refusal, no missing asset, no script error
+    assert accessibility_problems(browser) == []
     screenshot(browser, "costs")
 
 
@@ -378,7 +397,7 @@ def test_genai_page_computed_vs_billed_equals_sql(browser, site):
     got = {(r["provider"][0], r["model"][0], r["currency"][0]): money_cells(r, "amount")
            for r in table(browser, "genai-focus")}
     assert got == dict(focus) and len(got) >= 10
-    assert charts_drawn(browser) == 2 and console_errors(browser) == []
+    assert charts_drawn(browser) == 2 and console_errors(browser) == [] and accessibility_problems(browser) == []
     screenshot(browser, "genai")
 
 
@@ -395,7 +414,7 @@ def test_subscriptions_page_equals_the_api_and_sql(browser, site):
     want = focus_sums(site, "ServiceProviderName", start, end, where=f"x_pipeline_id = '{SUBSCRIPTION}'")
     got = {(r["provider"][0], r["currency"][0]): money_cells(r, "amount") for r in table(browser, "subscription-costs")}
     assert got == want and {c for _, c in got} == {"USD", "EUR"}
-    assert console_errors(browser) == []
+    assert console_errors(browser) == [] and accessibility_problems(browser) == []
     screenshot(browser, "subscriptions")
 
 
@@ -416,6 +435,7 @@ def test_reconciliation_page_shows_each_billing_period_against_its_source(browse
         assert money_cells(r, "difference") == focus[k][1] - source[k][1]
         assert r["result"][1] == "reconciled"
     assert money_cells(rows[("cloud/aws/cost/billing", "2023-11-01", "USD")], "source_cost") == aws_sample_total()
+    assert accessibility_problems(browser) == []
     screenshot(browser, "reconciliation")
 
 
@@ -436,6 +456,7 @@ def test_runs_page_equals_the_runs_api(browser, site):
         assert row["error"][0] == (run["error"] or "")
         assert row["warnings_text"][0] == "\n".join(run["warnings"])
     assert any(r["warnings_text"][0] for r in rows)
+    assert accessibility_problems(browser) == []
     screenshot(browser, "runs")
 
 
