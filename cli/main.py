@@ -870,12 +870,13 @@ def fx_import(file: Path, org: str | None) -> None:
     wh = _rt().warehouse
     if org:
         get_org(wh, org)
-    n = fx.store(wh, rates, org=org, source=file.name)
+    stored, unchanged = fx.store(wh, rates, org=org, source=file.name)
     pairs = sorted({f"{r.from_currency}->{r.to_currency}" for r in rates})
     days = sorted({r.rate_date for r in rates})
     shown = ", ".join(pairs[:8]) + (f" and {len(pairs) - 8} more" if len(pairs) > 8 else "")
-    console.print(f"imported {n} rates ({shown}) dated {days[0]}..{days[-1]} "
-                  + (f"for org {org}" if org else "platform-wide (every org)"))
+    console.print(f"imported {stored} rates ({shown}) dated {days[0]}..{days[-1]} "
+                  + (f"for org {org}" if org else "platform-wide (every org)")
+                  + (f"; {unchanged} already stored" if unchanged else ""))
 
 
 @fx_group.command("list")

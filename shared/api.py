@@ -237,11 +237,15 @@ class Call:
     def json(self) -> Any:
         return _json_body(self.raw_body)
 
+    def getlist(self, name: str) -> list[str]:
+        """Every value of a repeated query parameter (a plain dict has one per name)."""
+        if hasattr(self.query, "getlist"):
+            return self.query.getlist(name)
+        return [self.query[name]] if name in self.query else []
+
     def values(self, name: str) -> list[str]:
         """Every value of a query parameter given once, repeated or as a comma list."""
-        raw = self.query.getlist(name) if hasattr(self.query, "getlist") else (
-            [self.query[name]] if name in self.query else [])
-        return [v.strip() for value in raw for v in value.split(",") if v.strip()]
+        return [v.strip() for value in self.getlist(name) for v in value.split(",") if v.strip()]
 
 
 @dataclass(frozen=True)
@@ -474,9 +478,11 @@ def _query_date(c: Call, name: str) -> dt.date | None:
     if value in (None, ""):
         return None
     try:
-        return dt.date.fromisoformat(value) if len(value) == 10 else dt.date.fromisoformat("x")
+        if len(value) == 10:
+            return dt.date.fromisoformat(value)
     except ValueError:
-        raise inputs.FieldInvalid(name, f"must be a date as YYYY-MM-DD, got {value!r}") from None
+        pass
+    raise inputs.FieldInvalid(name, f"must be a date as YYYY-MM-DD, got {value!r}")
 
 
 def cost_query(c: Call, org: str):
@@ -491,9 +497,7 @@ def cost_query(c: Call, org: str):
     end = _query_date(c, "to") or q.end
     start = _query_date(c, "from") or end.replace(day=1)
     providers, services, tags = [], [], []
-    raw_filters = c.query.getlist("filter") if hasattr(c.query, "getlist") else (
-        [c.query["filter"]] if "filter" in c.query else [])
-    for f in raw_filters:
+    for f in c.getlist("filter"):
         name, sep, value = f.partition("=")
         if not sep or not value:
             raise inputs.FieldInvalid("filter", f"{f!r}: give provider=NAME, service=NAME or tag:KEY=VALUE")
@@ -556,7 +560,8 @@ def _post_fx(c: Call, org: str):
         raise inputs.FieldInvalid("rates", f"give 1 to {MAX_POSTED_RATES} rates")
     rates = [fx.validate_rate(r, f"rates[{i}]") for i, r in enumerate(body["rates"])]
     get_org(c.rt.warehouse, org)
-    return 201, {"stored": fx.store(c.rt.warehouse, rates, org=org, source="api"), "scope": "org"}
+    stored, unchanged = fx.store(c.rt.warehouse, rates, org=org, source="api")
+    return 201, {"stored": stored, "unchanged": unchanged, "scope": "org"}
 
 
 def _health(c: Call):

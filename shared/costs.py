@@ -190,10 +190,11 @@ def _names(q: CostQuery) -> list[str]:
     return names
 
 
-def _sort_key(names_time: list[str]):
+def _sort_key(names_time: list[str], names: list[str]):
     def key(row):
-        # time groupings ascending (None last), then the largest amounts first
-        return (tuple((row[n] is None, row[n] or dt.date.min) for n in names_time), -row["amount"])
+        # time groupings ascending (None last), the largest amounts first, then by name: the same every time
+        return (tuple((row[n] is None, row[n] or dt.date.min) for n in names_time), -row["amount"],
+                tuple((row[n] is None, str(row[n])) for n in names), row["currency"])
     return key
 
 
@@ -231,10 +232,10 @@ def query(wh, q: CostQuery) -> CostResult:
     if q.top is not None and len(rows) > q.top:
         if exact_total is None:
             raise FieldInvalid("top", message.replace("get a total", "rank them"))
-        kept = sorted(rows, key=lambda r: -r["amount"])[:q.top]
+        kept = sorted(rows, key=_sort_key([], group_names))[:q.top]
         others = exact_total - sum((r["amount"] for r in kept), Decimal(0))
         rows = kept
-    rows.sort(key=_sort_key(time_names))
+    rows.sort(key=_sort_key(time_names, group_names))
     total = exact_total
     if q.currency is not None:
         total = exact_total.quantize(_NANO, ROUND_HALF_EVEN)

@@ -154,15 +154,29 @@ def ensure_table(wh) -> None:
     wh.ensure_table(wh.meta_dataset, schemas.get(TABLE))
 
 
-def store(wh, rates: Iterable[Rate], *, org: str | None, source: str) -> int:
-    """Insert rates (org None: platform-wide). A later import of the same date and pair supersedes."""
-    now = dt.datetime.now(dt.timezone.utc)
-    rows = [{"org_slug": org, "rate_date": r.rate_date, "from_currency": r.from_currency,
-             "to_currency": r.to_currency, "rate": r.rate, "source": source[:200], "imported_at": now}
-            for r in rates]
+def store(wh, rates: Iterable[Rate], *, org: str | None, source: str) -> tuple[int, int]:
+    """Insert rates (org None: platform-wide); (stored, unchanged). A rate equal to the one in force for
+    its date and pair is skipped, so importing the whole ECB history again each day adds only the new days;
+    a different one supersedes it."""
+    rates = list(rates)
     ensure_table(wh)
-    wh.insert_rows(wh.meta_dataset, TABLE, rows)
-    return len(rows)
+    if not rates:
+        return 0, 0
+    scope = "org_slug = @org" if org else "org_slug IS NULL"
+    current = wh.query(
+        f"""SELECT rate_date, from_currency, to_currency, rate FROM `organizations.fx_rates`
+            WHERE {scope} AND rate_date BETWEEN @first AND @last AND from_currency IN UNNEST(@froms)
+            QUALIFY ROW_NUMBER() OVER (PARTITION BY rate_date, from_currency, to_currency
+                                       ORDER BY imported_at DESC) = 1""",
+        {"org": org or "", "first": min(r.rate_date for r in rates), "last": max(r.rate_date for r in rates),
+         "froms": sorted({r.from_currency for r in rates})})
+    have = {(c["rate_date"], c["from_currency"], c["to_currency"], Decimal(c["rate"])) for c in current}
+    new = [r for r in rates if (r.rate_date, r.from_currency, r.to_currency, r.rate) not in have]
+    now = dt.datetime.now(dt.timezone.utc)
+    wh.insert_rows(wh.meta_dataset, TABLE, [
+        {"org_slug": org, "rate_date": r.rate_date, "from_currency": r.from_currency, "to_currency": r.to_currency,
+         "rate": r.rate, "source": source[:200], "imported_at": now} for r in new])
+    return len(new), len(rates) - len(new)
 
 
 class RateBook:

@@ -99,7 +99,9 @@ def test_org_rates_win_for_that_org_only_and_the_last_import_wins(rt, acme):
     create_org(rt.warehouse, "globex")
     wh = rt.warehouse
     fx.store(wh, [fx.Rate(D1, "USD", "GBP", Decimal("0.70"))], org=None, source="first")
-    fx.store(wh, [fx.Rate(D1, "USD", "GBP", Decimal("0.71"))], org=None, source="second")
+    assert fx.store(wh, [fx.Rate(D1, "USD", "GBP", Decimal("0.71"))], org=None, source="second") == (1, 0)
+    # the same rate again is not stored twice; an equal rate of the org is the org's own
+    assert fx.store(wh, [fx.Rate(D1, "USD", "GBP", Decimal("0.710"))], org=None, source="third") == (0, 1)
     fx.store(wh, [fx.Rate(D1, "USD", "GBP", Decimal("0.90"))], org="acme", source="acme's treasury")
     assert fx.load(wh, "acme", ["USD"], "GBP", D5).factor("USD", "GBP", D5) == (Decimal("0.90"), D1)
     assert fx.load(wh, "globex", ["USD"], "GBP", D5).factor("USD", "GBP", D5) == (Decimal("0.71"), D1)
@@ -120,7 +122,9 @@ def test_api_posts_org_rates_never_platform_ones(rt, acme):
     assert client.post("/api/v1/fx-rates/acme", json=body).status_code == 401
     assert client.post("/api/v1/fx-rates/acme", json=body, headers={"X-API-Key": keys["globex"]}).status_code == 403
     r = client.post("/api/v1/fx-rates/acme", json=body, headers={"X-API-Key": keys["acme"]})
-    assert r.status_code == 201 and r.json == {"stored": 1, "scope": "org"}
+    assert r.status_code == 201 and r.json == {"stored": 1, "unchanged": 0, "scope": "org"}
+    again = client.post("/api/v1/fx-rates/acme", json=body, headers={"X-API-Key": keys["acme"]})
+    assert again.json == {"stored": 0, "unchanged": 1, "scope": "org"}
     listed = client.get("/api/v1/fx-rates/acme", headers={"X-API-Key": keys["acme"]}).json["rates"]
     assert [(x["rate_date"], x["from_currency"], x["to_currency"], x["rate"], x["scope"]) for x in listed] == [
         ("2026-10-01", "USD", "GBP", "0.750000000", "org")]
