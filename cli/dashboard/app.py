@@ -36,7 +36,8 @@ def create_app(settings=None) -> flask.Flask:
     app.config["MAX_CONTENT_LENGTH"] = MAX_FORM_BYTES
     session.configure(app, settings or current_settings())
     app.jinja_env.filters.update(money=money, cell=cell, exact=exact)
-    app.jinja_env.globals.update(csrf_token=session.csrf_token, nav=NAV, chart_data=chart_data)
+    app.jinja_env.globals.update(csrf_token=session.csrf_token, nav=NAV, chart_data=chart_data,
+                                default_days=pages.DEFAULT_DAYS)
     app.register_blueprint(bp)
     return app
 
