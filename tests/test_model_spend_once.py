@@ -274,3 +274,88 @@ def test_usage_alone_keeps_todays_rows(rt, acme, cloudwatch):
     assert {r["x_cost_source"] for r in focus_rows(wh)} == {"computed"}
     usage = wh.query("SELECT DISTINCT cloud_account_id FROM `acme_prod.genai_usage_daily`")
     assert [r["cloud_account_id"] for r in usage] == [ACCOUNT]
+
+
+# -- GCP: the billing export's Vertex AI and Gemini API lines vs genai/payg/vertex and genai/payg/gemini -------
+GCP, VERTEX, GEMINI = "cloud/gcp/cost/billing", "genai/payg/vertex", "genai/payg/gemini"
+G1, G2 = dt.date(2026, 10, 5), dt.date(2026, 10, 6)
+ML_PROJECT = "acme-ml"  # the export's project that bills Vertex AI and the Gemini API
+
+
+@pytest.fixture()
+def gcp(tmp_path):
+    from stubs import gcp_billing_data
+    from stubs import genai_data as gd
+    from stubs.gcp_monitoring import GcpMonitoringStub
+
+    export = gcp_billing_data.generate(G1, G2, seed=3)
+    gcp_billing_data.write_parquet(export, tmp_path / "export")
+    points = (gd.gemini_metric_points(gd.gemini_demo_usage(G1, 2, 3, project=ML_PROJECT))
+              + gd.vertex_metric_points(gd.vertex_demo_usage(G1, 2, 3, project=ML_PROJECT)))
+    with GcpMonitoringStub(access_token="tok", points=points) as stub:
+        yield ({"source": (tmp_path / "export").as_uri(), "access_token": "tok", "base_url": stub.base_url,
+                "monitoring_projects": [ML_PROJECT]}, export)
+
+
+def gcp_run(wh, pipeline, credential, run_id="run_a"):
+    kit.land_and_convert(wh, pipeline, "cred_gcp", credential, G1, G2, run_id=f"{run_id}_{pipeline.split('/')[-1]}")
+
+
+def assert_gcp_counted_once(wh, export):
+    from stubs.gcp_billing_data import net_cost
+
+    assert sum((r["BilledCost"] for r in focus_rows(wh)), Decimal(0)) == sum((net_cost(r) for r in export), Decimal(0))
+    genai = focus_rows(wh, "x_pipeline_id IN (@v, @g) AND SubAccountId = @p", {"v": VERTEX, "g": GEMINI, "p": ML_PROJECT})
+    assert genai and all(r["x_cost_source"] == "cloud_bill" and r["BilledCost"] == 0 for r in genai)
+    report = focus.check(wh, "acme_prod", "TRUE", {})
+    assert report.ok, report.summary()
+    params = {"org_slug": "acme", "pipeline_id": GCP, "credential_id": "cred_gcp", "start_date": G1, "end_date": G2}
+    assert all(p["ok"] for p in reconcile_cloud(wh, "acme_prod", params))
+
+
+def test_gcp_export_vertex_and_gemini_lines_split_over_their_own_usage(rt, acme, gcp):
+    wh = rt.warehouse
+    credential, export = gcp
+    gcp_run(wh, GCP, credential)
+    gcp_run(wh, GEMINI, credential)
+    gcp_run(wh, VERTEX, credential)
+    assert_gcp_counted_once(wh, export)
+    usage_cost = lambda r: Decimal(str(r["cost"]))  # noqa: E731 - the export's FLOAT64 cost, as written
+    # Gemini API "Gemini 2.5 Flash input tokens" lines go to the Gemini API usage of gemini-2.5-flash, input
+    gem = focus_rows(wh, "x_pipeline_id = @p AND ServiceName = 'Gemini API' AND ChargeCategory = 'Usage'", {"p": GCP})
+    assert gem and {(r["AllocatedResourceName"], json.loads(r["AllocatedTags"])["genai_provider"],
+                     json.loads(r["AllocatedTags"])["token_class"]) for r in gem} == {("gemini-2.5-flash", "gemini", "input")}
+    assert sum(r["BilledCost"] for r in gem) == sum(
+        (usage_cost(r) for r in export if r["service"]["description"] == "Gemini API"), Decimal(0))
+    # its credits stay Credit rows of the export, not split
+    credits = focus_rows(wh, "x_pipeline_id = @p AND ServiceName = 'Gemini API' AND ChargeCategory = 'Credit'", {"p": GCP})
+    assert credits and all(r["AllocatedMethodId"] is None for r in credits)
+    # the Vertex line names a model the usage does not have (Gemini 1.5 Flash) but the input class: split over
+    # the Vertex usage's input rows of the day, never over the Gemini API's
+    vtx = focus_rows(wh, "x_pipeline_id = @p AND ServiceName = 'Vertex AI'", {"p": GCP})
+    tags = [json.loads(r["AllocatedTags"]) for r in vtx]
+    assert tags and {t["genai_provider"] for t in tags} == {"vertex"} and {t["token_class"] for t in tags} == {"input"}
+    assert sum(r["BilledCost"] for r in vtx) == sum(
+        (usage_cost(r) for r in export if r["service"]["description"] == "Vertex AI"), Decimal(0))
+    first = state(wh)
+    gcp_run(wh, VERTEX, credential, run_id="run_b")
+    gcp_run(wh, GCP, credential, run_id="run_c")
+    gcp_run(wh, GEMINI, credential, run_id="run_d")
+    assert state(wh) == first
+
+
+def test_gcp_usage_first_then_export(rt, acme, gcp):
+    wh = rt.warehouse
+    credential, export = gcp
+    gcp_run(wh, VERTEX, credential)
+    gcp_run(wh, GEMINI, credential)
+    assert {r["x_cost_source"] for r in focus_rows(wh)} == {"computed"}
+    gcp_run(wh, GCP, credential)
+    assert_gcp_counted_once(wh, export)
+    after = state(wh)
+    wh.execute("DELETE FROM `acme_prod.cost_data_standard_1_3` WHERE TRUE")
+    wh.execute("DELETE FROM `acme_prod.focus_allocation_sources` WHERE TRUE")
+    gcp_run(wh, GCP, credential, run_id="run_x")
+    gcp_run(wh, GEMINI, credential, run_id="run_y")
+    gcp_run(wh, VERTEX, credential, run_id="run_z")
+    assert state(wh) == after
