@@ -359,3 +359,87 @@ def test_gcp_usage_first_then_export(rt, acme, gcp):
     gcp_run(wh, GEMINI, credential, run_id="run_y")
     gcp_run(wh, VERTEX, credential, run_id="run_z")
     assert state(wh) == after
+
+
+# -- Azure: cost details' Azure OpenAI lines vs genai/payg/azure_openai ------------------------------------------
+AZURE, AOAI = "cloud/azure/cost/billing", "genai/payg/azure_openai"
+Z1, Z2 = dt.date(2026, 10, 12), dt.date(2026, 10, 13)
+MCA = ["billingAccountId", "billingAccountName", "billingPeriodStartDate", "billingPeriodEndDate", "date",
+       "subscriptionId", "subscriptionName", "resourceGroupName", "ResourceId", "resourceLocation", "meterCategory",
+       "meterSubCategory", "meterName", "meterId", "ProductId", "consumedService", "quantity", "unitOfMeasure",
+       "unitPrice", "effectivePrice", "PayGPrice", "costInBillingCurrency", "billingCurrency", "chargeType",
+       "frequency", "pricingModel", "publisherType"]
+
+
+def cost_details(records) -> list[dict]:
+    """Azure cost details (MCA, ActualCost) for the resources of `records`: their Foundry Models meters (the same
+    money Cost Management reports), the Speech meter riding along, and a VM of the subscription."""
+    from stubs import genai_data as gd
+
+    rows = []
+    sub = gd.AZURE_DEMO_SUBSCRIPTION.split("/")[2]
+    for line in gd.azure_openai_demo_costs(records):
+        rows.append({"billingAccountId": "ba-1", "billingAccountName": "Acme", "billingPeriodStartDate": "2026-10-01",
+                     "billingPeriodEndDate": "2026-10-31", "date": line["date"].isoformat(), "subscriptionId": sub,
+                     "subscriptionName": "genai", "resourceGroupName": line["resource_id"].split("/")[4],
+                     "ResourceId": line["resource_id"], "resourceLocation": "eastus",
+                     "meterCategory": line["meter_category"], "meterSubCategory": "Azure OpenAI",
+                     "meterName": line["meter_name"], "meterId": f"m-{abs(hash(line['meter_name'])) % 10**8}",
+                     "ProductId": "p-aoai", "consumedService": "Microsoft.CognitiveServices", "quantity": "1",
+                     "unitOfMeasure": "1", "unitPrice": str(line["amount"]), "effectivePrice": str(line["amount"]),
+                     "PayGPrice": str(line["amount"]), "costInBillingCurrency": str(line["amount"]),
+                     "billingCurrency": "USD", "chargeType": "Usage", "frequency": "UsageBased",
+                     "pricingModel": "OnDemand", "publisherType": "Azure"})
+    vm = dict(rows[0], meterCategory="Virtual Machines", meterSubCategory="Dv5", meterName="D2s v5", meterId="m-vm",
+              ProductId="p-vm", consumedService="Microsoft.Compute", quantity="24", unitOfMeasure="1 Hour",
+              unitPrice="0.1", effectivePrice="0.1", PayGPrice="0.1", costInBillingCurrency="2.4",
+              ResourceId=f"{gd.AZURE_DEMO_SUBSCRIPTION}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/v")
+    return rows + [vm]
+
+
+@pytest.fixture()
+def azure(tmp_path):
+    from stubs import genai_data as gd
+    from stubs.azure_monitor import AzureMonitorStub
+
+    records = gd.azure_openai_demo_usage(Z1, 2, 5)
+    rows = cost_details(records)
+    (tmp_path / "az").mkdir()
+    with (tmp_path / "az" / "part_0_0001.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=MCA)
+        w.writeheader()
+        w.writerows(rows)
+    with AzureMonitorStub(access_token="tok", cost_scope=gd.AZURE_DEMO_SUBSCRIPTION, usage=records) as stub:
+        yield ({"source": (tmp_path / "az").as_uri(), "access_token": "tok", "base_url": stub.base_url,
+                "resource_ids": list(gd.AZURE_DEMO_RESOURCES), "cost_scope": gd.AZURE_DEMO_SUBSCRIPTION}, rows)
+
+
+def az_run(wh, pipeline, credential, run_id="run_a"):
+    kit.land_and_convert(wh, pipeline, "cred_az", credential, Z1, Z2, run_id=f"{run_id}_{pipeline.split('/')[-1]}")
+
+
+def test_azure_cost_details_openai_lines_split_over_the_deployments(rt, acme, azure):
+    wh = rt.warehouse
+    credential, rows = azure
+    bill = sum((Decimal(r["costInBillingCurrency"]) for r in rows), Decimal(0))
+    az_run(wh, AOAI, credential)
+    assert {r["x_cost_source"] for r in focus_rows(wh)} >= {"billed"}  # Cost Management's money, alone
+    az_run(wh, AZURE, credential)
+    assert sum((r["BilledCost"] for r in focus_rows(wh)), Decimal(0)) == bill
+    genai = focus_rows(wh, "x_pipeline_id = @p", {"p": AOAI})
+    assert genai and all(r["x_cost_source"] == "cloud_bill" and r["BilledCost"] == 0 and r["ChargeCategory"] == "Usage"
+                         for r in genai)  # the Adjustment rows of the provider's bill are gone with it
+    report = focus.check(wh, "acme_prod", "TRUE", {})
+    assert report.ok, report.summary()
+    # a meter names its model: gpt-4o-mini's lines go to gpt-4o-mini (not to gpt-4o, a shorter key it contains)
+    mini = focus_rows(wh, "x_pipeline_id = @p AND SkuMeter LIKE 'gpt-4o-mini%'", {"p": AZURE})
+    assert mini and {r["AllocatedResourceName"] for r in mini} == {"gpt-4o-mini"}
+    assert {r["AllocatedResourceId"] for r in mini} == {"summarize-mini/gpt-4o-mini"}
+    assert sum(r["BilledCost"] for r in mini) == sum(
+        (Decimal(r["costInBillingCurrency"]) for r in rows if r["meterName"].startswith("gpt-4o-mini")), Decimal(0))
+    speech = focus_rows(wh, "SkuMeter = 'S1 Speech To Text'")
+    assert speech and all(r["AllocatedMethodId"] is None for r in speech)
+    first = state(wh)
+    az_run(wh, AOAI, credential, run_id="run_b")
+    az_run(wh, AZURE, credential, run_id="run_c")
+    assert state(wh) == first
