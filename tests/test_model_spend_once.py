@@ -443,3 +443,25 @@ def test_azure_cost_details_openai_lines_split_over_the_deployments(rt, acme, az
     az_run(wh, AOAI, credential, run_id="run_b")
     az_run(wh, AZURE, credential, run_id="run_c")
     assert state(wh) == first
+
+
+def test_reconcile_shows_the_cloud_bill_against_the_computed_cost(rt, acme, cloudwatch, cur):
+    from cli.reports import genai_reconciliation
+
+    wh = rt.warehouse
+    credential, rows = cur
+    run(wh, BEDROCK, cloudwatch)
+    before = {r["model"]: r for r in genai_reconciliation(wh, "acme")}
+    assert all(r["billed_cost"] is None and r["reason"] == "no bill read for it" for r in before.values())
+    run(wh, AWS, credential)
+    report = {r["model"]: r for r in genai_reconciliation(wh, "acme") if r["provider"] == "bedrock"}
+    assert set(report) == {SONNET, HAIKU, NOVA} and {r["billed_by"] for r in report.values()} == {"cloud bill"}
+    model_lines = cur_total(rows, account=ACCOUNT, pred=lambda r: r["line_item_line_item_type"] == "Usage"
+                            and r["line_item_product_code"] != "AmazonEC2")
+    assert sum(r["billed_cost"] for r in report.values()) == model_lines
+    assert report[HAIKU]["billed_cost"] == cur_total(rows, pred=lambda r: "Haiku" in r["product_product_name"])
+    for r in report.values():
+        assert r["difference"] == r["billed_cost"] - r["computed_cost"]
+        assert (r["reason"] is None) == (abs(r["difference"]) <= Decimal("0.01"))
+    by_day = genai_reconciliation(wh, "acme", by_day=True)
+    assert {(r["usage_date"], r["model"]) for r in by_day if r["billed_cost"] is not None} == set(METRICS)
