@@ -8,7 +8,8 @@
 --   columns say so (AllocatedMethodId 'cloudact-genai-usage', AllocatedMethodDetails {"Elements": [{
 --   "AllocatedRatio", "UsageQuantity", "UsageUnit"}]}, AllocatedResourceId/Name the model, AllocatedTags).
 --   Every cost and quantity is split in NUMERIC with the remainder on one row, so the parts of a line sum to
---   it exactly; a line with no priced usage to split over stays as billed. Split rows keep the cloud run's
+--   it exactly (ListCost and ContractedCost follow unit price x quantity where the line has a price); a line
+--   with no priced usage to split over stays as billed. Split rows keep the cloud run's
 --   lineage, so a cloud slice still reconciles to its source (shared.convert.reconcile_cloud).
 -- * the GenAI rows of a covered account and day keep their quantities and carry no cost (BilledCost,
 --   EffectiveCost, ListCost, ContractedCost 0, unit prices NULL, x_cost_source 'cloud_bill'); a day's
@@ -180,6 +181,18 @@ exact AS (
   FROM parts AS p
   JOIN originals AS o ON o.x_line_id = p.x_line_id
 ),
+-- a part with a unit price costs its price times its quantity (FOCUS's product rule holds on every part);
+-- rounding may then leave the parts' ListCost and ContractedCost a few nano-dollars off the line's, never
+-- BilledCost or EffectiveCost
+priced AS (
+  SELECT x.*,
+         IF(o.ListUnitPrice IS NOT NULL AND x.pq IS NOT NULL, CAST(o.ListUnitPrice * x.pq AS NUMERIC), x.l)
+           AS list_cost,
+         IF(o.ContractedUnitPrice IS NOT NULL AND x.pq IS NOT NULL, CAST(o.ContractedUnitPrice * x.pq AS NUMERIC), x.c)
+           AS contracted_cost
+  FROM exact AS x
+  JOIN originals AS o ON o.x_line_id = x.x_line_id
+),
 -- per GenAI slice, day and project: is the cloud account it ran in billed by the cloud that day
 covered_days AS (
   SELECT DISTINCT genai_pipeline, SubAccountId, charge_day FROM lines
@@ -223,14 +236,14 @@ SELECT o.* EXCEPT (x_line_id, charge_day) REPLACE (
     AS AllocatedTags,
   e.b AS BilledCost,
   e.cq AS ConsumedQuantity,
-  e.c AS ContractedCost,
+  e.contracted_cost AS ContractedCost,
   e.dq AS CommitmentDiscountQuantity,
   e.e AS EffectiveCost,
-  e.l AS ListCost,
+  e.list_cost AS ListCost,
   e.pe AS PricingCurrencyEffectiveCost,
   e.pq AS PricingQuantity)
 FROM originals AS o
-JOIN exact AS e ON e.x_line_id = o.x_line_id
+JOIN priced AS e ON e.x_line_id = o.x_line_id
 UNION ALL
 -- cloud lines with no priced usage to split over, as billed
 SELECT o.* EXCEPT (x_line_id, charge_day)

@@ -82,6 +82,9 @@ def cur_lines() -> list[dict]:
          marketplace=True)  # names the model, not the token class
     line(D1, ACCOUNT, "AmazonBedrock", "Amazon Bedrock", "USE1-NovaPro-input-tokens", "1000", "0.0008", "0.8")
     line(D1, ACCOUNT, "AmazonBedrock", "Amazon Bedrock", "USE1-NovaPro-output-tokens", "250", "0.0032", "0.8")
+    # priced per unit, split over all seven usage rows of the day: each part must still cost price x quantity
+    line(D1, ACCOUNT, "AmazonBedrock", "Amazon Bedrock", "USE1-KnowledgeBase-Units", "98765.432101234", "0.0008",
+         "79.0123456810", unit="Units")
     line(D1, OTHER_ACCOUNT, "AmazonBedrock", "Amazon Bedrock", "USE1-NovaPro-input-tokens", "500", "0.0008", "0.4")
     line(D1, ACCOUNT, "AmazonBedrock", "Amazon Bedrock", "", "", "", "0.27", kind="Tax")
     line(D2, ACCOUNT, "prod-sonnet45", sonnet, "USE1-MP:USE1_InputTokenCount-Units", "1500", "0.0033", "4.95",
@@ -214,6 +217,13 @@ def test_cloud_first_then_usage_splits_bedrock_over_the_models_once(rt, acme, cl
     nameless = lines_of(wh, "USE1-MP:USE1_InputTokenCount-Units", D2)
     assert {json.loads(p["AllocatedTags"])["token_class"] for p in nameless} == {"input"}
     assert sum(p["BilledCost"] for p in nameless) == cost("USE1-MP:USE1_InputTokenCount-Units", D2)
+    kb = lines_of(wh, "USE1-KnowledgeBase-Units", D1)
+    assert len(kb) == 7 and sum(p["BilledCost"] for p in kb) == cost("USE1-KnowledgeBase-Units", D1)
+    assert sum(p["PricingQuantity"] for p in kb) == Decimal("98765.432101234")
+    for p in focus_rows(wh, "AllocatedMethodId IS NOT NULL AND ListUnitPrice IS NOT NULL"):
+        # every part, the one taking the remainder too, costs its price x its quantity (to NUMERIC's 9 places)
+        assert p["ListCost"] == (p["ListUnitPrice"] * p["PricingQuantity"]).quantize(Decimal("1e-9"))
+        assert p["ContractedCost"] == (p["ContractedUnitPrice"] * p["PricingQuantity"]).quantize(Decimal("1e-9"))
     # Bedrock of an account with no usage read, tax and compute stay as billed
     other = focus_rows(wh, "SubAccountId = @a", {"a": OTHER_ACCOUNT})
     assert len(other) == 1 and other[0]["AllocatedMethodId"] is None and other[0]["BilledCost"] == Decimal("0.4")
@@ -221,7 +231,8 @@ def test_cloud_first_then_usage_splits_bedrock_over_the_models_once(rt, acme, cl
     assert len(tax) == 1 and tax[0]["AllocatedMethodId"] is None
     # per model, the cloud money is what the CUR billed for the lines naming it plus shares of the others
     by_model = {}
-    for r in focus_rows(wh, "x_pipeline_id = @p AND AllocatedMethodId IS NOT NULL", {"p": AWS}):
+    for r in focus_rows(wh, "x_pipeline_id = @p AND AllocatedMethodId IS NOT NULL AND SkuMeter != @kb",
+                        {"p": AWS, "kb": "USE1-KnowledgeBase-Units"}):
         by_model[r["AllocatedResourceName"]] = by_model.get(r["AllocatedResourceName"], Decimal(0)) + r["BilledCost"]
     assert by_model[HAIKU] == cost("USE1-MP:USE1_Tokens-Units", D1)
     assert by_model[SONNET] > cur_total(rows, pred=lambda r: "Sonnet" in r["product_product_name"])
@@ -384,7 +395,7 @@ def cost_details(records) -> list[dict]:
                      "subscriptionName": "genai", "resourceGroupName": line["resource_id"].split("/")[4],
                      "ResourceId": line["resource_id"], "resourceLocation": "eastus",
                      "meterCategory": line["meter_category"], "meterSubCategory": "Azure OpenAI",
-                     "meterName": line["meter_name"], "meterId": f"m-{abs(hash(line['meter_name'])) % 10**8}",
+                     "meterName": line["meter_name"], "meterId": f"m-{line['meter_name']}",
                      "ProductId": "p-aoai", "consumedService": "Microsoft.CognitiveServices", "quantity": "1",
                      "unitOfMeasure": "1", "unitPrice": str(line["amount"]), "effectivePrice": str(line["amount"]),
                      "PayGPrice": str(line["amount"]), "costInBillingCurrency": str(line["amount"]),
@@ -459,7 +470,9 @@ def test_reconcile_shows_the_cloud_bill_against_the_computed_cost(rt, acme, clou
     model_lines = cur_total(rows, account=ACCOUNT, pred=lambda r: r["line_item_line_item_type"] == "Usage"
                             and r["line_item_product_code"] != "AmazonEC2")
     assert sum(r["billed_cost"] for r in report.values()) == model_lines
-    assert report[HAIKU]["billed_cost"] == cur_total(rows, pred=lambda r: "Haiku" in r["product_product_name"])
+    kb_share = sum(p["BilledCost"] for p in lines_of(wh, "USE1-KnowledgeBase-Units", D1)
+                   if p["AllocatedResourceName"] == HAIKU)
+    assert report[HAIKU]["billed_cost"] == cur_total(rows, pred=lambda r: "Haiku" in r["product_product_name"]) + kb_share
     for r in report.values():
         assert r["difference"] == r["billed_cost"] - r["computed_cost"]
         assert (r["reason"] is None) == (abs(r["difference"]) <= Decimal("0.01"))
