@@ -478,3 +478,16 @@ def test_reconcile_shows_the_cloud_bill_against_the_computed_cost(rt, acme, clou
         assert (r["reason"] is None) == (abs(r["difference"]) <= Decimal("0.01"))
     by_day = genai_reconciliation(wh, "acme", by_day=True)
     assert {(r["usage_date"], r["model"]) for r in by_day if r["billed_cost"] is not None} == set(METRICS)
+
+
+def test_the_pairs_are_declared_once_and_every_side_runs_the_step():
+    from shared import procedures, registry
+
+    step = "sp_genai_4_allocate_cloud_model_spend"
+    pairs = procedures.fact_table("cloud_model_spend")
+    sides = {p["genai_pipeline"] for p in pairs} | {p["cloud_pipeline"] for p in pairs}
+    chains = {pid for pid in sides | {"genai/payg/openai", "cloud/oci/cost/billing"}
+              if step in registry.get(pid).procedures}
+    assert chains == sides == {BEDROCK, AWS, VERTEX, GEMINI, GCP, AOAI, AZURE}
+    for pid in sides:
+        assert registry.get(pid).procedures[-1] == step  # after the conversion it re-derives from
