@@ -77,7 +77,7 @@ def run_demo(console: Console) -> int:
     from stubs.gcp_monitoring import GcpMonitoringStub
     from stubs.genai_data import anthropic_demo_usage, openai_demo_usage
     from stubs.openai import OpenAIStub
-    from tools import model_spend_generator as spend
+    from stubs import model_spend_data as spend
 
     started = time.monotonic()
     base = settings()

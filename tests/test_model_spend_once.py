@@ -375,32 +375,13 @@ def test_gcp_usage_first_then_export(rt, acme, gcp):
 # -- Azure: cost details' Azure OpenAI lines vs genai/payg/azure_openai ------------------------------------------
 AZURE, AOAI = "cloud/azure/cost/billing", "genai/payg/azure_openai"
 Z1, Z2 = dt.date(2026, 10, 12), dt.date(2026, 10, 13)
-MCA = ["billingAccountId", "billingAccountName", "billingPeriodStartDate", "billingPeriodEndDate", "date",
-       "subscriptionId", "subscriptionName", "resourceGroupName", "ResourceId", "resourceLocation", "meterCategory",
-       "meterSubCategory", "meterName", "meterId", "ProductId", "consumedService", "quantity", "unitOfMeasure",
-       "unitPrice", "effectivePrice", "PayGPrice", "costInBillingCurrency", "billingCurrency", "chargeType",
-       "frequency", "pricingModel", "publisherType"]
-
-
 def cost_details(records) -> list[dict]:
     """Azure cost details (MCA, ActualCost) for the resources of `records`: their Foundry Models meters (the same
     money Cost Management reports), the Speech meter riding along, and a VM of the subscription."""
     from stubs import genai_data as gd
+    from stubs.model_spend_data import azure_cost_details_rows
 
-    rows = []
-    sub = gd.AZURE_DEMO_SUBSCRIPTION.split("/")[2]
-    for line in gd.azure_openai_demo_costs(records):
-        rows.append({"billingAccountId": "ba-1", "billingAccountName": "Acme", "billingPeriodStartDate": "2026-10-01",
-                     "billingPeriodEndDate": "2026-10-31", "date": line["date"].isoformat(), "subscriptionId": sub,
-                     "subscriptionName": "genai", "resourceGroupName": line["resource_id"].split("/")[4],
-                     "ResourceId": line["resource_id"], "resourceLocation": "eastus",
-                     "meterCategory": line["meter_category"], "meterSubCategory": "Azure OpenAI",
-                     "meterName": line["meter_name"], "meterId": f"m-{line['meter_name']}",
-                     "ProductId": "p-aoai", "consumedService": "Microsoft.CognitiveServices", "quantity": "1",
-                     "unitOfMeasure": "1", "unitPrice": str(line["amount"]), "effectivePrice": str(line["amount"]),
-                     "PayGPrice": str(line["amount"]), "costInBillingCurrency": str(line["amount"]),
-                     "billingCurrency": "USD", "chargeType": "Usage", "frequency": "UsageBased",
-                     "pricingModel": "OnDemand", "publisherType": "Azure"})
+    rows = azure_cost_details_rows(records)
     vm = dict(rows[0], meterCategory="Virtual Machines", meterSubCategory="Dv5", meterName="D2s v5", meterId="m-vm",
               ProductId="p-vm", consumedService="Microsoft.Compute", quantity="24", unitOfMeasure="1 Hour",
               unitPrice="0.1", effectivePrice="0.1", PayGPrice="0.1", costInBillingCurrency="2.4",
@@ -412,14 +393,11 @@ def cost_details(records) -> list[dict]:
 def azure(tmp_path):
     from stubs import genai_data as gd
     from stubs.azure_monitor import AzureMonitorStub
+    from stubs.model_spend_data import MCA_HEADER, write_csv
 
     records = gd.azure_openai_demo_usage(Z1, 2, 5)
     rows = cost_details(records)
-    (tmp_path / "az").mkdir()
-    with (tmp_path / "az" / "part_0_0001.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=MCA)
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(rows, MCA_HEADER, tmp_path / "az" / "part_0_0001.csv")
     with AzureMonitorStub(access_token="tok", cost_scope=gd.AZURE_DEMO_SUBSCRIPTION, usage=records) as stub:
         yield ({"source": (tmp_path / "az").as_uri(), "access_token": "tok", "base_url": stub.base_url,
                 "resource_ids": list(gd.AZURE_DEMO_RESOURCES), "cost_scope": gd.AZURE_DEMO_SUBSCRIPTION}, rows)

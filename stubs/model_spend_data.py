@@ -2,7 +2,7 @@
 models an org runs on the cloud, generated from the same usage records the demo's loopback APIs serve
 (stubs/genai_data.py), so an org with both sides has its model spend on the bill and in the usage.
 
-    python -m tools.model_spend_generator --out DIR [--start 2026-10-01] [--days 30] [--seed 7]
+    python -m stubs.model_spend_data --out DIR [--start 2026-10-01] [--days 30] [--seed 7]
 
 writes DIR/aws/bedrock-cur-<start>.csv (CUR 2.0 names), DIR/azure/aoai-cost-details-<start>.csv (MCA cost
 details) and DIR/gcp/export-model-lines.parquet (export rows), each one for a `{"source": "file://..."}` folder.
