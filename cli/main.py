@@ -770,6 +770,134 @@ def demo() -> None:
     sys.exit(run_demo(console))
 
 
+_COST_OPTIONS = {"org": "SLUG", "start": "--from", "end": "--to", "group_by": "--by", "metric": "--metric",
+                 "currency": "--currency", "providers": "--provider", "services": "--service", "tags": "--tag",
+                 "top": "--top"}
+
+
+def _listed(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Repeatable options that also take comma lists: --by provider,service --by day."""
+    return tuple(v.strip() for value in values for v in value.split(",") if v.strip())
+
+
+@cli.command()
+@click.argument("slug")
+@click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), help="First day, YYYY-MM-DD (default: the 1st of "
+              "the month of --to).")
+@click.option("--to", "end", type=click.DateTime(["%Y-%m-%d"]), help="Last day, inclusive (default: today, UTC).")
+@click.option("--by", "by", multiple=True, metavar="GROUPING",
+              help="Group by day, week, month, provider, service, category, account, region, model, pipeline or "
+                   "tag:KEY; repeat it or give a comma list (default: provider,service).")
+@click.option("--metric", default="BilledCost", show_default=True,
+              help="BilledCost, EffectiveCost, ListCost or ContractedCost.")
+@click.option("--currency", help="Convert to this currency (ISO code) with each charge day's rate (`cloudact fx`).")
+@click.option("--provider", "providers", multiple=True, help="Only these providers (ServiceProviderName, any case).")
+@click.option("--service", "services", multiple=True, help="Only these services (ServiceName).")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Only charges tagged KEY=VALUE.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--top", type=click.IntRange(min=1), help="Only the N largest rows (the total still covers all).")
+def costs(slug, start, end, by, metric, currency, providers, services, tags, fmt, top) -> None:
+    """Costs of SLUG grouped your way; without options: this month so far by provider and service.
+
+    \b
+      cloudact costs acme
+      cloudact costs acme --from 2026-10-01 --to 2026-10-31 --by day,provider --format csv
+      cloudact costs acme --by tag:team --currency EUR --top 10
+    """
+    import dataclasses
+    import datetime as dt
+
+    from shared import costs as c
+    from shared.inputs import FieldInvalid
+
+    today = dt.datetime.now(dt.timezone.utc).date()
+    q = c.default_query(slug, today)
+    end_day = end.date() if end else q.end
+    pairs = []
+    for t in tags:
+        key, sep, value = t.partition("=")
+        if not sep or not key:
+            _fail(f"--tag {t!r}: give KEY=VALUE")
+        pairs.append((key, value))
+    q = dataclasses.replace(
+        q, start=start.date() if start else end_day.replace(day=1), end=end_day,
+        group_by=_listed(by) if by else q.group_by, metric=metric, currency=currency,
+        providers=_listed(providers), services=tuple(services), tags=tuple(pairs), top=top)
+    try:
+        result = c.query(_rt().warehouse, q)
+    except FieldInvalid as e:
+        _fail(f"{_COST_OPTIONS.get(e.field, e.field)}: {e.message}")
+    if fmt == "json":
+        click.echo(json.dumps(c.to_json(result), indent=2))
+        return
+    if fmt == "csv":
+        click.echo(c.to_csv(result), nl=False)
+    else:
+        q = result.query
+        title = (f"{slug}: {q.metric} {q.start}..{q.end}" + (f" by {', '.join(q.group_by)}" if q.group_by else "")
+                 + (f" in {result.currency}" if q.currency else ""))
+        console.print(_table(title, result.rows, result.columns))
+        if not result.rows:
+            err.print("no costs in this range: try --from/--to, or `cloudact verify SLUG` for the days loaded")
+    if result.others is not None:
+        err.print(f"other rows beyond the top {q.top}: {c.amount_text(result.others)} {result.currency}")
+    if result.total is not None and result.rows:
+        err.print(f"total: {c.amount_text(result.total)} {result.currency or ''}".rstrip())
+    if result.message:
+        err.print(f"no total: {result.message}")
+
+
+@cli.group("fx")
+def fx_group() -> None:
+    """Exchange rates for `costs --currency`: the ECB reference rates or your own date,from,to,rate CSV."""
+
+
+@fx_group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--org", help="Rates for this org only, winning over the platform's (default: platform-wide).")
+def fx_import(file: Path, org: str | None) -> None:
+    """Import FILE: the ECB's eurofxref-hist.csv (or .zip, or the one-day eurofxref.csv), or a CSV
+    with the header date,from,to,rate (1 FROM = RATE TO). A later import of a date and pair wins."""
+    from shared import fx
+    from shared.inputs import FieldInvalid
+    from shared.tenants import get_org
+
+    try:
+        rates = fx.read_file(file)
+    except FieldInvalid as e:
+        _fail(f"{file.name}: {e}")
+    if not rates:
+        _fail(f"{file.name} holds no rates")
+    wh = _rt().warehouse
+    if org:
+        get_org(wh, org)
+    stored, unchanged = fx.store(wh, rates, org=org, source=file.name)
+    pairs = sorted({f"{r.from_currency}->{r.to_currency}" for r in rates})
+    days = sorted({r.rate_date for r in rates})
+    shown = ", ".join(pairs[:8]) + (f" and {len(pairs) - 8} more" if len(pairs) > 8 else "")
+    console.print(f"imported {stored} rates ({shown}) dated {days[0]}..{days[-1]} "
+                  + (f"for org {org}" if org else "platform-wide (every org)")
+                  + (f"; {unchanged} already stored" if unchanged else ""))
+
+
+@fx_group.command("list")
+@click.option("--org", help="The rates this org sees (its own and the platform's).")
+@click.option("--limit", default=40, show_default=True)
+def fx_list(org: str | None, limit: int) -> None:
+    """The latest rates, newest first."""
+    from shared import fx
+    from shared.tenants import get_org
+
+    wh = _rt().warehouse
+    if org:
+        get_org(wh, org)
+    rows = fx.list_rates(wh, org, limit)
+    console.print(_table("exchange rates: 1 from_currency = rate to_currency",
+                         [{**r, "rate": format(r["rate"], "f")} for r in rows]))
+    if not rows:
+        err.print("no rates yet: `cloudact fx import eurofxref-hist.csv` (from the ECB's reference-rate page)")
+
+
 def main() -> None:
     from cli.admin import forward
 

@@ -1,4 +1,5 @@
-"""Serve the HTTP functions on a local port: `run_pipeline` at /, `stripe_webhook` at /webhooks/stripe."""
+"""Serve the HTTP functions on a local port: `run_pipeline` at /, `stripe_webhook` at /webhooks/stripe, and
+the web dashboard at /ui/ (cli/dashboard)."""
 from __future__ import annotations
 
 import threading
@@ -10,13 +11,15 @@ MAIN = str(Path(__file__).resolve().parent.parent / "functions" / "main.py")
 
 
 STRIPE_PATH = "/webhooks/stripe"
+UI_PREFIX = "/ui"
 
 
 def app():
     """The functions-framework app of `run_pipeline`, with POST /webhooks/stripe handed to the
     `stripe_webhook` app. On GCP each is its own function; functions-framework serves one target per
     app, so the two are joined here on the exact path (werkzeug's DispatcherMiddleware would strip the
-    mount point and redirect the bare path with a 308, which Stripe does not follow)."""
+    mount point and redirect the bare path with a 308, which Stripe does not follow). The dashboard is
+    its own Flask app whose routes carry the /ui prefix, joined the same way."""
     import logging
 
     from functions_framework import create_app
@@ -27,10 +30,17 @@ def app():
     stripe_app = create_app(target="stripe_webhook", source=MAIN, signature_type="http")
     for a in (api, stripe_app):
         _bound_the_drain(a)
-    stripe, pipelines = stripe_app.wsgi_app, api.wsgi_app
+    from cli.dashboard.app import create_app as dashboard
+
+    stripe, pipelines, ui = stripe_app.wsgi_app, api.wsgi_app, dashboard().wsgi_app
 
     def wsgi(environ, start_response):
-        return (stripe if environ.get("PATH_INFO") == STRIPE_PATH else pipelines)(environ, start_response)
+        path = environ.get("PATH_INFO", "")
+        if path == STRIPE_PATH:
+            return stripe(environ, start_response)
+        if path == UI_PREFIX or path.startswith(UI_PREFIX + "/"):
+            return ui(environ, start_response)
+        return pipelines(environ, start_response)
 
     api.wsgi_app = wsgi
     return api

@@ -17,8 +17,13 @@ def run_pipeline(request):
     from shared import api, inputs, runtime
 
     # The body is read (at most to the size limit) only when a route asks for it, after the key check.
+    # The query string stays a MultiDict: a parameter may be repeated (?group_by=day&group_by=provider).
     status, body = api.handle(runtime.get(), request.method, request.path, request.headers,
-                              lambda: inputs.read_bounded(request.stream), request.args.to_dict())
+                              lambda: inputs.read_bounded(request.stream), request.args)
+    if isinstance(body, api.Stream):
+        from flask import Response
+
+        return Response(body.chunks, status=status, headers={"Content-Type": body.content_type, **body.headers})
     return body, status, {"Content-Type": "application/json"}
 
 

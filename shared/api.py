@@ -1,20 +1,31 @@
 """The HTTP API behind `run_pipeline`: routing, authentication, validation, responses.
 
+Every route is one line of ROUTES (method, path pattern, handler), matched by werkzeug's router.
+Every path under an ORG_KEY_GROUPS prefix names its org first and needs that org's X-API-Key; the
+check runs once, for the group, before the route itself is matched, so without the right key a
+client learns nothing about which paths or methods exist (401 / 403, then 404 / 405).
+The routes, in short:
+
 POST /api/v1/pipelines/run/{org}/{pipeline path}   -> 202 {run_id, status}
-GET  /api/v1/pipelines/runs/{org}/{run_id}         -> 200 {run_id, status, ...}
-GET  /api/v1/pipelines/runs/{org}                  -> 200 {runs: [...]}
+GET  /api/v1/pipelines/runs/{org}[/{run_id}]       -> 200 {runs: [...]} | {run_id, status, ...}
 POST /api/v1/pipelines/runs/{org}/{run_id}/cancel  -> 200 {run_id, status: "cancelled", ...}
 /api/v1/subscriptions/{org}[/{id}[/cancel]]        SaaS subscriptions (shared/subscriptions.py)
 /api/v1/schedules/{org}[/{id}]                     per-org schedules (shared/schedules.py)
 /api/v1/credentials/{org}[/{id}[/rotate]]          provider credentials: add, list, rotate, disable (DELETE)
-/api/v1/price-overrides/{org}[/{id}[/end]]          negotiated GenAI prices (shared/price_overrides.py)
+/api/v1/price-overrides/{org}[/{id}[/end]]         negotiated GenAI prices (shared/price_overrides.py)
+GET  /api/v1/costs/{org}                           the cost query (shared/costs.py)
+GET|POST /api/v1/fx-rates/{org}                    the org's exchange rates (shared/fx.py)
 """
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from typing import Any
+
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import Map, RequestRedirect, Rule
 
 from shared import inputs, registry, runs
 from shared.auth import check_key
@@ -23,12 +34,6 @@ from shared.naming import InvalidName, validate_org_slug
 from shared.secrets import CredentialStore, NoCredential
 from shared.tenants import get_org
 
-RUN_PREFIX = "/api/v1/pipelines/run/"
-RUNS_PREFIX = "/api/v1/pipelines/runs/"
-SUBSCRIPTIONS_PREFIX = "/api/v1/subscriptions/"
-SCHEDULES_PREFIX = "/api/v1/schedules/"
-CREDENTIALS_PREFIX = "/api/v1/credentials/"
-PRICE_OVERRIDES_PREFIX = "/api/v1/price-overrides/"
 MAX_RANGE_DAYS = 400
 
 
@@ -37,9 +42,12 @@ class ApiError(Exception):
     status: int
     code: str
     message: str
+    field: str | None = None  # the request field at fault, for 400s that name one
 
     def body(self) -> dict[str, Any]:
-        return {"error": self.code, "message": self.message}
+        if self.field is None:
+            return {"error": self.code, "message": self.message}
+        return {"error": self.code, "field": self.field, "message": self.message}
 
 
 def default_range(category: str, today: dt.date) -> tuple[dt.date, dt.date]:
@@ -211,174 +219,452 @@ def _json_body(raw_body: bytes | Callable[[], bytes]) -> Any:
         raise ApiError(400, "bad_body", str(e)) from None
 
 
-def handle_subscriptions(rt, method: str, rest: str, query: dict, raw_body: bytes) -> tuple[int, dict[str, Any]]:
-    """/api/v1/subscriptions/{org}[/{id}[/cancel]]: list, create, read, update (PATCH), cancel."""
+def _iso(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v for k, v in row.items()}
+
+
+# -- routing ---------------------------------------------------------------------------------------
+
+@dataclass
+class Call:
+    """One request as a route handler sees it, after its group's key check."""
+
+    rt: Any
+    method: str
+    query: Any  # a dict or werkzeug MultiDict of the query string
+    raw_body: bytes | Callable[[], bytes]
+
+    def json(self) -> Any:
+        return _json_body(self.raw_body)
+
+    def getlist(self, name: str) -> list[str]:
+        """Every value of a repeated query parameter (a plain dict has one per name)."""
+        if hasattr(self.query, "getlist"):
+            return self.query.getlist(name)
+        return [self.query[name]] if name in self.query else []
+
+    def values(self, name: str) -> list[str]:
+        """Every value of a query parameter given once, repeated or as a comma list."""
+        return [v.strip() for value in self.getlist(name) for v in value.split(",") if v.strip()]
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A non-JSON answer (a download): the HTTP entry point sends `chunks` as they come."""
+
+    chunks: Iterable[bytes]
+    content_type: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # werkzeug rule after the group's "{prefix}/<org>"
+    handler: Callable[..., tuple[int, Any]]
+
+
+@dataclass(frozen=True)
+class Group:
+    """Routes under `{prefix}/<org>`, all behind that org's key. `errors` turns the group's domain
+    exceptions into ApiErrors (a context manager factory, so the domain modules import lazily)."""
+
+    prefix: str
+    routes: tuple[Route, ...]
+    errors: Callable[[], Any] | None = None
+
+
+# -- pipelines and runs
+def _post_run(c: Call, org: str, pipeline: str):
+    return 202, request_run(c.rt, org, pipeline.strip("/"), c.json(), trigger="api")
+
+
+def _list_runs(c: Call, org: str):
+    return 200, {"runs": [runs.public_view(r) for r in runs.list_runs(c.rt.warehouse, org)]}
+
+
+def _get_run(c: Call, org: str, run_id: str):
+    try:
+        return 200, runs.public_view(runs.get_run(c.rt.warehouse, org, run_id))
+    except runs.UnknownRun as e:
+        raise ApiError(404, "unknown_run", str(e)) from None
+
+
+def _cancel_run(c: Call, org: str, run_id: str):
+    return 200, cancel_run(c.rt, org, run_id, by="api")
+
+
+# -- subscriptions
+@contextmanager
+def _subscription_errors():
     from shared import subscriptions as subs
     from shared.tenants import UnknownOrg
 
-    org, _, tail = rest.partition("/")
-    sid, _, action = tail.strip("/").partition("/")
-    wh = rt.warehouse
     try:
-        if not sid and method == "GET":
-            return 200, {"subscriptions": subs.list_subscriptions(org, wh=wh)}
-        if not sid and method == "POST":
-            return 201, subs.create(org, _json_body(raw_body), wh=wh)
-        if sid and not action and method == "GET":
-            return 200, subs.get(org, sid, history=query.get("history") in ("1", "true"), wh=wh)
-        if sid and not action and method == "PATCH":
-            body = _json_body(raw_body)
-            if not isinstance(body, dict):
-                raise subs.SubscriptionInvalid("body", "must be a JSON object")
-            changes = {k: v for k, v in body.items() if k != "effective_date"}
-            return 200, subs.update(org, sid, changes, body.get("effective_date"), wh=wh)
-        if sid and action == "cancel" and method == "POST":
-            body = _json_body(raw_body) or {}
-            if not isinstance(body, dict):
-                raise subs.SubscriptionInvalid("body", "must be a JSON object")
-            return 200, subs.cancel(org, sid, body.get("end_date"), wh=wh)
+        yield
     except subs.SubscriptionInvalid as e:
-        return 400, {"error": "invalid_subscription", "field": e.field, "message": str(e)}
+        raise ApiError(400, "invalid_subscription", str(e), field=e.field) from None
     except subs.UnknownSubscription as e:
         raise ApiError(404, "unknown_subscription", str(e)) from None
     except UnknownOrg as e:
         raise ApiError(404, "unknown_org", str(e)) from None
     except subs.SubscriptionConflict as e:
         raise ApiError(409, "conflict", str(e)) from None
-    raise ApiError(405, "method_not_allowed", f"{method} is not supported on this subscriptions path")
 
 
-def handle_credentials(rt, method: str, rest: str, raw_body) -> tuple[int, dict[str, Any]]:
-    """/api/v1/credentials/{org}[/{id}[/rotate]]: a tenant sets up its own integrations with its org key.
-    Secrets go in and never come out."""
-    from shared.secrets import CredentialConflict, CredentialInvalid, CredentialStore
+def _object_body(c: Call, invalid: Callable[[str, str], Exception], empty_ok: bool = False) -> dict:
+    body = c.json()
+    body = (body or {}) if empty_ok else body
+    if not isinstance(body, dict):
+        raise invalid("body", "must be a JSON object")
+    return body
 
-    org, _, tail = rest.partition("/")
-    cid, _, action = tail.strip("/").partition("/")
-    store = CredentialStore(rt.warehouse, rt.settings)
+
+def _list_subscriptions(c: Call, org: str):
+    from shared import subscriptions as subs
+
+    return 200, {"subscriptions": subs.list_subscriptions(org, wh=c.rt.warehouse)}
+
+
+def _create_subscription(c: Call, org: str):
+    from shared import subscriptions as subs
+
+    return 201, subs.create(org, c.json(), wh=c.rt.warehouse)
+
+
+def _get_subscription(c: Call, org: str, sid: str):
+    from shared import subscriptions as subs
+
+    return 200, subs.get(org, sid, history=c.query.get("history") in ("1", "true"), wh=c.rt.warehouse)
+
+
+def _update_subscription(c: Call, org: str, sid: str):
+    from shared import subscriptions as subs
+
+    body = _object_body(c, subs.SubscriptionInvalid)
+    changes = {k: v for k, v in body.items() if k != "effective_date"}
+    return 200, subs.update(org, sid, changes, body.get("effective_date"), wh=c.rt.warehouse)
+
+
+def _cancel_subscription(c: Call, org: str, sid: str):
+    from shared import subscriptions as subs
+
+    body = _object_body(c, subs.SubscriptionInvalid, empty_ok=True)
+    return 200, subs.cancel(org, sid, body.get("end_date"), wh=c.rt.warehouse)
+
+
+# -- schedules (shared/schedules.py routes within the group itself)
+def _schedules(c: Call, org: str, sid: str = ""):
+    from shared import schedules
+
+    return schedules.handle_schedules(c.rt, c.method, f"{org}/{sid}" if sid else org, c.raw_body)
+
+
+# -- credentials: a tenant sets up its own integrations with its org key; secrets go in and never come out
+@contextmanager
+def _credential_errors():
+    from shared.secrets import CredentialConflict, CredentialInvalid
+
     try:
-        if not cid and method == "GET":
-            return 200, {"credentials": [_iso(r) for r in store.list(org)]}
-        if not cid and method == "POST":
-            body = _json_body(raw_body)
-            if not isinstance(body, dict):
-                raise CredentialInvalid("the body must be a JSON object: {\"provider\", \"credential\", \"label\"?}")
-            unknown = set(body) - {"provider", "credential", "label"}
-            if unknown:
-                raise CredentialInvalid(f"unknown field(s): {', '.join(sorted(unknown))}; allowed: provider, "
-                                        "credential, label")
-            if not isinstance(body.get("provider"), str):
-                raise CredentialInvalid("provider must be a credential kind, e.g. \"openai\" or \"aws\"")
-            return 201, store.create(org, body["provider"], body.get("credential"), body.get("label"))
-        if cid and action == "rotate" and method == "POST":
-            body = _json_body(raw_body)
-            if isinstance(body, dict) and set(body) == {"credential"}:
-                body = body["credential"]
-            return 200, store.rotate(org, cid, body)
-        if cid and not action and method == "DELETE":
-            return 200, store.disable(org, cid)
+        yield
     except CredentialInvalid as e:
         raise ApiError(400, "invalid_credential", str(e)) from None
     except CredentialConflict as e:
         raise ApiError(409, "source_already_read", str(e)) from None
     except NoCredential as e:
         raise ApiError(404, "unknown_credential", str(e)) from None
-    raise ApiError(405, "method_not_allowed", f"{method} is not supported on this credentials path")
 
 
-def handle_price_overrides(rt, method: str, rest: str, query: dict, raw_body) -> tuple[int, dict[str, Any]]:
-    """/api/v1/price-overrides/{org}[/{id}[/end]]: list, add, read (?history=1), end from a date.
-    Stored rows change only when their slice is run again."""
+def _list_credentials(c: Call, org: str):
+    return 200, {"credentials": [_iso(r) for r in CredentialStore(c.rt.warehouse, c.rt.settings).list(org)]}
+
+
+def _create_credential(c: Call, org: str):
+    from shared.secrets import CredentialInvalid
+
+    body = c.json()
+    if not isinstance(body, dict):
+        raise CredentialInvalid("the body must be a JSON object: {\"provider\", \"credential\", \"label\"?}")
+    unknown = set(body) - {"provider", "credential", "label"}
+    if unknown:
+        raise CredentialInvalid(f"unknown field(s): {', '.join(sorted(unknown))}; allowed: provider, "
+                                "credential, label")
+    if not isinstance(body.get("provider"), str):
+        raise CredentialInvalid("provider must be a credential kind, e.g. \"openai\" or \"aws\"")
+    return 201, CredentialStore(c.rt.warehouse, c.rt.settings).create(org, body["provider"], body.get("credential"),
+                                                                      body.get("label"))
+
+
+def _rotate_credential(c: Call, org: str, cid: str):
+    body = c.json()
+    if isinstance(body, dict) and set(body) == {"credential"}:
+        body = body["credential"]
+    return 200, CredentialStore(c.rt.warehouse, c.rt.settings).rotate(org, cid, body)
+
+
+def _disable_credential(c: Call, org: str, cid: str):
+    return 200, CredentialStore(c.rt.warehouse, c.rt.settings).disable(org, cid)
+
+
+# -- price overrides: stored rows change only when their slice is run again
+@contextmanager
+def _override_errors():
     from shared import price_overrides as po
     from shared.tenants import UnknownOrg
 
-    org, _, tail = rest.partition("/")
-    oid, _, action = tail.strip("/").partition("/")
-    wh = rt.warehouse
     try:
-        if not oid and method == "GET":
-            return 200, {"price_overrides": po.list_overrides(org, wh=wh)}
-        if not oid and method == "POST":
-            return 201, po.add(org, _json_body(raw_body), wh=wh)
-        if oid and not action and method == "GET":
-            return 200, po.get(org, oid, history=query.get("history") in ("1", "true"), wh=wh)
-        if oid and action == "end" and method == "POST":
-            body = _json_body(raw_body)
-            if not isinstance(body, dict) or set(body) != {"effective_to"}:
-                raise po.OverrideInvalid("body", 'must be {"effective_to": "YYYY-MM-DD"} (the first day the '
-                                         "override no longer applies)")
-            return 200, po.end(org, oid, body["effective_to"], wh=wh)
+        yield
     except po.OverrideInvalid as e:
-        return 400, {"error": "invalid_override", "field": e.field, "message": str(e)}
+        raise ApiError(400, "invalid_override", str(e), field=e.field) from None
     except po.UnknownOverride as e:
         raise ApiError(404, "unknown_override", str(e)) from None
     except UnknownOrg as e:
         raise ApiError(404, "unknown_org", str(e)) from None
     except po.OverrideConflict as e:
         raise ApiError(409, "conflict", str(e)) from None
-    raise ApiError(405, "method_not_allowed", f"{method} is not supported on this price-overrides path")
 
 
-def _iso(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v for k, v in row.items()}
+def _list_overrides(c: Call, org: str):
+    from shared import price_overrides as po
+
+    return 200, {"price_overrides": po.list_overrides(org, wh=c.rt.warehouse)}
+
+
+def _add_override(c: Call, org: str):
+    from shared import price_overrides as po
+
+    return 201, po.add(org, c.json(), wh=c.rt.warehouse)
+
+
+def _get_override(c: Call, org: str, oid: str):
+    from shared import price_overrides as po
+
+    return 200, po.get(org, oid, history=c.query.get("history") in ("1", "true"), wh=c.rt.warehouse)
+
+
+def _end_override(c: Call, org: str, oid: str):
+    from shared import price_overrides as po
+
+    body = c.json()
+    if not isinstance(body, dict) or set(body) != {"effective_to"}:
+        raise po.OverrideInvalid("body", 'must be {"effective_to": "YYYY-MM-DD"} (the first day the '
+                                 "override no longer applies)")
+    return 200, po.end(org, oid, body["effective_to"], wh=c.rt.warehouse)
+
+
+# -- costs and exchange rates
+# the query parameter a CostQuery field comes from, so a 400 names what the client sent
+_COST_PARAMS = {"start": "from", "end": "to", "providers": "filter", "services": "filter", "tags": "filter"}
+
+
+@contextmanager
+def _cost_errors():
+    from shared.fx import MissingRate
+    from shared.tenants import UnknownOrg
+
+    try:
+        yield
+    except MissingRate as e:
+        raise ApiError(422, "missing_rate", e.message, field="currency") from None
+    except inputs.FieldInvalid as e:
+        field_name = _COST_PARAMS.get(e.field, e.field)
+        raise ApiError(400, "invalid_query", f"{field_name}: {e.message}", field=field_name) from None
+    except UnknownOrg as e:
+        raise ApiError(404, "unknown_org", str(e)) from None
+
+
+def _query_date(c: Call, name: str) -> dt.date | None:
+    value = c.query.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        if len(value) == 10:
+            return dt.date.fromisoformat(value)
+    except ValueError:
+        pass
+    raise inputs.FieldInvalid(name, f"must be a date as YYYY-MM-DD, got {value!r}")
+
+
+def cost_query(c: Call, org: str):
+    """The CostQuery of `GET /api/v1/costs/{org}?from&to&group_by&metric&currency&top&filter`; a filter is
+    provider=NAME, service=NAME or tag:KEY=VALUE (repeat the parameter for several)."""
+    import dataclasses
+
+    from shared import costs
+
+    today = dt.datetime.now(dt.timezone.utc).date()
+    q = costs.default_query(org, today)
+    end = _query_date(c, "to") or q.end
+    start = _query_date(c, "from") or end.replace(day=1)
+    providers, services, tags = [], [], []
+    for f in c.getlist("filter"):
+        name, sep, value = f.partition("=")
+        if not sep or not value:
+            raise inputs.FieldInvalid("filter", f"{f!r}: give provider=NAME, service=NAME or tag:KEY=VALUE")
+        if name == "provider":
+            providers.append(value)
+        elif name == "service":
+            services.append(value)
+        elif costs.tag_key(name):
+            tags.append((costs.tag_key(name), value))
+        else:
+            raise inputs.FieldInvalid("filter", f"{f!r}: filter by provider, service or tag:KEY")
+    top = c.query.get("top")
+    if top not in (None, "") and not (top.isdigit() and len(top) <= 6):
+        raise inputs.FieldInvalid("top", f"must be a whole number of at least 1, got {top!r}")
+    group_by = c.values("group_by")
+    return dataclasses.replace(
+        q, start=start, end=end, group_by=tuple(group_by) if "group_by" in c.query else q.group_by,
+        metric=c.query.get("metric") or q.metric, currency=c.query.get("currency") or None,
+        providers=tuple(providers), services=tuple(services), tags=tuple(tags),
+        top=int(top) if top not in (None, "") else None)
+
+
+def _get_costs(c: Call, org: str):
+    from shared import costs
+
+    return 200, costs.to_json(costs.query(c.rt.warehouse, cost_query(c, org)))
+
+
+@contextmanager
+def _fx_errors():
+    from shared.tenants import UnknownOrg
+
+    try:
+        yield
+    except inputs.FieldInvalid as e:
+        raise ApiError(400, "invalid_rate", str(e), field=e.field) from None
+    except UnknownOrg as e:
+        raise ApiError(404, "unknown_org", str(e)) from None
+
+
+MAX_POSTED_RATES = 5000
+
+
+def _list_fx(c: Call, org: str):
+    from shared import fx
+
+    get_org(c.rt.warehouse, org)
+    return 200, {"rates": [{**_iso(r), "rate": format(r["rate"], "f")} for r in fx.list_rates(c.rt.warehouse, org)]}
+
+
+def _post_fx(c: Call, org: str):
+    """An org's own rates (they win over the platform's for this org only); platform-wide rates are the
+    operator's (`cloudact fx import`), never an org key's."""
+    from shared import fx
+
+    body = c.json()
+    if not isinstance(body, dict) or set(body) != {"rates"} or not isinstance(body["rates"], list):
+        raise inputs.FieldInvalid("body", 'must be {"rates": [{"date", "from", "to", "rate"}, ...]}')
+    if not 0 < len(body["rates"]) <= MAX_POSTED_RATES:
+        raise inputs.FieldInvalid("rates", f"give 1 to {MAX_POSTED_RATES} rates")
+    rates = [fx.validate_rate(r, f"rates[{i}]") for i, r in enumerate(body["rates"])]
+    get_org(c.rt.warehouse, org)
+    stored, unchanged = fx.store(c.rt.warehouse, rates, org=org, source="api")
+    return 201, {"stored": stored, "unchanged": unchanged, "scope": "org"}
+
+
+def _health(c: Call):
+    return 200, {"status": "ok"}
+
+
+# The whole API: add a route with one line in its group.
+ROUTES: tuple[Group, ...] = (
+    Group("/api/v1/pipelines/run", (
+        Route("POST", "/<path:pipeline>", _post_run),
+    )),
+    Group("/api/v1/pipelines/runs", (
+        Route("GET", "", _list_runs),
+        Route("GET", "/<run_id>", _get_run),
+        Route("POST", "/<run_id>/cancel", _cancel_run),
+    )),
+    Group("/api/v1/subscriptions", (
+        Route("GET", "", _list_subscriptions),
+        Route("POST", "", _create_subscription),
+        Route("GET", "/<sid>", _get_subscription),
+        Route("PATCH", "/<sid>", _update_subscription),
+        Route("POST", "/<sid>/cancel", _cancel_subscription),
+    ), errors=_subscription_errors),
+    Group("/api/v1/schedules", (
+        Route("GET", "", _schedules),
+        Route("POST", "", _schedules),
+        Route("GET", "/<sid>", _schedules),
+        Route("PATCH", "/<sid>", _schedules),
+        Route("DELETE", "/<sid>", _schedules),
+    )),
+    Group("/api/v1/credentials", (
+        Route("GET", "", _list_credentials),
+        Route("POST", "", _create_credential),
+        Route("POST", "/<cid>/rotate", _rotate_credential),
+        Route("DELETE", "/<cid>", _disable_credential),
+    ), errors=_credential_errors),
+    Group("/api/v1/price-overrides", (
+        Route("GET", "", _list_overrides),
+        Route("POST", "", _add_override),
+        Route("GET", "/<oid>", _get_override),
+        Route("POST", "/<oid>/end", _end_override),
+    ), errors=_override_errors),
+    Group("/api/v1/costs", (
+        Route("GET", "", _get_costs),
+    ), errors=_cost_errors),
+    Group("/api/v1/fx-rates", (
+        Route("GET", "", _list_fx),
+        Route("POST", "", _post_fx),
+    ), errors=_fx_errors),
+)
+PUBLIC_ROUTES: tuple[Route, ...] = (
+    Route("GET", "/", _health),
+    Route("GET", "/health", _health),
+    Route("GET", "/healthz", _health),
+)
+
+
+def _maps() -> tuple[Map, Map]:
+    """(groups: any path under a group's `{prefix}/<org>`, routes: each route with its method).
+    Trailing slashes are optional and never redirect: API clients do not follow redirects."""
+    options = {"strict_slashes": False, "merge_slashes": False}
+    groups = Map([Rule(p, endpoint=g) for g in ROUTES for p in (f"{g.prefix}/<org>", f"{g.prefix}/<org>/<path:rest>")],
+                 **options)
+    routes = Map([Rule(f"{g.prefix}/<org>{r.path}", methods=[r.method], endpoint=(g, r)) for g in ROUTES for r in g.routes]
+                 + [Rule(r.path, methods=[r.method], endpoint=(None, r)) for r in PUBLIC_ROUTES], **options)
+    return groups, routes
+
+
+_GROUP_MAP, _ROUTE_MAP = _maps()
+
+
+def _match(method: str, path: str) -> tuple[Group | None, Route, dict[str, str]]:
+    try:
+        (group, route), args = _ROUTE_MAP.bind("api").match(path, method=method)
+    except MethodNotAllowed as e:
+        allowed = sorted(set(e.valid_methods or ()) - {"HEAD", "OPTIONS"})
+        raise ApiError(405, "method_not_allowed", f"{method} is not supported on {path}; use "
+                       f"{' or '.join(allowed)}") from None
+    except (NotFound, RequestRedirect):
+        raise ApiError(404, "not_found", f"no route for {method} {path}") from None
+    return group, route, args
 
 
 def handle(rt, method: str, path: str, headers, raw_body: bytes | Callable[[], bytes],
-           query: dict | None = None) -> tuple[int, dict[str, Any]]:
-    """Route one request; return (status, JSON body). Never raises for client errors.
+           query: Any = None) -> tuple[int, Any]:
+    """Route one request; return (status, JSON body or Stream). Never raises for client errors.
 
     A declared body over the size limit is refused first; `raw_body` may be a reader that each route
-    calls (through _json_body) only after the key is checked."""
+    calls (through Call.json) only after the key is checked."""
     try:
         try:
             inputs.check_length(headers.get("Content-Length"))
         except inputs.BodyTooLarge as e:
             raise ApiError(413, "body_too_large", str(e)) from None
-        if path.startswith(SCHEDULES_PREFIX):
-            from shared import schedules
-
-            rest = path[len(SCHEDULES_PREFIX):]
-            _authorize(rt, rest.partition("/")[0], headers)
-            return schedules.handle_schedules(rt, method, rest, raw_body)
-        if path.startswith(CREDENTIALS_PREFIX):
-            rest = path[len(CREDENTIALS_PREFIX):]
-            _authorize(rt, rest.partition("/")[0], headers)
-            return handle_credentials(rt, method, rest, raw_body)
-        if path.startswith(PRICE_OVERRIDES_PREFIX):
-            rest = path[len(PRICE_OVERRIDES_PREFIX):]
-            _authorize(rt, rest.partition("/")[0], headers)
-            return handle_price_overrides(rt, method, rest, query or {}, raw_body)
-        if path.startswith(SUBSCRIPTIONS_PREFIX):
-            rest = path[len(SUBSCRIPTIONS_PREFIX):]
-            _authorize(rt, rest.partition("/")[0], headers)
-            return handle_subscriptions(rt, method, rest, query or {}, raw_body)
-        if path.startswith(RUN_PREFIX):
-            if method != "POST":
-                raise ApiError(405, "method_not_allowed", "use POST to start a run")
-            org, _, pipeline_path = path[len(RUN_PREFIX):].partition("/")
-            _authorize(rt, org, headers)
-            return 202, request_run(rt, org, pipeline_path.strip("/"), _json_body(raw_body), trigger="api")
-        if path.startswith(RUNS_PREFIX):
-            org, _, run_id = path[len(RUNS_PREFIX):].partition("/")
-            run_id, _, action = run_id.strip("/").partition("/")
-            if action == "cancel":
-                if method != "POST":
-                    raise ApiError(405, "method_not_allowed", "use POST to cancel a run")
-                _authorize(rt, org, headers)
-                return 200, cancel_run(rt, org, run_id, by="api")
-            if action:
-                raise ApiError(404, "not_found", f"no route for {method} {path}")
-            if method != "GET":
-                raise ApiError(405, "method_not_allowed", "use GET to read runs, POST .../cancel to cancel one")
-            _authorize(rt, org, headers)
-            if not run_id:
-                return 200, {"runs": [runs.public_view(r) for r in runs.list_runs(rt.warehouse, org)]}
-            try:
-                return 200, runs.public_view(runs.get_run(rt.warehouse, org, run_id))
-            except runs.UnknownRun as e:
-                raise ApiError(404, "unknown_run", str(e)) from None
-        if path in ("/", "/health", "/healthz"):
-            return 200, {"status": "ok"}
-        raise ApiError(404, "not_found", f"no route for {method} {path}")
+        try:
+            group, group_args = _GROUP_MAP.bind("api").match(path)
+        except (NotFound, RequestRedirect, MethodNotAllowed):
+            group = None
+        if group is not None:  # the org key first: nothing about the group's routes before it
+            _authorize(rt, group_args["org"], headers)
+        group, route, args = _match(method, path)
+        call = Call(rt, method, query if query is not None else {}, raw_body)
+        with group.errors() if group is not None and group.errors else nullcontext():
+            return route.handler(call, **args)
     except ApiError as e:
         return e.status, e.body()

@@ -23,6 +23,7 @@ _DUMMY_HASH = hashlib.sha256(b"cloudact-no-such-key").hexdigest()
 class KeyCheck:
     ok: bool
     org_slug: str | None = None  # the org the key belongs to, when ok
+    key_id: str | None = None  # the key's row, when ok (not secret: it is part of the key's public prefix)
 
 
 def _hash(key: str) -> str:
@@ -68,4 +69,11 @@ def check_key(wh: Warehouse, presented: str | None) -> KeyCheck:
     )
     stored = rows[0]["key_hash"] if rows else _DUMMY_HASH
     match = hmac.compare_digest(stored, _hash(presented))
-    return KeyCheck(True, rows[0]["org_slug"]) if (rows and match) else KeyCheck(False)
+    return KeyCheck(True, rows[0]["org_slug"], key_id) if (rows and match) else KeyCheck(False)
+
+
+def key_active(wh: Warehouse, org_slug: str, key_id: str) -> bool:
+    """Is the key `key_id` of `org_slug` still unrevoked? A dashboard session lives only as long as its key."""
+    return bool(wh.query(
+        "SELECT 1 AS one FROM `organizations.org_api_keys` WHERE key_id = @key_id AND org_slug = @org "
+        "AND revoked_at IS NULL", {"key_id": key_id, "org": org_slug}))

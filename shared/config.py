@@ -67,7 +67,7 @@ def settings() -> Settings:
 
 
 # What CloudAct keeps in its home: a folder holding one of these (or nothing) is one we made.
-STATE_FILES = ("warehouse.duckdb", "secret.key")
+STATE_FILES = ("warehouse.duckdb", "secret.key", "ui-session.key")
 
 
 def private_dir(path: Path) -> Path:

@@ -367,6 +367,19 @@ def _beyond_the_demo(rt) -> None:
         "run_id": ds_run["run_id"], "start_date": ds_run["start_date"], "end_date": ds_run["end_date"]})
     assert entry["status"] == "compared" and entry["spent"] == "1.500000000", entry
 
+    # the cost explorer: every grouping, each filter, a conversion and the rates (shared/costs.py, shared/fx.py)
+    from shared import costs, fx
+
+    fx.store(wh, [fx.Rate(dt.date(2023, 9, 1), "EUR", c, Decimal("1.1")) for c in ("USD", "CAD")], org=None,
+             source="zetasql")
+    fx.list_rates(wh, org)
+    window = {"start": dt.date(2023, 9, 1), "end": dt.date(2026, 10, 31)}
+    for group_by in (costs.GROUPINGS[:5], costs.GROUPINGS[5:], ("tag:env",)):
+        costs.query(wh, costs.CostQuery(org, group_by=tuple(group_by), **window))
+    costs.query(wh, costs.CostQuery(org, group_by=("account", "tag:team"), metric="ListCost", currency="EUR",
+                                    providers=("openai",), services=("OpenAI API",), tags=(("env", "prod"),),
+                                    **window))
+
     server, api = start_background()
     try:
         with httpx.Client(base_url=api, headers={"X-API-Key": key}, timeout=60) as http:
