@@ -23,6 +23,7 @@ DEMO_DAYS = 30
 DEMO_SEED = 7
 DEMO_ADMIN_KEY = "sk-admin-demo-not-a-real-key"
 DEMO_TOKEN = "demo-access-token"
+DEMO_AWS_ACCOUNT = "111122223333"  # the account of the Bedrock usage (its application profile's ARN) and its CUR lines
 # The bundled anonymized billing samples (MIT, data/samples/) and the month each one covers.
 SAMPLE_WINDOWS = {
     "aws": {"start_date": "2023-11-01", "end_date": "2023-11-30"},
@@ -86,6 +87,7 @@ def run_demo(console: Console) -> int:
     from stubs.gcp_monitoring import GcpMonitoringStub
     from stubs.genai_data import anthropic_demo_usage, openai_demo_usage
     from stubs.openai import OpenAIStub
+    from stubs import model_spend_data as spend
 
     started = time.monotonic()
     # The loopback stand-ins (moto's CloudWatch) log each request they serve, with a traceback for the calls moto
@@ -113,15 +115,29 @@ def run_demo(console: Console) -> int:
         window = {"start_date": DEMO_START.isoformat(), "end_date": end.isoformat()}
         gcp_export = home / "gcp-billing-export"
         gcp_billing_data.write_parquet(gcp_billing_data.generate(DEMO_START, end, seed=DEMO_SEED), gcp_export)
+        # The clouds bill the models the GenAI usage ran on: the export, a CUR and cost details hold their lines
+        # (the bundled samples hold none), so the money is counted once, from the bills.
+        gemini_usage = gd.gemini_demo_usage(DEMO_START, DEMO_DAYS, DEMO_SEED)
+        vertex_usage = gd.vertex_demo_usage(DEMO_START, DEMO_DAYS, DEMO_SEED)
+        azure_usage = gd.azure_openai_demo_usage(DEMO_START, DEMO_DAYS, DEMO_SEED)
+        gcp_billing_data.write_parquet(spend.gcp_export_rows(gemini_usage, vertex_usage), gcp_export,
+                                       "export-000000000001.parquet")
+        samples = ROOT / "data" / "samples"
+        aws_cur, azure_details = home / "aws-cur", home / "azure-cost-details"
+        shutil.copytree(samples / "aws", aws_cur, ignore=shutil.ignore_patterns("mapping_files"))
+        shutil.copytree(samples / "azure", azure_details, ignore=shutil.ignore_patterns("mapping_files"))
+        spend.write_csv(spend.bedrock_cur_rows(gd.bedrock_demo_usage(DEMO_START, DEMO_DAYS, DEMO_SEED),
+                                               DEMO_AWS_ACCOUNT), spend.CUR_HEADER, aws_cur / "bedrock-cur.csv")
+        spend.write_csv(spend.azure_cost_details_rows(azure_usage), spend.MCA_HEADER,
+                        azure_details / "aoai-cost-details.csv")
         stubs = {
             "openai": OpenAIStub(admin_key=DEMO_ADMIN_KEY, usage=openai_demo_usage(DEMO_START, DEMO_DAYS, DEMO_SEED)),
             "anthropic": AnthropicStub(admin_key=DEMO_ADMIN_KEY,
                                        usage=anthropic_demo_usage(DEMO_START, DEMO_DAYS, DEMO_SEED)),
             "gcp": GcpMonitoringStub(access_token=DEMO_TOKEN, points=(
-                gd.gemini_metric_points(gd.gemini_demo_usage(DEMO_START, DEMO_DAYS, DEMO_SEED))
-                + gd.vertex_metric_points(gd.vertex_demo_usage(DEMO_START, DEMO_DAYS, DEMO_SEED)))),
+                gd.gemini_metric_points(gemini_usage) + gd.vertex_metric_points(vertex_usage))),
             "azure": AzureMonitorStub(access_token=DEMO_TOKEN, cost_scope=gd.AZURE_DEMO_SUBSCRIPTION,
-                                      usage=gd.azure_openai_demo_usage(DEMO_START, DEMO_DAYS, DEMO_SEED)),
+                                      usage=azure_usage),
         }
         stubs["deepseek"] = DeepSeekStub(api_key=DEMO_ADMIN_KEY, balance=gd.DEEPSEEK_DEMO_BALANCE)
         for stub in stubs.values():
@@ -131,18 +147,17 @@ def run_demo(console: Console) -> int:
         (deepseek_dir / "usage-export.csv").write_text(
             gd.deepseek_demo_csv(gd.deepseek_demo_usage(DEMO_START, DEMO_DAYS, DEMO_SEED)))
         bedrock = _bedrock_cloudwatch(DEMO_START, DEMO_DAYS, DEMO_SEED)  # None when moto is not installed
-        samples = ROOT / "data" / "samples"
         # One credential per kind; the cloud billing and GenAI pipelines of a cloud share it.
         credentials = {
             "openai": {"admin_key": DEMO_ADMIN_KEY, "base_url": stubs["openai"].base_url},
             "anthropic": {"admin_key": DEMO_ADMIN_KEY, "base_url": stubs["anthropic"].base_url},
-            "aws": {"source": (samples / "aws").as_uri(), **(bedrock.credential if bedrock else {})},
+            "aws": {"source": aws_cur.as_uri(), "account_id": DEMO_AWS_ACCOUNT, **(bedrock.credential if bedrock else {})},
             "deepseek": {"api_key": DEMO_ADMIN_KEY, "base_url": stubs["deepseek"].base_url,
                          "usage_csv_dir": deepseek_dir.as_uri()},
             "oci": {"source": (samples / "oci").as_uri()},
             "gcp": {"source": gcp_export.as_uri(), "access_token": DEMO_TOKEN, "base_url": stubs["gcp"].base_url,
                     "monitoring_projects": [gd.GEMINI_DEMO_PROJECT, gd.VERTEX_DEMO_PROJECT]},
-            "azure": {"source": (samples / "azure").as_uri(), "access_token": DEMO_TOKEN,
+            "azure": {"source": azure_details.as_uri(), "access_token": DEMO_TOKEN,
                       "base_url": stubs["azure"].base_url, "resource_ids": list(gd.AZURE_DEMO_RESOURCES),
                       "cost_scope": gd.AZURE_DEMO_SUBSCRIPTION},
         }
@@ -153,7 +168,7 @@ def run_demo(console: Console) -> int:
             for pipeline, body in [
                 *((f"genai/payg/{p}", window) for p in ("openai", "anthropic", "gemini", "vertex", "azure_openai",
                                                          "deepseek", *(["bedrock"] if bedrock else []))),
-                ("cloud/gcp/cost/billing", window),
+                *((f"cloud/{c}/cost/billing", window) for c in ("gcp", "aws", "azure")),
                 *((f"cloud/{c}/cost/billing", w) for c, w in SAMPLE_WINDOWS.items()),
             ]:
                 progress.update(step, description=f"POST {api_url}/api/v1/pipelines/run/acme/{pipeline}")
@@ -175,7 +190,7 @@ def run_demo(console: Console) -> int:
         print_run(run)
     console.print(_table("verify: FOCUS rows per pipeline", verify_rows(rt.warehouse, DEMO_ORG)))
     console.print(_table("FOCUS totals by provider", provider_totals(rt.warehouse, DEMO_ORG)))
-    console.print(_table("GenAI cost by model: computed from list prices vs billed by the provider",
+    console.print(_table("GenAI cost by model: computed from list prices vs billed (cloud bill or provider)",
                          genai_reconciliation(rt.warehouse, DEMO_ORG)))
     console.print(f"demo finished in {time.monotonic() - started:.1f}s; warehouse: {rt.settings.warehouse_path}")
     console.print(f"explore it: CLOUDACT_HOME={home} cloudact runs {DEMO_ORG}   (or: verify {DEMO_ORG})")

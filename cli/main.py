@@ -849,7 +849,8 @@ def verify(slug: str) -> None:
 @click.argument("slug")
 @click.option("--by-day", is_flag=True, help="One line per provider, model and day.")
 def reconcile(slug: str, by_day: bool) -> None:
-    """GenAI cost computed from list prices vs what each provider billed, per provider and model."""
+    """GenAI cost computed from list prices vs billed (the cloud bill or the provider), per provider and model,
+    with the reason where a difference is expected."""
     from cli.reports import genai_reconciliation
 
     console.print(_table(f"{slug}: GenAI computed vs billed", genai_reconciliation(_rt().warehouse, slug, by_day)))

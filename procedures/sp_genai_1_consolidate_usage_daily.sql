@@ -14,13 +14,13 @@ WHERE x_org_slug = @org_slug AND x_pipeline_id = @pipeline_id AND x_credential_i
   AND usage_date BETWEEN @start_date AND @end_date;
 
 INSERT INTO `{org_dataset}.genai_costs_daily` (
-  usage_date, provider, model, model_family, project_id, service_tier, is_batch, token_class, tokens,
-  unit_price_per_1m, cost, currency, price_status, priced_as,
+  usage_date, provider, model, model_family, project_id, cloud_account_id, service_tier, is_batch, token_class,
+  tokens, unit_price_per_1m, cost, currency, price_status, priced_as,
   contracted_unit_price_per_1m, contracted_cost, override_id,
   x_org_slug, x_pipeline_id, x_credential_id, x_pipeline_run_date, x_run_id, x_ingested_at, x_ingestion_date)
 WITH token_rows AS (
-  SELECT u.usage_date, u.provider, u.model, u.model_family, u.project_id, u.service_tier, u.is_batch,
-         c.token_class,
+  SELECT u.usage_date, u.provider, u.model, u.model_family, u.project_id, u.cloud_account_id, u.service_tier,
+         u.is_batch, c.token_class,
          CASE c.token_class
            WHEN 'input' THEN u.input_tokens
            WHEN 'cached_input' THEN u.cached_input_tokens
@@ -78,7 +78,7 @@ unit_rates AS (
 candidates AS (
   SELECT t.*, r.model AS priced_as, r.currency AS price_currency, r.rate AS unit_price,
          ROW_NUMBER() OVER (
-           PARTITION BY t.usage_date, t.provider, t.model, t.project_id, t.service_tier, t.is_batch, t.token_class
+           PARTITION BY t.usage_date, t.provider, t.model, t.project_id, t.cloud_account_id, t.service_tier, t.is_batch, t.token_class
            ORDER BY IF(r.service_tier IS NULL, 1, 0), IF(r.model = t.model, 0, 1), r.effective_from DESC
          ) AS pick
   FROM token_rows AS t
@@ -95,7 +95,7 @@ candidates AS (
 negotiated AS (
   SELECT c.*, o.override_id, o.discount_pct, o.rate AS override_rate,
          ROW_NUMBER() OVER (
-           PARTITION BY c.usage_date, c.provider, c.model, c.project_id, c.service_tier, c.is_batch, c.token_class
+           PARTITION BY c.usage_date, c.provider, c.model, c.project_id, c.cloud_account_id, c.service_tier, c.is_batch, c.token_class
            ORDER BY IF(o.discount_pct IS NULL, 0, IF(o.model IS NULL, 2, 1)), o.effective_from DESC, o.override_id
          ) AS override_pick
   FROM candidates AS c
@@ -120,8 +120,8 @@ contracted AS (
   FROM negotiated AS n
   WHERE n.override_pick = 1
 )
-SELECT usage_date, provider, model, model_family, project_id, service_tier, is_batch, token_class, tokens,
-       unit_price,
+SELECT usage_date, provider, model, model_family, project_id, cloud_account_id, service_tier, is_batch, token_class,
+       tokens, unit_price,
        CAST(CAST(CAST(tokens AS NUMERIC) * unit_price AS NUMERIC) * NUMERIC '0.000001' AS NUMERIC),
        COALESCE(price_currency, 'USD'),
        IF(unit_price IS NULL, 'unpriced', 'priced'),

@@ -148,6 +148,8 @@ def _aws_shape(doc: dict) -> None:
     if key_id and (len(key_id) > 128 or re.search(r"[/+=]", key_id)):
         raise CredentialInvalid("aws_access_key_id looks like a secret access key; put the key id (AKIA...) in "
                                 "aws_access_key_id and the secret in aws_secret_access_key")
+    if doc.get("account_id") and not re.fullmatch(r"\d{12}", str(doc["account_id"])):
+        raise CredentialInvalid("account_id must be the 12-digit AWS account id the Bedrock usage runs in")
     arn = doc.get("role_arn")
     if arn and not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", str(arn)):
         raise CredentialInvalid("role_arn must be an IAM role ARN, arn:aws:iam::<12-digit account>:role/<name>")
@@ -201,7 +203,7 @@ SPECS: dict[str, Spec] = {s.kind: s for s in (
          access=(("admin_key",),), sources=_admin_key_source, shape=_anthropic_shape),
     Spec("deepseek", text=(), secret=("api_key",), endpoints=("base_url",), locations=("usage_csv_dir",),
          access=(("usage_csv_dir",),), sources=lambda doc: _folder(doc, "usage_csv_dir")),
-    Spec("aws", text=("bucket", "prefix", "region", "aws_access_key_id", "role_arn", "external_id"),
+    Spec("aws", text=("bucket", "prefix", "region", "aws_access_key_id", "role_arn", "external_id", "account_id"),
          secret=("aws_secret_access_key", "aws_session_token"), lists=("regions", "model_ids"),
          endpoints=("endpoint_url",),
          access=(("source",), ("bucket",), ("region",), ("regions",)),

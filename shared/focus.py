@@ -97,7 +97,7 @@ SERVICE_CATEGORIES = (
 ALL_SERVICE_SUBCATEGORIES = tuple(s for cat in SERVICE_CATEGORIES for s in SERVICE_SUBCATEGORIES[cat])
 
 # Where a row's BilledCost came from (our custom column).
-COST_SOURCES = ("billed", "computed", "subscription", "cloud")
+COST_SOURCES = ("billed", "computed", "subscription", "cloud", "cloud_bill")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -215,7 +215,8 @@ EXTRA_COLUMNS: tuple[Column, ...] = tuple(
 ) + (
     Column("x_cost_source", S, "X", True,
            "Where BilledCost came from: billed (provider-reported), computed (usage x price), "
-           "subscription (SaaS plan) or cloud (cloud billing export).", COST_SOURCES),
+           "subscription (SaaS plan), cloud (cloud billing export) or cloud_bill (GenAI usage whose money a "
+           "cloud bill holds: quantities, no cost).", COST_SOURCES),
 )
 
 ALL_COLUMNS: tuple[Column, ...] = FOCUS_COLUMNS + EXTRA_COLUMNS

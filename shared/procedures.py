@@ -13,6 +13,8 @@ or repeated name fails when the procedure is loaded (so at install), not at quer
 
 Shared pieces, written once:
 - `{aws.ProviderName}`: a constant provider fact from `procedures/provider_facts.yml`, as a literal;
+- `{facts:cloud_model_spend}`: a list of facts from the same file, as a subquery of literals (one row per
+  entry, its keys as columns, plus `fact_rank`: the entry's position);
 - `FOCUS_UNIT(x)`: the unit normalisation in `procedures/macros/focus_unit.sql`, put in place of the call.
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 from sqlglot import exp
@@ -57,6 +60,7 @@ WHERE x_org_slug = @org_slug AND x_pipeline_id = @pipeline_id AND x_credential_i
   AND ChargePeriodStart >= TIMESTAMP(@start_date)
   AND ChargePeriodStart < TIMESTAMP(DATE_ADD(@end_date, INTERVAL 1 DAY))"""
 _FACT = re.compile(r"\{([a-z0-9_]+)\.([A-Za-z]+)\}")
+_FACT_TABLE = re.compile(r"\{facts:([a-z0-9_]+)\}")
 
 
 class ProcedureError(ValueError):
@@ -64,19 +68,40 @@ class ProcedureError(ValueError):
 
 
 @lru_cache(maxsize=None)
-def provider_facts() -> dict[str, dict[str, str]]:
+def provider_facts() -> dict[str, Any]:
     return yaml.safe_load((PROCEDURE_DIR / "provider_facts.yml").read_text())
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def fact_table(key: str) -> list[dict[str, str]]:
+    """A list of facts (e.g. `cloud_model_spend`): entries of the same keys, string values."""
+    entries = provider_facts().get(key)
+    if not isinstance(entries, list) or not entries:
+        raise ProcedureError(f"no list of facts {key!r} in procedures/provider_facts.yml")
+    keys = list(entries[0])
+    for e in entries:
+        if list(e) != keys or not all(isinstance(v, str) for v in e.values()):
+            raise ProcedureError(f"facts {key!r}: every entry must have the string keys {keys}, in that order")
+    return entries
 
 
 def _with_facts(name: str, sql: str) -> str:
     def fact(m: re.Match) -> str:
         try:
             value = provider_facts()[m.group(1)][m.group(2)]
-        except KeyError:
+        except (KeyError, TypeError):
             raise ProcedureError(f"{name}: no provider fact {m.group(0)} in procedures/provider_facts.yml") from None
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return _literal(value)
 
-    return _FACT.sub(fact, sql)
+    def table(m: re.Match) -> str:
+        rows = [", ".join([*(f"{_literal(v)} AS {k}" for k, v in e.items()), f"{i} AS fact_rank"])
+                for i, e in enumerate(fact_table(m.group(1)))]
+        return "(" + " UNION ALL ".join(f"SELECT {r}" for r in rows) + ")"
+
+    return _FACT.sub(fact, _FACT_TABLE.sub(table, sql))
 
 
 @lru_cache(maxsize=None)

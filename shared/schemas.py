@@ -4,13 +4,14 @@ Each file holds one table:
   {"table": name, "scope": "meta" | "org", "description": ...,
    "time_partitioning": {"type": "DAY", "field": col} (optional),
    "clustering": [cols] (optional),
-   "fields": [{"name", "type", "mode", "description"}]}
+   "fields": [{"name", "type", "mode", "description"}],
+   "fields_of": table (optional): that table's fields first, then `fields` (a copy that must keep its shape)}
 `scope: meta` tables live in the `organizations` dataset; `scope: org` tables in each `{org}_prod`.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -98,12 +99,18 @@ def _parse(doc: dict) -> TableSchema:
 
 @lru_cache(maxsize=None)
 def all_schemas() -> dict[str, TableSchema]:
-    out = {}
+    out, copies = {}, {}
     for path in sorted(SCHEMA_DIR.glob("*.json")):
-        schema = _parse(json.loads(path.read_text()))
+        doc = json.loads(path.read_text())
+        schema = _parse(doc)
         if schema.table in out:
             raise ValueError(f"table {schema.table} is defined twice in {SCHEMA_DIR}")
         out[schema.table] = schema
+        if doc.get("fields_of"):
+            copies[schema.table] = doc["fields_of"]
+    for table, source in copies.items():
+        # a copy of another table's rows (SELECT * between them) is declared by name, never re-typed
+        out[table] = replace(out[table], fields=out[source].fields + out[table].fields)
     return out
 
 

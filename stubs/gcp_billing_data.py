@@ -169,6 +169,9 @@ def _row(project, service, sku_id, sku_desc, start, hours, *, amount, unit, pric
     return row
 
 
+export_row = _row  # one export row, for other generators (stubs/model_spend_data.py)
+
+
 def _day_rows(day: dt.date, rng: random.Random) -> list[dict]:
     rows: list[dict] = []
     for h in HOURS:

@@ -357,7 +357,13 @@ def test_units_of_the_other_exports_and_the_samples(written):
     # + the PricingUnit of the used Usage rows the export gives no consumed quantity (1.3: they consume 0 of it)
     assert {r["u"] for r in consumed} == {"Seconds", "B-Seconds", "Requests", "Units"}
     # the legacy AWS sample's pricing/unit values: Request and API Request(s) are Requests, GB-Mo GB-Months
-    aws = units_of("x_pipeline_id = @p AND x_credential_id NOT IN ('cred_cur2', 'cred_aws_focus')", {"p": AWS})
+    from cli.demo import SAMPLE_WINDOWS
+
+    window = {k: dt.date.fromisoformat(v) for k, v in SAMPLE_WINDOWS["aws"].items()}
+    demo_aws = "x_pipeline_id = @p AND x_credential_id NOT IN ('cred_cur2', 'cred_aws_focus')"
+    aws = units_of(f"{demo_aws} AND DATE(ChargePeriodStart) BETWEEN @start_date AND @end_date", {"p": AWS, **window})
+    # the demo's Bedrock CUR lines (its GenAI usage billed on AWS) are priced per 1K tokens
+    assert units_of(f"{demo_aws} AND DATE(ChargePeriodStart) > @end_date", {"p": AWS, **window}) == {"1000 Tokens"}
     assert aws == {"Requests", "GB", "GB-Months", "Object-Months", "Dashboards", "Events", "Keys", "Operations"}
     # Azure EA sample: 1 Hour, 1 GB, 10K, 1K (the blocks go to PricingQuantity)
     azure = units_of("x_pipeline_id = @p AND x_credential_id != 'cred_azure_focus'", {"p": AZURE})
@@ -376,6 +382,12 @@ def test_totals_do_not_change(written):
                AZURE: _csv_sum(SAMPLES / "azure" / "sample-anonymous-ea-export-dataset.csv", "CostInBillingCurrency"),
                "cloud/oci/cost/billing": _csv_sum(SAMPLES / "oci" / "reports_cost-csv_0000000030000269.csv",
                                                   "cost/myCost")}
-    demo = {p: s for (p, c), s in got.items() if (p, c) not in billed}
-    for pipeline, total in samples.items():
-        assert demo[pipeline] == total, pipeline
+    from cli.demo import SAMPLE_WINDOWS
+
+    for pipeline, total in samples.items():  # the demo's sample months (it also bills its GenAI usage in 2026)
+        window = SAMPLE_WINDOWS[pipeline.split("/")[1]]
+        demo = wh.query("SELECT SUM(BilledCost) AS s FROM `acme_prod.cost_data_standard_1_3` WHERE x_pipeline_id = @p "
+                        "AND DATE(ChargePeriodStart) BETWEEN @a AND @b AND x_credential_id NOT IN UNNEST(@fixtures)",
+                        {"p": pipeline, "a": dt.date.fromisoformat(window["start_date"]),
+                         "b": dt.date.fromisoformat(window["end_date"]), "fixtures": sorted({c for _, c in billed})})
+        assert demo[0]["s"] == total, pipeline

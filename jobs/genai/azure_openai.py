@@ -22,7 +22,8 @@ client secret or certificate needs `azure-identity`, imported lazily and only fo
   ModelName and ModelVersion. `project_id` is the deployment name, `model` the ModelName (versions of
   one deployment add up). Azure exposes no cached-token count (only a match rate), so
   `cached_input_tokens` is 0 and `input_tokens` is every prompt token; the billed cost below carries
-  the cache discount.
+  the cache discount. `cloud_account_id` is the resource's subscription id (lower case, as the cost details'
+  SubscriptionId), so an org that also runs Azure cost details counts the spend once (sp_genai_4).
 - Money -> `genai_provider_costs_daily`: `POST {cost_scope}/providers/Microsoft.CostManagement/query`
   (api-version 2023-11-01), ActualCost, Daily, summed Cost grouped by ResourceId and MeterName, filtered
   to the OpenAI / Foundry Models service, following `nextLink`. Amounts decode straight to Decimal.
@@ -162,6 +163,7 @@ def _usage_rows(ctx: ExtractContext, client: ApiClient, resource_ids: list[str],
     rows: dict[tuple, dict] = {}
     full_series = 0
     for resource_id in resource_ids:
+        subscription = resource_id.split("/")[2].lower()  # the cost details' SubscriptionId (a GUID)
         path = f"{resource_id}/providers/Microsoft.Insights/metrics"
         doc = client.get_json(path, params)
         if not isinstance(doc, dict) or not isinstance(doc.get("value"), list):
@@ -187,12 +189,13 @@ def _usage_rows(ctx: ExtractContext, client: ApiClient, resource_ids: list[str],
                     if not window.keep(day, [value] if value else []) or not value:
                         continue
                     deployments.add(resource_id, day, deployment, model, version)
-                    key = (day, deployment, model)
+                    key = (day, deployment, model, subscription)
                     row = rows.get(key)
                     if row is None:
                         row = rows[key] = {
                             "usage_date": day, "provider": PROVIDER, "model": model,
-                            "model_family": model_family(model), "project_id": deployment, "service_tier": None,
+                            "model_family": model_family(model), "project_id": deployment,
+                            "cloud_account_id": subscription, "service_tier": None,
                             "is_batch": False, "input_tokens": 0, "cached_input_tokens": 0, "cache_write_tokens": 0,
                             "cache_write_1h_tokens": None, "output_tokens": 0, "reasoning_tokens": None,
                             "request_count": None}
@@ -201,7 +204,7 @@ def _usage_rows(ctx: ExtractContext, client: ApiClient, resource_ids: list[str],
     if full_series >= METRICS_TOP:
         ctx.warn(f"Azure Monitor returned {full_series} series for one metric, its top={METRICS_TOP} limit; "
                  "some deployments may be missing")
-    return [rows[k] for k in sorted(rows, key=lambda k: (k[0], str(k[1]), k[2]))]
+    return [rows[k] for k in sorted(rows, key=lambda k: (k[0], str(k[1]), k[2], k[3]))]
 
 
 # -- billed meets metered -----------------------------------------------------------------------------------

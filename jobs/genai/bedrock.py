@@ -5,7 +5,8 @@ Credential (`cloudact credentials add ORG aws --from-json FILE`):
      "aws_access_key_id": "...", "aws_secret_access_key": "...", "aws_session_token": "...",   # optional
      "role_arn": "arn:aws:iam::123456789012:role/cloudact-bedrock-reader", "external_id": "...", # optional
      "endpoint_url": "http://127.0.0.1:5000",    # optional (tests / VPC endpoints; multi: public https only)
-     "model_ids": ["anthropic.claude-3-haiku-20240307-v1:0"]}                                   # optional
+     "model_ids": ["anthropic.claude-3-haiku-20240307-v1:0"],                                   # optional
+     "account_id": "123456789012"}               # optional: else the role's account, else sts:GetCallerIdentity
 In multi tenancy the keys or the role are required and a role is assumed with the org's ExternalId
 (jobs/identity.py). Needs `cloudwatch:ListMetrics` and `cloudwatch:GetMetricData` (+ `bedrock:GetInferenceProfile` to name
 the model behind an application inference profile; without it those rows keep the profile ARN).
@@ -43,6 +44,11 @@ different price list from the vendor's own API, and the pricing procedure keys p
 (provider='bedrock', model or family). Where the stripped part matters for price (geo/in-region
 profiles of newer Claude models cost ~10% more than `global.`; `amazon.titan-embed-text-v1` vs `-v2:0`),
 an exact-id price entry wins over the family entry.
+
+`cloud_account_id` is the AWS account the metrics belong to (CloudWatch metrics are per account), the
+`line_item_usage_account_id` of the CUR's Bedrock lines: the credential's `account_id`, else the account of
+its `role_arn`, else `sts:GetCallerIdentity` (NULL, with a warning, when none answers). With it an org that
+also runs the CUR counts the spend once (sp_genai_4_allocate_cloud_model_spend).
 
 Money is not here: Bedrock spend is in Cost Explorer / CUR, and third-party models (Anthropic, Meta,
 …) bill through AWS Marketplace under per-model product names, not `Amazon Bedrock`.
@@ -191,6 +197,27 @@ def resolve_profile(session, region: str, endpoint_url: str | None, arn: str) ->
     return ids.pop() if len(ids) == 1 else None
 
 
+_ROLE_ACCOUNT = re.compile(r"^arn:aws[a-z-]*:(?:iam|sts)::(\d{12}):")
+
+
+def cloud_account(session, cred: dict, region: str, endpoint_url: str | None) -> str | None:
+    """The AWS account id the usage is read in (see the module doc), or None when nothing says it."""
+    given = str(cred.get("account_id") or "").strip()
+    if given:
+        return given
+    m = _ROLE_ACCOUNT.match(str(cred.get("role_arn") or ""))
+    if m:
+        return m[1]
+    from botocore.config import Config
+
+    try:
+        sts = session.client("sts", region_name=region, endpoint_url=endpoint_url,
+                             config=Config(retries={"max_attempts": 2, "mode": "standard"}))
+        return str(sts.get_caller_identity()["Account"])
+    except Exception:  # noqa: BLE001 - no account only means the usage cannot be matched to a CUR
+        return None
+
+
 def _regions(cred: dict) -> list[str]:
     regions = cred.get("regions") or ([cred["region"]] if cred.get("region") else [])
     if isinstance(regions, str):
@@ -326,8 +353,14 @@ def extract(ctx: ExtractContext, *, today: dt.date | None = None) -> dict[str, l
     agg: dict[tuple, dict] = {}
     window = DayWindow(ctx)
     unresolved: set[str] = set()
-    for region in regions:
+    account: str | None = None
+    for n, region in enumerate(regions):
         session = aws_session(cred, region, "cloudact-bedrock-usage")
+        if n == 0:
+            account = cloud_account(session, cred, region, endpoint)
+            if account is None:
+                ctx.warn("the AWS account of the Bedrock usage is unknown (no account_id or role_arn in the credential "
+                         "and sts:GetCallerIdentity refused): its spend cannot be matched to a CUR's Bedrock lines")
         cw = _cloudwatch_client(session, region, endpoint)
         pairs = discover(cw, region)
         pairs |= {(metric, mid) for mid in extra_ids for metric in METRIC_COLUMNS}
@@ -359,7 +392,7 @@ def extract(ctx: ExtractContext, *, today: dt.date | None = None) -> dict[str, l
                         row = agg[key] = {
                             "usage_date": day, "provider": PROVIDER, "model": model,
                             "model_family": bedrock_model_family(model), "project_id": project,
-                            "service_tier": None, "is_batch": False,
+                            "cloud_account_id": account, "service_tier": None, "is_batch": False,
                             "input_tokens": 0, "cached_input_tokens": 0, "cache_write_tokens": 0,
                             "cache_write_1h_tokens": None,  # CloudWatch does not split cache-write TTLs
                             "output_tokens": 0, "reasoning_tokens": None, "request_count": None,

@@ -16,7 +16,8 @@ Metrics read, each summed per UTC day and grouped by `metric.label.model`:
 The metrics expose no cached-token split, so `cached_input_tokens` is 0 and `input_tokens` holds the
 whole prompt as metered; whether thinking tokens are inside the output metric is unverified, so
 `reasoning_tokens` is null. Free-tier tokens cost nothing, yet a list-price estimate prices them: the
-run warns when there are any. The billing export stays the authority for money.
+run warns when there are any. The billing export stays the authority for money: `cloud_account_id` is the project,
+so an org that also runs the export gets its Gemini API lines split over this usage (sp_genai_4).
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def model_of(series: dict) -> str:
 
 def _new_row(day, project: str, model: str) -> dict:
     return {"usage_date": day, "provider": PROVIDER, "model": model, "model_family": model_family(model),
-            "project_id": project, "service_tier": None, "is_batch": False,
+            "project_id": project, "cloud_account_id": project, "service_tier": None, "is_batch": False,
             "input_tokens": 0, "cached_input_tokens": 0, "cache_write_tokens": 0, "cache_write_1h_tokens": None,
             "output_tokens": 0, "reasoning_tokens": None, "request_count": None}
 

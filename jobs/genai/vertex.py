@@ -15,7 +15,7 @@ Metrics read, each summed per UTC day:
 
 `model` is the model_user_id as reported (e.g. `gemini-2.5-flash`, `claude-sonnet-4-5@20250929`;
 `shared.models.model_family` drops the `@date` suffix). The metric has no cache split, so
-`cached_input_tokens` is 0; `project_id` is the GCP project.
+`cached_input_tokens` is 0; `project_id` and `cloud_account_id` are the GCP project (the billing export's project.id: sp_genai_4 counts the spend once where the export bills it).
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def model_of(series: dict) -> str:
 
 def _new_row(day, project: str, model: str) -> dict:
     return {"usage_date": day, "provider": PROVIDER, "model": model, "model_family": model_family(model),
-            "project_id": project, "service_tier": None, "is_batch": False,
+            "project_id": project, "cloud_account_id": project, "service_tier": None, "is_batch": False,
             "input_tokens": 0, "cached_input_tokens": 0, "cache_write_tokens": 0, "cache_write_1h_tokens": None,
             "output_tokens": 0, "reasoning_tokens": None, "request_count": None}
 
