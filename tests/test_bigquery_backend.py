@@ -279,6 +279,7 @@ def _lineage(day):
 
 def _usage_batches(days=(START, END)):
     rows = [{"usage_date": d, "provider": "openai", "model": "gpt-4o", "model_family": "gpt-4o", "project_id": "p1",
+             "cloud_account_id": None,
              "service_tier": None, "is_batch": False, "input_tokens": 100 + i, "cached_input_tokens": 0,
              "cache_write_tokens": 0, "cache_write_1h_tokens": None, "output_tokens": 50, "reasoning_tokens": None,
              "request_count": 3,

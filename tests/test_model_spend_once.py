@@ -224,6 +224,11 @@ def test_cloud_first_then_usage_splits_bedrock_over_the_models_once(rt, acme, cl
         # every part, the one taking the remainder too, costs its price x its quantity (to NUMERIC's 9 places)
         assert p["ListCost"] == (p["ListUnitPrice"] * p["PricingQuantity"]).quantize(Decimal("1e-9"))
         assert p["ContractedCost"] == (p["ContractedUnitPrice"] * p["PricingQuantity"]).quantize(Decimal("1e-9"))
+    # Marketplace model products carry a product code per listing: still AI and Machine Learning / Generative AI
+    models = focus_rows(wh, "x_pipeline_id = @p AND (ServiceName LIKE '%(Amazon Bedrock Edition)' OR SkuMeter LIKE '%-MP:%')",
+                        {"p": AWS})
+    assert len(models) > 4 and {(r["ServiceCategory"], r["ServiceSubcategory"]) for r in models} == \
+        {("AI and Machine Learning", "Generative AI")}
     # Bedrock of an account with no usage read, tax and compute stay as billed
     other = focus_rows(wh, "SubAccountId = @a", {"a": OTHER_ACCOUNT})
     assert len(other) == 1 and other[0]["AllocatedMethodId"] is None and other[0]["BilledCost"] == Decimal("0.4")

@@ -59,7 +59,14 @@ WITH src AS (
          IF(r.billing_entity = 'AWS Marketplace', COALESCE(r.legal_entity, 'AWS Marketplace'), {aws.ServiceProviderName})
            AS seller,
          COALESCE(r.product_name, r.product_code, r.service_code, 'AWS') AS service_name,
-         m.service_category AS mapped_category, m.service_subcategory AS mapped_subcategory
+         -- Marketplace products get a product code per listing, so no map can name them ahead; a model
+         -- sold for Bedrock ("... (Amazon Bedrock Edition)", or a token usage type) is Generative AI all the same
+         COALESCE(m.service_category, IF(REGEXP_CONTAINS(COALESCE(r.product_name, ''), r' \(Amazon Bedrock Edition\)$')
+                                         OR REGEXP_CONTAINS(COALESCE(r.usage_type, ''), r'-MP:[A-Z0-9]+_(?i:[a-z_]*token)'),
+                                         'AI and Machine Learning', NULL)) AS mapped_category,
+         COALESCE(m.service_subcategory, IF(REGEXP_CONTAINS(COALESCE(r.product_name, ''), r' \(Amazon Bedrock Edition\)$')
+                                            OR REGEXP_CONTAINS(COALESCE(r.usage_type, ''), r'-MP:[A-Z0-9]+_(?i:[a-z_]*token)'),
+                                            'Generative AI', NULL)) AS mapped_subcategory
   FROM `{org_dataset}.aws_billing_raw` AS r
   LEFT JOIN `organizations.service_category_map` AS m
     ON m.provider = 'aws' AND m.service_key = LOWER(COALESCE(r.product_code, r.service_code))
