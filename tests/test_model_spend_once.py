@@ -439,6 +439,23 @@ def test_azure_cost_details_openai_lines_split_over_the_deployments(rt, acme, az
     assert state(wh) == first
 
 
+def test_azure_both_orders_agree(rt, acme, azure):
+    wh = rt.warehouse
+    credential, rows = azure
+    az_run(wh, AZURE, credential)
+    az_run(wh, AOAI, credential)
+    cloud_first = state(wh)
+    assert sum((r["BilledCost"] for r in focus_rows(wh)), Decimal(0)) == \
+        sum((Decimal(r["costInBillingCurrency"]) for r in rows), Decimal(0))
+    wh.execute("DELETE FROM `acme_prod.cost_data_standard_1_3` WHERE TRUE")
+    wh.execute("DELETE FROM `acme_prod.focus_allocation_sources` WHERE TRUE")
+    az_run(wh, AOAI, credential, run_id="run_x")
+    az_run(wh, AZURE, credential, run_id="run_y")
+    assert state(wh) == cloud_first
+    az_run(wh, AOAI, credential, run_id="run_z")  # the usage again, alone, after the bill
+    assert state(wh) == cloud_first
+
+
 def test_reconcile_shows_the_cloud_bill_against_the_computed_cost(rt, acme, cloudwatch, cur):
     from cli.reports import genai_reconciliation
 
