@@ -35,7 +35,10 @@ _TAG_KEY = re.compile(r'^[^"\\\x00-\x1f]{1,256}$')
 
 # The GenAI conversion (sp_genai_3) writes SkuId = "<priced model>:<token class>[:batch]" on its Usage
 # rows; the model is what precedes the token class. Model ids may hold ':' (Bedrock's "...-v1:0").
+# Where the cloud bill holds a model's money (sp_genai_4), the split cloud lines name the model in
+# AllocatedResourceName and the GenAI rows cost 0: the model's money is on the cloud rows.
 _GENAI_SKU = r"':(input|cached_input|cache_write|cache_write_1h|output)(:batch)?$'"
+GENAI_ALLOCATION = "cloudact-genai-usage"  # AllocatedMethodId of sp_genai_4's split lines
 _EXPRESSIONS = {
     "day": "DATE(f.ChargePeriodStart)",
     # CAST: DuckDB's DATE_TRUNC of a DATE is a TIMESTAMP; BigQuery's a DATE
@@ -46,8 +49,9 @@ _EXPRESSIONS = {
     "category": "f.ServiceCategory",
     "account": "f.SubAccountId",
     "region": "f.RegionId",
-    "model": (f"CASE WHEN f.ServiceSubcategory = 'Generative AI' AND REGEXP_CONTAINS(f.SkuId, r{_GENAI_SKU}) "
-              f"THEN REGEXP_REPLACE(f.SkuId, r{_GENAI_SKU}, '') END"),
+    "model": (f"CASE WHEN f.AllocatedMethodId = '{GENAI_ALLOCATION}' THEN f.AllocatedResourceName "
+              f"WHEN STARTS_WITH(f.x_pipeline_id, 'genai/') AND f.ServiceSubcategory = 'Generative AI' "
+              f"AND REGEXP_CONTAINS(f.SkuId, r{_GENAI_SKU}) THEN REGEXP_REPLACE(f.SkuId, r{_GENAI_SKU}, '') END"),
     "pipeline": "f.x_pipeline_id",
 }
 

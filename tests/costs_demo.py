@@ -24,8 +24,10 @@ INDEPENDENT = {
     "category": "ServiceCategory",
     "account": "SubAccountId",
     "region": "RegionId",
-    # sp_genai_3: SkuId = model ':' token class [':batch'] on GenAI usage rows
-    "model": ("CASE WHEN ServiceSubcategory = 'Generative AI' AND regexp_matches(SkuId, "
+    # sp_genai_4's split cloud lines name the model they pay for; sp_genai_3's GenAI usage rows carry
+    # SkuId = model ':' token class [':batch']
+    "model": ("CASE WHEN AllocatedMethodId = 'cloudact-genai-usage' THEN AllocatedResourceName "
+              "WHEN x_pipeline_id LIKE 'genai/%' AND ServiceSubcategory = 'Generative AI' AND regexp_matches(SkuId, "
               "':(input|output|cached_input|cache_write|cache_write_1h)(:batch)?$') "
               "THEN regexp_extract(SkuId, '^(.*?):(input|output|cached_input|cache_write|cache_write_1h)(:batch)?$', 1) END"),
     "pipeline": "x_pipeline_id",

@@ -504,12 +504,29 @@ def test_api_missing_rate_is_422(api, ecb_file):
     assert r.status_code == 422 and r.json["error"] == "missing_rate" and "CAD->GBP" in r.json["message"]
 
 
-def test_model_is_read_from_genai_rows_only(demo):
-    """A cloud row whose SkuId happens to end like a token class is no model (added last: it changes the demo)."""
+def test_model_money_on_the_cloud_bill_is_by_model(demo):
+    """Bedrock, Vertex, Gemini and Azure OpenAI money is on the cloud lines sp_genai_4 split over the usage
+    (their GenAI rows cost 0 on covered days): cost by model shows it under the model's name."""
     path, wh = demo
     con = duckdb.connect(str(path))
-    con.execute(f"INSERT INTO {TABLE} SELECT * REPLACE ('m5.large:output' AS SkuId) FROM {TABLE} "
-                "WHERE x_pipeline_id = 'cloud/aws/cost/billing' AND BilledCost > 0 LIMIT 1")
+    allocated = {(m, cur): amt for m, cur, amt in con.execute(
+        f"SELECT AllocatedResourceName, BillingCurrency, SUM(BilledCost) FROM {TABLE} "
+        "WHERE AllocatedMethodId = 'cloudact-genai-usage' GROUP BY ALL").fetchall()}
+    con.close()
+    assert len(allocated) >= 4 and all(v > 0 for v in allocated.values())
+    by_model = _by_key(costs.query(wh, _q(group_by=("model",))), "model")
+    for key, amount in allocated.items():
+        assert by_model[key] >= amount
+
+
+def test_model_is_read_from_genai_rows_only(demo):
+    """A cloud row whose SkuId happens to end like a token class is no model, even one of the Generative AI
+    subcategory, unless sp_genai_4 split it over the usage (added last: it changes the demo)."""
+    path, wh = demo
+    con = duckdb.connect(str(path))
+    con.execute(f"INSERT INTO {TABLE} SELECT * REPLACE ('m5.large:output' AS SkuId, "
+                f"'Generative AI' AS ServiceSubcategory) FROM {TABLE} "
+                "WHERE x_pipeline_id = 'cloud/aws/cost/billing' AND BilledCost > 0 AND AllocatedMethodId IS NULL LIMIT 1")
     con.close()
     result = costs.query(wh, _q(group_by=("model",)))
     assert _by_key(result, "model") == independent_sums(path, "model")

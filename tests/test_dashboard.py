@@ -386,13 +386,18 @@ def test_genai_page_computed_vs_billed_equals_sql(browser, site):
         assert money_cells(r, "difference") == (b - c if b is not None and c is not None else None)
     assert any(money_cells(r, "billed_cost") is not None for r in rows.values())
     assert any(money_cells(r, "billed_cost") is None for r in rows.values())  # nothing billed stays empty, not 0
-    # sp_genai_3's SkuId is "<model>:<token class>[:batch]" on GenAI usage rows: the model is what precedes it
+    # sp_genai_3's SkuId is "<model>:<token class>[:batch]" on GenAI usage rows: the model is what precedes it;
+    # cloud lines sp_genai_4 split over the usage name their model in AllocatedResourceName
     token_sku = re.compile(r"^(.+):(input|cached_input|cache_write|cache_write_1h|output)(:batch)?$")
     focus: dict = defaultdict(Decimal)
-    for r in q(site, f"SELECT ServiceProviderName AS p, SkuId AS sku, BillingCurrency AS c, SUM(BilledCost) AS s "
-                     f"FROM {FOCUS} WHERE ServiceSubcategory = 'Generative AI' "
-                     "AND DATE(ChargePeriodStart) BETWEEN @a AND @b GROUP BY 1, 2, 3", {"a": start, "b": end}):
-        if (m := token_sku.match(r["sku"] or "")):
+    for r in q(site, f"SELECT ServiceProviderName AS p, SkuId AS sku, AllocatedMethodId AS how, "
+                     "AllocatedResourceName AS named, x_pipeline_id AS pipe, BillingCurrency AS c, SUM(BilledCost) AS s "
+                     f"FROM {FOCUS} WHERE DATE(ChargePeriodStart) BETWEEN @a AND @b "
+                     "AND (ServiceSubcategory = 'Generative AI' OR AllocatedMethodId IS NOT NULL) "
+                     "GROUP BY 1, 2, 3, 4, 5, 6", {"a": start, "b": end}):
+        if r["how"] == "cloudact-genai-usage":
+            focus[(r["p"], r["named"], r["c"])] += r["s"]
+        elif r["pipe"].startswith("genai/") and (m := token_sku.match(r["sku"] or "")):
             focus[(r["p"], m.group(1), r["c"])] += r["s"]
     got = {(r["provider"][0], r["model"][0], r["currency"][0]): money_cells(r, "amount")
            for r in table(browser, "genai-focus")}

@@ -225,7 +225,7 @@ def test_extra_columns_are_lineage_then_cost_source():
 
     extra = [(c.name, c.type, c.mode) for c in focus.EXTRA_COLUMNS]
     assert extra == [(n, t, "REQUIRED") for n, t in LINEAGE_FIELDS] + [("x_cost_source", "STRING", "NULLABLE")]
-    assert focus.column("x_cost_source").allowed_values == ("billed", "computed", "subscription", "cloud")
+    assert focus.column("x_cost_source").allowed_values == ("billed", "computed", "subscription", "cloud", "cloud_bill")
 
 
 def test_schema_file_is_what_the_module_renders():
