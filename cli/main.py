@@ -131,8 +131,10 @@ def cli(verbose: bool, log_format: str | None) -> None:
     import logging
 
     from cli.admin import forwarded
+    from jobs.runner import wire
     from shared.logs import setup
 
+    wire()  # the embedded runtime runs the jobs and the functions in this process
     if not forwarded():  # a command sent to `cloudact serve` logs through the server's handlers
         setup(logging.INFO if verbose else logging.WARNING, log_format)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functions_framework
 
+from shared.bus.base import TOPIC_RUN_COMPLETED, TOPIC_RUN_REQUESTS
+
 
 @functions_framework.http
 def run_pipeline(request):
@@ -96,3 +98,7 @@ def sweep_runs(request):
 
     ended = runs.sweep(runtime.get().warehouse)
     return {"ended": ended}, 200, {"Content-Type": "application/json"}
+
+
+# What the embedded runtime's in-process bus delivers each topic to (GCP: Eventarc triggers, terraform/functions.tf).
+HANDLERS = {TOPIC_RUN_REQUESTS: dispatch_run, TOPIC_RUN_COMPLETED: convert_on_completion}

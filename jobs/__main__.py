@@ -15,8 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     for flag in ("--run-id", "--org", "--pipeline", "--credential-id", "--start", "--end"):
         run.add_argument(flag, required=True)
     args = parser.parse_args(argv)
-    from jobs.runner import run_job
+    from jobs.runner import run_job, wire
 
+    wire()  # on the embedded backend the completion is converted in this process
     result = run_job({"run_id": args.run_id, "org_slug": args.org, "pipeline_id": args.pipeline,
                       "credential_id": args.credential_id, "start_date": args.start, "end_date": args.end})
     return 0 if result["status"] in ("ingested", "duplicate") else 1

@@ -16,13 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-
-class ExtractError(RuntimeError):
-    """A provider or source problem, with a message that tells the user what to do next."""
-
-
-class CredentialError(ExtractError):
-    """The credential was refused (expired, revoked, wrong kind of key)."""
+from shared.errors import CredentialError, ExtractError  # noqa: F401 - the extractors' names for them
 
 
 @dataclass

@@ -14,27 +14,18 @@ from typing import Any
 from jobs.base import ExtractContext, ExtractError
 from shared import credential_specs, inputs, lifecycle, registry, runs, schemas
 from shared.bus.base import TOPIC_RUN_COMPLETED
+from shared.errors import readable
 from shared.lineage import Lineage
 from shared.logs import for_run
 from shared.naming import org_dataset
 from shared.http import scrub_text
 from shared.secrets import CredentialStore
-from shared.warehouse.base import LeaseLost, Slice, WarehouseError
+from shared.warehouse.base import LeaseLost, Slice
 from shared.warehouse.scan import DuckScan
 
 
 def _date(v) -> dt.date:
     return v if isinstance(v, dt.date) else dt.date.fromisoformat(str(v))
-
-
-def readable(e: BaseException, secrets: list[str] | tuple[str, ...] = ()) -> str:
-    """The message a user sees for a failed run: what went wrong, never a secret or a traceback. `secrets`
-    (the run's credential material) are cut out whichever library put them in the message."""
-    if isinstance(e, (ExtractError, WarehouseError, LookupError, ValueError)):
-        text = str(e)
-    else:
-        text = f"internal error ({type(e).__name__}): {e}. The job log has the details."
-    return scrub_text(text, list(secrets)) if secrets else text
 
 
 class Progress:
@@ -165,3 +156,11 @@ def run_job(request: dict[str, Any]) -> dict[str, Any]:
              "rows_ingested": total, "tables": counts, "lease_token": token}
     rt.bus.publish(TOPIC_RUN_COMPLETED, event, {"org": org, "pipeline": pipeline_id})
     return {"status": "ingested", "rows": counts}
+
+
+def wire() -> None:
+    """Wire the embedded runtime: its launcher runs `run_job` in process and its bus delivers to the Cloud Functions."""
+    from functions.main import HANDLERS
+    from shared import runtime
+
+    runtime.wire(runtime.Wiring(run_job, HANDLERS))

@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from shared import lifecycle, registry, runs
+from shared.errors import readable
 from shared.logs import for_run
 from shared.warehouse.base import LeaseLost
 from shared.naming import org_dataset, table_ref
@@ -138,8 +139,6 @@ def _convert(wh, run: dict[str, Any], scope, log) -> str:
         log.warning("conversion stopped without writing: %s", e)
         return "stopped"
     except Exception as e:  # noqa: BLE001 - the run must end in a recorded state
-        from jobs.runner import readable
-
         log.exception("conversion failed")
         runs.finish(wh, run_id, "failed", error=f"conversion failed: {readable(e)}", warnings=warnings)
         return "failed"

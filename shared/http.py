@@ -35,8 +35,8 @@ from urllib.parse import quote, quote_plus
 
 import httpx
 
-from jobs.base import CredentialError, ExtractError
 from shared import lifecycle, tenancy
+from shared.errors import CredentialError, ExtractError
 from shared.config import env_number
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504, 529})  # 529: Anthropic "overloaded"

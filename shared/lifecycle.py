@@ -32,8 +32,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 
-from jobs.base import ExtractError
 from shared.config import env_number
+from shared.errors import ExtractError
 
 log = logging.getLogger("cloudact.lifecycle")
 

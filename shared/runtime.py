@@ -2,11 +2,14 @@
 
 Cloud Function and job entry points are plain module-level functions, so they reach their
 dependencies through `runtime.get()`. Tests and the CLI install their own with `runtime.use(...)`.
+The embedded runtime runs the entry points' code in this process; the entry points hand it in (`wire`).
 """
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from shared.bus.base import Bus
 from shared.config import Settings, settings as current_settings
@@ -29,19 +32,40 @@ class Runtime:
         self.warehouse.close()
 
 
-def embedded(s: Settings | None = None, warehouse: Warehouse | None = None) -> Runtime:
-    """DuckDB + in-process bus + in-process launcher, with the functions subscribed to the topics."""
-    from functions import main as fn
-    from shared.bus.base import TOPIC_RUN_COMPLETED, TOPIC_RUN_REQUESTS
+@dataclass(frozen=True)
+class Wiring:
+    """What an entry point hands the embedded runtime: the job the in-process launcher runs, and the CloudEvent
+    function the in-process bus delivers each topic to. The library never imports jobs/ or functions/."""
+    run_job: Callable[[dict[str, Any]], Any]
+    handlers: Mapping[str, Callable[[Any], Any]]
+
+
+_wiring: Wiring | None = None
+
+
+def wire(wiring: Wiring) -> None:
+    """Install what embedded runtimes run (jobs.runner.wire does it for the CLI, `python -m jobs` and the tests)."""
+    global _wiring
+    with _lock:
+        _wiring = wiring
+
+
+def embedded(s: Settings | None = None, warehouse: Warehouse | None = None, wiring: Wiring | None = None) -> Runtime:
+    """DuckDB + in-process bus + in-process launcher, with the wired functions subscribed to the topics."""
     from shared.bus.local import LocalBus
     from shared.launcher.local import LocalLauncher
     from shared.warehouse.duckdb import DuckDBWarehouse
 
+    wiring = wiring or _wiring
+    if wiring is None:
+        # a bus with no subscribers would leave every run queued for ever
+        raise RuntimeError("the embedded runtime is not wired: the entry point calls shared.runtime.wire "
+                           "(jobs.runner.wire) before the first runtime.get()")
     s = s or current_settings()
     bus = LocalBus()
-    bus.subscribe(TOPIC_RUN_REQUESTS, fn.dispatch_run)
-    bus.subscribe(TOPIC_RUN_COMPLETED, fn.convert_on_completion)
-    return Runtime(s, warehouse or DuckDBWarehouse(s.warehouse_path), bus, LocalLauncher())
+    for topic, handler in wiring.handlers.items():
+        bus.subscribe(topic, handler)
+    return Runtime(s, warehouse or DuckDBWarehouse(s.warehouse_path), bus, LocalLauncher(wiring.run_job))
 
 
 def gcp(s: Settings | None = None) -> Runtime:

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import pytest
 
+from jobs import runner
 from shared import runtime
 from shared.config import settings
 from shared.tenants import bootstrap, create_org, sync_reference_data
+
+runner.wire()  # as the CLI does: the embedded runtime runs the jobs and functions in this process
 
 
 @pytest.fixture()

@@ -172,12 +172,13 @@ def _ingested_run(engine, pipeline, cred, model):
 
 @pytest.fixture()
 def gcp_runtime(bq):
+    from jobs.runner import run_job
     from shared import runtime
     from shared.bus.local import LocalBus
     from shared.config import settings
     from shared.launcher.local import LocalLauncher
 
-    previous = runtime.use(runtime.Runtime(settings(), bq, LocalBus(), LocalLauncher()))
+    previous = runtime.use(runtime.Runtime(settings(), bq, LocalBus(), LocalLauncher(run_job)))
     yield
     runtime.use(previous)
 

@@ -80,6 +80,7 @@ def stack(home, pubsub_emulator, monkeypatch):  # noqa: F811 - fixture from test
     from google.cloud import pubsub_v1
 
     from cli.server import app as http_app
+    from jobs.runner import run_job
     from shared import runtime
     from shared.auth import create_key
     from shared.bus.pubsub import PubSubBus, ensure_topology, subscription_name
@@ -93,7 +94,7 @@ def stack(home, pubsub_emulator, monkeypatch):  # noqa: F811 - fixture from test
 
     project = f"e2e-{uuid.uuid4().hex[:10]}"  # the emulator keeps each project's resources apart
     s = dataclasses.replace(settings(), project=project)
-    rt = runtime.Runtime(s, DuckDBWarehouse(s.warehouse_path), PubSubBus(project), LocalLauncher())
+    rt = runtime.Runtime(s, DuckDBWarehouse(s.warehouse_path), PubSubBus(project), LocalLauncher(run_job))
     previous = runtime.use(rt)
     bootstrap(rt.warehouse)
     sync_reference_data(rt.warehouse)

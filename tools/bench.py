@@ -185,7 +185,7 @@ def _ours(src_dir: str, home: str, provider: str) -> dict:
 
     s = settings()
     # No subscriptions on the bus: the completion event is converted here, synchronously, to time it apart.
-    rt = Runtime(s, DuckDBWarehouse(s.warehouse_path), LocalBus(), LocalLauncher())
+    rt = Runtime(s, DuckDBWarehouse(s.warehouse_path), LocalBus(), LocalLauncher(run_job))
     use(rt)
     wh = rt.warehouse
     bootstrap(wh)

@@ -1,14 +1,17 @@
 """Runs the job code in this process (the embedded default)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from shared.launcher.base import Launcher
 
 
 class LocalLauncher(Launcher):
-    def launch(self, request: dict[str, Any]) -> str:
-        from jobs.runner import run_job
+    def __init__(self, run_job: Callable[[dict[str, Any]], Any]):
+        # the job's entry point is handed in by whoever wires the runtime: the library never imports jobs/
+        self.run_job = run_job
 
-        run_job(request)
+    def launch(self, request: dict[str, Any]) -> str:
+        self.run_job(request)
         return f"local-{request['run_id']}"
