@@ -98,10 +98,23 @@ def convert(event: dict[str, Any]) -> str:
         log.info("run is no longer held by the job that ingested it; completion ignored")
         return "ignored"
     with lifecycle.working(runs.holding(wh, run_id, org, token, lease_s)) as scope:
-        return _convert(wh, run, scope, log)
+        return _convert(wh, run, scope, log, event.get("tables"))
 
 
-def _convert(wh, run: dict[str, Any], scope, log) -> str:
+def converted_none(pipeline, run: dict[str, Any], tables: dict[str, int] | None, converted: int) -> str | None:
+    """The warning for a run whose raw rows all vanished in the conversion (a provider the procedures do not
+    know, a join that matched nothing): without it the run would end `succeeded` with 0 rows and nothing said.
+    A run that landed no raw rows already says so (jobs.runner), so only raw rows count here."""
+    landed = (sum(tables.get(t) or 0 for t in pipeline.raw_tables) if tables is not None
+              else run.get("rows_ingested") or 0)
+    if not landed or converted:
+        return None
+    return (f"{landed:,} raw rows were ingested for {run['start_date']}..{run['end_date']} but 0 were converted into "
+            f"cost_data_standard_1_3: the {pipeline.path} procedures matched none of them (the raw rows are kept; "
+            "check that the provider is declared with its facts, then run again)")
+
+
+def _convert(wh, run: dict[str, Any], scope, log, tables: dict[str, int] | None = None) -> str:
     from shared import focus
 
     run_id, org, pipeline_id = run["run_id"], run["org_slug"], run["pipeline_id"]
@@ -123,6 +136,9 @@ def _convert(wh, run: dict[str, Any], scope, log) -> str:
                  "AND ChargePeriodStart >= TIMESTAMP(@start_date) "
                  "AND ChargePeriodStart < TIMESTAMP(DATE_ADD(@end_date, INTERVAL 1 DAY))")
         report = focus.check(wh, dataset, where, params)
+        if none := converted_none(pipeline, run, tables, report.rows_checked):
+            log.warning(none)
+            warnings.append(none)
         quality = {"focus_rows_checked": report.rows_checked, "focus_violations": report.violations,
                    "checked_at": dt.datetime.now(dt.timezone.utc).isoformat()}
         if pipeline.category == "genai":
