@@ -2,6 +2,7 @@
 
 run_pipeline          HTTP     the pipelines API (POST run, GET run status)
 dispatch_run          Pub/Sub  pipeline-run-requests -> start the provider's job
+schedule_tick         Pub/Sub  pipeline-schedule-ticks -> queue the schedule's run (org, pipeline, quota checks)
 convert_on_completion Pub/Sub  pipeline-run-completed -> procedure chain, run result
 stripe_webhook        HTTP     Stripe events -> plans, org subscriptions (signature checked, idempotent)
 sync_schedules        HTTP     org_schedules -> Cloud Scheduler jobs (create/update/delete to match)
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import functions_framework
 
-from shared.bus.base import TOPIC_RUN_COMPLETED, TOPIC_RUN_REQUESTS
+from shared.bus.base import TOPIC_RUN_COMPLETED, TOPIC_RUN_REQUESTS, TOPIC_SCHEDULE_TICKS
 
 
 @functions_framework.http
@@ -37,10 +38,20 @@ def dispatch_run(cloud_event):
     request, _, _ = decode(cloud_event)
     from shared import schedules
 
-    if schedules.is_schedule_message(request):  # a scheduler tick: no run yet and no API key
+    if schedules.is_schedule_message(request):
+        # a Cloud Scheduler job made before ticks had their own topic, until sync_schedules moves it
         schedules.handle_message(runtime.get(), request)
         return
     runtime.get().launcher.launch(request)
+
+
+@functions_framework.cloud_event
+def schedule_tick(cloud_event):
+    from shared import runtime, schedules
+    from shared.bus.base import decode
+
+    tick, _, _ = decode(cloud_event)
+    schedules.handle_message(runtime.get(), tick)
 
 
 @functions_framework.cloud_event
@@ -101,4 +112,5 @@ def sweep_runs(request):
 
 
 # What the embedded runtime's in-process bus delivers each topic to (GCP: Eventarc triggers, terraform/functions.tf).
-HANDLERS = {TOPIC_RUN_REQUESTS: dispatch_run, TOPIC_RUN_COMPLETED: convert_on_completion}
+HANDLERS = {TOPIC_RUN_REQUESTS: dispatch_run, TOPIC_RUN_COMPLETED: convert_on_completion,
+            TOPIC_SCHEDULE_TICKS: schedule_tick}

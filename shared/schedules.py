@@ -3,15 +3,16 @@
 A schedule: schedule_id, org_slug, pipeline_id, cron (unix cron, 5 fields), timezone (IANA),
 enabled, body (the run body: credential_id, optionally start_date/end_date).
 
-Firing. A schedule fires by publishing one message on `pipeline-run-requests`:
+Firing. A schedule fires by publishing one tick on its own topic, `pipeline-schedule-ticks`:
     {"org_slug", "pipeline_id", "schedule_id", "trigger": "schedule"}   (no run_id, no API key)
 - GCP: one Cloud Scheduler job per enabled schedule, `cloudact-{org}-{schedule_id}`, with a Pub/Sub
   target carrying that message; `sync_to_cloud_scheduler` makes the jobs match the table.
 - Embedded: `cloudact serve` calls `publish_due(rt, now, since)` every minute, which publishes the
   same message on the in-process bus.
-Either way the subscriber (dispatch_run) hands a message without run_id to `handle_message`, which
-re-reads the schedule (a deleted or disabled schedule does nothing) and goes through
-api.request_run(trigger="schedule"): quota, credential and slice checks as for any run.
+Either way the tick's own subscriber (functions.main.schedule_tick) hands it to `handle_message`, which
+re-reads the schedule (a deleted or disabled schedule does nothing) and queues the run with
+api.request_run(trigger="schedule"): org, pipeline, quota, credential and slice checks as for any run, in
+process (no HTTP request, no API key); the queued run's request then goes on pipeline-run-requests.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from shared import inputs, registry
-from shared.bus.base import TOPIC_RUN_REQUESTS
+from shared.bus.base import TOPIC_SCHEDULE_TICKS
 from shared.naming import InvalidName, validate_org_slug
 from shared.warehouse.base import Warehouse
 
@@ -325,10 +326,10 @@ def due_schedules(wh: Warehouse, now: dt.datetime, since: dt.datetime | None = N
 
 
 def publish_due(rt, now: dt.datetime, since: dt.datetime | None = None) -> list[dict[str, Any]]:
-    """Publish the message of every due schedule on pipeline-run-requests (what Cloud Scheduler does)."""
+    """Publish the tick of every due schedule on pipeline-schedule-ticks (what Cloud Scheduler does)."""
     due = due_schedules(rt.warehouse, now, since)
     for s in due:
-        rt.bus.publish(TOPIC_RUN_REQUESTS, message(s), attributes(s))
+        rt.bus.publish(TOPIC_SCHEDULE_TICKS, message(s), attributes(s))
     return due
 
 
@@ -337,7 +338,7 @@ def job_id(org: str, schedule_id: str) -> str:
     return f"{JOB_PREFIX}{org}-{schedule_id}"
 
 
-def topic_path(project: str | None, topic: str = TOPIC_RUN_REQUESTS) -> str:
+def topic_path(project: str | None, topic: str = TOPIC_SCHEDULE_TICKS) -> str:
     if not project:
         raise ValueError("GOOGLE_CLOUD_PROJECT is not set; Cloud Scheduler jobs need a project")
     return topic if topic.startswith("projects/") else f"projects/{project}/topics/{topic}"
@@ -476,7 +477,7 @@ def handle_schedules(rt, method: str, rest: str, raw_body: bytes) -> tuple[int, 
     if rt.settings.backend == "gcp":
         try:
             out["cloud_scheduler"] = sync_to_cloud_scheduler(wh, scheduler_client(), rt.settings.project,
-                                                             rt.settings.region, TOPIC_RUN_REQUESTS, org=org)
+                                                             rt.settings.region, TOPIC_SCHEDULE_TICKS, org=org)
         except Exception as e:  # noqa: BLE001 - the table is the truth; the periodic sync retries
             out["sync_warning"] = f"Cloud Scheduler not updated yet: {e}"
     return status, out

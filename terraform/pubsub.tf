@@ -1,4 +1,4 @@
-# The two topics of shared/bus/base.py, each with a dead-letter topic, and the subscriptions that
+# The three topics of shared/bus/base.py, each with a dead-letter topic, and the subscriptions that
 # deliver them (names as in shared/bus/pubsub.py: `{topic}-sub`, `{topic}-dead-letter`,
 # `{topic}-dead-letter-sub`).
 #
@@ -21,6 +21,11 @@ locals {
       name        = "pipeline-run-completed"
       push_url    = google_cloudfunctions2_function.convert_on_completion.service_config[0].uri
       ack_seconds = 600 # the procedure chain may take minutes; keep >= the function timeout
+    }
+    schedule_ticks = {
+      name        = "pipeline-schedule-ticks" # the per-org Cloud Scheduler jobs publish here (scheduler.tf)
+      push_url    = google_cloudfunctions2_function.schedule_tick.service_config[0].uri
+      ack_seconds = 120 # schedule_tick only queues the run
     }
   }
 }
@@ -115,7 +120,8 @@ resource "google_pubsub_subscription_iam_member" "agent_subscribes" {
   member       = local.pubsub_service_agent
 }
 
-# Publishers: run_pipeline (and schedules) publish run requests; jobs publish completions.
+# Publishers: run_pipeline and schedule_tick publish run requests; jobs publish completions. Schedule ticks
+# are published by the Cloud Scheduler service agent (iam.tf), which needs no grant of ours.
 resource "google_pubsub_topic_iam_member" "functions_publish_requests" {
   topic  = google_pubsub_topic.topic["run_requests"].name
   role   = "roles/pubsub.publisher"

@@ -1,7 +1,47 @@
 # Per-org schedules live in organizations.org_schedules and are mirrored into Cloud Scheduler jobs
-# (cloudact-{org}-{schedule_id}, publishing to pipeline-run-requests) by sync_schedules at runtime,
-# so Terraform creates none of them: only the invoker accounts (iam.tf), this daily reconcile and the
-# run sweep.
+# (cloudact-{org}-{schedule_id}, publishing a tick to pipeline-schedule-ticks) by sync_schedules at
+# runtime, so Terraform creates none of them: only the invoker accounts (iam.tf), the function their
+# ticks are pushed to, this daily reconcile and the run sweep.
+
+# A tick has its own topic and function: it queues the schedule's run in process (org, pipeline, quota,
+# credential and slice checks as for a posted run), and the run's request then goes on
+# pipeline-run-requests to dispatch_run like any other.
+resource "google_cloudfunctions2_function" "schedule_tick" {
+  name        = "cloudact-schedule-tick"
+  location    = var.region
+  description = "pipeline-schedule-ticks -> queue the schedule's run"
+
+  build_config {
+    runtime         = "python311"
+    entry_point     = "schedule_tick"
+    service_account = google_service_account.fn_builder.id
+    source {
+      storage_source {
+        bucket = google_storage_bucket.functions_source.name
+        object = google_storage_bucket_object.functions_source.name
+      }
+    }
+  }
+
+  service_config {
+    available_memory               = "512Mi"
+    timeout_seconds                = 60
+    max_instance_count             = var.function_max_instances
+    ingress_settings               = var.private_function_ingress
+    all_traffic_on_latest_revision = true
+    service_account_email          = google_service_account.functions.email
+    environment_variables          = local.function_env
+  }
+
+  depends_on = [google_project_iam_member.fn_builder_roles, google_storage_bucket_iam_member.fn_builder_reads_source]
+}
+
+resource "google_cloud_run_v2_service_iam_member" "schedule_tick_push" {
+  name     = google_cloudfunctions2_function.schedule_tick.name
+  location = var.region
+  role     = "roles/run.invoker"
+  member   = google_service_account.push.member
+}
 
 resource "google_cloud_scheduler_job" "sync_schedules" {
   count = var.sync_schedules_cron != "" ? 1 : 0

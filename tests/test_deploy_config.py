@@ -150,7 +150,7 @@ def functions_by_entry_point() -> dict[str, tuple[str, dict]]:
 
 def test_every_entry_point_has_a_gen2_function():
     eps = entry_points()
-    assert {"run_pipeline", "dispatch_run", "convert_on_completion"} <= set(eps)
+    assert {"run_pipeline", "dispatch_run", "convert_on_completion", "schedule_tick"} <= set(eps)
     fns = functions_by_entry_point()
     missing = sorted(set(eps) - set(fns))
     assert not missing, f"no google_cloudfunctions2_function for {missing}"
@@ -385,6 +385,8 @@ RUNTIME_GRANTS = {
     "push": {("google_cloud_run_v2_service_iam_member", "${google_cloudfunctions2_function.dispatch_run.name}",
               "roles/run.invoker"),
              ("google_cloud_run_v2_service_iam_member", "${google_cloudfunctions2_function.convert_on_completion.name}",
+              "roles/run.invoker"),
+             ("google_cloud_run_v2_service_iam_member", "${google_cloudfunctions2_function.schedule_tick.name}",
               "roles/run.invoker")},
     "fn_builder": {("google_project_iam_member", PROJECT, "roles/logging.logWriter"),
                    ("google_project_iam_member", PROJECT, "roles/artifactregistry.writer"),

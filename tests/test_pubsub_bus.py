@@ -14,6 +14,8 @@ from shared.bus.base import (
     PUBLISHED_TYPE,
     TOPIC_RUN_COMPLETED,
     TOPIC_RUN_REQUESTS,
+    TOPIC_SCHEDULE_TICKS,
+    TOPICS,
     cloud_event_parts,
     decode,
 )
@@ -66,11 +68,10 @@ def test_ensure_topology_is_idempotent_and_sets_dead_letter_and_retry_policy(pro
     from shared.bus.pubsub import ensure_topology
 
     first = ensure_topology(project)
-    topics = {f"projects/{project}/topics/{t}" for t in
-              (TOPIC_RUN_REQUESTS, TOPIC_RUN_COMPLETED, f"{TOPIC_RUN_REQUESTS}-dead-letter",
-               f"{TOPIC_RUN_COMPLETED}-dead-letter")}
+    topics = {f"projects/{project}/topics/{t}{dl}" for t in TOPICS for dl in ("", "-dead-letter")}
+    assert {TOPIC_RUN_REQUESTS, TOPIC_RUN_COMPLETED, TOPIC_SCHEDULE_TICKS} == set(TOPICS)
     assert set(first.topics) == topics
-    assert len(first.created) == 8  # 4 topics + 2 subscriptions + 2 dead-letter subscriptions
+    assert len(first.created) == 12  # 6 topics + 3 subscriptions + 3 dead-letter subscriptions
 
     second = ensure_topology(project)
     assert second.created == []
@@ -80,7 +81,7 @@ def test_ensure_topology_is_idempotent_and_sets_dead_letter_and_retry_policy(pro
     listed = {t.name for t in publisher.list_topics(request={"project": f"projects/{project}"})}
     assert listed == topics
 
-    for topic in (TOPIC_RUN_REQUESTS, TOPIC_RUN_COMPLETED):
+    for topic in TOPICS:
         sub = subscriber.get_subscription(request={"subscription": f"projects/{project}/subscriptions/{topic}-sub"})
         assert sub.topic == f"projects/{project}/topics/{topic}"
         assert sub.dead_letter_policy.dead_letter_topic == f"projects/{project}/topics/{topic}-dead-letter"

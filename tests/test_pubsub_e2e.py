@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from shared import runs
-from shared.bus.base import TOPIC_RUN_COMPLETED, TOPIC_RUN_REQUESTS
+from shared.bus.base import TOPIC_RUN_COMPLETED, TOPIC_RUN_REQUESTS, TOPIC_SCHEDULE_TICKS, TOPICS
 from tests.emulators import pubsub_emulator, pubsub_emulator_server  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.emulator
@@ -107,21 +107,23 @@ def stack(home, pubsub_emulator, monkeypatch):  # noqa: F811 - fixture from test
     dispatch = Recorder(functions_framework.create_app(target="dispatch_run", source=MAIN, signature_type="cloudevent"))
     convert = Recorder(functions_framework.create_app(target="convert_on_completion", source=MAIN,
                                                       signature_type="cloudevent"))
-    servers = [_serve(dispatch), _serve(convert), _serve(http_app())]
-    (_, _, dispatch_url), (_, _, convert_url), (_, _, api_url) = servers
+    tick = Recorder(functions_framework.create_app(target="schedule_tick", source=MAIN, signature_type="cloudevent"))
+    servers = [_serve(dispatch), _serve(convert), _serve(tick), _serve(http_app())]
+    (_, _, dispatch_url), (_, _, convert_url), (_, _, tick_url), (_, _, api_url) = servers
     # The push path names the topic, so functions-framework gives the CloudEvent Eventarc's source.
     ensure_topology(project, push_endpoints={
         TOPIC_RUN_REQUESTS: f"{dispatch_url}/projects/{project}/topics/{TOPIC_RUN_REQUESTS}",
         TOPIC_RUN_COMPLETED: f"{convert_url}/projects/{project}/topics/{TOPIC_RUN_COMPLETED}",
+        TOPIC_SCHEDULE_TICKS: f"{tick_url}/projects/{project}/topics/{TOPIC_SCHEDULE_TICKS}",
     }, min_backoff=1, max_backoff=2)
     key = create_key(rt.warehouse, "acme")
     cred = CredentialStore(rt.warehouse, s).add("acme", "openai", {"admin_key": ADMIN_KEY, "base_url": stub.base_url})
     try:
         yield {"rt": rt, "project": project, "stub": stub, "api": api_url, "key": key, "cred": cred,
-               "dispatch": dispatch, "convert": convert}
+               "dispatch": dispatch, "convert": convert, "tick": tick}
     finally:
         subscriber = pubsub_v1.SubscriberClient()  # stop the pushes before their servers go away
-        for topic in (TOPIC_RUN_REQUESTS, TOPIC_RUN_COMPLETED):
+        for topic in TOPICS:
             subscriber.delete_subscription(
                 request={"subscription": f"projects/{project}/subscriptions/{subscription_name(topic)}"})
         subscriber.close()
@@ -218,3 +220,30 @@ def test_provider_failure_ends_the_run_failed(stack, monkeypatch):
     time.sleep(0.3)
     assert stack["convert"].calls == []
     assert snapshot(stack["rt"].warehouse)["cost_data_standard_1_3"]["n"] == 0
+
+
+def test_a_schedule_tick_has_its_own_topic_and_function_and_starts_the_run(stack):
+    """Cloud Scheduler's tick -> pipeline-schedule-ticks -> schedule_tick (queues the run, no HTTP, no key)
+    -> pipeline-run-requests -> dispatch_run -> job -> completion -> FOCUS rows."""
+    from shared import schedules
+    from shared.bus.pubsub import PubSubBus
+
+    rt, project = stack["rt"], stack["project"]
+    s = schedules.create_schedule(rt.warehouse, "acme", {"pipeline_id": PIPELINE, "cron": "0 3 * * *",
+                                                         "body": {"credential_id": stack["cred"], **BODY}})
+    bus = PubSubBus(project)
+    try:
+        due = schedules.publish_due(dataclasses.replace(rt, bus=bus), dt.datetime(2026, 11, 2, 3, 0, tzinfo=dt.UTC))
+    finally:
+        bus.close()
+    assert [d["schedule_id"] for d in due] == [s["schedule_id"]]
+    assert stack["tick"].wait_for(1) == [(f"/projects/{project}/topics/{TOPIC_SCHEDULE_TICKS}", 200)]
+    assert stack["dispatch"].wait_for(1) == [(f"/projects/{project}/topics/{TOPIC_RUN_REQUESTS}", 200)]
+    deadline = time.monotonic() + 25
+    while time.monotonic() < deadline:
+        [run] = [runs.public_view(r) for r in runs.list_runs(rt.warehouse, "acme")]
+        if run["status"] in runs.TERMINAL:
+            break
+        time.sleep(0.05)
+    assert run["status"] == "succeeded" and run["trigger"] == "schedule" and run["rows_converted"] > 0, run
+    assert len(stack["tick"].calls) == len(stack["dispatch"].calls) == 1  # the tick did not loop back

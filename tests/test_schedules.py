@@ -14,7 +14,7 @@ from shared.tenants import create_org
 
 PROJECT, REGION = "proj-x", "europe-west1"
 PARENT = f"projects/{PROJECT}/locations/{REGION}"
-TOPIC = f"projects/{PROJECT}/topics/pipeline-run-requests"
+TOPIC = f"projects/{PROJECT}/topics/pipeline-schedule-ticks"
 SAAS = "subscription/costs/subscription_cost"
 UTC = dt.timezone.utc
 
@@ -64,7 +64,7 @@ class FakeScheduler:
 
 
 def sync(wh, client, org=None):
-    return S.sync_to_cloud_scheduler(wh, client, PROJECT, REGION, "pipeline-run-requests", org=org)
+    return S.sync_to_cloud_scheduler(wh, client, PROJECT, REGION, "pipeline-schedule-ticks", org=org)
 
 
 def new(wh, org="acme", pipeline=SAAS, cron="0 3 * * *", tz="Etc/UTC", **kw):
@@ -213,7 +213,7 @@ def test_sync_of_one_org_leaves_other_orgs_alone(rt, acme):
 
 def test_sync_needs_a_project(rt):
     with pytest.raises(ValueError, match="GOOGLE_CLOUD_PROJECT"):
-        S.sync_to_cloud_scheduler(rt.warehouse, FakeScheduler(), None, REGION, "pipeline-run-requests")
+        S.sync_to_cloud_scheduler(rt.warehouse, FakeScheduler(), None, REGION, "pipeline-schedule-ticks")
 
 
 # -- embedded: due schedules and firing -------------------------------------------------------------
@@ -249,7 +249,7 @@ def test_publish_due_sends_the_same_message_as_cloud_scheduler(rt, acme, publish
     s = new(rt.warehouse, cron="0 * * * *")
     S.publish_due(rt, dt.datetime(2026, 1, 15, 10, 0, 5, tzinfo=UTC))
     job = S.build_job(s, PARENT, TOPIC)
-    assert published == [("pipeline-run-requests", json.loads(job.pubsub_target.data), dict(job.pubsub_target.attributes))]
+    assert published == [("pipeline-schedule-ticks", json.loads(job.pubsub_target.data), dict(job.pubsub_target.attributes))]
     assert S.is_schedule_message(published[0][1])
 
 
@@ -325,3 +325,19 @@ def test_sync_schedules_function(rt, acme, monkeypatch):
     r = client.post("/")
     assert r.status_code == 200 and r.json["created"] == [f"{PARENT}/jobs/cloudact-acme-{s['schedule_id']}"]
     assert client.post("/").json["unchanged"] == 1
+
+
+def test_a_tick_on_the_embedded_bus_reaches_its_own_handler_and_queues_the_run(rt, acme, monkeypatch):
+    """publish_due -> pipeline-schedule-ticks -> functions.main.schedule_tick -> the run, as on GCP."""
+    from shared import api
+
+    calls = []
+    real = api.request_run
+    monkeypatch.setattr(api, "request_run", lambda *a, **k: calls.append(a[1:3]) or real(*a, **k))
+    s = new(rt.warehouse, cron="0 * * * *")
+    assert [d["schedule_id"] for d in S.publish_due(rt, dt.datetime(2026, 1, 15, 10, 0, tzinfo=UTC))] == [s["schedule_id"]]
+    rt.bus.drain()
+    assert calls == [("acme", SAAS)]  # once: the tick did not come back round through the run requests
+    [run] = rt.warehouse.query("SELECT * FROM `organizations.org_pipeline_runs`")
+    assert (run["trigger"], run["pipeline_id"]) == ("schedule", SAAS)
+    assert not rt.bus.dead_letters

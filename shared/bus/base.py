@@ -1,4 +1,4 @@
-"""The message bus: two topics, one envelope.
+"""The message bus: three topics, one envelope.
 
 Messages are JSON objects. Subscribers are CloudEvent functions and receive exactly what Eventarc
 delivers for a Pub/Sub message (type google.cloud.pubsub.topic.v1.messagePublished, data
@@ -15,7 +15,9 @@ from typing import Any
 
 TOPIC_RUN_REQUESTS = "pipeline-run-requests"
 TOPIC_RUN_COMPLETED = "pipeline-run-completed"
-TOPICS = (TOPIC_RUN_REQUESTS, TOPIC_RUN_COMPLETED)
+# a schedule firing (Cloud Scheduler, or `cloudact serve` each minute): no run yet, so not a run request
+TOPIC_SCHEDULE_TICKS = "pipeline-schedule-ticks"
+TOPICS = (TOPIC_RUN_REQUESTS, TOPIC_RUN_COMPLETED, TOPIC_SCHEDULE_TICKS)
 PUBLISHED_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
 
 
