@@ -51,3 +51,22 @@ def test_the_walk_sees_every_form_of_import(source):
                                     "from functionsx import y"])
 def test_the_walk_names_only_the_entry_point_packages(source):
     assert not upward_imports(source)
+
+
+def test_an_unwired_embedded_runtime_refuses_instead_of_queueing_runs_nobody_takes(home, monkeypatch):
+    from shared import runtime
+
+    monkeypatch.setattr(runtime, "_wiring", None)
+    with pytest.raises(RuntimeError, match="not wired"):
+        runtime.embedded()
+
+
+def test_the_entry_points_wire_the_job_and_every_topic():
+    from functions import main
+    from jobs import runner
+    from shared import runtime
+    from shared.bus.base import TOPICS
+
+    assert set(main.HANDLERS) == set(TOPICS)
+    runner.wire()
+    assert runtime._wiring.run_job is runner.run_job and runtime._wiring.handlers is main.HANDLERS
