@@ -24,8 +24,7 @@ import pyarrow as pa
 
 from jobs.base import ExtractContext, ExtractError
 from jobs.genai.common import (COSTS_TABLE, cost_lines, USAGE_TABLE, DayWindow, admin_client, decimal_amount, int_or_zero,
-                               iter_pages, to_batches)
-from shared.models import model_family
+                               iter_pages, to_batches, usage_row)
 
 PROVIDER = "anthropic"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -80,14 +79,9 @@ def _usage_rows(ctx: ExtractContext, buckets) -> list[dict]:
             key = (day, model, r.get("workspace_id"), tier)
             row = agg.get(key)
             if row is None:
-                row = agg[key] = {
-                    "usage_date": day, "provider": PROVIDER, "model": model, "model_family": model_family(model),
-                    "project_id": key[2], "service_tier": tier, "is_batch": tier == "batch",
-                    "input_tokens": 0, "cached_input_tokens": 0, "cache_write_tokens": 0, "cache_write_1h_tokens": 0,
-                    "output_tokens": 0,
-                    "reasoning_tokens": None,  # thinking tokens are reported inside output_tokens
-                    "request_count": None,  # not reported by the usage report
-                }
+                # the usage report splits 1-hour cache writes but counts no requests
+                row = agg[key] = usage_row(day, PROVIDER, model, key[2], service_tier=tier, is_batch=tier == "batch",
+                                           cache_write_1h_tokens=0)
             for k, v in usage_tokens(r).items():
                 row[k] += v
     window.warn("Anthropic", "usage")

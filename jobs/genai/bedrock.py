@@ -62,7 +62,7 @@ from typing import Any, Iterable
 import pyarrow as pa
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
-from jobs.genai.common import USAGE_TABLE, DayWindow, to_batches
+from jobs.genai.common import USAGE_TABLE, DayWindow, to_batches, usage_row
 from jobs.identity import aws_session
 from shared.models import model_family
 from shared.tenancy import TrustViolation
@@ -389,14 +389,9 @@ def extract(ctx: ExtractContext, *, today: dt.date | None = None) -> dict[str, l
                     key = (day, model, project)
                     row = agg.get(key)
                     if row is None:
-                        row = agg[key] = {
-                            "usage_date": day, "provider": PROVIDER, "model": model,
-                            "model_family": bedrock_model_family(model), "project_id": project,
-                            "cloud_account_id": account, "service_tier": None, "is_batch": False,
-                            "input_tokens": 0, "cached_input_tokens": 0, "cache_write_tokens": 0,
-                            "cache_write_1h_tokens": None,  # CloudWatch does not split cache-write TTLs
-                            "output_tokens": 0, "reasoning_tokens": None, "request_count": None,
-                        }
+                        # CloudWatch does not split cache-write TTLs: cache_write_1h_tokens stays None
+                        row = agg[key] = usage_row(day, PROVIDER, model, project, cloud_account_id=account,
+                                                   family=bedrock_model_family)
                     column = METRIC_COLUMNS[metric]
                     row[column] = (row[column] or 0) + int(round(value))
     window.warn("CloudWatch", "Bedrock metrics")

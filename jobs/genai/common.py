@@ -11,6 +11,7 @@ import pyarrow as pa
 from jobs.base import CredentialError, ExtractContext, ExtractError
 from shared import schemas
 from shared.http import ApiClient, retry_settings
+from shared.models import model_family
 
 USAGE_TABLE = "genai_usage_daily"
 COSTS_TABLE = "genai_provider_costs_daily"
@@ -109,6 +110,25 @@ def decimal_amount(value: Any, provider: str) -> Decimal:
 def to_numeric(amount: Decimal) -> Decimal:
     """NUMERIC keeps 9 decimals; anything finer than a nano-dollar is rounded half-even."""
     return amount.quantize(NUMERIC_SCALE, rounding=ROUND_HALF_EVEN)
+
+
+def usage_row(day: dt.date, provider: str, model: str, project_id: str | None, *,
+              cloud_account_id: str | None = None, service_tier: str | None = None, is_batch: bool = False,
+              family: Callable[[str], str] = model_family, cache_write_1h_tokens: int | None = None,
+              request_count: int | None = None, **tokens: int) -> dict:
+    """A genai_usage_daily row: one place for the column set, so every provider lands the same shape.
+
+    Token columns start at 0 (or the given `tokens`) for the extractor to add to; a column the provider
+    does not report (1-hour cache writes, requests) is None unless the caller gives it a starting value,
+    and reasoning tokens are None everywhere: every provider here bills them inside output_tokens."""
+    unknown = set(tokens) - {"input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens"}
+    if unknown:
+        raise TypeError(f"usage_row() got unknown token columns {sorted(unknown)}")
+    return {"usage_date": day, "provider": provider, "model": model, "model_family": family(model),
+            "project_id": project_id, "cloud_account_id": cloud_account_id, "service_tier": service_tier,
+            "is_batch": is_batch, "input_tokens": 0, "cached_input_tokens": 0, "cache_write_tokens": 0,
+            "cache_write_1h_tokens": cache_write_1h_tokens, "output_tokens": 0, "reasoning_tokens": None,
+            "request_count": request_count, **tokens}
 
 
 def to_batches(table: str, rows: list[dict]) -> list[pa.RecordBatch]:

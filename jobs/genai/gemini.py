@@ -27,9 +27,8 @@ from typing import Any, Callable
 import pyarrow as pa
 
 from jobs.base import ExtractContext
-from jobs.genai.common import USAGE_TABLE, DayWindow, to_batches
+from jobs.genai.common import USAGE_TABLE, DayWindow, to_batches, usage_row
 from jobs.genai.gcp_monitoring import daily_sums, label, monitoring_client, projects_of
-from shared.models import model_family
 
 PROVIDER = "gemini"
 OUTPUT_METRIC = "generativelanguage.googleapis.com/generate_content_usage_output_token_count"
@@ -48,10 +47,7 @@ def model_of(series: dict) -> str:
 
 
 def _new_row(day, project: str, model: str) -> dict:
-    return {"usage_date": day, "provider": PROVIDER, "model": model, "model_family": model_family(model),
-            "project_id": project, "cloud_account_id": project, "service_tier": None, "is_batch": False,
-            "input_tokens": 0, "cached_input_tokens": 0, "cache_write_tokens": 0, "cache_write_1h_tokens": None,
-            "output_tokens": 0, "reasoning_tokens": None, "request_count": None}
+    return usage_row(day, PROVIDER, model, project, cloud_account_id=project)
 
 
 def extract(ctx: ExtractContext, *, sleep: Callable[[float], Any] = time.sleep, max_attempts: int | None = None,

@@ -22,8 +22,7 @@ import pyarrow as pa
 
 from jobs.base import ExtractContext, ExtractError
 from jobs.genai.common import (COSTS_TABLE, cost_lines, USAGE_TABLE, DayWindow, admin_client, decimal_amount, int_or_zero,
-                               iter_pages, to_batches)
-from shared.models import model_family
+                               iter_pages, to_batches, usage_row)
 
 PROVIDER = "openai"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -106,12 +105,8 @@ def _usage_rows(ctx: ExtractContext, buckets) -> list[dict]:
             key = (day, model, r.get("project_id"), r.get("service_tier"), bool(r.get("batch")))
             row = agg.get(key)
             if row is None:
-                row = agg[key] = {
-                    "usage_date": day, "provider": PROVIDER, "model": model, "model_family": model_family(model),
-                    "project_id": key[2], "service_tier": key[3], "is_batch": key[4],
-                    "input_tokens": 0, "cached_input_tokens": 0, "cache_write_tokens": 0, "output_tokens": 0,
-                    "reasoning_tokens": None, "request_count": 0,
-                }
+                row = agg[key] = usage_row(day, PROVIDER, model, key[2], service_tier=key[3], is_batch=key[4],
+                                           request_count=0)
             for k, v in t.items():
                 row[k] += v
     window.warn("OpenAI", "usage")
