@@ -50,7 +50,7 @@ import pyarrow as pa
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
 from jobs.genai.common import (COSTS_TABLE, MAX_PAGES, USAGE_TABLE, DayWindow, decimal_amount, to_batches,
-                               to_numeric, usage_row)
+                               to_numeric, usage_row, utc_date)
 from jobs.identity import azure_identity
 from shared.http import ApiClient, retry_settings
 from shared.models import model_family
@@ -120,13 +120,7 @@ def resource_ids_of(ctx: ExtractContext) -> list[str]:
 # -- tokens (Azure Monitor) ------------------------------------------------------------------------------
 
 def _day_of(raw: Any, what: str) -> dt.date:
-    try:
-        when = dt.datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-    except ValueError:
-        raise ExtractError(f"Azure returned {what} with an unusable time {raw!r}") from None
-    if when.tzinfo is not None:
-        when = when.astimezone(dt.timezone.utc)
-    return when.date()
+    return utc_date(raw, f"Azure returned {what} with an unusable time {raw!r}")
 
 
 def _whole(value: Any, what: str) -> int:

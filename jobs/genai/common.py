@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import pyarrow as pa
 
@@ -81,12 +81,33 @@ class DayWindow:
             self.outside.add(day)
         return False
 
+    def results(self, buckets: Iterable[dict], day_of: Callable[[dict], dt.date]) -> Iterator[tuple[dt.date, dict]]:
+        """(day, result) for each result of the buckets inside the window."""
+        for bucket in buckets:
+            day = day_of(bucket)
+            results = bucket.get("results") or []
+            if self.keep(day, results):
+                for r in results:
+                    yield day, r
+
     def warn(self, provider: str, what: str) -> None:
         if self.outside:
             o = self.outside
             self.ctx.warn(f"{provider} {what} returned data for {len(o)} day(s) outside "
                           f"{self.ctx.start_date}..{self.ctx.end_date} ({min(o)} to {max(o)}); "
                           "those rows were dropped")
+
+
+def utc_date(raw: Any, error: str) -> dt.date:
+    """The UTC day of an ISO 8601 time (`Z` or an offset; a time without one is taken as UTC);
+    ExtractError(error) when it is not a time."""
+    try:
+        when = dt.datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    except ValueError:
+        raise ExtractError(error) from None
+    if when.tzinfo is not None:
+        when = when.astimezone(dt.timezone.utc)
+    return when.date()
 
 
 def decimal_amount(value: Any, provider: str) -> Decimal:
@@ -149,22 +170,17 @@ def cost_lines(ctx: ExtractContext, buckets, *, provider: str, what: str, provid
     agg: dict[tuple, dict] = {}
     window = DayWindow(ctx)
     no_amount = 0
-    for bucket in buckets:
-        day = day_of(bucket)
-        results = bucket.get("results") or []
-        if not window.keep(day, results):
+    for day, r in window.results(buckets, day_of):
+        line = line_of(r)
+        if line is None:
+            no_amount += 1
             continue
-        for r in results:
-            line = line_of(r)
-            if line is None:
-                no_amount += 1
-                continue
-            fields, amount = line
-            key = (day, *(str(v) for v in fields.values()))
-            row = agg.get(key)
-            if row is None:
-                row = agg[key] = {"usage_date": day, "provider": provider_id, **fields, "amount": Decimal(0)}
-            row["amount"] += amount
+        fields, amount = line
+        key = (day, *(str(v) for v in fields.values()))
+        row = agg.get(key)
+        if row is None:
+            row = agg[key] = {"usage_date": day, "provider": provider_id, **fields, "amount": Decimal(0)}
+        row["amount"] += amount
     window.warn(provider, what)
     if no_amount:
         ctx.warn(f"{no_amount} {provider} cost result(s) had no amount and were skipped")
