@@ -23,13 +23,12 @@ Server plumbing, fault injection (`fail_next`, `enqueue`, `drop=True`) and the r
 """
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 from typing import Callable, Mapping
 
 from stubs.genai_data import ANTHROPIC_TOKEN_FIELDS, anthropic_demo_costs
-from stubs.http_stub import (DAY, BadRequest, LoopbackStub, day_ts, decode_cursor, encode_cursor, group_records,
-                             last_param)
+from stubs.http_stub import (DAY, AdminApiStub, BadRequest, day_ts, decode_cursor, encode_cursor, group_records,
+                             last_param, parse_rfc3339, rfc3339)
 
 USAGE_PATH = "/v1/organizations/usage_report/messages"
 COSTS_PATH = "/v1/organizations/cost_report"
@@ -41,30 +40,16 @@ _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: 
                 404: "not_found_error", 429: "rate_limit_error", 529: "overloaded_error"}
 
 
-def rfc3339(ts: int) -> str:
-    return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _parse_time(name: str, value: str) -> int:
-    try:
-        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(f"{name}: invalid RFC 3339 datetime {value!r}") from None
-    if when.tzinfo is None:
-        raise BadRequest(f"{name}: a timezone is required")
-    return int(when.timestamp())
+    return parse_rfc3339(value, invalid=f"{name}: invalid RFC 3339 datetime {value!r}",
+                         no_zone=f"{name}: a timezone is required")
 
 
-class AnthropicStub(LoopbackStub):
+class AnthropicStub(AdminApiStub):
     name = "anthropic-stub"
     base_path = ""
-
-    def __init__(self, admin_key: str = "sk-ant-admin01-stub-key", usage: list[dict] | None = None, *,
-                 costs: list[dict] | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__(host=host, port=port)
-        self.admin_key = admin_key
-        self.usage = list(usage or [])
-        self.costs = list(costs) if costs is not None else anthropic_demo_costs(self.usage)
+    default_admin_key = "sk-ant-admin01-stub-key"
+    demo_costs = staticmethod(anthropic_demo_costs)
 
     def error_body(self, status: int, message: str) -> dict:
         return {"type": "error", "error": {"type": _ERROR_TYPES.get(status, "api_error"), "message": message}}

@@ -32,13 +32,13 @@ log come from `stubs.http_stub.LoopbackStub`; this module adds POST handling on 
 """
 from __future__ import annotations
 
-import datetime as dt
 import re
 from decimal import Decimal
 from typing import Any, Mapping
 
 from stubs.genai_data import azure_openai_demo_costs
-from stubs.http_stub import DAY, BadRequest, LoopbackStub, day_ts, decode_cursor, encode_cursor, last_param
+from stubs.http_stub import (DAY, BadRequest, LoopbackStub, day_ts, decode_cursor, encode_cursor, last_param,
+                             parse_rfc3339, rfc3339)
 
 METRICS_SUFFIX = "/providers/microsoft.insights/metrics"
 QUERY_SUFFIX = "/providers/microsoft.costmanagement/query"
@@ -58,18 +58,8 @@ _ERROR_CODES = {400: "BadRequest", 401: "InvalidAuthenticationToken", 403: "Auth
                 404: "ResourceNotFound", 429: "TooManyRequests", 500: "InternalServerError"}
 
 
-def _iso(ts: int) -> str:
-    return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _parse_time(raw: str, what: str) -> int:
-    try:
-        when = dt.datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(f"Invalid {what}: {raw!r}") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return int(when.timestamp())
+    return parse_rfc3339(raw.strip(), invalid=f"Invalid {what}: {raw!r}", no_zone=None)  # ARM reads a bare time as UTC
 
 
 class AzureMonitorStub(LoopbackStub):
@@ -93,9 +83,7 @@ class AzureMonitorStub(LoopbackStub):
         return {"error": {"code": _ERROR_CODES.get(status, str(status)), "message": message}}
 
     def authorized(self, headers: Mapping[str, str]) -> tuple[int, dict] | None:
-        if headers.get("Authorization", "") != f"Bearer {self.access_token}":
-            return 401, self.error_body(401, "The access token is invalid or has expired.")
-        return None
+        return self.refuse_bearer(headers, self.access_token, "The access token is invalid or has expired.")
 
     def handle(self, path: str, params: dict[str, list[str]]) -> tuple[int, dict]:
         if not path.lower().endswith(METRICS_SUFFIX):
@@ -164,7 +152,7 @@ class AzureMonitorStub(LoopbackStub):
             ranked = sorted(groups.items(), key=lambda kv: (-sum(kv[1].values()), [str(x) for x in kv[0]]))[:top]
             series = [{"metadatavalues": [{"name": {"value": d, "localizedValue": _DIMENSIONS[d][0]}, "value": v}
                                           for d, v in zip(split, key)],
-                       "data": [{"timeStamp": _iso(ts), "total": float(per_day.get(ts, 0))} for ts in days]}
+                       "data": [{"timeStamp": rfc3339(ts), "total": float(per_day.get(ts, 0))} for ts in days]}
                       for key, per_day in ranked]
             value.append({"id": f"{resource}/providers/Microsoft.Insights/metrics/{name}",
                           "type": "Microsoft.Insights/metrics", "name": {"value": name, "localizedValue": localized},

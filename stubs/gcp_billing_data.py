@@ -172,40 +172,45 @@ def _row(project, service, sku_id, sku_desc, start, hours, *, amount, unit, pric
 export_row = _row  # one export row, for other generators (stubs/model_spend_data.py)
 
 
+N2_SKU = ("BB77-5FDA-2A5E", "N2 Instance Core running in Americas")
+N2_CORE_HOUR = Decimal("0.031611")
+
+
+def _core_hour(project: str, sku: tuple[str, str], start: dt.datetime, cores: Decimal, list_price: Decimal, zone: str,
+               instance: str, instance_id: str, **extra) -> dict:
+    """An hour of Compute Engine cores on one instance: usage in core-seconds, priced per core-hour."""
+    return _row(project, COMPUTE, *sku, start, 1, amount=cores * 3600, unit="seconds", pricing_amount=cores,
+                pricing_unit="hour", list_price=list_price, zone=zone,
+                resource=(instance,
+                          f"//compute.googleapis.com/projects/{project}/zones/{zone}/instances/{instance_id}"),
+                **extra)
+
+
 def _day_rows(day: dt.date, rng: random.Random) -> list[dict]:
     rows: list[dict] = []
     for h in HOURS:
         start = dt.datetime(day.year, day.month, day.day, h, tzinfo=UTC)
         # Compute Engine N2 cores in acme-prod, sustained use discount of 20 %
         cores = Decimal(rng.randint(8, 32))
-        cost = cores * Decimal("0.031611")
-        rows.append(_row("acme-prod", COMPUTE, "BB77-5FDA-2A5E", "N2 Instance Core running in Americas", start, 1,
-                         amount=cores * 3600, unit="seconds", pricing_amount=cores, pricing_unit="hour",
-                         list_price=Decimal("0.031611"), zone="us-central1-a",
-                         resource=("web-1", ("//compute.googleapis.com/projects/acme-prod/zones/us-central1-a/"
-                                             "instances/1234567890123")),
-                         labels=[("app", "web"), ("Env", "production")],
-                         system_labels=[("compute.googleapis.com/machine_spec", "n2-standard-8")],
-                         credits=[_credit("Sustained Usage Discount", -(cost * Decimal("0.2")),
-                                          "SUSTAINED_USAGE_DISCOUNT", "")]))
+        cost = cores * N2_CORE_HOUR
+        rows.append(_core_hour("acme-prod", N2_SKU, start, cores, N2_CORE_HOUR, "us-central1-a", "web-1",
+                               "1234567890123",
+                               labels=[("app", "web"), ("Env", "production")],
+                               system_labels=[("compute.googleapis.com/machine_spec", "n2-standard-8")],
+                               credits=[_credit("Sustained Usage Discount", -(cost * Decimal("0.2")),
+                                                "SUSTAINED_USAGE_DISCOUNT", "")]))
         # acme-data cores covered by the committed use discount
         cores = Decimal(rng.randint(16, 24))
-        cost = cores * Decimal("0.031611")
-        rows.append(_row("acme-data", COMPUTE, "BB77-5FDA-2A5E", "N2 Instance Core running in Americas", start, 1,
-                         amount=cores * 3600, unit="seconds", pricing_amount=cores, pricing_unit="hour",
-                         list_price=Decimal("0.031611"), zone="us-central1-b",
-                         resource=("etl-1", ("//compute.googleapis.com/projects/acme-data/zones/us-central1-b/"
-                                             "instances/2234567890123")),
-                         labels=[("app", "etl")],
-                         credits=[_credit("Committed use discount: CPU", -cost, "COMMITTED_USAGE_DISCOUNT",
-                                          COMMITMENT)]))
+        cost = cores * N2_CORE_HOUR
+        rows.append(_core_hour("acme-data", N2_SKU, start, cores, N2_CORE_HOUR, "us-central1-b", "etl-1",
+                               "2234567890123",
+                               labels=[("app", "etl")],
+                               credits=[_credit("Committed use discount: CPU", -cost, "COMMITTED_USAGE_DISCOUNT",
+                                                COMMITMENT)]))
         # Spot cores
         cores = Decimal(rng.randint(1, 4))
-        rows.append(_row("acme-ml", COMPUTE, "C2D8-40C1-7F6D", "Spot Preemptible N2 Instance Core running in Americas",
-                         start, 1, amount=cores * 3600, unit="seconds", pricing_amount=cores, pricing_unit="hour",
-                         list_price=Decimal("0.007650"), zone="us-central1-c",
-                         resource=("train-spot", ("//compute.googleapis.com/projects/acme-ml/zones/us-central1-c/"
-                                                  "instances/3234567890123"))))
+        rows.append(_core_hour("acme-ml", ("C2D8-40C1-7F6D", "Spot Preemptible N2 Instance Core running in Americas"),
+                               start, cores, Decimal("0.007650"), "us-central1-c", "train-spot", "3234567890123"))
         # Cloud Storage, tiered: the first 5 GiB-months are free
         gib_month = Decimal(rng.randint(40_000, 90_000)) / 1000 / 30 / 4
         gib_month = gib_month.quantize(Decimal("0.000001"))

@@ -26,11 +26,11 @@ PERMISSION_DENIED like the real API.
 """
 from __future__ import annotations
 
-import datetime as dt
 import re
 from typing import Mapping
 
-from stubs.http_stub import DAY, BadRequest, LoopbackStub, day_ts, decode_cursor, encode_cursor, last_param
+from stubs.http_stub import (DAY, BadRequest, LoopbackStub, day_ts, decode_cursor, encode_cursor, last_param,
+                             parse_rfc3339, rfc3339)
 
 PATH = re.compile(r"^/v3/projects/([^/]+)/timeSeries$")
 _METRIC_CLAUSE = re.compile(r'metric\.type\s*=\s*"([^"]+)"')
@@ -40,18 +40,9 @@ _STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DEN
 MAX_PAGE_SIZE = 100_000
 
 
-def _rfc3339(ts: int) -> str:
-    return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _parse_time(name: str, raw: str) -> int:
-    try:
-        when = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(f"Invalid value at '{name}' ({raw!r}): not an RFC 3339 timestamp") from None
-    if when.tzinfo is None:
-        raise BadRequest(f"Invalid value at '{name}': a time zone offset is required")
-    return int(when.timestamp())
+    return parse_rfc3339(raw, invalid=f"Invalid value at '{name}' ({raw!r}): not an RFC 3339 timestamp",
+                         no_zone=f"Invalid value at '{name}': a time zone offset is required")
 
 
 class GcpMonitoringStub(LoopbackStub):
@@ -69,10 +60,9 @@ class GcpMonitoringStub(LoopbackStub):
         return {"error": {"code": status, "message": message, "status": _STATUS.get(status, "UNKNOWN")}}
 
     def authorized(self, headers: Mapping[str, str]) -> tuple[int, dict] | None:
-        if headers.get("Authorization", "") != f"Bearer {self.access_token}":
-            return 401, self.error_body(401, "Request had invalid authentication credentials. Expected OAuth 2 "
-                                             "access token, login cookie or other valid authentication credential.")
-        return None
+        return self.refuse_bearer(headers, self.access_token,
+                                  "Request had invalid authentication credentials. Expected OAuth 2 access token, "
+                                  "login cookie or other valid authentication credential.")
 
     def handle(self, path: str, params: dict[str, list[str]]) -> tuple[int, dict]:
         m = PATH.match(path)
@@ -169,7 +159,7 @@ class GcpMonitoringStub(LoopbackStub):
         out = []
         for key in sorted(groups):
             g = groups[key]
-            pts = [{"interval": {"startTime": _rfc3339(day_ts(d)), "endTime": _rfc3339(day_ts(d) + DAY)},
+            pts = [{"interval": {"startTime": rfc3339(day_ts(d)), "endTime": rfc3339(day_ts(d) + DAY)},
                     "value": {"int64Value": str(v)}} for d, v in sorted(g["days"].items(), reverse=True)]
             out.append((g["header"], pts))
         return out

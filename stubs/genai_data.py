@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Iterator
 
 from shared.models import model_family
 
@@ -57,12 +58,18 @@ _TOKEN_FIELDS = ("input_tokens", "input_cached_tokens", "output_tokens", "input_
                  "input_cache_write_tokens", "input_cache_write_12h_tokens")
 
 
+
+def _seeded_days(start: dt.date, days: int, label: str) -> Iterator[tuple[dt.date, random.Random]]:
+    """Each of `days` days from `start` with its own generator, seeded by (label, date) so that a day's
+    numbers do not depend on the range asked for."""
+    for i in range(max(0, days)):
+        day = start + dt.timedelta(days=i)
+        yield day, random.Random(f"{label}:{day.isoformat()}")
+
 def openai_demo_usage(start: dt.date, days: int, seed: int, *, partitioned: bool = False) -> list[dict]:
     """`days` days of OpenAI completions usage from `start` (see module docstring)."""
     out: list[dict] = []
-    for i in range(max(0, days)):
-        day = start + dt.timedelta(days=i)
-        rng = random.Random(f"openai-demo:{seed}:{day.isoformat()}")
+    for day, rng in _seeded_days(start, days, f"openai-demo:{seed}"):
         weekend = day.weekday() >= 5
         growth = 1 + 0.004 * (day.toordinal() % 365)  # slow upward drift, stable per date
         for project, model, batch, tier, peak, in_mean, hit, out_mean in _WORKLOADS:
@@ -194,9 +201,7 @@ def anthropic_demo_usage(start: dt.date, days: int, seed: int) -> list[dict]:
     default workspace. Seeded per (seed, date) like `openai_demo_usage`.
     """
     out: list[dict] = []
-    for i in range(max(0, days)):
-        day = start + dt.timedelta(days=i)
-        rng = random.Random(f"anthropic-demo:{seed}:{day.isoformat()}")
+    for day, rng in _seeded_days(start, days, f"anthropic-demo:{seed}"):
         weekend = day.weekday() >= 5
         growth = 1 + 0.003 * (day.toordinal() % 365)
         for workspace, model, tier, peak, prompt_mean, hit, w5m, w1h, out_mean, searches in _ANTHROPIC_WORKLOADS:
@@ -295,9 +300,7 @@ def bedrock_demo_usage(start: dt.date, days: int, seed: int, *, regions: tuple[s
     Seeded per (seed, date) like the other demo generators; `regions` keeps only those regions.
     """
     out: list[dict] = []
-    for i in range(max(0, days)):
-        day = start + dt.timedelta(days=i)
-        rng = random.Random(f"bedrock-demo:{seed}:{day.isoformat()}")
+    for day, rng in _seeded_days(start, days, f"bedrock-demo:{seed}"):
         weekend = day.weekday() >= 5
         growth = 1 + 0.002 * (day.toordinal() % 365)
         for region, model_id, peak, in_mean, hit, write, out_mean in _BEDROCK_WORKLOADS:
@@ -367,9 +370,7 @@ def deepseek_demo_usage(start: dt.date, days: int, seed: int) -> list[dict]:
 
     Seeded per (seed, date) like the other demo generators."""
     out: list[dict] = []
-    for i in range(max(0, days)):
-        day = start + dt.timedelta(days=i)
-        rng = random.Random(f"deepseek-demo:{seed}:{day.isoformat()}")
+    for day, rng in _seeded_days(start, days, f"deepseek-demo:{seed}"):
         weekend = day.weekday() >= 5
         for model, key_name, peak, prompt_mean, hit, out_mean in _DEEPSEEK_WORKLOADS:
             requests = max(1, int(peak * (0.4 if weekend else 1.0) * rng.uniform(0.8, 1.2)))
@@ -461,9 +462,7 @@ def gemini_demo_usage(start: dt.date, days: int, seed: int, *, project: str = GE
     """
     out = []
     workloads = _GEMINI_WORKLOADS + ([_GEMINI_FREE_WORKLOAD] if free_tier else [])
-    for i in range(max(0, days)):
-        day = start + dt.timedelta(days=i)
-        rng = random.Random(f"gemini-demo:{seed}:{project}:{day.isoformat()}")
+    for day, rng in _seeded_days(start, days, f"gemini-demo:{seed}:{project}"):
         for model, tier, peak, in_mean, out_mean in workloads:
             requests, tokens_in, tokens_out = _daily(rng, day, peak, in_mean, out_mean, 0.4)
             out.append({"date": day, "project": project, "model": model, "tier": tier,
@@ -518,9 +517,7 @@ def vertex_demo_usage(start: dt.date, days: int, seed: int, *, project: str = VE
          "location": str, "input_tokens": int, "output_tokens": int, "invocations": int}
     """
     out = []
-    for i in range(max(0, days)):
-        day = start + dt.timedelta(days=i)
-        rng = random.Random(f"vertex-demo:{seed}:{project}:{day.isoformat()}")
+    for day, rng in _seeded_days(start, days, f"vertex-demo:{seed}:{project}"):
         for publisher, model, version, location, peak, in_mean, out_mean in _VERTEX_WORKLOADS:
             requests, tokens_in, tokens_out = _daily(rng, day, peak, in_mean, out_mean, 0.5)
             out.append({"date": day, "project": project, "publisher": publisher, "model_user_id": model,
@@ -582,9 +579,7 @@ def azure_openai_demo_usage(start: dt.date, days: int, seed: int,
     cached part only shows in billing, on its own meter).
     """
     out = []
-    for i in range(max(0, days)):
-        day = start + dt.timedelta(days=i)
-        rng = random.Random(f"azure-openai-demo:{seed}:{day.isoformat()}")
+    for day, rng in _seeded_days(start, days, f"azure-openai-demo:{seed}"):
         for idx, deployment, model, version, region, peak, in_mean, hit, out_mean in _AZURE_WORKLOADS:
             requests, prompt, generated = _daily(rng, day, peak, in_mean, out_mean, 0.3)
             cached = int(prompt * hit * rng.uniform(0.8, 1.1)) // 128 * 128

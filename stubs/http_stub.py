@@ -42,6 +42,25 @@ def day_ts(day: dt.date) -> int:
     return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp())
 
 
+def rfc3339(ts: int) -> str:
+    """Epoch seconds as `2025-01-31T00:00:00Z`, the form these APIs write times in."""
+    return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rfc3339(raw: str, *, invalid: str, no_zone: str | None) -> int:
+    """Epoch seconds of an RFC 3339 time: BadRequest(invalid) when it is not one; a time without a zone is
+    BadRequest(no_zone), or UTC when no_zone is None (the real APIs differ on that)."""
+    try:
+        when = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(invalid) from None
+    if when.tzinfo is None:
+        if no_zone is not None:
+            raise BadRequest(no_zone)
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return int(when.timestamp())
+
+
 def encode_cursor(kind: str, ts: int) -> str:
     return "page_" + base64.urlsafe_b64encode(f"{kind}:{ts}".encode()).decode().rstrip("=")
 
@@ -117,6 +136,12 @@ class LoopbackStub:
 
     def error_body(self, status: int, message: str) -> dict:
         return {"error": {"message": message}}
+
+    def refuse_bearer(self, headers: Mapping[str, str], token: str, message: str) -> tuple[int, dict] | None:
+        """`authorized` for APIs that take `Authorization: Bearer <token>` and answer 401 in error_body."""
+        if headers.get("Authorization", "") != f"Bearer {token}":
+            return 401, self.error_body(401, message)
+        return None
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self):
@@ -216,6 +241,20 @@ class LoopbackStub:
     def _record(self, entry: dict) -> None:
         with self._lock:
             self._log.append(entry)
+
+
+class AdminApiStub(LoopbackStub):
+    """A GenAI admin API holding usage records and cost lines (computed from the usage by
+    `demo_costs` unless given), behind one admin key."""
+    default_admin_key = ""
+    demo_costs: Any = None  # staticmethod(usage records -> cost lines)
+
+    def __init__(self, admin_key: str | None = None, usage: list[dict] | None = None, *,
+                 costs: list[dict] | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host=host, port=port)
+        self.admin_key = self.default_admin_key if admin_key is None else admin_key
+        self.usage = list(usage or [])
+        self.costs = list(costs) if costs is not None else self.demo_costs(self.usage)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Mapping
 
 from stubs.genai_data import openai_demo_costs
-from stubs.http_stub import (DAY, BadRequest, LoopbackStub, day_ts, decode_cursor, encode_cursor, group_records,
+from stubs.http_stub import (DAY, AdminApiStub, BadRequest, day_ts, decode_cursor, encode_cursor, group_records,
                              last_param)
 
 USAGE_GROUPS = ("project_id", "user_id", "api_key_id", "model", "batch", "service_tier")
@@ -39,16 +39,11 @@ _OPTIONAL_NUMBERS = ("input_uncached_tokens", "input_text_tokens", "input_image_
                      "output_image_tokens")
 
 
-class OpenAIStub(LoopbackStub):
+class OpenAIStub(AdminApiStub):
     name = "openai-stub"
     base_path = "/v1"
-
-    def __init__(self, admin_key: str = "sk-admin-stub-key", usage: list[dict] | None = None, *,
-                 costs: list[dict] | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__(host=host, port=port)
-        self.admin_key = admin_key
-        self.usage = list(usage or [])
-        self.costs = list(costs) if costs is not None else openai_demo_costs(self.usage)
+    default_admin_key = "sk-admin-stub-key"
+    demo_costs = staticmethod(openai_demo_costs)
 
     def error_body(self, status: int, message: str) -> dict:
         kind = {429: "rate_limit_exceeded", 401: "invalid_request_error",

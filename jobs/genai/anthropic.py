@@ -22,10 +22,9 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
-from jobs.base import ExtractContext, ExtractError
+from jobs.base import ExtractContext
 from jobs.genai.common import (COSTS_TABLE, cost_lines, USAGE_TABLE, DayWindow, admin_client, decimal_amount, int_or_zero,
-                               iter_pages, to_batches)
-from shared.models import model_family
+                               iter_pages, to_batches, usage_row, utc_date)
 
 PROVIDER = "anthropic"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -43,13 +42,7 @@ def _rfc3339(day: dt.date) -> str:
 
 def _bucket_date(bucket: dict) -> dt.date:
     raw = bucket.get("starting_at")
-    try:
-        when = dt.datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-    except ValueError:
-        raise ExtractError(f"Anthropic returned a bucket without a usable starting_at: {raw!r}") from None
-    if when.tzinfo is not None:
-        when = when.astimezone(dt.timezone.utc)
-    return when.date()
+    return utc_date(raw, f"Anthropic returned a bucket without a usable starting_at: {raw!r}")
 
 
 def usage_tokens(result: dict) -> dict[str, int]:
@@ -67,29 +60,19 @@ def _usage_rows(ctx: ExtractContext, buckets) -> list[dict]:
     agg: dict[tuple, dict] = {}
     window = DayWindow(ctx)
     priority_days: set[dt.date] = set()
-    for bucket in buckets:
-        day = _bucket_date(bucket)
-        results = bucket.get("results") or []
-        if not window.keep(day, results):
-            continue
-        for r in results:
-            model = r.get("model") or "unknown"
-            tier = r.get("service_tier")
-            if tier and tier.startswith("priority"):
-                priority_days.add(day)
-            key = (day, model, r.get("workspace_id"), tier)
-            row = agg.get(key)
-            if row is None:
-                row = agg[key] = {
-                    "usage_date": day, "provider": PROVIDER, "model": model, "model_family": model_family(model),
-                    "project_id": key[2], "service_tier": tier, "is_batch": tier == "batch",
-                    "input_tokens": 0, "cached_input_tokens": 0, "cache_write_tokens": 0, "cache_write_1h_tokens": 0,
-                    "output_tokens": 0,
-                    "reasoning_tokens": None,  # thinking tokens are reported inside output_tokens
-                    "request_count": None,  # not reported by the usage report
-                }
-            for k, v in usage_tokens(r).items():
-                row[k] += v
+    for day, r in window.results(buckets, _bucket_date):
+        model = r.get("model") or "unknown"
+        tier = r.get("service_tier")
+        if tier and tier.startswith("priority"):
+            priority_days.add(day)
+        key = (day, model, r.get("workspace_id"), tier)
+        row = agg.get(key)
+        if row is None:
+            # the usage report splits 1-hour cache writes but counts no requests
+            row = agg[key] = usage_row(day, PROVIDER, model, key[2], service_tier=tier, is_batch=tier == "batch",
+                                       cache_write_1h_tokens=0)
+        for k, v in usage_tokens(r).items():
+            row[k] += v
     window.warn("Anthropic", "usage")
     if priority_days:
         ctx.warn(f"Anthropic usage has Priority Tier traffic on {len(priority_days)} day(s); Anthropic's "

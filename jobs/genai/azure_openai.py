@@ -50,7 +50,7 @@ import pyarrow as pa
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
 from jobs.genai.common import (COSTS_TABLE, MAX_PAGES, USAGE_TABLE, DayWindow, decimal_amount, to_batches,
-                               to_numeric)
+                               to_numeric, usage_row, utc_date)
 from jobs.identity import azure_identity
 from shared.http import ApiClient, retry_settings
 from shared.models import model_family
@@ -120,13 +120,7 @@ def resource_ids_of(ctx: ExtractContext) -> list[str]:
 # -- tokens (Azure Monitor) ------------------------------------------------------------------------------
 
 def _day_of(raw: Any, what: str) -> dt.date:
-    try:
-        when = dt.datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-    except ValueError:
-        raise ExtractError(f"Azure returned {what} with an unusable time {raw!r}") from None
-    if when.tzinfo is not None:
-        when = when.astimezone(dt.timezone.utc)
-    return when.date()
+    return utc_date(raw, f"Azure returned {what} with an unusable time {raw!r}")
 
 
 def _whole(value: Any, what: str) -> int:
@@ -192,13 +186,8 @@ def _usage_rows(ctx: ExtractContext, client: ApiClient, resource_ids: list[str],
                     key = (day, deployment, model, subscription)
                     row = rows.get(key)
                     if row is None:
-                        row = rows[key] = {
-                            "usage_date": day, "provider": PROVIDER, "model": model,
-                            "model_family": model_family(model), "project_id": deployment,
-                            "cloud_account_id": subscription, "service_tier": None,
-                            "is_batch": False, "input_tokens": 0, "cached_input_tokens": 0, "cache_write_tokens": 0,
-                            "cache_write_1h_tokens": None, "output_tokens": 0, "reasoning_tokens": None,
-                            "request_count": None}
+                        row = rows[key] = usage_row(day, PROVIDER, model, deployment,
+                                                    cloud_account_id=subscription)
                     row[field] = (row[field] or 0) + value
     window.warn("Azure Monitor", "metrics")
     if full_series >= METRICS_TOP:

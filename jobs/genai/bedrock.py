@@ -57,12 +57,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import pyarrow as pa
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
-from jobs.genai.common import USAGE_TABLE, DayWindow, to_batches
+from jobs.genai.common import USAGE_TABLE, DayWindow, to_batches, usage_row
 from jobs.identity import aws_session
 from shared.models import model_family
 from shared.tenancy import TrustViolation
@@ -230,30 +230,35 @@ def _regions(cred: dict) -> list[str]:
     return list(dict.fromkeys(regions))
 
 
-def discover(cw, region: str) -> set[tuple[str, str]]:
-    """(metric name, model id) pairs in AWS/Bedrock whose only dimension is ModelId, over every page."""
-    found: set[tuple[str, str]] = set()
+def _pages(call, args: dict[str, Any], action: str, region: str) -> Iterator[dict]:
+    """Every answer of a CloudWatch call that pages by NextToken. A repeated token or an endless run of
+    pages is an error, never a silent loop; AWS errors become CredentialError/ExtractError."""
     seen: set[str] = set()
     token = None
     for _ in range(MAX_PAGES):
-        args: dict[str, Any] = {"Namespace": NAMESPACE}
-        if token:
-            args["NextToken"] = token
         try:
-            page = cw.list_metrics(**args)
+            page = call(**args, **({"NextToken": token} if token else {}))
         except Exception as e:  # noqa: BLE001
-            raise _aws_error(e, f"cloudwatch:ListMetrics in {region}") from None
+            raise _aws_error(e, f"cloudwatch:{action} in {region}") from None
+        yield page
+        token = page.get("NextToken")
+        if not token:
+            return
+        if token in seen:
+            raise ExtractError(f"CloudWatch returned the same {action} NextToken twice in {region}; stopping")
+        seen.add(token)
+    raise ExtractError(f"CloudWatch {action} returned more than {MAX_PAGES} pages in {region}")
+
+
+def discover(cw, region: str) -> set[tuple[str, str]]:
+    """(metric name, model id) pairs in AWS/Bedrock whose only dimension is ModelId, over every page."""
+    found: set[tuple[str, str]] = set()
+    for page in _pages(cw.list_metrics, {"Namespace": NAMESPACE}, "ListMetrics", region):
         for m in page.get("Metrics") or []:
             dims = m.get("Dimensions") or []
             if m.get("MetricName") in METRIC_COLUMNS and len(dims) == 1 and dims[0].get("Name") == DIMENSION:
                 found.add((m["MetricName"], dims[0]["Value"]))
-        token = page.get("NextToken")
-        if not token:
-            return found
-        if token in seen:
-            raise ExtractError(f"CloudWatch returned the same ListMetrics NextToken twice in {region}; stopping")
-        seen.add(token)
-    raise ExtractError(f"CloudWatch ListMetrics returned more than {MAX_PAGES} pages in {region}")
+    return found
 
 
 def _query(i: int, metric: str, model_id: str) -> dict:
@@ -271,17 +276,8 @@ def fetch(cw, region: str, queries: list[dict], start: dt.datetime, end: dt.date
     Any query not `Complete` once the pages run out is an error (never a silent short read)."""
     points: dict[str, dict[dt.datetime, float]] = {q["Id"]: {} for q in queries}
     status: dict[str, str] = {}
-    seen: set[str] = set()
-    token = None
-    for _ in range(MAX_PAGES):
-        args: dict[str, Any] = {"MetricDataQueries": queries, "StartTime": start, "EndTime": end,
-                                "ScanBy": "TimestampAscending"}
-        if token:
-            args["NextToken"] = token
-        try:
-            resp = cw.get_metric_data(**args)
-        except Exception as e:  # noqa: BLE001
-            raise _aws_error(e, f"cloudwatch:GetMetricData in {region}") from None
+    args = {"MetricDataQueries": queries, "StartTime": start, "EndTime": end, "ScanBy": "TimestampAscending"}
+    for resp in _pages(cw.get_metric_data, args, "GetMetricData", region):
         for r in resp.get("MetricDataResults") or []:
             qid = r.get("Id")
             if qid not in points:
@@ -291,14 +287,6 @@ def fetch(cw, region: str, queries: list[dict], start: dt.datetime, end: dt.date
                 raise ExtractError(f"CloudWatch returned {len(stamps)} timestamps but {len(values)} values for {qid}")
             points[qid].update(zip(stamps, values, strict=True))
             status[qid] = r.get("StatusCode") or "Complete"
-        token = resp.get("NextToken")
-        if not token:
-            break
-        if token in seen:
-            raise ExtractError(f"CloudWatch returned the same GetMetricData NextToken twice in {region}; stopping")
-        seen.add(token)
-    else:
-        raise ExtractError(f"CloudWatch GetMetricData returned more than {MAX_PAGES} pages in {region}")
     bad = {qid: st for qid, st in status.items() if st != "Complete"}
     if bad:
         if "Forbidden" in bad.values():
@@ -389,14 +377,9 @@ def extract(ctx: ExtractContext, *, today: dt.date | None = None) -> dict[str, l
                     key = (day, model, project)
                     row = agg.get(key)
                     if row is None:
-                        row = agg[key] = {
-                            "usage_date": day, "provider": PROVIDER, "model": model,
-                            "model_family": bedrock_model_family(model), "project_id": project,
-                            "cloud_account_id": account, "service_tier": None, "is_batch": False,
-                            "input_tokens": 0, "cached_input_tokens": 0, "cache_write_tokens": 0,
-                            "cache_write_1h_tokens": None,  # CloudWatch does not split cache-write TTLs
-                            "output_tokens": 0, "reasoning_tokens": None, "request_count": None,
-                        }
+                        # CloudWatch does not split cache-write TTLs: cache_write_1h_tokens stays None
+                        row = agg[key] = usage_row(day, PROVIDER, model, project, cloud_account_id=account,
+                                                   family=bedrock_model_family)
                     column = METRIC_COLUMNS[metric]
                     row[column] = (row[column] or 0) + int(round(value))
     window.warn("CloudWatch", "Bedrock metrics")

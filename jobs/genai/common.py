@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import pyarrow as pa
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
 from shared import schemas
 from shared.http import ApiClient, retry_settings
+from shared.models import model_family
 
 USAGE_TABLE = "genai_usage_daily"
 COSTS_TABLE = "genai_provider_costs_daily"
@@ -80,12 +81,33 @@ class DayWindow:
             self.outside.add(day)
         return False
 
+    def results(self, buckets: Iterable[dict], day_of: Callable[[dict], dt.date]) -> Iterator[tuple[dt.date, dict]]:
+        """(day, result) for each result of the buckets inside the window."""
+        for bucket in buckets:
+            day = day_of(bucket)
+            results = bucket.get("results") or []
+            if self.keep(day, results):
+                for r in results:
+                    yield day, r
+
     def warn(self, provider: str, what: str) -> None:
         if self.outside:
             o = self.outside
             self.ctx.warn(f"{provider} {what} returned data for {len(o)} day(s) outside "
                           f"{self.ctx.start_date}..{self.ctx.end_date} ({min(o)} to {max(o)}); "
                           "those rows were dropped")
+
+
+def utc_date(raw: Any, error: str) -> dt.date:
+    """The UTC day of an ISO 8601 time (`Z` or an offset; a time without one is taken as UTC);
+    ExtractError(error) when it is not a time."""
+    try:
+        when = dt.datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    except ValueError:
+        raise ExtractError(error) from None
+    if when.tzinfo is not None:
+        when = when.astimezone(dt.timezone.utc)
+    return when.date()
 
 
 def decimal_amount(value: Any, provider: str) -> Decimal:
@@ -111,6 +133,25 @@ def to_numeric(amount: Decimal) -> Decimal:
     return amount.quantize(NUMERIC_SCALE, rounding=ROUND_HALF_EVEN)
 
 
+def usage_row(day: dt.date, provider: str, model: str, project_id: str | None, *,
+              cloud_account_id: str | None = None, service_tier: str | None = None, is_batch: bool = False,
+              family: Callable[[str], str] = model_family, cache_write_1h_tokens: int | None = None,
+              request_count: int | None = None, **tokens: int) -> dict:
+    """A genai_usage_daily row: one place for the column set, so every provider lands the same shape.
+
+    Token columns start at 0 (or the given `tokens`) for the extractor to add to; a column the provider
+    does not report (1-hour cache writes, requests) is None unless the caller gives it a starting value,
+    and reasoning tokens are None everywhere: every provider here bills them inside output_tokens."""
+    unknown = set(tokens) - {"input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens"}
+    if unknown:
+        raise TypeError(f"usage_row() got unknown token columns {sorted(unknown)}")
+    return {"usage_date": day, "provider": provider, "model": model, "model_family": family(model),
+            "project_id": project_id, "cloud_account_id": cloud_account_id, "service_tier": service_tier,
+            "is_batch": is_batch, "input_tokens": 0, "cached_input_tokens": 0, "cache_write_tokens": 0,
+            "cache_write_1h_tokens": cache_write_1h_tokens, "output_tokens": 0, "reasoning_tokens": None,
+            "request_count": request_count, **tokens}
+
+
 def to_batches(table: str, rows: list[dict]) -> list[pa.RecordBatch]:
     if not rows:
         return []
@@ -129,22 +170,17 @@ def cost_lines(ctx: ExtractContext, buckets, *, provider: str, what: str, provid
     agg: dict[tuple, dict] = {}
     window = DayWindow(ctx)
     no_amount = 0
-    for bucket in buckets:
-        day = day_of(bucket)
-        results = bucket.get("results") or []
-        if not window.keep(day, results):
+    for day, r in window.results(buckets, day_of):
+        line = line_of(r)
+        if line is None:
+            no_amount += 1
             continue
-        for r in results:
-            line = line_of(r)
-            if line is None:
-                no_amount += 1
-                continue
-            fields, amount = line
-            key = (day, *(str(v) for v in fields.values()))
-            row = agg.get(key)
-            if row is None:
-                row = agg[key] = {"usage_date": day, "provider": provider_id, **fields, "amount": Decimal(0)}
-            row["amount"] += amount
+        fields, amount = line
+        key = (day, *(str(v) for v in fields.values()))
+        row = agg.get(key)
+        if row is None:
+            row = agg[key] = {"usage_date": day, "provider": provider_id, **fields, "amount": Decimal(0)}
+        row["amount"] += amount
     window.warn(provider, what)
     if no_amount:
         ctx.warn(f"{no_amount} {provider} cost result(s) had no amount and were skipped")

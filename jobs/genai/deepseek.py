@@ -60,11 +60,10 @@ from urllib.parse import urlparse
 import pyarrow as pa
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
-from jobs.genai.common import USAGE_TABLE, to_batches
+from jobs.genai.common import USAGE_TABLE, to_batches, usage_row
 from jobs.source_folder import SourceFolder
 from shared import pricing, tenancy
 from shared.http import ApiClient, retry_settings
-from shared.models import model_family
 
 PROVIDER = "deepseek"
 DEFAULT_BASE_URL = "https://api.deepseek.com"
@@ -407,15 +406,10 @@ def extract(ctx: ExtractContext, *, sleep: Callable[[float], Any] = time.sleep,
                 continue
             if not r["timed"] and pricing.windows_on(PROVIDER, r["model"], r["date"]):
                 daily_in_window.add((r["date"], r["model"]))
-            rows.append({
-                "usage_date": r["date"], "provider": PROVIDER, "model": r["model"],
-                "model_family": model_family(r["model"]), "project_id": r["api_key_name"],
-                "service_tier": r["service_tier"], "is_batch": False,
-                "input_tokens": r["input_cache_miss_tokens"], "cached_input_tokens": r["input_cache_hit_tokens"],
-                "cache_write_tokens": 0, "cache_write_1h_tokens": None, "output_tokens": r["output_tokens"],
-                "reasoning_tokens": None,  # billed and exported as output tokens
-                "request_count": r["request_count"],
-            })
+            rows.append(usage_row(r["date"], PROVIDER, r["model"], r["api_key_name"],
+                                  service_tier=r["service_tier"], request_count=r["request_count"],
+                                  input_tokens=r["input_cache_miss_tokens"],
+                                  cached_input_tokens=r["input_cache_hit_tokens"], output_tokens=r["output_tokens"]))
     rows.sort(key=lambda r: (r["usage_date"], r["model"], str(r["project_id"]), str(r["service_tier"])))
     if daily_in_window:
         days = sorted({d for d, _ in daily_in_window})

@@ -29,7 +29,7 @@ import re
 from typing import Any, Callable, Iterable, Iterator
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
-from jobs.genai.common import MAX_PAGES, DayWindow
+from jobs.genai.common import MAX_PAGES, USAGE_TABLE, DayWindow, to_batches, usage_row
 from jobs.identity import gcp_credentials, service_account_credentials
 from shared.http import ApiClient, retry_settings
 
@@ -116,6 +116,30 @@ def monitoring_client(ctx: ExtractContext, *, provider: str, sleep: Callable[[fl
         retry["max_attempts"] = max_attempts
     return ApiClient(base_url, {"Authorization": f"Bearer {token}"}, provider=provider, credential_kind="gcp",
                      key_label="Google credential", org_slug=ctx.org_slug, log=ctx.log, sleep=sleep, **retry)
+
+
+def open_projects(ctx: ExtractContext, *, sleep: Callable[[float], Any], max_attempts: int | None,
+                  token_minter: Callable[[dict], str] | None) -> tuple[list[str], ApiClient]:
+    """The credential's projects and a Monitoring client to read them with."""
+    projects = projects_of(ctx)
+    extra = {"token_minter": token_minter} if token_minter else {}
+    return projects, monitoring_client(ctx, provider="Google Cloud Monitoring", sleep=sleep,
+                                       max_attempts=max_attempts, **extra)
+
+
+def project_row(rows: dict[tuple, dict], provider: str, day: dt.date, project: str, model: str) -> dict:
+    """The usage row of (day, project, model), made on first use: Monitoring usage is per project, and the
+    project is the account the billing export names."""
+    key = (day, project, model)
+    if key not in rows:
+        rows[key] = usage_row(day, provider, model, project, cloud_account_id=project)
+    return rows[key]
+
+
+def usage_batches(ctx: ExtractContext, provider: str, rows: dict[tuple, dict], projects: list[str]) -> dict:
+    out = [rows[k] for k in sorted(rows, key=lambda k: (k[0], k[1], k[2]))]
+    ctx.log.info("%s: %d usage rows from %d project(s)", provider, len(out), len(projects))
+    return {USAGE_TABLE: to_batches(USAGE_TABLE, out)}
 
 
 def iter_time_series(client: ApiClient, project: str, metric_type: str, group_by: Iterable[str],

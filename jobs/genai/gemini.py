@@ -27,9 +27,8 @@ from typing import Any, Callable
 import pyarrow as pa
 
 from jobs.base import ExtractContext
-from jobs.genai.common import USAGE_TABLE, DayWindow, to_batches
-from jobs.genai.gcp_monitoring import daily_sums, label, monitoring_client, projects_of
-from shared.models import model_family
+from jobs.genai.common import USAGE_TABLE, DayWindow
+from jobs.genai.gcp_monitoring import daily_sums, label, open_projects, project_row, usage_batches
 
 PROVIDER = "gemini"
 OUTPUT_METRIC = "generativelanguage.googleapis.com/generate_content_usage_output_token_count"
@@ -47,20 +46,10 @@ def model_of(series: dict) -> str:
     return raw or "unknown"
 
 
-def _new_row(day, project: str, model: str) -> dict:
-    return {"usage_date": day, "provider": PROVIDER, "model": model, "model_family": model_family(model),
-            "project_id": project, "cloud_account_id": project, "service_tier": None, "is_batch": False,
-            "input_tokens": 0, "cached_input_tokens": 0, "cache_write_tokens": 0, "cache_write_1h_tokens": None,
-            "output_tokens": 0, "reasoning_tokens": None, "request_count": None}
-
-
 def extract(ctx: ExtractContext, *, sleep: Callable[[float], Any] = time.sleep, max_attempts: int | None = None,
             token_minter: Callable[[dict], str] | None = None) -> dict[str, list[pa.RecordBatch]]:
     """Token usage for ctx.start_date..ctx.end_date (inclusive, UTC days) for every project in the credential."""
-    projects = projects_of(ctx)
-    extra = {"token_minter": token_minter} if token_minter else {}
-    client = monitoring_client(ctx, provider="Google Cloud Monitoring", sleep=sleep, max_attempts=max_attempts,
-                               **extra)
+    projects, client = open_projects(ctx, sleep=sleep, max_attempts=max_attempts, token_minter=token_minter)
     rows: dict[tuple, dict] = {}
     free_tier = 0
     with client:
@@ -72,7 +61,7 @@ def extract(ctx: ExtractContext, *, sleep: Callable[[float], Any] = time.sleep, 
                 total = 0
                 for (day, model), value in daily_sums(ctx, client, project, metric, GROUP_BY, window,
                                                       model_of).items():
-                    row = rows.setdefault((day, project, model), _new_row(day, project, model))
+                    row = project_row(rows, PROVIDER, day, project, model)
                     row[field] = (row[field] or 0) + value
                     total += value
                 return total
@@ -87,6 +76,4 @@ def extract(ctx: ExtractContext, *, sleep: Callable[[float], Any] = time.sleep, 
     if free_tier:
         ctx.warn(f"{free_tier} Gemini input token(s) were on the free tier; they are billed at $0, so a list-price "
                  "estimate overstates them (the GCP billing export is the authority for money)")
-    out = [rows[k] for k in sorted(rows, key=lambda k: (k[0], k[1], k[2]))]
-    ctx.log.info("gemini: %d usage rows from %d project(s)", len(out), len(projects))
-    return {USAGE_TABLE: to_batches(USAGE_TABLE, out)}
+    return usage_batches(ctx, PROVIDER, rows, projects)

@@ -22,8 +22,7 @@ import pyarrow as pa
 
 from jobs.base import ExtractContext, ExtractError
 from jobs.genai.common import (COSTS_TABLE, cost_lines, USAGE_TABLE, DayWindow, admin_client, decimal_amount, int_or_zero,
-                               iter_pages, to_batches)
-from shared.models import model_family
+                               iter_pages, to_batches, usage_row)
 
 PROVIDER = "openai"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -89,31 +88,22 @@ def _usage_rows(ctx: ExtractContext, buckets) -> list[dict]:
     agg: dict[tuple, dict] = {}
     window = DayWindow(ctx)
     negative = audio = 0
-    for bucket in buckets:
-        day = _bucket_date(bucket)
-        results = bucket.get("results") or []
-        if not window.keep(day, results):
-            continue
-        for r in results:
-            t = usage_tokens(r)
-            if t["input_tokens"] < 0:
-                negative += 1
-                t["input_tokens"] = 0
-            if r.get("input_uncached_tokens") is None and (int_or_zero(r.get("input_audio_tokens"))
-                                                           or int_or_zero(r.get("output_audio_tokens"))):
-                audio += 1
-            model = r.get("model") or "unknown"
-            key = (day, model, r.get("project_id"), r.get("service_tier"), bool(r.get("batch")))
-            row = agg.get(key)
-            if row is None:
-                row = agg[key] = {
-                    "usage_date": day, "provider": PROVIDER, "model": model, "model_family": model_family(model),
-                    "project_id": key[2], "service_tier": key[3], "is_batch": key[4],
-                    "input_tokens": 0, "cached_input_tokens": 0, "cache_write_tokens": 0, "output_tokens": 0,
-                    "reasoning_tokens": None, "request_count": 0,
-                }
-            for k, v in t.items():
-                row[k] += v
+    for day, r in window.results(buckets, _bucket_date):
+        t = usage_tokens(r)
+        if t["input_tokens"] < 0:
+            negative += 1
+            t["input_tokens"] = 0
+        if r.get("input_uncached_tokens") is None and (int_or_zero(r.get("input_audio_tokens"))
+                                                       or int_or_zero(r.get("output_audio_tokens"))):
+            audio += 1
+        model = r.get("model") or "unknown"
+        key = (day, model, r.get("project_id"), r.get("service_tier"), bool(r.get("batch")))
+        row = agg.get(key)
+        if row is None:
+            row = agg[key] = usage_row(day, PROVIDER, model, key[2], service_tier=key[3], is_batch=key[4],
+                                       request_count=0)
+        for k, v in t.items():
+            row[k] += v
     window.warn("OpenAI", "usage")
     if negative:
         ctx.warn(f"{negative} OpenAI usage result(s) had fewer input_tokens than input_cached_tokens; "

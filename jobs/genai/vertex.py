@@ -25,9 +25,8 @@ from typing import Any, Callable
 import pyarrow as pa
 
 from jobs.base import ExtractContext
-from jobs.genai.common import USAGE_TABLE, DayWindow, to_batches
-from jobs.genai.gcp_monitoring import daily_sums, label, monitoring_client, projects_of
-from shared.models import model_family
+from jobs.genai.common import USAGE_TABLE, DayWindow
+from jobs.genai.gcp_monitoring import daily_sums, label, open_projects, project_row, usage_batches
 
 PROVIDER = "vertex"
 TOKEN_METRIC = "aiplatform.googleapis.com/publisher/online_serving/token_count"
@@ -41,20 +40,10 @@ def model_of(series: dict) -> str:
     return (label(series, "resource.label.model_user_id") or "").strip() or "unknown"
 
 
-def _new_row(day, project: str, model: str) -> dict:
-    return {"usage_date": day, "provider": PROVIDER, "model": model, "model_family": model_family(model),
-            "project_id": project, "cloud_account_id": project, "service_tier": None, "is_batch": False,
-            "input_tokens": 0, "cached_input_tokens": 0, "cache_write_tokens": 0, "cache_write_1h_tokens": None,
-            "output_tokens": 0, "reasoning_tokens": None, "request_count": None}
-
-
 def extract(ctx: ExtractContext, *, sleep: Callable[[float], Any] = time.sleep, max_attempts: int | None = None,
             token_minter: Callable[[dict], str] | None = None) -> dict[str, list[pa.RecordBatch]]:
     """Token usage for ctx.start_date..ctx.end_date (inclusive, UTC days) for every project in the credential."""
-    projects = projects_of(ctx)
-    extra = {"token_minter": token_minter} if token_minter else {}
-    client = monitoring_client(ctx, provider="Google Cloud Monitoring", sleep=sleep, max_attempts=max_attempts,
-                               **extra)
+    projects, client = open_projects(ctx, sleep=sleep, max_attempts=max_attempts, token_minter=token_minter)
     rows: dict[tuple, dict] = {}
     other_types: dict[str, int] = {}
     with client:
@@ -69,15 +58,13 @@ def extract(ctx: ExtractContext, *, sleep: Callable[[float], Any] = time.sleep, 
                 if field is None:
                     other_types[kind or "(none)"] = other_types.get(kind or "(none)", 0) + value
                     continue
-                rows.setdefault((day, project, model), _new_row(day, project, model))[field] += value
+                project_row(rows, PROVIDER, day, project, model)[field] += value
             requests = daily_sums(ctx, client, project, REQUESTS_METRIC, REQUESTS_GROUP_BY, window, model_of)
             for (day, model), value in requests.items():
-                row = rows.setdefault((day, project, model), _new_row(day, project, model))
+                row = project_row(rows, PROVIDER, day, project, model)
                 row["request_count"] = (row["request_count"] or 0) + value
         window.warn("Vertex AI", "Cloud Monitoring")
     if other_types:
         ctx.warn("Vertex AI token_count had token types other than input/output, not counted: "
                  + ", ".join(f"{k}={v}" for k, v in sorted(other_types.items())))
-    out = [rows[k] for k in sorted(rows, key=lambda k: (k[0], k[1], k[2]))]
-    ctx.log.info("vertex: %d usage rows from %d project(s)", len(out), len(projects))
-    return {USAGE_TABLE: to_batches(USAGE_TABLE, out)}
+    return usage_batches(ctx, PROVIDER, rows, projects)
