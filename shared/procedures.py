@@ -15,6 +15,8 @@ Shared pieces, written once:
 - `{aws.ProviderName}`: a constant provider fact from `procedures/provider_facts.yml`, as a literal;
 - `{facts:cloud_model_spend}`: a list of facts from the same file, as a subquery of literals (one row per
   entry, its keys as columns, plus `fact_rank`: the entry's position);
+- `{null:AllocatedTags, ChargeClass}`: FOCUS columns a conversion leaves empty, as `CAST(NULL AS <type>) AS
+  <name>` with each column's type from shared/focus.py (so every converter's empty columns have one spelling);
 - `FOCUS_UNIT(x)`: the unit normalisation in `procedures/macros/focus_unit.sql`, put in place of the call.
 """
 from __future__ import annotations
@@ -61,6 +63,7 @@ WHERE x_org_slug = @org_slug AND x_pipeline_id = @pipeline_id AND x_credential_i
   AND ChargePeriodStart < TIMESTAMP(DATE_ADD(@end_date, INTERVAL 1 DAY))"""
 _FACT = re.compile(r"\{([a-z0-9_]+)\.([A-Za-z]+)\}")
 _FACT_TABLE = re.compile(r"\{facts:([a-z0-9_]+)\}")
+_NULLS = re.compile(r"\{null:([A-Za-z_, \n]+)\}")
 
 
 class ProcedureError(ValueError):
@@ -101,7 +104,18 @@ def _with_facts(name: str, sql: str) -> str:
                 for i, e in enumerate(fact_table(m.group(1)))]
         return "(" + " UNION ALL ".join(f"SELECT {r}" for r in rows) + ")"
 
-    return _FACT.sub(fact, _FACT_TABLE.sub(table, sql))
+    return _FACT.sub(fact, _FACT_TABLE.sub(table, _NULLS.sub(lambda m: _null_columns(name, m.group(1)), sql)))
+
+
+def _null_columns(name: str, names: str) -> str:
+    from shared.focus import COLUMNS_BY_NAME
+
+    out = []
+    for column in (n.strip() for n in names.split(",")):
+        if column not in COLUMNS_BY_NAME:
+            raise ProcedureError(f"{name}: {{null:...}} names {column!r}, not a FOCUS column")
+        out.append(f"CAST(NULL AS {COLUMNS_BY_NAME[column].type}) AS {column}")
+    return ", ".join(out)
 
 
 @lru_cache(maxsize=None)

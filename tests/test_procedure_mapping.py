@@ -118,3 +118,12 @@ def test_the_mapping_document_names_every_column_of_every_input(proc_dir):
         columns = [line.split(" | ")[0][2:] for line in rows]
         assert columns == [c for c in procs.focus_output_columns()], section.splitlines()[0]
     assert "| BilledCost | `my_cost + 0` |" in doc
+
+
+def test_null_columns_take_their_type_from_the_focus_table_and_must_be_focus_columns(proc_dir):
+    sql = procs.get("sp_genai_3_convert_to_focus").statements("acme_prod")[1]
+    assert "CAST(NULL AS JSON) AS AllocatedTags" in sql and "CAST(NULL AS NUMERIC) AS CommitmentDiscountQuantity" in sql
+    _edit(proc_dir / "sp_genai_3_convert_to_focus.sql", "{null:RegionId,", "{null:RegionIdd,")
+    procs.all_procedures.cache_clear()
+    with pytest.raises(procs.ProcedureError, match="sp_genai_3_convert_to_focus.*'RegionIdd', not a FOCUS column"):
+        _install()
