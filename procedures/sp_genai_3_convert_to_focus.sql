@@ -54,15 +54,11 @@ leftover AS (
 ),
 -- issuer: who invoices (also ProviderName, so direct billing is never mistaken for a marketplace
 -- charge); host: the cloud that runs the model; vendor: the model vendor when the model id names none.
+-- One row per GenAI provider of providers.yml, from its facts: the loader refuses a provider without them.
 hosts AS (
-  SELECT 'openai' AS provider, {openai.ServiceName} AS service, {openai.InvoiceIssuerName} AS issuer, {openai.HostProviderName} AS host,
-         {openai.ServiceProviderName} AS vendor UNION ALL
-  SELECT 'anthropic', {anthropic.ServiceName}, {anthropic.InvoiceIssuerName}, {anthropic.HostProviderName}, {anthropic.ServiceProviderName} UNION ALL
-  SELECT 'gemini', {gemini.ServiceName}, {gemini.InvoiceIssuerName}, {gemini.HostProviderName}, {gemini.ServiceProviderName} UNION ALL
-  SELECT 'vertex', {vertex.ServiceName}, {vertex.InvoiceIssuerName}, {vertex.HostProviderName}, {vertex.ServiceProviderName} UNION ALL
-  SELECT 'deepseek', {deepseek.ServiceName}, {deepseek.InvoiceIssuerName}, {deepseek.HostProviderName}, {deepseek.ServiceProviderName} UNION ALL
-  SELECT 'azure_openai', {azure_openai.ServiceName}, {azure_openai.InvoiceIssuerName}, {azure_openai.HostProviderName}, {azure_openai.ServiceProviderName} UNION ALL
-  SELECT 'bedrock', {bedrock.ServiceName}, {bedrock.InvoiceIssuerName}, {bedrock.HostProviderName}, {bedrock.ServiceProviderName}
+  SELECT provider, ServiceName AS service, InvoiceIssuerName AS issuer, HostProviderName AS host,
+         ServiceProviderName AS vendor
+  FROM {provider_facts:genai} AS f
 ),
 rows_out AS (
   SELECT c.usage_date, c.provider, c.model, c.project_id, c.currency, 'Usage' AS category,
@@ -157,6 +153,8 @@ FROM (
            WHEN LOWER(o.model) LIKE 'gpt%' OR LOWER(o.model) LIKE '%openai%' THEN 'OpenAI'
            ELSE d.vendor
          END AS vendor
-  FROM rows_out AS o JOIN hosts AS d ON d.provider = o.provider
+  -- LEFT JOINs: a row whose provider has no facts keeps a NULL InvoiceIssuerName, which the FOCUS table refuses
+  -- (REQUIRED), so the conversion fails instead of the row vanishing from a run that succeeds
+  FROM rows_out AS o LEFT JOIN hosts AS d ON d.provider = o.provider
 ) AS r
-JOIN hosts AS h ON h.provider = r.provider;
+LEFT JOIN hosts AS h ON h.provider = r.provider;

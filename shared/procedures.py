@@ -15,6 +15,9 @@ Shared pieces, written once:
 - `{aws.ProviderName}`: a constant provider fact from `procedures/provider_facts.yml`, as a literal;
 - `{facts:cloud_model_spend}`: a list of facts from the same file, as a subquery of literals (one row per
   entry, its keys as columns, plus `fact_rank`: the entry's position);
+- `{provider_facts:genai}`: the facts of every provider of an available pipeline of that category in
+  providers.yml, as a subquery of literals (one row per provider: `provider` and the category's
+  PROVIDER_FACT_KEYS), so a provider joins its facts by being declared;
 - `{null:AllocatedTags, ChargeClass}`: FOCUS columns a conversion leaves empty, as `CAST(NULL AS <type>) AS
   <name>` with each column's type from shared/focus.py (so every converter's empty columns have one spelling);
 - `FOCUS_UNIT(x)`: the unit normalisation in `procedures/macros/focus_unit.sql`, put in place of the call.
@@ -63,11 +66,21 @@ WHERE x_org_slug = @org_slug AND x_pipeline_id = @pipeline_id AND x_credential_i
   AND ChargePeriodStart < TIMESTAMP(DATE_ADD(@end_date, INTERVAL 1 DAY))"""
 _FACT = re.compile(r"\{([a-z0-9_]+)\.([A-Za-z]+)\}")
 _FACT_TABLE = re.compile(r"\{facts:([a-z0-9_]+)\}")
+_PROVIDER_TABLE = re.compile(r"\{provider_facts:([a-z]+)\}")
 _NULLS = re.compile(r"\{null:([A-Za-z_, \n]+)\}")
 
 
 class ProcedureError(ValueError):
     """A procedure's SQL does not fit its contract (named columns, known facts and parameters)."""
+
+
+# The facts a category's procedures read per provider. The loader refuses a provider of an available pipeline
+# without them, so none can lose its rows to a join on facts it lacks. A subscription pipeline is absent: its
+# vendor names come from each row's provider key (sp_subscription_3), not from one pipeline-wide provider.
+PROVIDER_FACT_KEYS: dict[str, tuple[str, ...]] = {
+    "cloud": ("ProviderName", "HostProviderName", "ServiceProviderName", "InvoiceIssuerName", "PublisherName"),
+    "genai": ("ProviderName", "HostProviderName", "InvoiceIssuerName", "ServiceProviderName", "ServiceName"),
+}
 
 
 @lru_cache(maxsize=None)
@@ -77,6 +90,44 @@ def provider_facts() -> dict[str, Any]:
 
 def _literal(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def check_provider_facts() -> None:
+    """Every provider of an available pipeline in providers.yml has its category's facts (PROVIDER_FACT_KEYS)."""
+    from shared import registry
+
+    problems = []
+    for p in registry.pipelines().values():
+        keys = PROVIDER_FACT_KEYS.get(p.category, ())
+        if not keys or not p.available:
+            continue
+        facts = provider_facts().get(p.provider)
+        facts = facts if isinstance(facts, dict) else {}
+        if missing := [k for k in keys if not isinstance(facts.get(k), str) or not facts[k].strip()]:
+            problems.append(f"{p.category} provider {p.provider!r} (pipeline {p.path}) has no "
+                            f"{', '.join(missing)}")
+    if problems:
+        raise ProcedureError("procedures/provider_facts.yml misses facts of providers in providers.yml: "
+                             + "; ".join(problems) + " (add them under the provider's key)")
+
+
+def provider_fact_rows(category: str) -> list[dict[str, str]]:
+    """One entry per provider of an available `category` pipeline (providers.yml order): `provider` and its facts."""
+    from shared import registry
+
+    if category not in PROVIDER_FACT_KEYS:
+        raise ProcedureError(f"no provider facts of category {category!r} (known: {', '.join(PROVIDER_FACT_KEYS)})")
+    check_provider_facts()
+    providers = dict.fromkeys(p.provider for p in registry.pipelines().values()
+                              if p.category == category and p.available)
+    return [{"provider": name, **{k: provider_facts()[name][k] for k in PROVIDER_FACT_KEYS[category]}}
+            for name in providers]
+
+
+def _literal_rows(entries: list[dict[str, str]], rank: bool) -> str:
+    rows = [", ".join([*(f"{_literal(v)} AS {k}" for k, v in e.items()), *([f"{i} AS fact_rank"] if rank else [])])
+            for i, e in enumerate(entries)]
+    return "(" + " UNION ALL ".join(f"SELECT {r}" for r in rows) + ")"
 
 
 def fact_table(key: str) -> list[dict[str, str]]:
@@ -99,12 +150,9 @@ def _with_facts(name: str, sql: str) -> str:
             raise ProcedureError(f"{name}: no provider fact {m.group(0)} in procedures/provider_facts.yml") from None
         return _literal(value)
 
-    def table(m: re.Match) -> str:
-        rows = [", ".join([*(f"{_literal(v)} AS {k}" for k, v in e.items()), f"{i} AS fact_rank"])
-                for i, e in enumerate(fact_table(m.group(1)))]
-        return "(" + " UNION ALL ".join(f"SELECT {r}" for r in rows) + ")"
-
-    return _FACT.sub(fact, _FACT_TABLE.sub(table, _NULLS.sub(lambda m: _null_columns(name, m.group(1)), sql)))
+    sql = _NULLS.sub(lambda m: _null_columns(name, m.group(1)), sql)
+    sql = _PROVIDER_TABLE.sub(lambda m: _literal_rows(provider_fact_rows(m.group(1)), rank=False), sql)
+    return _FACT.sub(fact, _FACT_TABLE.sub(lambda m: _literal_rows(fact_table(m.group(1)), rank=True), sql))
 
 
 def _null_columns(name: str, names: str) -> str:
@@ -233,7 +281,10 @@ class Procedure:
 @lru_cache(maxsize=None)
 def all_procedures() -> dict[str, Procedure]:
     """`procedures/sp_x.sql`, or a folder `procedures/sp_x/` whose *.sql files are the statements in
-    name order (one file per source, so each cloud's conversion stays in its own file)."""
+    name order (one file per source, so each cloud's conversion stays in its own file). Refuses a
+    providers.yml provider without its facts (check_provider_facts), so that fails at install, not as a run
+    that converts no rows."""
+    check_provider_facts()
     out = {}
     for path in sorted(PROCEDURE_DIR.glob("sp_*")):
         if path.is_dir():

@@ -127,3 +127,48 @@ def test_null_columns_take_their_type_from_the_focus_table_and_must_be_focus_col
     procs.all_procedures.cache_clear()
     with pytest.raises(procs.ProcedureError, match="sp_genai_3_convert_to_focus.*'RegionIdd', not a FOCUS column"):
         _install()
+
+
+def _with_pipeline(monkeypatch, **changes):
+    """providers.yml plus one available GenAI pipeline (openai's, with `changes`)."""
+    import dataclasses
+
+    from shared import registry
+
+    real = registry.pipelines()
+    extra = dataclasses.replace(real["genai/payg/openai"], **changes)
+    monkeypatch.setattr(registry, "pipelines", lambda: {**real, extra.path: extra})
+    procs.all_procedures.cache_clear()
+
+
+def test_a_genai_provider_without_facts_fails_at_install_naming_it(proc_dir, monkeypatch):
+    _with_pipeline(monkeypatch, path="genai/payg/mistral", provider="mistral", job="genai.mistral")
+    with pytest.raises(procs.ProcedureError) as e:
+        _install()
+    assert "genai provider 'mistral' (pipeline genai/payg/mistral) has no ProviderName" in str(e.value)
+    assert "ServiceName" in str(e.value)
+    # with its facts it installs, and its row is in the conversion's provider table
+    facts = proc_dir / "provider_facts.yml"
+    facts.write_text(facts.read_text() + "mistral:\n  ProviderName: Mistral AI\n  HostProviderName: Mistral AI\n"
+                     "  InvoiceIssuerName: Mistral AI\n  ServiceProviderName: Mistral AI\n  ServiceName: La Plateforme\n")
+    procs.provider_facts.cache_clear()
+    assert _install()
+    assert "'mistral' AS provider" in procs.get("sp_genai_3_convert_to_focus").statements("acme_prod")[1]
+
+
+def test_each_provider_missing_a_fact_is_named(proc_dir, monkeypatch):
+    _edit(proc_dir / "provider_facts.yml", "  ServiceName: DeepSeek API\n", "")
+    procs.provider_facts.cache_clear()
+    with pytest.raises(procs.ProcedureError, match=r"'deepseek' \(pipeline genai/payg/deepseek\) has no ServiceName \("):
+        procs.all_procedures()
+    _edit(proc_dir / "provider_facts.yml", "  PublisherName: Oracle\n", "")
+    procs.provider_facts.cache_clear()
+    with pytest.raises(procs.ProcedureError, match=r"cloud provider 'oci' \(pipeline cloud/oci/cost/billing\) has no "
+                                                   r"PublisherName; genai provider 'deepseek'"):
+        procs.all_procedures()
+
+
+def test_a_planned_pipeline_needs_no_facts_yet(proc_dir, monkeypatch, planned_pipeline):
+    procs.all_procedures.cache_clear()
+    assert _install()
+    assert "'future'" not in procs.get("sp_genai_3_convert_to_focus").statements("acme_prod")[1]
