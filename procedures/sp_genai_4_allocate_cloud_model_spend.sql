@@ -25,33 +25,19 @@ DELETE FROM `{org_dataset}.focus_allocation_sources`
 WHERE x_org_slug = @org_slug AND x_pipeline_id = @pipeline_id AND x_credential_id = @credential_id
   AND ChargePeriodStart >= TIMESTAMP(@start_date)
   AND ChargePeriodStart < TIMESTAMP(DATE_ADD(@end_date, INTERVAL 1 DAY))
-  AND NOT EXISTS (
-    SELECT 1 FROM `{org_dataset}.cost_data_standard_1_3` AS f
-    WHERE f.x_org_slug = @org_slug AND f.x_pipeline_id = @pipeline_id AND f.x_credential_id = @credential_id
-      AND f.ChargePeriodStart >= TIMESTAMP(@start_date)
-      AND f.ChargePeriodStart < TIMESTAMP(DATE_ADD(@end_date, INTERVAL 1 DAY))
-      AND (f.AllocatedMethodId = 'cloudact-genai-usage' OR f.x_cost_source = 'cloud_bill'));
+  AND NOT SLICE_ALLOCATED();
 
--- The rows this procedure rewrites: every row of a paired GenAI pipeline, and a cloud's model-service
--- Usage lines (the same test in step 2, as split rows keep the line's service, meter and description).
+-- The rows this procedure rewrites (macros/model_spend_row.sql): every row of a paired GenAI pipeline, and a
+-- cloud's model-service Usage lines (the same test in step 2, as split rows keep the line's service, meter
+-- and description).
 INSERT INTO `{org_dataset}.focus_allocation_sources`
 SELECT f.*, GENERATE_UUID() AS x_line_id
 FROM `{org_dataset}.cost_data_standard_1_3` AS f
 WHERE f.x_org_slug = @org_slug AND f.x_pipeline_id = @pipeline_id AND f.x_credential_id = @credential_id
   AND f.ChargePeriodStart >= TIMESTAMP(@start_date)
   AND f.ChargePeriodStart < TIMESTAMP(DATE_ADD(@end_date, INTERVAL 1 DAY))
-  AND EXISTS (
-    SELECT 1 FROM {facts:cloud_model_spend} AS p
-    WHERE p.genai_pipeline = f.x_pipeline_id
-       OR (p.cloud_pipeline = f.x_pipeline_id AND f.ChargeCategory = 'Usage'
-           AND REGEXP_CONTAINS(CONCAT(IFNULL(f.ServiceName, ''), ' | ', IFNULL(f.SkuMeter, ''), ' | ',
-                                      IFNULL(f.ChargeDescription, '')), p.model_lines)))
-  AND NOT EXISTS (
-    SELECT 1 FROM `{org_dataset}.cost_data_standard_1_3` AS a
-    WHERE a.x_org_slug = @org_slug AND a.x_pipeline_id = @pipeline_id AND a.x_credential_id = @credential_id
-      AND a.ChargePeriodStart >= TIMESTAMP(@start_date)
-      AND a.ChargePeriodStart < TIMESTAMP(DATE_ADD(@end_date, INTERVAL 1 DAY))
-      AND (a.AllocatedMethodId = 'cloudact-genai-usage' OR a.x_cost_source = 'cloud_bill'));
+  AND MODEL_SPEND_ROW(f.x_pipeline_id, f.ChargeCategory, f.ServiceName, f.SkuMeter, f.ChargeDescription)
+  AND NOT SLICE_ALLOCATED();
 
 -- 2. Over the window, the FOCUS rows that have sources (by pipeline, credential and day) are replaced by
 --    what the sources and the usage now give. Rows converted before their sources existed are left alone.
@@ -59,12 +45,7 @@ DELETE FROM `{org_dataset}.cost_data_standard_1_3` AS f
 WHERE f.x_org_slug = @org_slug
   AND f.ChargePeriodStart >= TIMESTAMP(@start_date)
   AND f.ChargePeriodStart < TIMESTAMP(DATE_ADD(@end_date, INTERVAL 1 DAY))
-  AND EXISTS (
-    SELECT 1 FROM {facts:cloud_model_spend} AS p
-    WHERE p.genai_pipeline = f.x_pipeline_id
-       OR (p.cloud_pipeline = f.x_pipeline_id AND f.ChargeCategory = 'Usage'
-           AND REGEXP_CONTAINS(CONCAT(IFNULL(f.ServiceName, ''), ' | ', IFNULL(f.SkuMeter, ''), ' | ',
-                                      IFNULL(f.ChargeDescription, '')), p.model_lines)))
+  AND MODEL_SPEND_ROW(f.x_pipeline_id, f.ChargeCategory, f.ServiceName, f.SkuMeter, f.ChargeDescription)
   AND EXISTS (
     SELECT 1 FROM `{org_dataset}.focus_allocation_sources` AS o
     WHERE o.x_org_slug = f.x_org_slug AND o.x_pipeline_id = f.x_pipeline_id

@@ -20,7 +20,8 @@ Shared pieces, written once:
   PROVIDER_FACT_KEYS), so a provider joins its facts by being declared;
 - `{null:AllocatedTags, ChargeClass}`: FOCUS columns a conversion leaves empty, as `CAST(NULL AS <type>) AS
   <name>` with each column's type from shared/focus.py (so every converter's empty columns have one spelling);
-- `FOCUS_UNIT(x)`: the unit normalisation in `procedures/macros/focus_unit.sql`, put in place of the call.
+- `FOCUS_UNIT(x)`: the unit normalisation in `procedures/macros/focus_unit.sql`, put in place of the call;
+  any `procedures/macros/<name>.sql` is a macro the same way, its parameters named on its first line.
 """
 from __future__ import annotations
 
@@ -166,26 +167,47 @@ def _null_columns(name: str, names: str) -> str:
     return ", ".join(out)
 
 
+_MACRO_HEAD = re.compile(r"--\s*([A-Z][A-Z0-9_]*)\(([a-z_, ]*)\)")
+
+
 @lru_cache(maxsize=None)
-def _macro(macro: str) -> exp.Expression:
-    text = (PROCEDURE_DIR / "macros" / f"{macro.lower()}.sql").read_text()
+def _macro(macro: str, org_dataset: str | None = None) -> tuple[tuple[str, ...], exp.Expression] | None:
+    """`procedures/macros/<macro>.sql`: its parameters (named by its first line, `-- NAME(a, b): ...`) and
+    its expression, provider facts and the org's dataset put in; None when there is no such file (an
+    ordinary function)."""
+    path = PROCEDURE_DIR / "macros" / f"{macro.lower()}.sql"
+    if not path.is_file():
+        return None
+    text = path.read_text()
+    head = _MACRO_HEAD.match(text)
+    if not head or head.group(1) != macro.upper():
+        raise ProcedureError(f"macros/{path.name}: the first line must name it and its parameters, "
+                             f"`-- {macro.upper()}(a, b): ...`")
+    params = tuple(a.strip() for a in head.group(2).split(",") if a.strip())
     body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
-    return parse_bigquery(body)[0]
+    if "{org_dataset}" in body:
+        if org_dataset is None:
+            raise ProcedureError(f"{macro.upper()} reads the org's tables: it is for procedures only")
+        body = body.replace("{org_dataset}", identifier(org_dataset))
+    return params, parse_bigquery(_with_facts(f"macros/{path.name}", body))[0]
 
 
-def _expand_macros(node: exp.Expression) -> exp.Expression:
-    if isinstance(node, exp.Anonymous) and node.name.upper() == "FOCUS_UNIT":
-        if len(node.expressions) != 1:
-            raise ProcedureError("FOCUS_UNIT takes one argument")
-        arg = node.expressions[0]
-        return _macro("FOCUS_UNIT").copy().transform(
-            lambda n: arg.copy() if isinstance(n, exp.Column) and n.name == "unit_in" and not n.table else n)
-    return node
+def _expand_macros(node: exp.Expression, org_dataset: str | None) -> exp.Expression:
+    if not isinstance(node, exp.Anonymous) or (macro := _macro(node.name, org_dataset)) is None:
+        return node
+    params, body = macro
+    if len(node.expressions) != len(params):
+        raise ProcedureError(f"{node.name.upper()} takes {len(params)} argument(s) ({', '.join(params)}), "
+                             f"not {len(node.expressions)}")
+    args = dict(zip(params, node.expressions))
+    return body.copy().transform(
+        lambda n: args[n.name].copy() if isinstance(n, exp.Column) and n.name in args and not n.table else n)
 
 
-def expand_macros(tree: exp.Expression) -> exp.Expression:
-    """`tree` with every macro call (FOCUS_UNIT(x)) replaced by the macro's expression."""
-    return tree.transform(_expand_macros)
+def expand_macros(tree: exp.Expression, org_dataset: str | None = None) -> exp.Expression:
+    """`tree` with every macro call (FOCUS_UNIT(x), any file in procedures/macros/) replaced by the macro's
+    expression."""
+    return tree.transform(lambda n: _expand_macros(n, org_dataset))
 
 
 def focus_output_columns() -> tuple[str, ...]:
@@ -234,7 +256,7 @@ class Procedure:
         if self.is_focus_mapping:
             sql = REPLACE_SLICE + ";\n" + sql
         sql = sql.replace("{org_dataset}", identifier(org_dataset))
-        trees = [expand_macros(t) if expand else t for t in parse_bigquery(sql)]
+        trees = [expand_macros(t, org_dataset) if expand else t for t in parse_bigquery(sql)]
         if not self.is_focus_mapping:
             return trees
         lineage = [parse_bigquery(f"SELECT {v} AS {k}")[0].expressions[0] for k, v in GENERATED_LINEAGE.items()]

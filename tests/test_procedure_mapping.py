@@ -90,7 +90,7 @@ def test_an_unknown_provider_fact_fails_at_install(proc_dir):
 def test_provider_facts_and_the_unit_macro_are_read_from_their_one_place(proc_dir):
     (proc_dir / "provider_facts.yml").write_text(
         (proc_dir / "provider_facts.yml").read_text().replace("ProviderName: Oracle", "ProviderName: O'Racle"))
-    (proc_dir / "macros" / "focus_unit.sql").write_text("CONCAT('u:', unit_in)")
+    (proc_dir / "macros" / "focus_unit.sql").write_text("-- FOCUS_UNIT(unit_in): a stand-in\nCONCAT('u:', unit_in)")
     procs.all_procedures.cache_clear()
     sql = " ".join(procs.get("sp_cloud_1_convert_to_focus").statements("acme_prod"))
     assert "'O\\'Racle' AS ProviderName" in sql
@@ -172,3 +172,14 @@ def test_a_planned_pipeline_needs_no_facts_yet(proc_dir, monkeypatch, planned_pi
     procs.all_procedures.cache_clear()
     assert _install()
     assert "'future'" not in procs.get("sp_genai_3_convert_to_focus").statements("acme_prod")[1]
+
+
+def test_a_macro_binds_its_named_parameters_and_counts_its_arguments(proc_dir):
+    sql = " ".join(procs.get("sp_genai_4_allocate_cloud_model_spend").statements("acme_prod"))
+    assert "MODEL_SPEND_ROW" not in sql and "pipeline_in" not in sql
+    assert sql.count("WHERE p.genai_pipeline = f.x_pipeline_id OR (p.cloud_pipeline = f.x_pipeline_id "
+                     "AND f.ChargeCategory = 'Usage'") == 2
+    _edit(proc_dir / "sp_genai_4_allocate_cloud_model_spend.sql", ", f.SkuMeter, f.ChargeDescription)", ", f.SkuMeter)")
+    procs.all_procedures.cache_clear()
+    with pytest.raises(procs.ProcedureError, match=r"MODEL_SPEND_ROW takes 5 argument\(s\) .*not 4"):
+        _install()
