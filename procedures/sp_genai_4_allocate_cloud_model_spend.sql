@@ -138,27 +138,17 @@ parts AS (
   FROM shares AS s
   JOIN originals AS o ON o.x_line_id = s.x_line_id
 ),
--- part 1 takes what rounding left over, so the parts of a line add up to it exactly
+-- part 1 takes what rounding left over, so the parts of a line add up to it exactly (macros/part_with_remainder.sql)
 exact AS (
   SELECT p.*,
-         IF(p.part = 1, o.BilledCost - (SUM(p.billed) OVER (PARTITION BY p.x_line_id) - p.billed), p.billed) AS b,
-         IF(p.part = 1, o.EffectiveCost - (SUM(p.effective) OVER (PARTITION BY p.x_line_id) - p.effective),
-            p.effective) AS e,
-         IF(p.part = 1, o.ListCost - (SUM(p.list) OVER (PARTITION BY p.x_line_id) - p.list), p.list) AS l,
-         IF(p.part = 1, o.ContractedCost - (SUM(p.contracted) OVER (PARTITION BY p.x_line_id) - p.contracted),
-            p.contracted) AS c,
-         IF(p.part = 1, o.PricingCurrencyEffectiveCost
-                        - (SUM(p.pricing_effective) OVER (PARTITION BY p.x_line_id) - p.pricing_effective),
-            p.pricing_effective) AS pe,
-         IF(p.part = 1, o.PricingQuantity
-                        - (SUM(p.pricing_quantity) OVER (PARTITION BY p.x_line_id) - p.pricing_quantity),
-            p.pricing_quantity) AS pq,
-         IF(p.part = 1, o.ConsumedQuantity
-                        - (SUM(p.consumed_quantity) OVER (PARTITION BY p.x_line_id) - p.consumed_quantity),
-            p.consumed_quantity) AS cq,
-         IF(p.part = 1, o.CommitmentDiscountQuantity
-                        - (SUM(p.commitment_quantity) OVER (PARTITION BY p.x_line_id) - p.commitment_quantity),
-            p.commitment_quantity) AS dq
+         PART_WITH_REMAINDER(o.BilledCost, p.billed) AS b,
+         PART_WITH_REMAINDER(o.EffectiveCost, p.effective) AS e,
+         PART_WITH_REMAINDER(o.ListCost, p.list) AS l,
+         PART_WITH_REMAINDER(o.ContractedCost, p.contracted) AS c,
+         PART_WITH_REMAINDER(o.PricingCurrencyEffectiveCost, p.pricing_effective) AS pe,
+         PART_WITH_REMAINDER(o.PricingQuantity, p.pricing_quantity) AS pq,
+         PART_WITH_REMAINDER(o.ConsumedQuantity, p.consumed_quantity) AS cq,
+         PART_WITH_REMAINDER(o.CommitmentDiscountQuantity, p.commitment_quantity) AS dq
   FROM parts AS p
   JOIN originals AS o ON o.x_line_id = p.x_line_id
 ),
