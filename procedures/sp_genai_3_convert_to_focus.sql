@@ -54,15 +54,11 @@ leftover AS (
 ),
 -- issuer: who invoices (also ProviderName, so direct billing is never mistaken for a marketplace
 -- charge); host: the cloud that runs the model; vendor: the model vendor when the model id names none.
+-- One row per GenAI provider of providers.yml, from its facts: the loader refuses a provider without them.
 hosts AS (
-  SELECT 'openai' AS provider, {openai.ServiceName} AS service, {openai.InvoiceIssuerName} AS issuer, {openai.HostProviderName} AS host,
-         {openai.ServiceProviderName} AS vendor UNION ALL
-  SELECT 'anthropic', {anthropic.ServiceName}, {anthropic.InvoiceIssuerName}, {anthropic.HostProviderName}, {anthropic.ServiceProviderName} UNION ALL
-  SELECT 'gemini', {gemini.ServiceName}, {gemini.InvoiceIssuerName}, {gemini.HostProviderName}, {gemini.ServiceProviderName} UNION ALL
-  SELECT 'vertex', {vertex.ServiceName}, {vertex.InvoiceIssuerName}, {vertex.HostProviderName}, {vertex.ServiceProviderName} UNION ALL
-  SELECT 'deepseek', {deepseek.ServiceName}, {deepseek.InvoiceIssuerName}, {deepseek.HostProviderName}, {deepseek.ServiceProviderName} UNION ALL
-  SELECT 'azure_openai', {azure_openai.ServiceName}, {azure_openai.InvoiceIssuerName}, {azure_openai.HostProviderName}, {azure_openai.ServiceProviderName} UNION ALL
-  SELECT 'bedrock', {bedrock.ServiceName}, {bedrock.InvoiceIssuerName}, {bedrock.HostProviderName}, {bedrock.ServiceProviderName}
+  SELECT provider, ServiceName AS service, InvoiceIssuerName AS issuer, HostProviderName AS host,
+         ServiceProviderName AS vendor
+  FROM {provider_facts:genai} AS f
 ),
 rows_out AS (
   SELECT c.usage_date, c.provider, c.model, c.project_id, c.currency, 'Usage' AS category,
@@ -91,12 +87,8 @@ rows_out AS (
   WHERE l.amount != NUMERIC '0'
 )
 SELECT
-  CAST(NULL AS JSON) AS AllocatedMethodDetails,
-  CAST(NULL AS STRING) AS AllocatedMethodId,
-  CAST(NULL AS STRING) AS AllocatedResourceId,
-  CAST(NULL AS STRING) AS AllocatedResourceName,
-  CAST(NULL AS JSON) AS AllocatedTags,
-  CAST(NULL AS STRING) AS AvailabilityZone,
+  {null:AllocatedMethodDetails, AllocatedMethodId, AllocatedResourceId, AllocatedResourceName, AllocatedTags,
+        AvailabilityZone},
   r.billed_cost AS BilledCost,
   r.x_credential_id AS BillingAccountId,
   CONCAT(h.issuer, ' account ', r.x_credential_id) AS BillingAccountName,
@@ -104,21 +96,15 @@ SELECT
   r.currency AS BillingCurrency,
   TIMESTAMP(DATE_ADD(DATE_TRUNC(r.usage_date, MONTH), INTERVAL 1 MONTH)) AS BillingPeriodEnd,
   TIMESTAMP(DATE_TRUNC(r.usage_date, MONTH)) AS BillingPeriodStart,
-  CAST(NULL AS STRING) AS CapacityReservationId,
-  CAST(NULL AS STRING) AS CapacityReservationStatus,
+  {null:CapacityReservationId, CapacityReservationStatus},
   r.category AS ChargeCategory,
   CAST(NULL AS STRING) AS ChargeClass,
   r.description AS ChargeDescription,
   IF(r.category = 'Usage', 'Usage-Based', 'One-Time') AS ChargeFrequency,
   TIMESTAMP(DATE_ADD(r.usage_date, INTERVAL 1 DAY)) AS ChargePeriodEnd,
   TIMESTAMP(r.usage_date) AS ChargePeriodStart,
-  CAST(NULL AS STRING) AS CommitmentDiscountCategory,
-  CAST(NULL AS STRING) AS CommitmentDiscountId,
-  CAST(NULL AS STRING) AS CommitmentDiscountName,
-  CAST(NULL AS NUMERIC) AS CommitmentDiscountQuantity,
-  CAST(NULL AS STRING) AS CommitmentDiscountStatus,
-  CAST(NULL AS STRING) AS CommitmentDiscountType,
-  CAST(NULL AS STRING) AS CommitmentDiscountUnit,
+  {null:CommitmentDiscountCategory, CommitmentDiscountId, CommitmentDiscountName, CommitmentDiscountQuantity,
+        CommitmentDiscountStatus, CommitmentDiscountType, CommitmentDiscountUnit},
   r.tokens AS ConsumedQuantity,
   IF(r.tokens IS NULL, NULL, 'Tokens') AS ConsumedUnit,
   CAST(NULL AS JSON) AS ContractApplied,
@@ -139,11 +125,7 @@ SELECT
   IF(r.quantity_1m IS NULL, NULL, '1000000 Tokens') AS PricingUnit,
   h.issuer AS ProviderName,
   r.vendor AS PublisherName,
-  CAST(NULL AS STRING) AS RegionId,
-  CAST(NULL AS STRING) AS RegionName,
-  CAST(NULL AS STRING) AS ResourceId,
-  CAST(NULL AS STRING) AS ResourceName,
-  CAST(NULL AS STRING) AS ResourceType,
+  {null:RegionId, RegionName, ResourceId, ResourceName, ResourceType},
   'AI and Machine Learning' AS ServiceCategory,
   h.service AS ServiceName,
   r.vendor AS ServiceProviderName,
@@ -171,6 +153,8 @@ FROM (
            WHEN LOWER(o.model) LIKE 'gpt%' OR LOWER(o.model) LIKE '%openai%' THEN 'OpenAI'
            ELSE d.vendor
          END AS vendor
-  FROM rows_out AS o JOIN hosts AS d ON d.provider = o.provider
+  -- LEFT JOINs: a row whose provider has no facts keeps a NULL InvoiceIssuerName, which the FOCUS table refuses
+  -- (REQUIRED), so the conversion fails instead of the row vanishing from a run that succeeds
+  FROM rows_out AS o LEFT JOIN hosts AS d ON d.provider = o.provider
 ) AS r
-JOIN hosts AS h ON h.provider = r.provider;
+LEFT JOIN hosts AS h ON h.provider = r.provider;

@@ -25,33 +25,19 @@ DELETE FROM `{org_dataset}.focus_allocation_sources`
 WHERE x_org_slug = @org_slug AND x_pipeline_id = @pipeline_id AND x_credential_id = @credential_id
   AND ChargePeriodStart >= TIMESTAMP(@start_date)
   AND ChargePeriodStart < TIMESTAMP(DATE_ADD(@end_date, INTERVAL 1 DAY))
-  AND NOT EXISTS (
-    SELECT 1 FROM `{org_dataset}.cost_data_standard_1_3` AS f
-    WHERE f.x_org_slug = @org_slug AND f.x_pipeline_id = @pipeline_id AND f.x_credential_id = @credential_id
-      AND f.ChargePeriodStart >= TIMESTAMP(@start_date)
-      AND f.ChargePeriodStart < TIMESTAMP(DATE_ADD(@end_date, INTERVAL 1 DAY))
-      AND (f.AllocatedMethodId = 'cloudact-genai-usage' OR f.x_cost_source = 'cloud_bill'));
+  AND NOT SLICE_ALLOCATED();
 
--- The rows this procedure rewrites: every row of a paired GenAI pipeline, and a cloud's model-service
--- Usage lines (the same test in step 2, as split rows keep the line's service, meter and description).
+-- The rows this procedure rewrites (macros/model_spend_row.sql): every row of a paired GenAI pipeline, and a
+-- cloud's model-service Usage lines (the same test in step 2, as split rows keep the line's service, meter
+-- and description).
 INSERT INTO `{org_dataset}.focus_allocation_sources`
 SELECT f.*, GENERATE_UUID() AS x_line_id
 FROM `{org_dataset}.cost_data_standard_1_3` AS f
 WHERE f.x_org_slug = @org_slug AND f.x_pipeline_id = @pipeline_id AND f.x_credential_id = @credential_id
   AND f.ChargePeriodStart >= TIMESTAMP(@start_date)
   AND f.ChargePeriodStart < TIMESTAMP(DATE_ADD(@end_date, INTERVAL 1 DAY))
-  AND EXISTS (
-    SELECT 1 FROM {facts:cloud_model_spend} AS p
-    WHERE p.genai_pipeline = f.x_pipeline_id
-       OR (p.cloud_pipeline = f.x_pipeline_id AND f.ChargeCategory = 'Usage'
-           AND REGEXP_CONTAINS(CONCAT(IFNULL(f.ServiceName, ''), ' | ', IFNULL(f.SkuMeter, ''), ' | ',
-                                      IFNULL(f.ChargeDescription, '')), p.model_lines)))
-  AND NOT EXISTS (
-    SELECT 1 FROM `{org_dataset}.cost_data_standard_1_3` AS a
-    WHERE a.x_org_slug = @org_slug AND a.x_pipeline_id = @pipeline_id AND a.x_credential_id = @credential_id
-      AND a.ChargePeriodStart >= TIMESTAMP(@start_date)
-      AND a.ChargePeriodStart < TIMESTAMP(DATE_ADD(@end_date, INTERVAL 1 DAY))
-      AND (a.AllocatedMethodId = 'cloudact-genai-usage' OR a.x_cost_source = 'cloud_bill'));
+  AND MODEL_SPEND_ROW(f.x_pipeline_id, f.ChargeCategory, f.ServiceName, f.SkuMeter, f.ChargeDescription)
+  AND NOT SLICE_ALLOCATED();
 
 -- 2. Over the window, the FOCUS rows that have sources (by pipeline, credential and day) are replaced by
 --    what the sources and the usage now give. Rows converted before their sources existed are left alone.
@@ -59,12 +45,7 @@ DELETE FROM `{org_dataset}.cost_data_standard_1_3` AS f
 WHERE f.x_org_slug = @org_slug
   AND f.ChargePeriodStart >= TIMESTAMP(@start_date)
   AND f.ChargePeriodStart < TIMESTAMP(DATE_ADD(@end_date, INTERVAL 1 DAY))
-  AND EXISTS (
-    SELECT 1 FROM {facts:cloud_model_spend} AS p
-    WHERE p.genai_pipeline = f.x_pipeline_id
-       OR (p.cloud_pipeline = f.x_pipeline_id AND f.ChargeCategory = 'Usage'
-           AND REGEXP_CONTAINS(CONCAT(IFNULL(f.ServiceName, ''), ' | ', IFNULL(f.SkuMeter, ''), ' | ',
-                                      IFNULL(f.ChargeDescription, '')), p.model_lines)))
+  AND MODEL_SPEND_ROW(f.x_pipeline_id, f.ChargeCategory, f.ServiceName, f.SkuMeter, f.ChargeDescription)
   AND EXISTS (
     SELECT 1 FROM `{org_dataset}.focus_allocation_sources` AS o
     WHERE o.x_org_slug = f.x_org_slug AND o.x_pipeline_id = f.x_pipeline_id
@@ -157,27 +138,17 @@ parts AS (
   FROM shares AS s
   JOIN originals AS o ON o.x_line_id = s.x_line_id
 ),
--- part 1 takes what rounding left over, so the parts of a line add up to it exactly
+-- part 1 takes what rounding left over, so the parts of a line add up to it exactly (macros/part_with_remainder.sql)
 exact AS (
   SELECT p.*,
-         IF(p.part = 1, o.BilledCost - (SUM(p.billed) OVER (PARTITION BY p.x_line_id) - p.billed), p.billed) AS b,
-         IF(p.part = 1, o.EffectiveCost - (SUM(p.effective) OVER (PARTITION BY p.x_line_id) - p.effective),
-            p.effective) AS e,
-         IF(p.part = 1, o.ListCost - (SUM(p.list) OVER (PARTITION BY p.x_line_id) - p.list), p.list) AS l,
-         IF(p.part = 1, o.ContractedCost - (SUM(p.contracted) OVER (PARTITION BY p.x_line_id) - p.contracted),
-            p.contracted) AS c,
-         IF(p.part = 1, o.PricingCurrencyEffectiveCost
-                        - (SUM(p.pricing_effective) OVER (PARTITION BY p.x_line_id) - p.pricing_effective),
-            p.pricing_effective) AS pe,
-         IF(p.part = 1, o.PricingQuantity
-                        - (SUM(p.pricing_quantity) OVER (PARTITION BY p.x_line_id) - p.pricing_quantity),
-            p.pricing_quantity) AS pq,
-         IF(p.part = 1, o.ConsumedQuantity
-                        - (SUM(p.consumed_quantity) OVER (PARTITION BY p.x_line_id) - p.consumed_quantity),
-            p.consumed_quantity) AS cq,
-         IF(p.part = 1, o.CommitmentDiscountQuantity
-                        - (SUM(p.commitment_quantity) OVER (PARTITION BY p.x_line_id) - p.commitment_quantity),
-            p.commitment_quantity) AS dq
+         PART_WITH_REMAINDER(o.BilledCost, p.billed) AS b,
+         PART_WITH_REMAINDER(o.EffectiveCost, p.effective) AS e,
+         PART_WITH_REMAINDER(o.ListCost, p.list) AS l,
+         PART_WITH_REMAINDER(o.ContractedCost, p.contracted) AS c,
+         PART_WITH_REMAINDER(o.PricingCurrencyEffectiveCost, p.pricing_effective) AS pe,
+         PART_WITH_REMAINDER(o.PricingQuantity, p.pricing_quantity) AS pq,
+         PART_WITH_REMAINDER(o.ConsumedQuantity, p.consumed_quantity) AS cq,
+         PART_WITH_REMAINDER(o.CommitmentDiscountQuantity, p.commitment_quantity) AS dq
   FROM parts AS p
   JOIN originals AS o ON o.x_line_id = p.x_line_id
 ),

@@ -15,7 +15,13 @@ Shared pieces, written once:
 - `{aws.ProviderName}`: a constant provider fact from `procedures/provider_facts.yml`, as a literal;
 - `{facts:cloud_model_spend}`: a list of facts from the same file, as a subquery of literals (one row per
   entry, its keys as columns, plus `fact_rank`: the entry's position);
-- `FOCUS_UNIT(x)`: the unit normalisation in `procedures/macros/focus_unit.sql`, put in place of the call.
+- `{provider_facts:genai}`: the facts of every provider of an available pipeline of that category in
+  providers.yml, as a subquery of literals (one row per provider: `provider` and the category's
+  PROVIDER_FACT_KEYS), so a provider joins its facts by being declared;
+- `{null:AllocatedTags, ChargeClass}`: FOCUS columns a conversion leaves empty, as `CAST(NULL AS <type>) AS
+  <name>` with each column's type from shared/focus.py (so every converter's empty columns have one spelling);
+- `FOCUS_UNIT(x)`: the unit normalisation in `procedures/macros/focus_unit.sql`, put in place of the call;
+  any `procedures/macros/<name>.sql` is a macro the same way, its parameters named on its first line.
 """
 from __future__ import annotations
 
@@ -61,10 +67,21 @@ WHERE x_org_slug = @org_slug AND x_pipeline_id = @pipeline_id AND x_credential_i
   AND ChargePeriodStart < TIMESTAMP(DATE_ADD(@end_date, INTERVAL 1 DAY))"""
 _FACT = re.compile(r"\{([a-z0-9_]+)\.([A-Za-z]+)\}")
 _FACT_TABLE = re.compile(r"\{facts:([a-z0-9_]+)\}")
+_PROVIDER_TABLE = re.compile(r"\{provider_facts:([a-z]+)\}")
+_NULLS = re.compile(r"\{null:([A-Za-z_, \n]+)\}")
 
 
 class ProcedureError(ValueError):
     """A procedure's SQL does not fit its contract (named columns, known facts and parameters)."""
+
+
+# The facts a category's procedures read per provider. The loader refuses a provider of an available pipeline
+# without them, so none can lose its rows to a join on facts it lacks. A subscription pipeline is absent: its
+# vendor names come from each row's provider key (sp_subscription_3), not from one pipeline-wide provider.
+PROVIDER_FACT_KEYS: dict[str, tuple[str, ...]] = {
+    "cloud": ("ProviderName", "HostProviderName", "ServiceProviderName", "InvoiceIssuerName", "PublisherName"),
+    "genai": ("ProviderName", "HostProviderName", "InvoiceIssuerName", "ServiceProviderName", "ServiceName"),
+}
 
 
 @lru_cache(maxsize=None)
@@ -74,6 +91,44 @@ def provider_facts() -> dict[str, Any]:
 
 def _literal(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def check_provider_facts() -> None:
+    """Every provider of an available pipeline in providers.yml has its category's facts (PROVIDER_FACT_KEYS)."""
+    from shared import registry
+
+    problems = []
+    for p in registry.pipelines().values():
+        keys = PROVIDER_FACT_KEYS.get(p.category, ())
+        if not keys or not p.available:
+            continue
+        facts = provider_facts().get(p.provider)
+        facts = facts if isinstance(facts, dict) else {}
+        if missing := [k for k in keys if not isinstance(facts.get(k), str) or not facts[k].strip()]:
+            problems.append(f"{p.category} provider {p.provider!r} (pipeline {p.path}) has no "
+                            f"{', '.join(missing)}")
+    if problems:
+        raise ProcedureError("procedures/provider_facts.yml misses facts of providers in providers.yml: "
+                             + "; ".join(problems) + " (add them under the provider's key)")
+
+
+def provider_fact_rows(category: str) -> list[dict[str, str]]:
+    """One entry per provider of an available `category` pipeline (providers.yml order): `provider` and its facts."""
+    from shared import registry
+
+    if category not in PROVIDER_FACT_KEYS:
+        raise ProcedureError(f"no provider facts of category {category!r} (known: {', '.join(PROVIDER_FACT_KEYS)})")
+    check_provider_facts()
+    providers = dict.fromkeys(p.provider for p in registry.pipelines().values()
+                              if p.category == category and p.available)
+    return [{"provider": name, **{k: provider_facts()[name][k] for k in PROVIDER_FACT_KEYS[category]}}
+            for name in providers]
+
+
+def _literal_rows(entries: list[dict[str, str]], rank: bool) -> str:
+    rows = [", ".join([*(f"{_literal(v)} AS {k}" for k, v in e.items()), *([f"{i} AS fact_rank"] if rank else [])])
+            for i, e in enumerate(entries)]
+    return "(" + " UNION ALL ".join(f"SELECT {r}" for r in rows) + ")"
 
 
 def fact_table(key: str) -> list[dict[str, str]]:
@@ -96,34 +151,63 @@ def _with_facts(name: str, sql: str) -> str:
             raise ProcedureError(f"{name}: no provider fact {m.group(0)} in procedures/provider_facts.yml") from None
         return _literal(value)
 
-    def table(m: re.Match) -> str:
-        rows = [", ".join([*(f"{_literal(v)} AS {k}" for k, v in e.items()), f"{i} AS fact_rank"])
-                for i, e in enumerate(fact_table(m.group(1)))]
-        return "(" + " UNION ALL ".join(f"SELECT {r}" for r in rows) + ")"
+    sql = _NULLS.sub(lambda m: _null_columns(name, m.group(1)), sql)
+    sql = _PROVIDER_TABLE.sub(lambda m: _literal_rows(provider_fact_rows(m.group(1)), rank=False), sql)
+    return _FACT.sub(fact, _FACT_TABLE.sub(lambda m: _literal_rows(fact_table(m.group(1)), rank=True), sql))
 
-    return _FACT.sub(fact, _FACT_TABLE.sub(table, sql))
+
+def _null_columns(name: str, names: str) -> str:
+    from shared.focus import COLUMNS_BY_NAME
+
+    out = []
+    for column in (n.strip() for n in names.split(",")):
+        if column not in COLUMNS_BY_NAME:
+            raise ProcedureError(f"{name}: {{null:...}} names {column!r}, not a FOCUS column")
+        out.append(f"CAST(NULL AS {COLUMNS_BY_NAME[column].type}) AS {column}")
+    return ", ".join(out)
+
+
+_MACRO_HEAD = re.compile(r"--\s*([A-Z][A-Z0-9_]*)\(([a-z_, ]*)\)")
 
 
 @lru_cache(maxsize=None)
-def _macro(macro: str) -> exp.Expression:
-    text = (PROCEDURE_DIR / "macros" / f"{macro.lower()}.sql").read_text()
+def _macro(macro: str, org_dataset: str | None = None) -> tuple[tuple[str, ...], exp.Expression] | None:
+    """`procedures/macros/<macro>.sql`: its parameters (named by its first line, `-- NAME(a, b): ...`) and
+    its expression, provider facts and the org's dataset put in; None when there is no such file (an
+    ordinary function)."""
+    path = PROCEDURE_DIR / "macros" / f"{macro.lower()}.sql"
+    if not path.is_file():
+        return None
+    text = path.read_text()
+    head = _MACRO_HEAD.match(text)
+    if not head or head.group(1) != macro.upper():
+        raise ProcedureError(f"macros/{path.name}: the first line must name it and its parameters, "
+                             f"`-- {macro.upper()}(a, b): ...`")
+    params = tuple(a.strip() for a in head.group(2).split(",") if a.strip())
     body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
-    return parse_bigquery(body)[0]
+    if "{org_dataset}" in body:
+        if org_dataset is None:
+            raise ProcedureError(f"{macro.upper()} reads the org's tables: it is for procedures only")
+        body = body.replace("{org_dataset}", identifier(org_dataset))
+    return params, parse_bigquery(_with_facts(f"macros/{path.name}", body))[0]
 
 
-def _expand_macros(node: exp.Expression) -> exp.Expression:
-    if isinstance(node, exp.Anonymous) and node.name.upper() == "FOCUS_UNIT":
-        if len(node.expressions) != 1:
-            raise ProcedureError("FOCUS_UNIT takes one argument")
-        arg = node.expressions[0]
-        return _macro("FOCUS_UNIT").copy().transform(
-            lambda n: arg.copy() if isinstance(n, exp.Column) and n.name == "unit_in" and not n.table else n)
-    return node
+def _expand_macros(node: exp.Expression, org_dataset: str | None) -> exp.Expression:
+    if not isinstance(node, exp.Anonymous) or (macro := _macro(node.name, org_dataset)) is None:
+        return node
+    params, body = macro
+    if len(node.expressions) != len(params):
+        raise ProcedureError(f"{node.name.upper()} takes {len(params)} argument(s) ({', '.join(params)}), "
+                             f"not {len(node.expressions)}")
+    args = dict(zip(params, node.expressions))
+    return body.copy().transform(
+        lambda n: args[n.name].copy() if isinstance(n, exp.Column) and n.name in args and not n.table else n)
 
 
-def expand_macros(tree: exp.Expression) -> exp.Expression:
-    """`tree` with every macro call (FOCUS_UNIT(x)) replaced by the macro's expression."""
-    return tree.transform(_expand_macros)
+def expand_macros(tree: exp.Expression, org_dataset: str | None = None) -> exp.Expression:
+    """`tree` with every macro call (FOCUS_UNIT(x), any file in procedures/macros/) replaced by the macro's
+    expression."""
+    return tree.transform(lambda n: _expand_macros(n, org_dataset))
 
 
 def focus_output_columns() -> tuple[str, ...]:
@@ -172,7 +256,7 @@ class Procedure:
         if self.is_focus_mapping:
             sql = REPLACE_SLICE + ";\n" + sql
         sql = sql.replace("{org_dataset}", identifier(org_dataset))
-        trees = [expand_macros(t) if expand else t for t in parse_bigquery(sql)]
+        trees = [expand_macros(t, org_dataset) if expand else t for t in parse_bigquery(sql)]
         if not self.is_focus_mapping:
             return trees
         lineage = [parse_bigquery(f"SELECT {v} AS {k}")[0].expressions[0] for k, v in GENERATED_LINEAGE.items()]
@@ -219,7 +303,10 @@ class Procedure:
 @lru_cache(maxsize=None)
 def all_procedures() -> dict[str, Procedure]:
     """`procedures/sp_x.sql`, or a folder `procedures/sp_x/` whose *.sql files are the statements in
-    name order (one file per source, so each cloud's conversion stays in its own file)."""
+    name order (one file per source, so each cloud's conversion stays in its own file). Refuses a
+    providers.yml provider without its facts (check_provider_facts), so that fails at install, not as a run
+    that converts no rows."""
+    check_provider_facts()
     out = {}
     for path in sorted(PROCEDURE_DIR.glob("sp_*")):
         if path.is_dir():

@@ -90,7 +90,7 @@ def test_an_unknown_provider_fact_fails_at_install(proc_dir):
 def test_provider_facts_and_the_unit_macro_are_read_from_their_one_place(proc_dir):
     (proc_dir / "provider_facts.yml").write_text(
         (proc_dir / "provider_facts.yml").read_text().replace("ProviderName: Oracle", "ProviderName: O'Racle"))
-    (proc_dir / "macros" / "focus_unit.sql").write_text("CONCAT('u:', unit_in)")
+    (proc_dir / "macros" / "focus_unit.sql").write_text("-- FOCUS_UNIT(unit_in): a stand-in\nCONCAT('u:', unit_in)")
     procs.all_procedures.cache_clear()
     sql = " ".join(procs.get("sp_cloud_1_convert_to_focus").statements("acme_prod"))
     assert "'O\\'Racle' AS ProviderName" in sql
@@ -118,3 +118,68 @@ def test_the_mapping_document_names_every_column_of_every_input(proc_dir):
         columns = [line.split(" | ")[0][2:] for line in rows]
         assert columns == [c for c in procs.focus_output_columns()], section.splitlines()[0]
     assert "| BilledCost | `my_cost + 0` |" in doc
+
+
+def test_null_columns_take_their_type_from_the_focus_table_and_must_be_focus_columns(proc_dir):
+    sql = procs.get("sp_genai_3_convert_to_focus").statements("acme_prod")[1]
+    assert "CAST(NULL AS JSON) AS AllocatedTags" in sql and "CAST(NULL AS NUMERIC) AS CommitmentDiscountQuantity" in sql
+    _edit(proc_dir / "sp_genai_3_convert_to_focus.sql", "{null:RegionId,", "{null:RegionIdd,")
+    procs.all_procedures.cache_clear()
+    with pytest.raises(procs.ProcedureError, match="sp_genai_3_convert_to_focus.*'RegionIdd', not a FOCUS column"):
+        _install()
+
+
+def _with_pipeline(monkeypatch, **changes):
+    """providers.yml plus one available GenAI pipeline (openai's, with `changes`)."""
+    import dataclasses
+
+    from shared import registry
+
+    real = registry.pipelines()
+    extra = dataclasses.replace(real["genai/payg/openai"], **changes)
+    monkeypatch.setattr(registry, "pipelines", lambda: {**real, extra.path: extra})
+    procs.all_procedures.cache_clear()
+
+
+def test_a_genai_provider_without_facts_fails_at_install_naming_it(proc_dir, monkeypatch):
+    _with_pipeline(monkeypatch, path="genai/payg/mistral", provider="mistral", job="genai.mistral")
+    with pytest.raises(procs.ProcedureError) as e:
+        _install()
+    assert "genai provider 'mistral' (pipeline genai/payg/mistral) has no ProviderName" in str(e.value)
+    assert "ServiceName" in str(e.value)
+    # with its facts it installs, and its row is in the conversion's provider table
+    facts = proc_dir / "provider_facts.yml"
+    facts.write_text(facts.read_text() + "mistral:\n  ProviderName: Mistral AI\n  HostProviderName: Mistral AI\n"
+                     "  InvoiceIssuerName: Mistral AI\n  ServiceProviderName: Mistral AI\n  ServiceName: La Plateforme\n")
+    procs.provider_facts.cache_clear()
+    assert _install()
+    assert "'mistral' AS provider" in procs.get("sp_genai_3_convert_to_focus").statements("acme_prod")[1]
+
+
+def test_each_provider_missing_a_fact_is_named(proc_dir, monkeypatch):
+    _edit(proc_dir / "provider_facts.yml", "  ServiceName: DeepSeek API\n", "")
+    procs.provider_facts.cache_clear()
+    with pytest.raises(procs.ProcedureError, match=r"'deepseek' \(pipeline genai/payg/deepseek\) has no ServiceName \("):
+        procs.all_procedures()
+    _edit(proc_dir / "provider_facts.yml", "  PublisherName: Oracle\n", "")
+    procs.provider_facts.cache_clear()
+    with pytest.raises(procs.ProcedureError, match=r"cloud provider 'oci' \(pipeline cloud/oci/cost/billing\) has no "
+                                                   r"PublisherName; genai provider 'deepseek'"):
+        procs.all_procedures()
+
+
+def test_a_planned_pipeline_needs_no_facts_yet(proc_dir, monkeypatch, planned_pipeline):
+    procs.all_procedures.cache_clear()
+    assert _install()
+    assert "'future'" not in procs.get("sp_genai_3_convert_to_focus").statements("acme_prod")[1]
+
+
+def test_a_macro_binds_its_named_parameters_and_counts_its_arguments(proc_dir):
+    sql = " ".join(procs.get("sp_genai_4_allocate_cloud_model_spend").statements("acme_prod"))
+    assert "MODEL_SPEND_ROW" not in sql and "pipeline_in" not in sql
+    assert sql.count("WHERE p.genai_pipeline = f.x_pipeline_id OR (p.cloud_pipeline = f.x_pipeline_id "
+                     "AND f.ChargeCategory = 'Usage'") == 2
+    _edit(proc_dir / "sp_genai_4_allocate_cloud_model_spend.sql", ", f.SkuMeter, f.ChargeDescription)", ", f.SkuMeter)")
+    procs.all_procedures.cache_clear()
+    with pytest.raises(procs.ProcedureError, match=r"MODEL_SPEND_ROW takes 5 argument\(s\) .*not 4"):
+        _install()

@@ -1,4 +1,4 @@
--- FOCUS_UNIT(x): a provider's unit of measure in the FOCUS Unit Format, or NULL when it cannot be one (NULL
+-- FOCUS_UNIT(unit_in): a provider's unit of measure in the FOCUS Unit Format, or NULL when it cannot be one (NULL
 -- or blank text, a usage type such as USW2-AmazonApiGatewayRequest, a fractional unit quantity): the caller
 -- chooses the fallback ('Units', or a better column). Procedure SQL calls it like a function; the loader
 -- (shared/procedures.py) puts this expression in its place with `unit_in` bound to the argument, and

@@ -125,11 +125,7 @@ final AS (
   FROM listed AS p
 )
 SELECT
-  CAST(NULL AS JSON) AS AllocatedMethodDetails,
-  CAST(NULL AS STRING) AS AllocatedMethodId,
-  CAST(NULL AS STRING) AS AllocatedResourceId,
-  CAST(NULL AS STRING) AS AllocatedResourceName,
-  CAST(NULL AS JSON) AS AllocatedTags,
+  {null:AllocatedMethodDetails, AllocatedMethodId, AllocatedResourceId, AllocatedResourceName, AllocatedTags},
   availability_zone AS AvailabilityZone,
   unblended_cost AS BilledCost,
   payer_account_id AS BillingAccountId,
@@ -138,8 +134,7 @@ SELECT
   currency AS BillingCurrency,
   TIMESTAMP(COALESCE(billing_period_end, DATE_ADD(billing_period_start, INTERVAL 1 MONTH))) AS BillingPeriodEnd,
   TIMESTAMP(billing_period_start) AS BillingPeriodStart,
-  CAST(NULL AS STRING) AS CapacityReservationId,
-  CAST(NULL AS STRING) AS CapacityReservationStatus,
+  {null:CapacityReservationId, CapacityReservationStatus},
   category AS ChargeCategory,
   CAST(NULL AS STRING) AS ChargeClass,
   description AS ChargeDescription,

@@ -111,11 +111,7 @@ final AS (
   FROM priced AS p
 )
 SELECT
-  CAST(NULL AS JSON) AS AllocatedMethodDetails,
-  CAST(NULL AS STRING) AS AllocatedMethodId,
-  CAST(NULL AS STRING) AS AllocatedResourceId,
-  CAST(NULL AS STRING) AS AllocatedResourceName,
-  CAST(NULL AS JSON) AS AllocatedTags,
+  {null:AllocatedMethodDetails, AllocatedMethodId, AllocatedResourceId, AllocatedResourceName, AllocatedTags},
   location_zone AS AvailabilityZone,
   billed AS BilledCost,
   billing_account_id AS BillingAccountId,
@@ -124,8 +120,7 @@ SELECT
   currency AS BillingCurrency,
   TIMESTAMP(DATE_ADD(billing_period_start, INTERVAL 1 MONTH), 'America/Los_Angeles') AS BillingPeriodEnd,
   TIMESTAMP(billing_period_start, 'America/Los_Angeles') AS BillingPeriodStart,
-  CAST(NULL AS STRING) AS CapacityReservationId,
-  CAST(NULL AS STRING) AS CapacityReservationStatus,
+  {null:CapacityReservationId, CapacityReservationStatus},
   category AS ChargeCategory,
   charge_class AS ChargeClass,
   CASE

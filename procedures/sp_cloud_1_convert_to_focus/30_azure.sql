@@ -144,11 +144,7 @@ final AS (
   FROM listed AS p
 )
 SELECT
-  CAST(NULL AS JSON) AS AllocatedMethodDetails,
-  CAST(NULL AS STRING) AS AllocatedMethodId,
-  CAST(NULL AS STRING) AS AllocatedResourceId,
-  CAST(NULL AS STRING) AS AllocatedResourceName,
-  CAST(NULL AS JSON) AS AllocatedTags,
+  {null:AllocatedMethodDetails, AllocatedMethodId, AllocatedResourceId, AllocatedResourceName, AllocatedTags},
   availability_zone AS AvailabilityZone,
   billed_cost AS BilledCost,
   account_id AS BillingAccountId,
@@ -157,8 +153,7 @@ SELECT
   billing_currency AS BillingCurrency,
   TIMESTAMP(COALESCE(DATE_ADD(billing_period_end, INTERVAL 1 DAY), DATE_ADD(billing_period_start, INTERVAL 1 MONTH))) AS BillingPeriodEnd,
   TIMESTAMP(billing_period_start) AS BillingPeriodStart,
-  CAST(NULL AS STRING) AS CapacityReservationId,
-  CAST(NULL AS STRING) AS CapacityReservationStatus,
+  {null:CapacityReservationId, CapacityReservationStatus},
   category AS ChargeCategory,
   charge_class AS ChargeClass,
   COALESCE(product_name, CONCAT(COALESCE(meter_category, 'Azure'), ' ', COALESCE(meter_name, charge_type))) AS ChargeDescription,

@@ -115,11 +115,7 @@ checked AS (
   FROM final AS f
 )
 SELECT
-  CAST(NULL AS JSON) AS AllocatedMethodDetails,
-  CAST(NULL AS STRING) AS AllocatedMethodId,
-  CAST(NULL AS STRING) AS AllocatedResourceId,
-  CAST(NULL AS STRING) AS AllocatedResourceName,
-  CAST(NULL AS JSON) AS AllocatedTags,
+  {null:AllocatedMethodDetails, AllocatedMethodId, AllocatedResourceId, AllocatedResourceName, AllocatedTags},
   availability_domain AS AvailabilityZone,
   my_cost AS BilledCost,
   COALESCE(billing_account_id, tenant_id) AS BillingAccountId,
