@@ -255,3 +255,15 @@ def test_a_persistent_429_fails_the_run_with_a_readable_message(world, monkeypat
             assert secret not in msg
     finally:
         src.stub.clear_faults() if hasattr(src.stub, "clear_faults") else src.stub._faults.clear()
+
+
+def test_procedures_parse_as_bigquery(pipeline):
+    import sqlglot
+
+    from shared import procedures
+
+    ddls = [procedures.get(proc).bigquery_ddl("proj", "acme_prod") for proc in pipeline.procedures]
+    assert any(f"acme_prod.{pipeline.raw_tables[0]}" in ddl for ddl in ddls), "no procedure reads the raw table"
+    for ddl in ddls:
+        body = ddl.split("BEGIN TRANSACTION;", 1)[-1].rsplit("COMMIT TRANSACTION;", 1)[0]
+        assert all(s is not None for s in sqlglot.parse(body, read="bigquery", error_level=sqlglot.ErrorLevel.RAISE))
