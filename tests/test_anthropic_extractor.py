@@ -274,16 +274,6 @@ def test_429_storm_mid_pagination_is_ridden_out(stub, usage):
     assert sum(c["amount"] for c in costs) == sum(e["amount"] for e in anthropic_demo_costs(usage)) / 100
 
 
-def test_endless_429_gives_up_without_partial_output(stub):
-    stub.fail_next(status=429, retry_after="0", times=50, path=USAGE_PATH, after=1)
-    sleeps = Sleeps()
-    with pytest.raises(ExtractError) as err:
-        anthropic_job.extract(_ctx(stub, START, END), sleep=sleeps, max_attempts=4)
-    assert not isinstance(err.value, CredentialError)
-    assert "HTTP 429" in str(err.value) and "4 attempts" in str(err.value)
-    assert len(sleeps) == 3
-
-
 def test_server_errors_back_off_then_succeed(stub):
     stub.fail_next(status=500, path=COSTS_PATH)
     stub.fail_next(drop=True, path=COSTS_PATH)

@@ -12,8 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from tests import cloud_kit as kit
-import sqlglot
+from tests.contract.slices import bound
 
 from jobs.base import ExtractContext, ExtractError
 from jobs.cloud import azure
@@ -262,16 +261,7 @@ def test_azurite_manifest_driven(azurite):  # noqa: F811
 # --------------------------------------------------------------------------------------------------
 # Procedure
 # --------------------------------------------------------------------------------------------------
-def land_and_convert(wh, credential, start, end, run_id="run_a"):
-    return kit.land_and_convert(wh, PIPELINE, CRED, credential, start, end, run_id)
-
-
-def focus_by_period(wh):
-    return kit.focus_by_period(wh, PIPELINE)
-
-
-def source_by_period(wh):
-    return kit.source_by_period(wh, PIPELINE)
+land_and_convert, focus_by_period, source_by_period = bound(PIPELINE, CRED)
 
 
 def test_sample_to_focus_reconciles_and_passes_gate(rt, acme):
@@ -335,14 +325,6 @@ def test_actual_plus_amortized_commitments_marketplace_refund(rt, acme, tmp_path
     assert gb["ServiceCategory"] == "Storage"
     report = focus.check(wh, "acme_prod", "x_pipeline_id = @p", {"p": PIPELINE})
     assert report.ok, report.summary()
-
-
-def test_procedure_parses_as_bigquery():
-    ddl = procedures.get("sp_cloud_1_convert_to_focus").bigquery_ddl("proj", "acme_prod")
-    assert "azure_billing_raw" in ddl
-    body = ddl.split("BEGIN TRANSACTION;", 1)[1].rsplit("COMMIT TRANSACTION;", 1)[0]
-    for stmt in sqlglot.parse(body, read="bigquery", error_level=sqlglot.ErrorLevel.RAISE):
-        assert stmt is not None
 
 
 def test_azure_service_map_is_focus_1_3():

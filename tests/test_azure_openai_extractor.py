@@ -239,15 +239,6 @@ def test_429_storm_on_the_cost_query_is_ridden_out(stub, usage):
     assert sum(r["output_tokens"] for r in _rows(out, "genai_usage_daily")) == sum(r["generated_tokens"] for r in usage)
 
 
-def test_endless_429_gives_up(stub):
-    stub.fail_next(status=429, retry_after="0", times=30, path="/query")
-    sleeps = Sleeps()
-    with pytest.raises(ExtractError) as err:
-        az.extract(_ctx(stub), sleep=sleeps, max_attempts=3)
-    assert not isinstance(err.value, CredentialError) and "HTTP 429" in str(err.value)
-    assert len(sleeps) == 2
-
-
 def test_wrong_token_is_a_credential_error(stub, caplog):
     wrong = "eyJ-WRONG-token-9876543210abcdef"
     sleeps = Sleeps()

@@ -244,15 +244,6 @@ def test_429_storm_mid_paging_is_ridden_out(stub, gemini_usage, monkeypatch):
     assert got == _expected_gemini(gemini_usage)
 
 
-def test_endless_429_gives_up(stub):
-    stub.fail_next(status=429, retry_after="0", times=20, path=PATH_GEMINI)
-    sleeps = Sleeps()
-    with pytest.raises(ExtractError) as err:
-        gemini.extract(_ctx(stub), sleep=sleeps, max_attempts=3)
-    assert not isinstance(err.value, CredentialError)
-    assert "HTTP 429" in str(err.value) and "3 attempts" in str(err.value) and len(sleeps) == 2
-
-
 def test_wrong_token_is_a_credential_error(stub, caplog):
     wrong = "ya29.WRONG-token-9876543210"
     sleeps = Sleeps()

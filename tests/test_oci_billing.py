@@ -13,8 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from tests import cloud_kit as kit
-import sqlglot
+from tests.contract.slices import bound
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
 from jobs.cloud import oci as oci_job
@@ -285,16 +284,7 @@ def test_stub_requires_a_signature():
 # --------------------------------------------------------------------------------------------------
 # Procedure
 # --------------------------------------------------------------------------------------------------
-def land_and_convert(wh, credential, start, end, run_id="run_a"):
-    return kit.land_and_convert(wh, PIPELINE, CRED, credential, start, end, run_id)
-
-
-def focus_by_period(wh):
-    return kit.focus_by_period(wh, PIPELINE)
-
-
-def source_by_period(wh):
-    return kit.source_by_period(wh, PIPELINE)
+land_and_convert, focus_by_period, source_by_period = bound(PIPELINE, CRED)
 
 
 def test_sample_to_focus_reconciles_and_passes_gate(rt, acme):
@@ -356,14 +346,6 @@ def test_corrections_credits_and_odd_units(rt, acme, tmp_path):
     assert (odd["PricingUnit"], odd["ServiceCategory"], odd["ServiceSubcategory"]) == ("Units", "Other", "Other (Other)")
     report = focus.check(wh, "acme_prod", "x_pipeline_id = @p", {"p": PIPELINE})
     assert report.ok, report.summary()
-
-
-def test_procedure_parses_as_bigquery():
-    ddl = procedures.get("sp_cloud_1_convert_to_focus").bigquery_ddl("proj", "acme_prod")
-    assert "acme_prod.oci_billing_raw" in ddl
-    body = ddl.split("BEGIN TRANSACTION;", 1)[1].rsplit("COMMIT TRANSACTION;", 1)[0]
-    for stmt in sqlglot.parse(body, read="bigquery", error_level=sqlglot.ErrorLevel.RAISE):
-        assert stmt is not None
 
 
 def test_service_map_has_oci():
