@@ -182,18 +182,14 @@ def test_local_manifest_and_parquet(tmp_path):
 @pytest.fixture()
 def s3_server():
     boto3 = pytest.importorskip("boto3")
-    moto_server = pytest.importorskip("moto.server")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    cred = {"bucket": "cur-bucket", "prefix": "cur", "region": "us-east-1", "endpoint_url": endpoint,
-            "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-    s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint,
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
-    s3.create_bucket(Bucket="cur-bucket")
-    yield s3, cred
-    server.stop()
+    pytest.importorskip("moto.server")
+    from stubs.moto_loopback import KEYS, moto_endpoint
+
+    with moto_endpoint() as endpoint:
+        cred = {"bucket": "cur-bucket", "prefix": "cur", "region": "us-east-1", "endpoint_url": endpoint, **KEYS}
+        s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint, **KEYS)
+        s3.create_bucket(Bucket="cur-bucket")
+        yield s3, cred
 
 
 def test_s3_legacy_manifest_gzip(s3_server):

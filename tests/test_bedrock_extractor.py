@@ -23,24 +23,21 @@ from stubs.genai_data import (
     bedrock_demo_usage,
     bedrock_metric_data,
 )
+from stubs.moto_loopback import KEYS, moto_endpoint
 
 boto3 = pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 
 START = dt.date(2025, 3, 1)
 DAYS = 10
 END = START + dt.timedelta(days=DAYS - 1)
 TODAY = END + dt.timedelta(days=2)  # the data is "recent" for the list_metrics window warning
-KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
 @pytest.fixture(scope="module")
 def server():
-    s = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    s.start()
-    host, port = s.get_host_and_port()
-    yield f"http://{host}:{port}"
-    s.stop()
+    with moto_endpoint() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="module")

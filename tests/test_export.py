@@ -239,16 +239,13 @@ def test_a_slow_reader_keeps_its_stream_while_other_queries_run(landed):
 @pytest.fixture()
 def moto_s3():
     boto3 = pytest.importorskip("boto3")
-    moto_server = pytest.importorskip("moto.server")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint, aws_access_key_id="testing",
-                      aws_secret_access_key="testing")
-    s3.create_bucket(Bucket="finops-exports")
-    yield s3, endpoint
-    server.stop()
+    pytest.importorskip("moto.server")
+    from stubs.moto_loopback import KEYS, moto_endpoint
+
+    with moto_endpoint() as endpoint:
+        s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint, **KEYS)
+        s3.create_bucket(Bucket="finops-exports")
+        yield s3, endpoint
 
 
 def add_credential(rt, kind: str, doc: dict) -> str:

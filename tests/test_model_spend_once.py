@@ -17,16 +17,16 @@ import pytest
 
 from shared import focus
 from shared.convert import reconcile_cloud
+from stubs.moto_loopback import KEYS, moto_endpoint
 from tests import cloud_kit as kit
 
 boto3 = pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 
 AWS, BEDROCK = "cloud/aws/cost/billing", "genai/payg/bedrock"
 ACCOUNT = "123456789012"  # moto's account: what sts:GetCallerIdentity answers for the test keys
 OTHER_ACCOUNT = "999988887777"  # has Bedrock lines but no usage read
 D1, D2 = dt.date(2025, 11, 3), dt.date(2025, 11, 4)
-KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 NOVA = "amazon.nova-pro-v1:0"
@@ -102,18 +102,14 @@ def cur_lines() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def cloudwatch():
-    s = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    s.start()
-    host, port = s.get_host_and_port()
-    url = f"http://{host}:{port}"
-    cw = boto3.client("cloudwatch", region_name="us-east-1", endpoint_url=url, **KEYS)
-    for (day, model), metrics in METRICS.items():
-        ts = dt.datetime(day.year, day.month, day.day, 12, tzinfo=dt.timezone.utc)
-        cw.put_metric_data(Namespace="AWS/Bedrock", MetricData=[
-            {"MetricName": m, "Dimensions": [{"Name": "ModelId", "Value": model}], "Timestamp": ts, "Value": float(v)}
-            for m, v in metrics.items()])
-    yield {"region": "us-east-1", "endpoint_url": url, "model_ids": sorted({m for _, m in METRICS}), **KEYS}
-    s.stop()
+    with moto_endpoint() as url:
+        cw = boto3.client("cloudwatch", region_name="us-east-1", endpoint_url=url, **KEYS)
+        for (day, model), metrics in METRICS.items():
+            ts = dt.datetime(day.year, day.month, day.day, 12, tzinfo=dt.timezone.utc)
+            cw.put_metric_data(Namespace="AWS/Bedrock", MetricData=[
+                {"MetricName": m, "Dimensions": [{"Name": "ModelId", "Value": model}], "Timestamp": ts,
+                 "Value": float(v)} for m, v in metrics.items()])
+        yield {"region": "us-east-1", "endpoint_url": url, "model_ids": sorted({m for _, m in METRICS}), **KEYS}
 
 
 @pytest.fixture()

@@ -170,19 +170,17 @@ def test_a_tenants_aws_session_ignores_the_platforms_aws_config(multi, recorder,
 @pytest.fixture()
 def moto_sts(multi):
     """moto on loopback as the STS endpoint the operator configures for the platform's own identity."""
-    moto_server = pytest.importorskip("moto.server")
+    pytest.importorskip("moto.server")
     from moto.sts.models import sts_backends
 
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    multi.setenv("AWS_ENDPOINT_URL_STS", f"http://{host}:{port}")
-    multi.setenv("AWS_ACCESS_KEY_ID", PLATFORM_KEY)
-    multi.setenv("AWS_SECRET_ACCESS_KEY", "platform-secret")
-    roles = sts_backends["210987654321"]["aws"].assumed_roles  # moto's state lives as long as the process
-    before = len(roles)
-    yield lambda: [(r.role_arn, r.external_id) for r in roles[before:]]
-    server.stop()
+    from stubs.moto_loopback import moto_endpoint
+
+    with moto_endpoint() as endpoint:
+        multi.setenv("AWS_ENDPOINT_URL_STS", endpoint)
+        multi.setenv("AWS_ACCESS_KEY_ID", PLATFORM_KEY)
+        multi.setenv("AWS_SECRET_ACCESS_KEY", "platform-secret")
+        roles = sts_backends["210987654321"]["aws"].assumed_roles
+        yield lambda: [(r.role_arn, r.external_id) for r in roles]
 
 
 def test_a_role_is_assumed_with_the_external_id_at_awss_sts_never_the_tenants_endpoint(moto_sts, dns):

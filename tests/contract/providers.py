@@ -114,23 +114,17 @@ def _deepseek(tmp, stack, wh) -> Source:
 
 def _bedrock(tmp, stack, wh) -> Source:
     import boto3
-    from moto.server import ThreadedMotoServer
-
     from stubs.genai_data import bedrock_demo_usage, bedrock_metric_data
+    from stubs.moto_loopback import KEYS, moto_endpoint
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    stack.callback(server.stop)
-    host, port = server.get_host_and_port()
-    keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    endpoint = stack.enter_context(moto_endpoint())
     start = dt.date(2025, 3, 1)
     for region, data in bedrock_metric_data(bedrock_demo_usage(start, 3, seed=5)).items():
-        cw = boto3.client("cloudwatch", region_name=region, endpoint_url=f"http://{host}:{port}", **keys)
+        cw = boto3.client("cloudwatch", region_name=region, endpoint_url=endpoint, **KEYS)
         for i in range(0, len(data), 1000):
             cw.put_metric_data(Namespace="AWS/Bedrock", MetricData=data[i:i + 1000])
     # moto answers CloudWatch; it cannot be told to refuse with a 429, so no rate_limited path
-    return Source({"region": "us-east-1", "endpoint_url": f"http://{host}:{port}", **keys}, start,
-                  start + dt.timedelta(days=2))
+    return Source({"region": "us-east-1", "endpoint_url": endpoint, **KEYS}, start, start + dt.timedelta(days=2))
 
 
 def _saas(tmp, stack, wh) -> Source:
