@@ -524,7 +524,7 @@ def test_functions_source_archive(tmp_path):
         zf.extractall(src)
     assert {"main.py", "requirements.txt", "providers.yml", "functions/main.py", "shared/registry.py"} <= names
     assert any(n.startswith("procedures/") for n in names) and any(n.startswith("schemas/") for n in names)
-    assert not any("__pycache__" in n or n.startswith("tests/") for n in names)
+    assert not any("__pycache__" in n or n.split("/")[0] in ("tests", "jobs", "cli", "stubs") for n in names)
     reqs = (src / "requirements.txt").read_text()
     assert "functions-framework" in reqs and "google-cloud-bigquery" in reqs
     # the versions CI tested: requirements.lock's pins, one per locked package
@@ -532,7 +532,9 @@ def test_functions_source_archive(tmp_path):
     assert [line.split("==")[0] for line in reqs.splitlines()] == list(_pins(LOCK))
     # Import the shim from the extracted tree alone (the repo is kept off sys.path).
     probe = (
-        "import json, sys, main, shared.registry as r, shared.config as c; "
+        "import json, sys, importlib, pkgutil, main, functions, shared, shared.registry as r, shared.config as c; "
+        "[importlib.import_module(m.name) for p in (functions, shared) "
+        "for m in pkgutil.walk_packages(p.__path__, p.__name__ + '.')]; "
         "print(json.dumps({'eps': sorted(main.__all__), 'root': str(c.ROOT), "
         "'callable': all(callable(getattr(main, n)) for n in main.__all__), "
         "'registry': str(r.REGISTRY_PATH)}))"

@@ -8,7 +8,8 @@ requirements.txt. The repo keeps its functions in functions/main.py and reads it
   requirements.txt   generated: the pins of requirements.lock (the runtime dependencies plus the `gcp`
                      extra, the versions CI tested), without the lock's hashes: the functions' buildpack
                      resolves nothing, it installs these versions
-  functions/ shared/ jobs/   the packages, as in the repo
+  functions/ shared/  the packages, as in the repo; not jobs/: the ingest jobs run in the Cloud Run
+                     image, and the library never imports them (tests/test_layering.py)
   providers.yml genai_pricing.yml procedures/ schemas/ data/service_category_map/
 
 The zip is deterministic (sorted entries, fixed timestamps), so an unchanged tree gives the same
@@ -23,7 +24,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("functions", "shared", "jobs")
+PACKAGES = ("functions", "shared")
 DATA = ("providers.yml", "genai_pricing.yml", "procedures", "schemas", "data/service_category_map")
 SKIP_DIRS = {"__pycache__", ".pytest_cache"}
 SKIP_SUFFIXES = {".pyc", ".pyo"}
