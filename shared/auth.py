@@ -73,7 +73,9 @@ def check_key(wh: Warehouse, presented: str | None) -> KeyCheck:
 
 
 def key_active(wh: Warehouse, org_slug: str, key_id: str) -> bool:
-    """Is the key `key_id` of `org_slug` still unrevoked? A dashboard session lives only as long as its key."""
+    """Is the key `key_id` of `org_slug` still unrevoked, and its org still there? A dashboard session lives only
+    as long as both."""
     return bool(wh.query(
-        "SELECT 1 AS one FROM `organizations.org_api_keys` WHERE key_id = @key_id AND org_slug = @org "
-        "AND revoked_at IS NULL", {"key_id": key_id, "org": org_slug}))
+        "SELECT 1 AS one FROM `organizations.org_api_keys` k JOIN `organizations.organizations` o "
+        "ON o.org_slug = k.org_slug WHERE k.key_id = @key_id AND k.org_slug = @org AND k.revoked_at IS NULL",
+        {"key_id": key_id, "org": org_slug}))

@@ -520,6 +520,8 @@ def test_sign_out_clears_the_session(browser, site):
 
 
 def test_a_revoked_key_ends_its_sessions(browser, site):
+    from selenium.webdriver.common.by import By
+
     from shared.auth import create_key, revoke_key
 
     key = create_key(site["wh"], "acme")
@@ -528,7 +530,8 @@ def test_a_revoked_key_ends_its_sessions(browser, site):
     assert browser.current_url == f"{site['url']}/ui/runs"
     revoke_key(site["wh"], "acme", key.split("_")[1])
     browser.get(f"{site['url']}/ui/runs")
-    assert browser.current_url == f"{site['url']}/ui/login"
+    assert browser.current_url == f"{site['url']}/ui/login?ended=1"
+    assert "session has ended" in browser.find_element(By.ID, "login-error").text
 
 
 # -- the session's mechanics over plain HTTP (Flask's test client; no browser needed) ---------------------
@@ -570,6 +573,32 @@ def test_login_and_logout_need_the_forms_token(ui):
     assert r.status_code == 303 and r.headers["Location"] == "/ui/login"
     assert "cloudact_ui=;" in r.headers["Set-Cookie"] and "Expires=Thu, 01 Jan 1970" in r.headers["Set-Cookie"]
     assert client.get("/ui/runs").status_code == 303
+
+
+PAGES = ("/ui/", "/ui/genai", "/ui/subscriptions", "/ui/reconciliation", "/ui/runs")
+
+
+@pytest.mark.parametrize("ending", ["key revoked", "org deleted"])
+def test_a_session_ends_with_its_key_or_its_org_and_says_so(ui, ending):
+    """Every page of an ended session sends the user to sign in again, with the reason; none answers 500."""
+    from shared.auth import revoke_key
+
+    wh, org, key_id = ui["rt"].warehouse, "acme", ui["key"].split("_")[1]
+    clients = {page: ui["app"].test_client() for page in PAGES}  # one session per page, all signed in before
+    for page, client in clients.items():
+        _signed_in(client, ui["key"])
+        assert client.get(page).status_code == 200
+    if ending == "key revoked":
+        revoke_key(wh, org, key_id)
+    else:  # what an operator's removal leaves: the key row, no org
+        wh.query("DELETE FROM `organizations.organizations` WHERE org_slug = @org", {"org": org})
+    for page, client in clients.items():
+        r = client.get(page)
+        assert r.status_code == 303 and r.headers["Location"] == "/ui/login?ended=1", (page, r.status_code)
+        assert "cloudact_ui=;" in r.headers["Set-Cookie"]  # the cookie itself is dropped, not just refused
+    login = client.get("/ui/login?ended=1")
+    assert login.status_code == 200 and "session has ended" in login.text
+    assert client.get("/ui/runs").headers["Location"] == "/ui/login"  # signed out: no reason left to give
 
 
 def test_cookie_is_secure_over_https(ui):

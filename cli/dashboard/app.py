@@ -18,6 +18,8 @@ NAV = (("costs", "Costs"), ("genai", "GenAI"), ("subscriptions", "Subscriptions"
 # Everything is served from here: no CDN, no inline script (page data travels as JSON in <script type=...json>).
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+ENDED = ("Your session has ended: its API key was revoked or its organization no longer exists. "
+         "Sign in with a current key.")
 log = logging.getLogger("cloudact.ui")
 bp = flask.Blueprint("ui", __name__, url_prefix=PREFIX, template_folder="templates", static_folder="static",
                      static_url_path="/static")
@@ -75,9 +77,12 @@ def signed_in(view):
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         who = session.current()
-        if who is None or not auth.key_active(_rt().warehouse, *who):
-            session.sign_out()
+        if who is None:
             return flask.redirect(flask.url_for("ui.login"), 303)
+        if not auth.key_active(_rt().warehouse, *who):
+            session.sign_out()
+            log.info("dashboard session for org %s ended: key %s revoked or org gone", *who)
+            return flask.redirect(flask.url_for("ui.login", ended=1), 303)
         return view(who[0], *args, **kwargs)
     return wrapper
 
@@ -96,7 +101,8 @@ def _headers(response):
 def login():
     if session.current():
         return flask.redirect(flask.url_for("ui.costs"), 303)
-    return flask.render_template("login.html")
+    ended = ENDED if flask.request.args.get("ended") else None
+    return flask.render_template("login.html", error=ended)
 
 
 @bp.post("/login")
