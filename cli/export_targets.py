@@ -1,14 +1,13 @@
-"""Where `cloudact export` writes: a local file, or an object in S3 (`s3://bucket/key`) or Blob Storage
-(`az://container/blob`), with the org's own credential for that cloud, checked as its billing sources are.
+"""Where `cloudact export` writes: a local file, or an object in S3 (`s3://bucket/key`), Cloud Storage
+(`gs://bucket/object`) or Blob Storage (`az://container/blob`), with the org's own credential for that cloud,
+checked as its billing sources are.
 
-The object store client is the one the org's sources are read with (jobs.identity.aws_session for S3,
-jobs.cloud.azure.BlobSource's container client for Blob Storage), so the same tenancy rules apply: in multi
-tenancy only the credential's own identity and public https endpoints; in single tenancy a missing credential
-falls back to the operator's identity (boto3's default chain; AZURE_STORAGE_CONNECTION_STRING).
+The object store client is built the way the org's sources are read (jobs.identity: aws_session for S3,
+gcp_credentials and a guarded requests session for Cloud Storage, jobs.cloud.azure.BlobSource's container
+client for Blob Storage), so the same tenancy rules apply: in multi tenancy only the credential's own identity
+and public https endpoints; in single tenancy a missing credential falls back to the operator's identity
+(boto3's default chain; Google's application-default credentials; AZURE_STORAGE_CONNECTION_STRING).
 The file is written to a temporary file first (disk, not memory) and then uploaded in parts by the SDK.
-
-gs:// is refused for now: there is no offline GCS emulator to test an upload against. Write a local file and
-copy it (`gcloud storage cp`), or on GCP query BigQuery directly (README, "BI tools and notebooks").
 """
 from __future__ import annotations
 
@@ -19,7 +18,10 @@ from urllib.parse import unquote, urlsplit
 
 from shared.export import ExportInvalid
 
-SCHEMES = {"s3": "aws", "az": "azure"}  # scheme -> the credential kind that reaches it
+SCHEMES = {"s3": "aws", "gs": "gcp", "az": "azure"}  # scheme -> the credential kind that reaches it
+GCS_ENDPOINT = "https://storage.googleapis.com"
+GCS_SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
+GCS_PART = 16 * 1024 * 1024  # a resumable upload's part, held in memory while it is sent (a multiple of 256 KiB)
 
 
 class ExportFailed(RuntimeError):
@@ -30,7 +32,7 @@ class ExportFailed(RuntimeError):
 class Target:
     url: str
     scheme: str
-    bucket: str  # S3 bucket or Blob Storage container
+    bucket: str  # S3 or Cloud Storage bucket, or Blob Storage container
     key: str
 
     @property
@@ -43,11 +45,9 @@ def parse(out: str) -> Target | None:
     parts = urlsplit(out)
     if parts.scheme in ("", "file") or len(parts.scheme) == 1:  # a Windows drive letter is a path
         return None
-    if parts.scheme == "gs":
-        raise ExportInvalid("gs:// targets are not supported yet: export to a local file and `gcloud storage cp` "
-                            "it, or on GCP read BigQuery directly (see the README, BI tools and notebooks)")
     if parts.scheme not in SCHEMES:
-        raise ExportInvalid(f"{out}: export to a local path, s3://bucket/key or az://container/blob")
+        raise ExportInvalid(f"{out}: export to a local path, s3://bucket/key, gs://bucket/object or "
+                            "az://container/blob")
     key = unquote(parts.path).lstrip("/")
     if not parts.netloc or not key or key.endswith("/"):
         raise ExportInvalid(f"{out}: name the object, e.g. {parts.scheme}://bucket/exports/focus.parquet")
@@ -78,13 +78,15 @@ def _credential(rt, org_slug: str, kind: str, credential_id: str | None) -> dict
 def upload(rt, org_slug: str, target: Target, path: str, credential_id: str | None = None) -> None:
     """The finished local file `path` put at `target` with the org's credential."""
     cred = _credential(rt, org_slug, SCHEMES[target.scheme], credential_id)
-    if target.scheme == "s3":
-        _to_s3(cred, target, path)
-    else:
-        _to_blob(cred, target, path)
+    from jobs.base import CredentialError
+
+    try:
+        {"s3": _to_s3, "gs": _to_gcs, "az": _to_blob}[target.scheme](cred, target, path, org_slug)
+    except CredentialError as e:  # the credential cannot reach the store at all (e.g. no identity of its own)
+        raise ExportFailed(f"{target.url}: {e}") from None
 
 
-def _to_s3(cred: dict, target: Target, path: str) -> None:
+def _to_s3(cred: dict, target: Target, path: str, org_slug: str) -> None:
     from botocore.config import Config
 
     from jobs.identity import aws_session
@@ -100,7 +102,34 @@ def _to_s3(cred: dict, target: Target, path: str) -> None:
                            "on the bucket.") from None
 
 
-def _to_blob(cred: dict, target: Target, path: str) -> None:
+def _to_gcs(cred: dict, target: Target, path: str, org_slug: str) -> None:
+    import google.auth
+    import google.auth.exceptions
+    from google.api_core.exceptions import GoogleAPICallError
+    from google.auth.transport.requests import AuthorizedSession
+    from google.cloud import storage
+
+    from jobs.identity import gcp_credentials, guard_requests_session
+
+    credentials = gcp_credentials(cred, [GCS_SCOPE], org_slug)
+    if credentials is None:  # single tenancy without a credential: the operator's application-default identity
+        credentials, _ = google.auth.default(scopes=[GCS_SCOPE])
+    session = AuthorizedSession(credentials)
+    guard_requests_session(session)
+    # An explicit endpoint always (Google's by default), so no STORAGE_EMULATOR_HOST of the host steers a tenant's
+    # upload; project=None: an upload needs none, and looking one up would ask the platform's metadata server.
+    endpoint = str(cred.get("storage_url") or GCS_ENDPOINT).rstrip("/")
+    client = storage.Client(project=None, credentials=credentials, _http=session,
+                            client_options={"api_endpoint": endpoint})
+    try:
+        client.bucket(target.bucket).blob(target.key, chunk_size=GCS_PART).upload_from_filename(path)
+    except (GoogleAPICallError, google.auth.exceptions.GoogleAuthError, OSError, ValueError) as e:
+        reason = getattr(e, "message", None) or e
+        raise ExportFailed(f"Cloud Storage refused writing {target.url}: {reason}. The identity needs "
+                           "storage.objects.create on the bucket (roles/storage.objectCreator).") from None
+
+
+def _to_blob(cred: dict, target: Target, path: str, org_slug: str) -> None:
     from jobs.cloud.azure import BlobSource
 
     if not cred and os.environ.get("AZURE_STORAGE_CONNECTION_STRING"):  # single tenancy, the operator's account

@@ -124,3 +124,18 @@ def pubsub_emulator(pubsub_emulator_server):
         yield pubsub_emulator_server
     finally:
         mp.undo()
+
+
+@pytest.fixture()
+def gcs_emulator():
+    """A Cloud Storage JSON API emulator (gcp-storage-emulator, in memory, resumable uploads included) on a free
+    loopback port, with bucket `finops-exports`; yields its base URL."""
+    server_mod = pytest.importorskip("gcp_storage_emulator.server",
+                                     reason="gcp-storage-emulator not installed (the test extra has it)")
+    port = free_port()
+    server = server_mod.create_server("127.0.0.1", port, in_memory=True, default_bucket="finops-exports")
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()

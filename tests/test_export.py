@@ -24,6 +24,7 @@ from shared import export as ex
 from shared import schemas, service_map
 from tests import cloud_kit as kit
 from tests.azurite import azurite  # noqa: F401 - fixture
+from tests.emulators import gcs_emulator  # noqa: F401 - fixture
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
 AWS_CSV = SAMPLES / "aws" / "sample-anonymous-aws-export-dataset.csv"
@@ -302,11 +303,62 @@ def test_az_target_is_written_with_the_orgs_azure_credential(landed, rt, azurite
     assert table.num_rows == len(aws_rows()) + oci_count()
 
 
+def gcs_object(endpoint: str, bucket: str, name: str) -> bytes:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    client = storage.Client(project=None, credentials=AnonymousCredentials(),
+                            client_options={"api_endpoint": endpoint})
+    return client.bucket(bucket).blob(name).download_as_bytes()
+
+
+def test_gs_target_is_written_with_the_orgs_gcp_credential(landed, rt, gcs_emulator, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")  # the credential's endpoint wins over the host's
+    add_credential(rt, "gcp", {"access_token": "ya29.test", "storage_url": gcs_emulator})
+    # the smallest parts and no single-request upload: the file goes up as a large export does, resumable in parts
+    monkeypatch.setattr("cli.export_targets.GCS_PART", 256 * 1024)
+    monkeypatch.setattr("google.cloud.storage.blob._MAX_MULTIPART_SIZE", 0)
+    done = run("export", "acme", "--out", "gs://finops-exports/acme/focus.parquet")
+    assert done.exit_code == 0, done.output
+    table = pq.read_table(io.BytesIO(gcs_object(gcs_emulator, "finops-exports", "acme/focus.parquet")))
+    assert table.num_rows == len(aws_rows()) + oci_count()
+    billed = pa.compute.sum(table.filter(pa.compute.equal(table["ProviderName"], "Amazon Web Services"))["BilledCost"])
+    assert billed.as_py() == aws_cost()
+
+    done = run("export", "acme", "--out", "gs://finops-exports/acme/aws.csv.gz", "--provider", "aws")
+    assert done.exit_code == 0, done.output
+    rows = read_csv(gzip.decompress(gcs_object(gcs_emulator, "finops-exports", "acme/aws.csv.gz")))
+    assert sum((Decimal(r["BilledCost"]) for r in rows), Decimal(0)) == aws_cost()
+    assert not list(rt.settings.home.glob(".cloudact-export-*"))
+
+
+def test_a_gs_bucket_that_refuses_names_the_target_and_leaves_nothing(landed, rt, gcs_emulator):  # noqa: F811
+    add_credential(rt, "gcp", {"access_token": "ya29.test", "storage_url": gcs_emulator})
+    done = run("export", "acme", "--out", "gs://no-such-bucket/x.parquet")
+    assert done.exit_code == 1 and "gs://no-such-bucket/x.parquet" in " ".join(done.output.split())
+    assert not list(rt.settings.home.glob(".cloudact-export-*"))
+
+
+def test_multi_tenancy_writes_gs_only_to_public_endpoints_with_the_tenants_identity(landed, rt, monkeypatch,
+                                                                                     tmp_path, gcs_emulator):  # noqa: F811
+    from shared.config import settings
+    from shared.secrets import CredentialInvalid
+
+    monkeypatch.setenv("CLOUDACT_TENANCY", "multi")
+    monkeypatch.setenv("CLOUDACT_SOURCE_ROOT", str(tmp_path))
+    rt.settings = settings()
+    done = run("export", "acme", "--out", "gs://finops-exports/x.parquet")
+    assert done.exit_code == 1 and "no active gcp credential for org 'acme'" in done.output
+    for internal in (gcs_emulator, "https://169.254.169.254", "https://127.0.0.1:8443"):
+        with pytest.raises(CredentialInvalid, match="storage_url"):
+            add_credential(rt, "gcp", {"access_token": "ya29.test", "storage_url": internal})
+
+
 @pytest.mark.parametrize("out, message", [
-    ("gs://bucket/focus.parquet", "gs:// targets are not supported yet"),
     ("s3://bucket/", "name the object"),
     ("s3:///key.csv", "name the object"),
-    ("https://example.com/x.csv", "export to a local path, s3://bucket/key or az://container/blob"),
+    ("gs://bucket/", "name the object"),
+    ("https://example.com/x.csv", "export to a local path, s3://bucket/key, gs://bucket/object or"),
 ])
 def test_targets_that_cannot_be_written_are_refused_before_reading(landed, out, message):
     done = run("export", "acme", "--out", out)
