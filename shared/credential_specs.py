@@ -155,6 +155,13 @@ def _aws_shape(doc: dict) -> None:
         raise CredentialInvalid("role_arn must be an IAM role ARN, arn:aws:iam::<12-digit account>:role/<name>")
 
 
+def _focus_shape(doc: dict) -> None:
+    scheme = urlsplit(str(doc.get("source") or "")).scheme
+    if scheme not in ("file", "s3"):
+        raise CredentialInvalid("source must be a file:// folder or an s3://bucket/prefix of FOCUS files")
+    _aws_shape(doc)
+
+
 # Names as BigQuery allows them, loosely; what matters is that no field can leave the `quoted` table reference.
 _BIGQUERY_NAMES = (("project", re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:_-]{0,127}$")),
                    ("dataset", re.compile(r"^\w{1,1024}$")),
@@ -232,6 +239,13 @@ SPECS: dict[str, Spec] = {s.kind: s for s in (
          identity=(("tenant_id", "client_id", "client_secret"), ("tenant_id", "client_id", "client_certificate"),
                    ("access_token",), ("connection_string",), ("account_url", "account_key")),
          sources=_azure_sources),
+    # A vendor's FOCUS files (focus/file/import): a folder, or an S3 (or S3-compatible) bucket read as AWS is.
+    Spec("focus", text=("prefix", "region", "aws_access_key_id", "role_arn", "external_id"),
+         secret=("aws_secret_access_key", "aws_session_token"), endpoints=("endpoint_url",),
+         access=(("source",),),
+         together=(("aws_access_key_id", "aws_secret_access_key"),),
+         identity=(("aws_access_key_id", "aws_secret_access_key"), ("role_arn",)),
+         platform_set=("external_id",), sources=_folder, shape=_focus_shape),
     Spec("oci", text=("tenancy_ocid", "user_ocid", "fingerprint", "region", "report"),
          secret=("private_key", "passphrase"), numbers=("late_days",), endpoints=("endpoint",),
          access=(("source",), ("tenancy_ocid", "user_ocid", "fingerprint", "private_key", "region")),

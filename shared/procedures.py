@@ -100,7 +100,7 @@ def check_provider_facts() -> None:
     problems = []
     for p in registry.pipelines().values():
         keys = PROVIDER_FACT_KEYS.get(p.category, ())
-        if not keys or not p.available:
+        if not keys or not p.available or p.names_from == "file":
             continue
         facts = provider_facts().get(p.provider)
         facts = facts if isinstance(facts, dict) else {}
@@ -120,7 +120,7 @@ def provider_fact_rows(category: str) -> list[dict[str, str]]:
         raise ProcedureError(f"no provider facts of category {category!r} (known: {', '.join(PROVIDER_FACT_KEYS)})")
     check_provider_facts()
     providers = dict.fromkeys(p.provider for p in registry.pipelines().values()
-                              if p.category == category and p.available)
+                              if p.category == category and p.available and p.names_from != "file")
     return [{"provider": name, **{k: provider_facts()[name][k] for k in PROVIDER_FACT_KEYS[category]}}
             for name in providers]
 

@@ -33,6 +33,9 @@ class Pipeline:
     # Observations of the run itself, not of the slice's dates (a balance sampled when the run reads
     # it): each run keeps its own rows, so they add up to a history rather than replacing each other.
     run_tables: tuple[str, ...] = ()
+    # Whose names the rows carry: the provider's facts (procedures/provider_facts.yml), or the input's own
+    # (`file`: a vendor's FOCUS file names its provider, publisher and invoice issuer itself).
+    names_from: str = "facts"
 
     @property
     def available(self) -> bool:
@@ -60,6 +63,7 @@ def pipelines() -> dict[str, Pipeline]:
             credential=e["credential"],
             status=e.get("status", "available"),
             run_tables=tuple(e.get("run_tables", ())),
+            names_from=e.get("names_from", "facts"),
         )
     return out
 

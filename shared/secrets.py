@@ -155,7 +155,7 @@ class CredentialStore:
         if self._multi():
             # Checked again at run time: stored under other rules (single tenancy) or before DNS changed.
             specs.validate(provider, {k: v for k, v in doc.items() if k != "external_id"}, org_slug, self.s)
-            if provider == "aws" and doc.get("role_arn"):
+            if _assumes_role(provider, doc):
                 doc["external_id"] = self.external_id(org_slug)  # never a value the tenant could have chosen
         return doc
 
@@ -184,7 +184,7 @@ class CredentialStore:
         return tenancy.is_multi(self.s)
 
     def _with_external_id(self, org_slug: str, provider: str, doc: dict) -> dict:
-        if provider == "aws" and doc.get("role_arn") and (self._multi() or not doc.get("external_id")):
+        if _assumes_role(provider, doc) and (self._multi() or not doc.get("external_id")):
             return {**doc, "external_id": self.external_id(org_slug)}
         return doc
 
@@ -232,3 +232,9 @@ class CredentialStore:
         if doc and doc.get("external_id") and doc.get("role_arn"):
             out["external_id"] = doc["external_id"]
         return out
+
+
+def _assumes_role(kind: str, doc: dict) -> bool:
+    """An AWS role the platform assumes for this credential, with the org's ExternalId (every kind whose spec
+    lets the platform set it: aws, and focus files read from S3)."""
+    return bool(doc.get("role_arn")) and "external_id" in specs.spec(kind).platform_set

@@ -27,6 +27,7 @@ from jobs.cloud import focus_export, gcp
 from shared import focus, procedures, schemas, service_map
 from shared.convert import reconcile_cloud
 from shared.warehouse.base import WarehouseError
+from stubs.focus_vendor_data import FOCUS_10, FOCUS_12, day_periods, iso
 from tests import cloud_kit as kit
 from tests.azurite import azurite  # noqa: F401 - fixture
 from tests.test_aws_billing import s3_server  # noqa: F401 - fixture
@@ -35,15 +36,6 @@ Q = Decimal("0.000000001")  # NUMERIC's 9 decimals
 AWS, AZURE, GCP = "cloud/aws/cost/billing", "cloud/azure/cost/billing", "cloud/gcp/cost/billing"
 RAW, TOTALS = "cloud_focus_raw", "cloud_source_totals"
 
-# FOCUS 1.2 = the 65 FOCUS 1.3 columns without the 8 that 1.3 added; 1.0 = 1.2 without what 1.1 and 1.2 added.
-NEW_IN_13 = {"ServiceProviderName", "HostProviderName", "AllocatedMethodDetails", "AllocatedMethodId",
-             "AllocatedResourceId", "AllocatedResourceName", "AllocatedTags", "ContractApplied"}
-NEW_IN_11_12 = {"BillingAccountType", "SubAccountType", "InvoiceId", "CapacityReservationId",
-                "CapacityReservationStatus", "CommitmentDiscountQuantity", "CommitmentDiscountUnit",
-                "ServiceSubcategory", "SkuMeter", "SkuPriceDetails", "PricingCurrency",
-                "PricingCurrencyContractedUnitPrice", "PricingCurrencyEffectiveCost", "PricingCurrencyListUnitPrice"}
-FOCUS_12 = [c.name for c in focus.FOCUS_COLUMNS if c.name not in NEW_IN_13]
-FOCUS_10 = [c for c in FOCUS_12 if c not in NEW_IN_11_12]
 NUMERIC = {c.name for c in focus.FOCUS_COLUMNS if c.type == "NUMERIC"}
 TIMESTAMPS = {c.name for c in focus.FOCUS_COLUMNS if c.type == "TIMESTAMP"}
 # The GCP FOCUS export (Preview): 37 FOCUS columns, no ServiceCategory, ChargeFrequency, CommitmentDiscount*,
@@ -109,22 +101,13 @@ CLOUDS = {
 }
 
 
-def _iso(t: dt.datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def day_charges(provider: str, day: dt.date) -> list[dict]:
     """The charges of one usage day. ChargeDescription '<kind> <day>' names each one for the assertions."""
     c = CLOUDS[provider]
-    start = dt.datetime.combine(day, dt.time(), dt.UTC)
-    month = start.replace(day=1)
     base = {k: c[k] for k in ("ProviderName", "BillingAccountId", "BillingAccountName", "BillingAccountType",
                               "SubAccountId", "SubAccountName", "SubAccountType", "RegionId", "RegionName")}
     base.update(BillingCurrency="USD", PricingCurrency="USD", PublisherName=c["ProviderName"],
-                InvoiceIssuerName=c["ProviderName"], ChargePeriodStart=_iso(start),
-                ChargePeriodEnd=_iso(start + dt.timedelta(days=1)), BillingPeriodStart=_iso(month),
-                BillingPeriodEnd=_iso((month + dt.timedelta(days=32)).replace(day=1)),
-                InvoiceId=f"INV-{month:%Y%m}", ChargeClass=None)
+                InvoiceIssuerName=c["ProviderName"], InvoiceId=f"INV-{day:%Y%m}", ChargeClass=None, **day_periods(day))
 
     def charge(kind, service, category, billed, effective=None, quantity=None, unit=None, list_price=None,
                contracted_price=None, list_cost=None, contracted_cost=None, **kw):
@@ -272,7 +255,7 @@ def gcp_shape(rows: list[dict]) -> list[dict]:
     for r in rows:
         row = {k: r.get(k) for k in GCP_FOCUS}
         row.update(x_ServiceId="6F81-5844-456A", x_CostType="regular",
-                   x_ExportTime=_iso(dt.datetime.fromisoformat(r["ChargePeriodEnd"]) + dt.timedelta(hours=4)),
+                   x_ExportTime=iso(dt.datetime.fromisoformat(r["ChargePeriodEnd"]) + dt.timedelta(hours=4)),
                    x_ProjectLabels=[{"key": "team", "value": "platform"}, {"key": "Env", "value": "dev"}],
                    x_Tags=[{"key": "org/CostCenter", "value": "cc-100", "inherited": True, "namespace": "123"}],
                    x_Labels=[{"key": "Env", "value": "prod"}, {"key": "app", "value": r["ServiceName"]}])

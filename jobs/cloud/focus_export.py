@@ -6,9 +6,11 @@ do not matter):
     has BilledCost and ChargePeriodStart, see `is_focus_export`);
   * Azure Cost Management FocusCost exports 1.0-preview(v1), 1.0, 1.0r2 and 1.2-preview (jobs/cloud/azure.py:
     manifest exportConfig.type, the credential's "dataset", or the header);
-  * the GCP FOCUS export gcp_billing_export_focus_<BA> (jobs/cloud/gcp.py: BigQuery, or the table as Parquet).
+  * the GCP FOCUS export gcp_billing_export_focus_<BA> (jobs/cloud/gcp.py: BigQuery, or the table as Parquet);
+  * any vendor's FOCUS 1.0-1.3 file (jobs/cloud/focus_file.py, pipeline focus/file/import), its names kept.
 
-The FOCUS version of a file is recognised by its columns (`detect_version`): 1.2 adds InvoiceId and
+The FOCUS version of a file is recognised by its columns (`detect_version`): 1.3 adds HostProviderName and
+the Allocated* columns (not kept: nothing here splits a cost), 1.2 adds InvoiceId and
 SubAccountType, 1.1 ServiceSubcategory and SkuMeter, 1.0 ChargeClass and ConsumedQuantity; 1.0-preview still
 has UsageQuantity and ChargeSubcategory, 0.5 AmortizedCost and ChargeType. Columns renamed between versions
 are read under either name (`COLUMN_MAP`: UsageQuantity -> consumed_quantity, Region -> region_id, AWS 1.0
@@ -145,6 +147,7 @@ REQUIRED = ("BilledCost", "BillingAccountId", "BillingCurrency", "ChargeCategory
 TAG_SOURCES = ("x_CostCategories", "x_ProjectLabels", "x_Tags", "x_Labels", "Tags")
 # The newest version whose marker columns a header has is its version.
 VERSION_MARKERS = (
+    ("1.3", ("HostProviderName", "ServiceProviderName", "AllocatedMethodId", "ContractApplied")),
     ("1.2", ("InvoiceId", "SubAccountType", "PricingCurrencyEffectiveCost")),
     ("1.1", ("ServiceSubcategory", "SkuMeter", "SkuPriceDetails", "CommitmentDiscountQuantity",
              "CapacityReservationId")),
@@ -165,6 +168,12 @@ def is_focus_export(header_names: Iterable[str]) -> bool:
     """Whether a file's columns are a FOCUS export's (any version): it has BilledCost and ChargePeriodStart."""
     have = _lower_index(header_names)
     return "billedcost" in have and "chargeperiodstart" in have
+
+
+def names_a_provider(header_names: Iterable[str]) -> bool:
+    """Whether a file says whose costs it holds: ProviderName (1.0-preview Provider) or 1.3's ServiceProviderName."""
+    have = _lower_index(header_names)
+    return bool({"providername", "provider", "serviceprovidername"} & set(have))
 
 
 def detect_version(header_names: Iterable[str]) -> str:

@@ -48,6 +48,8 @@
 -- party (a marketplace seller), else the cloud's; HostProviderName (1.3, no export has it yet) the cloud's,
 -- which hosts everything in its own export; InvoiceIssuerName the export's invoicing entity ('Amazon Web
 -- Services EMEA SARL', a CSP partner), the cloud's where it is empty or just the cloud's short name.
+-- A vendor's own FOCUS file (focus/file/import: a provider without facts, `names_from: file` in providers.yml)
+-- keeps the names it writes, each falling back to its ProviderName (1.3: ServiceProviderName).
 -- Allocated* and ContractApplied (1.3) stay NULL: no export carries split allocation or contract commitments.
 -- Names: SubAccountName/RegionName fall back to the id, and are NULL without one; SubAccountType and
 -- BillingAccountType fall back to the labels the raw converters use (Linked Account, Subscription, Project;
@@ -55,23 +57,29 @@
 -- Google collection (instances, buckets) in the id, else 'resource'.
 WITH src AS (
   SELECT r.*,
+         -- ELSE: a vendor's own FOCUS file (focus/file/import) has no facts; its names are the file's, each
+         -- falling back to its ProviderName (a 1.3 file may name only the ServiceProviderName)
          CASE r.provider
            WHEN 'aws' THEN {aws.HostProviderName} WHEN 'azure' THEN {azure.HostProviderName} WHEN 'gcp' THEN {gcp.HostProviderName}
-           ELSE COALESCE(r.provider_name, r.provider)
+           ELSE COALESCE(r.host_provider_name, r.provider_name, r.service_provider_name)
          END AS cloud,
          CASE r.provider
            WHEN 'aws' THEN {aws.ProviderName} WHEN 'azure' THEN {azure.ProviderName} WHEN 'gcp' THEN {gcp.ProviderName}
+           ELSE COALESCE(r.provider_name, r.service_provider_name)
          END AS cloud_provider,
          CASE r.provider
            WHEN 'aws' THEN {aws.PublisherName} WHEN 'azure' THEN {azure.PublisherName} WHEN 'gcp' THEN {gcp.PublisherName}
+           ELSE COALESCE(r.publisher_name, r.provider_name, r.service_provider_name)
          END AS cloud_publisher,
          CASE r.provider
            WHEN 'aws' THEN {aws.ServiceProviderName} WHEN 'azure' THEN {azure.ServiceProviderName}
            WHEN 'gcp' THEN {gcp.ServiceProviderName}
+           ELSE COALESCE(r.service_provider_name, r.provider_name)
          END AS cloud_service_provider,
          CASE r.provider
            WHEN 'aws' THEN {aws.InvoiceIssuerName} WHEN 'azure' THEN {azure.InvoiceIssuerName}
            WHEN 'gcp' THEN {gcp.InvoiceIssuerName}
+           ELSE COALESCE(r.invoice_issuer_name, r.provider_name, r.service_provider_name)
          END AS cloud_issuer,
          CASE
            WHEN LOWER(r.charge_subcategory) IN ('credit', 'refund') THEN 'Credit'

@@ -127,6 +127,14 @@ def _bedrock(tmp, stack, wh) -> Source:
     return Source({"region": "us-east-1", "endpoint_url": endpoint, **KEYS}, start, start + dt.timedelta(days=2))
 
 
+def _focus_files(tmp, stack, wh) -> Source:
+    from stubs import focus_vendor_data as vendors
+
+    start, end = dt.date(2026, 9, 27), dt.date(2026, 9, 30)
+    vendors.write_all(start, end, tmp / "focus")
+    return Source({"source": f"file://{tmp / 'focus'}"}, start, end)
+
+
 def _saas(tmp, stack, wh) -> Source:
     from shared import subscriptions as subs
 
@@ -147,6 +155,7 @@ CONTRACTS: dict[str, Contract] = {
     "cloud/oci/cost/billing": Contract({"tenancy_ocid": "t", "user_ocid": "u", "fingerprint": "f",
                                         "private_key": "not a pem", "region": "r"}, "private_key",
                                        _folder("oci", dt.date(2023, 11, 1), dt.date(2023, 11, 30))),
+    "focus/file/import": Contract({"source": "https://vendor.example/focus/"}, "source", _focus_files),
     "genai/payg/openai": Contract({"admin_key": "sk-proj-0123456789abcdef0123456789abcdef0123"}, "admin_key",
                                   _openai),
     "genai/payg/anthropic": Contract({"admin_key": "sk-ant-api03-0123456789"}, "admin_key", _anthropic),
