@@ -1055,7 +1055,7 @@ def render_rules_doc() -> str:
     out = [
         f"# FOCUS {FOCUS_VERSION} rules: what the gate checks",
         "",
-        "Generated from `shared/focus.py` and `shared/focus_unchecked.py` by "
+        "Generated from `shared/focus.py` and `shared/focus_unchecked.yml` by "
         "`python -m shared.focus --rules-doc`; do not edit by hand (a test keeps it in sync).",
         "",
         "The gate (`shared.focus.check`, `check_arrow`) runs on every conversion, over the rows the run wrote. "
