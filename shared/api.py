@@ -20,6 +20,7 @@ GET|POST /api/v1/fx-rates/{org}                    the org's exchange rates (sha
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -295,22 +296,55 @@ def _cancel_run(c: Call, org: str, run_id: str):
     return 200, cancel_run(c.rt, org, run_id, by="api")
 
 
-# -- subscriptions
-@contextmanager
-def _subscription_errors():
-    from shared import subscriptions as subs
-    from shared.tenants import UnknownOrg
+# -- records an org keeps with their history: subscriptions and price overrides
+@dataclass(frozen=True)
+class _Records:
+    """The routes a domain module of dated records shares: list, create, get (with `?history`), and its
+    errors. Names, not objects: the module is imported on the first request, as every domain module here."""
 
-    try:
-        yield
-    except subs.SubscriptionInvalid as e:
-        raise ApiError(400, "invalid_subscription", str(e), field=e.field) from None
-    except subs.UnknownSubscription as e:
-        raise ApiError(404, "unknown_subscription", str(e)) from None
-    except UnknownOrg as e:
-        raise ApiError(404, "unknown_org", str(e)) from None
-    except subs.SubscriptionConflict as e:
-        raise ApiError(409, "conflict", str(e)) from None
+    module: str
+    key: str  # of the list in a list answer
+    noun: str  # in the error codes invalid_<noun> (400) and unknown_<noun> (404)
+    list_fn: str
+    create_fn: str
+    invalid: str  # the module's exception classes: a bad document (with .field), an unknown id, a conflict
+    unknown: str
+    conflict: str
+
+    def _module(self):
+        return importlib.import_module(self.module)
+
+    @contextmanager
+    def errors(self):
+        from shared.tenants import UnknownOrg
+
+        mod = self._module()
+        try:
+            yield
+        except getattr(mod, self.invalid) as e:
+            raise ApiError(400, f"invalid_{self.noun}", str(e), field=e.field) from None
+        except getattr(mod, self.unknown) as e:
+            raise ApiError(404, f"unknown_{self.noun}", str(e)) from None
+        except UnknownOrg as e:
+            raise ApiError(404, "unknown_org", str(e)) from None
+        except getattr(mod, self.conflict) as e:
+            raise ApiError(409, "conflict", str(e)) from None
+
+    def list(self, c: Call, org: str):
+        return 200, {self.key: getattr(self._module(), self.list_fn)(org, wh=c.rt.warehouse)}
+
+    def create(self, c: Call, org: str):
+        return 201, getattr(self._module(), self.create_fn)(org, c.json(), wh=c.rt.warehouse)
+
+    def get(self, c: Call, org: str, rid: str):
+        return 200, self._module().get(org, rid, history=c.query.get("history") in ("1", "true"), wh=c.rt.warehouse)
+
+
+_SUBSCRIPTIONS = _Records("shared.subscriptions", "subscriptions", "subscription", "list_subscriptions", "create",
+                          "SubscriptionInvalid", "UnknownSubscription", "SubscriptionConflict")
+# stored rows change only when their slice is run again
+_PRICE_OVERRIDES = _Records("shared.price_overrides", "price_overrides", "override", "list_overrides", "add",
+                            "OverrideInvalid", "UnknownOverride", "OverrideConflict")
 
 
 def _object_body(c: Call, invalid: Callable[[str, str], Exception], empty_ok: bool = False) -> dict:
@@ -321,37 +355,29 @@ def _object_body(c: Call, invalid: Callable[[str, str], Exception], empty_ok: bo
     return body
 
 
-def _list_subscriptions(c: Call, org: str):
-    from shared import subscriptions as subs
-
-    return 200, {"subscriptions": subs.list_subscriptions(org, wh=c.rt.warehouse)}
-
-
-def _create_subscription(c: Call, org: str):
-    from shared import subscriptions as subs
-
-    return 201, subs.create(org, c.json(), wh=c.rt.warehouse)
-
-
-def _get_subscription(c: Call, org: str, sid: str):
-    from shared import subscriptions as subs
-
-    return 200, subs.get(org, sid, history=c.query.get("history") in ("1", "true"), wh=c.rt.warehouse)
-
-
-def _update_subscription(c: Call, org: str, sid: str):
+def _update_subscription(c: Call, org: str, rid: str):
     from shared import subscriptions as subs
 
     body = _object_body(c, subs.SubscriptionInvalid)
     changes = {k: v for k, v in body.items() if k != "effective_date"}
-    return 200, subs.update(org, sid, changes, body.get("effective_date"), wh=c.rt.warehouse)
+    return 200, subs.update(org, rid, changes, body.get("effective_date"), wh=c.rt.warehouse)
 
 
-def _cancel_subscription(c: Call, org: str, sid: str):
+def _cancel_subscription(c: Call, org: str, rid: str):
     from shared import subscriptions as subs
 
     body = _object_body(c, subs.SubscriptionInvalid, empty_ok=True)
-    return 200, subs.cancel(org, sid, body.get("end_date"), wh=c.rt.warehouse)
+    return 200, subs.cancel(org, rid, body.get("end_date"), wh=c.rt.warehouse)
+
+
+def _end_override(c: Call, org: str, rid: str):
+    from shared import price_overrides as po
+
+    body = c.json()
+    if not isinstance(body, dict) or set(body) != {"effective_to"}:
+        raise po.OverrideInvalid("body", 'must be {"effective_to": "YYYY-MM-DD"} (the first day the '
+                                 "override no longer applies)")
+    return 200, po.end(org, rid, body["effective_to"], wh=c.rt.warehouse)
 
 
 # -- schedules (shared/schedules.py routes within the group itself)
@@ -405,52 +431,6 @@ def _rotate_credential(c: Call, org: str, cid: str):
 
 def _disable_credential(c: Call, org: str, cid: str):
     return 200, CredentialStore(c.rt.warehouse, c.rt.settings).disable(org, cid)
-
-
-# -- price overrides: stored rows change only when their slice is run again
-@contextmanager
-def _override_errors():
-    from shared import price_overrides as po
-    from shared.tenants import UnknownOrg
-
-    try:
-        yield
-    except po.OverrideInvalid as e:
-        raise ApiError(400, "invalid_override", str(e), field=e.field) from None
-    except po.UnknownOverride as e:
-        raise ApiError(404, "unknown_override", str(e)) from None
-    except UnknownOrg as e:
-        raise ApiError(404, "unknown_org", str(e)) from None
-    except po.OverrideConflict as e:
-        raise ApiError(409, "conflict", str(e)) from None
-
-
-def _list_overrides(c: Call, org: str):
-    from shared import price_overrides as po
-
-    return 200, {"price_overrides": po.list_overrides(org, wh=c.rt.warehouse)}
-
-
-def _add_override(c: Call, org: str):
-    from shared import price_overrides as po
-
-    return 201, po.add(org, c.json(), wh=c.rt.warehouse)
-
-
-def _get_override(c: Call, org: str, oid: str):
-    from shared import price_overrides as po
-
-    return 200, po.get(org, oid, history=c.query.get("history") in ("1", "true"), wh=c.rt.warehouse)
-
-
-def _end_override(c: Call, org: str, oid: str):
-    from shared import price_overrides as po
-
-    body = c.json()
-    if not isinstance(body, dict) or set(body) != {"effective_to"}:
-        raise po.OverrideInvalid("body", 'must be {"effective_to": "YYYY-MM-DD"} (the first day the '
-                                 "override no longer applies)")
-    return 200, po.end(org, oid, body["effective_to"], wh=c.rt.warehouse)
 
 
 # -- costs and exchange rates
@@ -594,12 +574,12 @@ ROUTES: tuple[Group, ...] = (
         Route("POST", "/<run_id>/cancel", _cancel_run),
     )),
     Group("/api/v1/subscriptions", (
-        Route("GET", "", _list_subscriptions),
-        Route("POST", "", _create_subscription),
-        Route("GET", "/<sid>", _get_subscription),
-        Route("PATCH", "/<sid>", _update_subscription),
-        Route("POST", "/<sid>/cancel", _cancel_subscription),
-    ), errors=_subscription_errors),
+        Route("GET", "", _SUBSCRIPTIONS.list),
+        Route("POST", "", _SUBSCRIPTIONS.create),
+        Route("GET", "/<rid>", _SUBSCRIPTIONS.get),
+        Route("PATCH", "/<rid>", _update_subscription),
+        Route("POST", "/<rid>/cancel", _cancel_subscription),
+    ), errors=_SUBSCRIPTIONS.errors),
     Group("/api/v1/schedules", (
         Route("GET", "", _schedules),
         Route("POST", "", _schedules),
@@ -614,11 +594,11 @@ ROUTES: tuple[Group, ...] = (
         Route("DELETE", "/<cid>", _disable_credential),
     ), errors=_credential_errors),
     Group("/api/v1/price-overrides", (
-        Route("GET", "", _list_overrides),
-        Route("POST", "", _add_override),
-        Route("GET", "/<oid>", _get_override),
-        Route("POST", "/<oid>/end", _end_override),
-    ), errors=_override_errors),
+        Route("GET", "", _PRICE_OVERRIDES.list),
+        Route("POST", "", _PRICE_OVERRIDES.create),
+        Route("GET", "/<rid>", _PRICE_OVERRIDES.get),
+        Route("POST", "/<rid>/end", _end_override),
+    ), errors=_PRICE_OVERRIDES.errors),
     Group("/api/v1/costs", (
         Route("GET", "", _get_costs),
         Route("GET", "/export", _export_costs),

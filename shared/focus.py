@@ -2,7 +2,7 @@
 
 - `FOCUS_COLUMNS`: the 65 CostAndUsage columns in spec order (alphabetical), each with its BigQuery
   type, feature level (M = Mandatory, R = Recommended, C = Conditional), the spec's nullability and,
-  where the spec enumerates them, the allowed values.
+  where the spec enumerates them, the allowed values (kept as data in `focus_columns.yml`).
 - `EXTRA_COLUMNS`: our custom columns after the FOCUS ones: the lineage fields, then `x_cost_source`.
 - `render_schema()`: the `schemas/cost_data_standard_1_3.json` document
   (`python -m shared.focus --write-schema` writes it).
@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from shared.lineage import LINEAGE_FIELDS
 
@@ -119,85 +121,25 @@ class Column:
         return "REQUIRED" if self.required else "NULLABLE"
 
 
-def _c(name, type_, level, allows_nulls, description, allowed=None, deprecated=False) -> Column:
-    # A column is REQUIRED in the table only when it is Mandatory and never null (in all rows).
-    return Column(name, type_, level, allows_nulls, description, allowed, deprecated,
-                  required=(level == "M" and not allows_nulls))
-
-
 S, N, T, J = "STRING", "NUMERIC", "TIMESTAMP", "JSON"
+COLUMNS_PATH = Path(__file__).with_name("focus_columns.yml")
 
-FOCUS_COLUMNS: tuple[Column, ...] = (
-    _c("AllocatedMethodDetails", J, "C", True,
-       'Split cost allocation method: {"Elements":[{"AllocatedRatio":..,"UsageQuantity":..,"UsageUnit":..}]}.'),
-    _c("AllocatedMethodId", S, "C", True, "Split cost allocation method id; null unless the charge is split-allocated."),
-    _c("AllocatedResourceId", S, "C", True, "Resource the split cost was allocated to; null unless allocated."),
-    _c("AllocatedResourceName", S, "C", True, "Display name of the allocated resource."),
-    _c("AllocatedTags", J, "C", True, "Tags of the allocated resource (flat JSON object); null when not allocated."),
-    _c("AvailabilityZone", S, "C", True, "Provider-assigned availability zone; null when not zone-specific."),
-    _c("BilledCost", N, "M", False, "Cost invoiced, in BillingCurrency."),
-    _c("BillingAccountId", S, "M", False, "Billing account identifier."),
-    _c("BillingAccountName", S, "M", True, "Billing account display name."),
-    _c("BillingAccountType", S, "C", False, "Provider label of the billing account type."),
-    _c("BillingCurrency", S, "M", False, "ISO 4217 currency of BilledCost and the other billing-currency costs."),
-    _c("BillingPeriodEnd", T, "M", False, "Exclusive end of the billing period (UTC)."),
-    _c("BillingPeriodStart", T, "M", False, "Inclusive start of the billing period (UTC)."),
-    _c("CapacityReservationId", S, "C", True, "Capacity reservation identifier; null when not related to one."),
-    _c("CapacityReservationStatus", S, "C", True, "Used or Unused capacity reservation.", CAPACITY_RESERVATION_STATUSES),
-    _c("ChargeCategory", S, "M", False, "Highest-level charge classification.", CHARGE_CATEGORIES),
-    _c("ChargeClass", S, "M", True, "Correction for corrections to an already-invoiced period, otherwise null.",
-       CHARGE_CLASSES),
-    _c("ChargeDescription", S, "M", True, "Self-contained description of the charge."),
-    _c("ChargeFrequency", S, "R", False, "How often the charge occurs.", CHARGE_FREQUENCIES),
-    _c("ChargePeriodEnd", T, "M", False, "Exclusive end of the charge period (UTC)."),
-    _c("ChargePeriodStart", T, "M", False, "Inclusive start of the charge period (UTC)."),
-    _c("CommitmentDiscountCategory", S, "C", True, "Spend- or usage-based commitment discount.",
-       COMMITMENT_DISCOUNT_CATEGORIES),
-    _c("CommitmentDiscountId", S, "C", True, "Commitment discount identifier; null when not related to one."),
-    _c("CommitmentDiscountName", S, "C", True, "Commitment discount display name."),
-    _c("CommitmentDiscountQuantity", N, "C", True, "Amount of the commitment discount purchased or used."),
-    _c("CommitmentDiscountStatus", S, "C", True, "Used or Unused commitment discount.", COMMITMENT_DISCOUNT_STATUSES),
-    _c("CommitmentDiscountType", S, "C", True, "Provider label of the commitment discount type."),
-    _c("CommitmentDiscountUnit", S, "C", True, "Unit of CommitmentDiscountQuantity."),
-    _c("ConsumedQuantity", N, "C", True, "Volume of the resource or service used (Usage rows only)."),
-    _c("ConsumedUnit", S, "C", True, "Unit of ConsumedQuantity."),
-    _c("ContractApplied", J, "C", True,
-       'Contract commitments applied: {"Elements":[{"ContractId":..,"ContractCommitmentId":..,...}]}.'),
-    _c("ContractedCost", N, "M", False, "ContractedUnitPrice x PricingQuantity (negotiated cost)."),
-    _c("ContractedUnitPrice", N, "C", True, "Negotiated unit price per PricingUnit."),
-    _c("EffectiveCost", N, "M", False, "Amortized cost after all discounts and prepayments."),
-    _c("HostProviderName", S, "M", True, "Entity hosting the resource or service (else equal to ServiceProviderName)."),
-    _c("InvoiceId", S, "R", True, "Invoice the charge is on; null when not on an issued or provisional invoice."),
-    _c("InvoiceIssuerName", S, "M", False, "Entity responsible for invoicing."),
-    _c("ListCost", N, "M", False, "ListUnitPrice x PricingQuantity (public list price cost)."),
-    _c("ListUnitPrice", N, "C", True, "Public list unit price per PricingUnit."),
-    _c("PricingCategory", S, "C", True, "Pricing model of the charge.", PRICING_CATEGORIES),
-    _c("PricingCurrency", S, "C", False, "Currency prices are denominated in (ISO 4217 or virtual)."),
-    _c("PricingCurrencyContractedUnitPrice", N, "C", True, "Contracted unit price in PricingCurrency."),
-    _c("PricingCurrencyEffectiveCost", N, "C", False, "Effective cost in PricingCurrency."),
-    _c("PricingCurrencyListUnitPrice", N, "C", True, "List unit price in PricingCurrency."),
-    _c("PricingQuantity", N, "M", True, "Volume purchased or used, in PricingUnit."),
-    _c("PricingUnit", S, "M", True, "Unit of PricingQuantity."),
-    _c("ProviderName", S, "M", False, "Deprecated in 1.3 (use ServiceProviderName); still required.", deprecated=True),
-    _c("PublisherName", S, "M", False, "Deprecated in 1.3; still required.", deprecated=True),
-    _c("RegionId", S, "C", True, "Provider-assigned region id; null when not region-specific."),
-    _c("RegionName", S, "C", True, "Region display name."),
-    _c("ResourceId", S, "C", True, "Provider-assigned resource id; null when not resource-related."),
-    _c("ResourceName", S, "C", True, "Resource display name."),
-    _c("ResourceType", S, "C", True, "Kind of resource."),
-    _c("ServiceCategory", S, "M", False, "Highest-level service classification.", SERVICE_CATEGORIES),
-    _c("ServiceName", S, "M", False, "Offering that can be purchased from the service provider."),
-    _c("ServiceProviderName", S, "M", False, "Entity that makes the resource or service available for purchase."),
-    _c("ServiceSubcategory", S, "R", False, "Subcategory of ServiceCategory.", ALL_SERVICE_SUBCATEGORIES),
-    _c("SkuId", S, "C", True, "Provider SKU identifier."),
-    _c("SkuMeter", S, "C", True, "Functionality being metered or measured by the SKU."),
-    _c("SkuPriceDetails", J, "C", True, "Properties of the SKU price (flat JSON object)."),
-    _c("SkuPriceId", S, "C", True, "Provider SKU price identifier."),
-    _c("SubAccountId", S, "C", True, "Sub account id (GCP project, AWS linked account, Azure subscription, ...)."),
-    _c("SubAccountName", S, "C", True, "Sub account display name."),
-    _c("SubAccountType", S, "C", True, "Provider label of the sub account type."),
-    _c("Tags", J, "C", True, "User and provider tags (flat JSON object)."),
-)
+
+def _focus_columns() -> tuple[Column, ...]:
+    lists = {"CHARGE_CATEGORIES": CHARGE_CATEGORIES, "CHARGE_CLASSES": CHARGE_CLASSES,
+             "CHARGE_FREQUENCIES": CHARGE_FREQUENCIES, "COMMITMENT_DISCOUNT_CATEGORIES": COMMITMENT_DISCOUNT_CATEGORIES,
+             "COMMITMENT_DISCOUNT_STATUSES": COMMITMENT_DISCOUNT_STATUSES,
+             "CAPACITY_RESERVATION_STATUSES": CAPACITY_RESERVATION_STATUSES, "PRICING_CATEGORIES": PRICING_CATEGORIES,
+             "SERVICE_CATEGORIES": SERVICE_CATEGORIES, "ALL_SERVICE_SUBCATEGORIES": ALL_SERVICE_SUBCATEGORIES}
+    return tuple(
+        Column(name, c["type"], c["level"], c["allows_nulls"], c["description"],
+               lists[c["allowed"]] if "allowed" in c else None, c.get("deprecated", False),
+               required=c["level"] == "M" and not c["allows_nulls"])  # the one case never null in any row
+        for name, c in yaml.safe_load(COLUMNS_PATH.read_text()).items()
+    )
+
+
+FOCUS_COLUMNS: tuple[Column, ...] = _focus_columns()
 
 _LINEAGE_DESCRIPTIONS = {
     "x_org_slug": "Org that owns the row.",
@@ -492,6 +434,14 @@ def _rules() -> tuple[Rule, ...]:
     def must_not_be_null(rule_id, col, when, description, show=()):
         add(rule_id, col, description, f"{col} IS NULL AND ({when})", show or (col,))
 
+    # The many columns that go with another one (a name with its id, a unit with its quantity).
+    def null_when_null(rule_id, col, other):
+        must_be_null(rule_id, col, f"{other} IS NULL", f"{col} MUST be null when {other} is null.", [other, col])
+
+    def not_null_when_not_null(rule_id, col, other, show=()):
+        must_not_be_null(rule_id, col, f"{other} IS NOT NULL", f"{col} MUST NOT be null when {other} is not null.",
+                         show or [other, col])
+
     # Nullability of the columns that are never null, and allowed values (per row: the external
     # validator passes an enumeration when one row is right).
     for name, rule_id in NOT_NULL_IDS.items():
@@ -552,15 +502,10 @@ def _rules() -> tuple[Rule, ...]:
                          ("CAU-CommitmentDiscountUnit-C-003-O", "CommitmentDiscountUnit")):
         add(rule_id, col, f"{col} SHOULD conform to UnitFormat requirements.", unit_format_violation(col),
             [col], keyword="SHOULD", how="see the Unit Format check below")
-    must_be_null("CAU-PricingUnit-C-005-C", "PricingUnit", "PricingQuantity IS NULL",
-                 "PricingUnit MUST be null when PricingQuantity is null.", ["PricingQuantity", "PricingUnit"])
-    must_not_be_null("CAU-PricingUnit-C-006-C", "PricingUnit", "PricingQuantity IS NOT NULL",
-                     "PricingUnit MUST NOT be null when PricingQuantity is not null.", ["PricingQuantity", "PricingUnit"])
-    must_be_null("CAU-ConsumedUnit-C-005-C", "ConsumedUnit", "ConsumedQuantity IS NULL",
-                 "ConsumedUnit MUST be null when ConsumedQuantity is null.", ["ConsumedQuantity", "ConsumedUnit"])
-    must_not_be_null("CAU-ConsumedUnit-C-006-C", "ConsumedUnit", "ConsumedQuantity IS NOT NULL",
-                     "ConsumedUnit MUST NOT be null when ConsumedQuantity is not null.",
-                     ["ConsumedQuantity", "ConsumedUnit"])
+    null_when_null("CAU-PricingUnit-C-005-C", "PricingUnit", "PricingQuantity")
+    not_null_when_not_null("CAU-PricingUnit-C-006-C", "PricingUnit", "PricingQuantity")
+    null_when_null("CAU-ConsumedUnit-C-005-C", "ConsumedUnit", "ConsumedQuantity")
+    not_null_when_not_null("CAU-ConsumedUnit-C-006-C", "ConsumedUnit", "ConsumedQuantity")
 
     # SKUs and prices. 1.3 ties the price columns to SkuPriceId: null without one, filled with one.
     must_be_null("CAU-SkuId-C-004-C", "SkuId", "ChargeCategory = 'Tax'", 'SkuId MUST be null when ChargeCategory is "Tax".',
@@ -573,20 +518,16 @@ def _rules() -> tuple[Rule, ...]:
     must_not_be_null("CAU-SkuPriceId-C-005-C", "SkuPriceId", _USAGE_OR_PURCHASE,
                      'SkuPriceId MUST NOT be null when ChargeCategory is "Usage" or "Purchase" and ChargeClass is not '
                      '"Correction".', ["ServiceProviderName", "ServiceName", "ChargeCategory", "SkuId"])
-    must_be_null("CAU-SkuMeter-C-004-C", "SkuMeter", "SkuId IS NULL", "SkuMeter MUST be null when SkuId is null.",
-                 ["SkuId", "SkuMeter"])
-    must_be_null("CAU-SkuPriceDetails-C-004-C", "SkuPriceDetails", "SkuPriceId IS NULL",
-                 "SkuPriceDetails MUST be null when SkuPriceId is null.", ["SkuPriceId", "SkuPriceDetails"])
+    null_when_null("CAU-SkuMeter-C-004-C", "SkuMeter", "SkuId")
+    null_when_null("CAU-SkuPriceDetails-C-004-C", "SkuPriceDetails", "SkuPriceId")
 
     def priced(col, null_id, tax_id, not_null_id, usage_id, non_negative_id, keyword_nn="MUST"):
-        must_be_null(null_id, col, "SkuPriceId IS NULL", f"{col} MUST be null when SkuPriceId is null.",
-                     ["SkuPriceId", col])
+        null_when_null(null_id, col, "SkuPriceId")
         if tax_id:
             must_be_null(tax_id, col, "ChargeCategory = 'Tax'", f'{col} MUST be null when ChargeCategory is "Tax".',
                          ["ChargeCategory", col])
         if not_null_id:
-            must_not_be_null(not_null_id, col, "SkuPriceId IS NOT NULL",
-                             f"{col} MUST NOT be null when SkuPriceId is not null.", ["SkuPriceId", col])
+            not_null_when_not_null(not_null_id, col, "SkuPriceId")
         must_not_be_null(usage_id, col, _USAGE_OR_PURCHASE,
                          f'{col} MUST NOT be null when ChargeCategory is "Usage" or "Purchase" and ChargeClass is not '
                          '"Correction".', ["ServiceProviderName", "ServiceName", "ChargeCategory", "SkuPriceId"])
@@ -615,8 +556,7 @@ def _rules() -> tuple[Rule, ...]:
         how='a Usage row with CommitmentDiscountStatus "Used" is subject to the commitment')
 
     # Consumed quantity.
-    must_be_null("CAU-ConsumedQuantity-C-009-C", "ConsumedQuantity", "SkuPriceId IS NULL",
-                 "ConsumedQuantity MUST be null when SkuPriceId is null.", ["SkuPriceId", "ConsumedQuantity"])
+    null_when_null("CAU-ConsumedQuantity-C-009-C", "ConsumedQuantity", "SkuPriceId")
     must_be_null("CAU-ConsumedQuantity-C-004-C", "ConsumedQuantity",
                  "ChargeCategory != 'Usage' OR CommitmentDiscountStatus = 'Unused'",
                  'ConsumedQuantity MUST be null when ChargeCategory is not "Usage", or when ChargeCategory is "Usage" '
@@ -629,24 +569,17 @@ def _rules() -> tuple[Rule, ...]:
                      ["ServiceProviderName", "ServiceName", "ChargeDescription", "SkuPriceId"])
 
     # Accounts, regions, resources.
-    must_be_null("CAU-SubAccountName-C-004-C", "SubAccountName", "SubAccountId IS NULL",
-                 "SubAccountName MUST be null when SubAccountId is null.", ["SubAccountId", "SubAccountName"])
-    must_not_be_null("CAU-SubAccountName-C-005-C", "SubAccountName", "SubAccountId IS NOT NULL",
-                     "SubAccountName MUST NOT be null when SubAccountId is not null.", ["SubAccountId", "SubAccountName"])
-    must_be_null("CAU-SubAccountType-C-004-C", "SubAccountType", "SubAccountId IS NULL",
-                 "SubAccountType MUST be null when SubAccountId is null.", ["SubAccountId", "SubAccountType"])
-    must_be_null("CAU-RegionName-C-004-C", "RegionName", "RegionId IS NULL",
-                 "RegionName MUST be null when RegionId is null.", ["RegionId", "RegionName"])
-    must_not_be_null("CAU-RegionName-C-005-C", "RegionName", "RegionId IS NOT NULL",
-                     "RegionName MUST NOT be null when RegionId is not null.", ["RegionId", "RegionName"])
+    null_when_null("CAU-SubAccountName-C-004-C", "SubAccountName", "SubAccountId")
+    not_null_when_not_null("CAU-SubAccountName-C-005-C", "SubAccountName", "SubAccountId")
+    null_when_null("CAU-SubAccountType-C-004-C", "SubAccountType", "SubAccountId")
+    null_when_null("CAU-RegionName-C-004-C", "RegionName", "RegionId")
+    not_null_when_not_null("CAU-RegionName-C-005-C", "RegionName", "RegionId")
     must_be_null("CAU-ResourceName-C-004-C", "ResourceName", "ResourceId IS NULL",
                  "ResourceName MUST be null when ResourceId is null (or the resource has no display name).",
                  ["ResourceId", "ResourceName"])
-    must_be_null("CAU-ResourceType-C-004-C", "ResourceType", "ResourceId IS NULL",
-                 "ResourceType MUST be null when ResourceId is null.", ["ResourceId", "ResourceType"])
-    must_not_be_null("CAU-ResourceType-C-005-C", "ResourceType", "ResourceId IS NOT NULL",
-                     "ResourceType MUST NOT be null when ResourceId is not null.",
-                     ["ServiceProviderName", "ServiceName", "ResourceId"])
+    null_when_null("CAU-ResourceType-C-004-C", "ResourceType", "ResourceId")
+    not_null_when_not_null("CAU-ResourceType-C-005-C", "ResourceType", "ResourceId",
+                           ["ServiceProviderName", "ServiceName", "ResourceId"])
 
     # Commitment discounts.
     for col, null_id, not_null_id in (
@@ -655,17 +588,14 @@ def _rules() -> tuple[Rule, ...]:
         ("CommitmentDiscountName", "CAU-CommitmentDiscountName-C-004-C", None),
         ("CommitmentDiscountStatus", "CAU-CommitmentDiscountStatus-C-003-C", None),
     ):
-        must_be_null(null_id, col, "CommitmentDiscountId IS NULL", f"{col} MUST be null when CommitmentDiscountId is null.",
-                     ["CommitmentDiscountId", col])
+        null_when_null(null_id, col, "CommitmentDiscountId")
         if not_null_id:
-            must_not_be_null(not_null_id, col, "CommitmentDiscountId IS NOT NULL",
-                             f"{col} MUST NOT be null when CommitmentDiscountId is not null.", ["CommitmentDiscountId", col])
+            not_null_when_not_null(not_null_id, col, "CommitmentDiscountId")
     must_not_be_null("CAU-CommitmentDiscountStatus-C-004-C", "CommitmentDiscountStatus",
                      "CommitmentDiscountId IS NOT NULL AND ChargeCategory = 'Usage'",
                      'CommitmentDiscountStatus MUST NOT be null when CommitmentDiscountId is not null and ChargeCategory '
                      'is "Usage".', ["CommitmentDiscountId", "ChargeCategory"])
-    must_be_null("CAU-CommitmentDiscountQuantity-C-016-C", "CommitmentDiscountQuantity", "SkuPriceId IS NULL",
-                 "CommitmentDiscountQuantity MUST be null when SkuPriceId is null.", ["SkuPriceId", "CommitmentDiscountQuantity"])
+    null_when_null("CAU-CommitmentDiscountQuantity-C-016-C", "CommitmentDiscountQuantity", "SkuPriceId")
     must_not_be_null("CAU-CommitmentDiscountQuantity-C-005-C", "CommitmentDiscountQuantity",
                      f"CommitmentDiscountId IS NOT NULL AND {_USAGE_OR_PURCHASE}",
                      'CommitmentDiscountQuantity MUST NOT be null when ChargeCategory is "Usage" or "Purchase", '
@@ -675,17 +605,11 @@ def _rules() -> tuple[Rule, ...]:
                  "ChargeCategory NOT IN ('Usage', 'Purchase') OR CommitmentDiscountId IS NULL OR ChargeClass = 'Correction'",
                  "CommitmentDiscountQuantity MUST be null in all other cases (not Usage/Purchase, no CommitmentDiscountId, "
                  "or a correction).", ["CommitmentDiscountId", "ChargeCategory", "ChargeClass", "CommitmentDiscountQuantity"])
-    must_be_null("CAU-CommitmentDiscountUnit-C-005-C", "CommitmentDiscountUnit", "CommitmentDiscountQuantity IS NULL",
-                 "CommitmentDiscountUnit MUST be null when CommitmentDiscountQuantity is null.",
-                 ["CommitmentDiscountQuantity", "CommitmentDiscountUnit"])
-    must_not_be_null("CAU-CommitmentDiscountUnit-C-006-C", "CommitmentDiscountUnit", "CommitmentDiscountQuantity IS NOT NULL",
-                     "CommitmentDiscountUnit MUST NOT be null when CommitmentDiscountQuantity is not null.",
-                     ["CommitmentDiscountQuantity", "CommitmentDiscountUnit"])
+    null_when_null("CAU-CommitmentDiscountUnit-C-005-C", "CommitmentDiscountUnit", "CommitmentDiscountQuantity")
+    not_null_when_not_null("CAU-CommitmentDiscountUnit-C-006-C", "CommitmentDiscountUnit", "CommitmentDiscountQuantity")
 
     # Capacity reservations.
-    must_be_null("CAU-CapacityReservationStatus-C-003-C", "CapacityReservationStatus", "CapacityReservationId IS NULL",
-                 "CapacityReservationStatus MUST be null when CapacityReservationId is null.",
-                 ["CapacityReservationId", "CapacityReservationStatus"])
+    null_when_null("CAU-CapacityReservationStatus-C-003-C", "CapacityReservationStatus", "CapacityReservationId")
     must_not_be_null("CAU-CapacityReservationStatus-C-004-C", "CapacityReservationStatus",
                      "CapacityReservationId IS NOT NULL AND ChargeCategory = 'Usage'",
                      'CapacityReservationStatus MUST NOT be null when CapacityReservationId is not null and ChargeCategory '
@@ -1055,7 +979,7 @@ def render_rules_doc() -> str:
     out = [
         f"# FOCUS {FOCUS_VERSION} rules: what the gate checks",
         "",
-        "Generated from `shared/focus.py` and `shared/focus_unchecked.py` by "
+        "Generated from `shared/focus.py` and `shared/focus_unchecked.yml` by "
         "`python -m shared.focus --rules-doc`; do not edit by hand (a test keeps it in sync).",
         "",
         "The gate (`shared.focus.check`, `check_arrow`) runs on every conversion, over the rows the run wrote. "

@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 from sqlglot import exp
 
+from shared.catalog import Catalog
 from shared.naming import identifier
 from shared.warehouse.dialect import parse_bigquery
 
@@ -307,7 +308,7 @@ def all_procedures() -> dict[str, Procedure]:
     providers.yml provider without its facts (check_provider_facts), so that fails at install, not as a run
     that converts no rows."""
     check_provider_facts()
-    out = {}
+    out = Catalog("procedure", PROCEDURE_DIR)
     for path in sorted(PROCEDURE_DIR.glob("sp_*")):
         if path.is_dir():
             source = ";\n".join(f.read_text().rstrip().rstrip(";") for f in sorted(path.glob("*.sql")))
@@ -318,7 +319,4 @@ def all_procedures() -> dict[str, Procedure]:
 
 
 def get(name: str) -> Procedure:
-    try:
-        return all_procedures()[name]
-    except KeyError:
-        raise KeyError(f"no procedure {name!r} in {PROCEDURE_DIR}") from None
+    return all_procedures()[name]

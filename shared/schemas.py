@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
+from shared.catalog import Catalog
 from shared.lineage import LINEAGE_NAMES
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -99,7 +100,7 @@ def _parse(doc: dict) -> TableSchema:
 
 @lru_cache(maxsize=None)
 def all_schemas() -> dict[str, TableSchema]:
-    out, copies = {}, {}
+    out, copies = Catalog("schema for table", SCHEMA_DIR), {}
     for path in sorted(SCHEMA_DIR.glob("*.json")):
         doc = json.loads(path.read_text())
         schema = _parse(doc)
@@ -115,10 +116,7 @@ def all_schemas() -> dict[str, TableSchema]:
 
 
 def get(table: str) -> TableSchema:
-    try:
-        return all_schemas()[table]
-    except KeyError:
-        raise KeyError(f"no schema for table {table!r} in {SCHEMA_DIR}") from None
+    return all_schemas()[table]
 
 
 def by_scope(scope: str) -> list[TableSchema]:

@@ -550,15 +550,30 @@ def get(org: str, subscription_id: str, *, history: bool = False, wh=None) -> di
     return _view(_timeline(_warehouse(wh), org, subscription_id), history)
 
 
+def _dated_change(wh, org: str, subscription_id: str, field: str, value: Any, meaning: str
+                  ) -> tuple[dt.date, Timeline]:
+    """The day a change takes effect (`field`, required) and the subscription's timeline."""
+    if value is None:
+        raise SubscriptionInvalid(field, f"is required ({meaning})")
+    day = parse_date(field, value)
+    return day, _timeline(wh, org, subscription_id)
+
+
+def _write_next(wh, org: str, tl: Timeline, day: dt.date, now: dt.datetime | None, **changes) -> dict[str, Any]:
+    """The next version: the terms in effect on `day` with `changes`; return the subscription as it stands."""
+    new = replace(tl.at(day), **changes, version=max(r.version for r in tl.rows) + 1, effective_to=None,
+                  updated_at=now or _now())
+    _write_version(wh, new)
+    return get(org, new.subscription_id, wh=wh)
+
+
 def update(org: str, subscription_id: str, changes: Any, effective_date: Any, *, wh=None,
            now: dt.datetime | None = None) -> dict[str, Any]:
     """Write a new version: the terms in effect on `effective_date` with `changes` applied from that day."""
     wh = _warehouse(wh)
     clean = validate_changes(changes)
-    if effective_date is None:
-        raise SubscriptionInvalid("effective_date", "is required (the first day the change applies)")
-    day = parse_date("effective_date", effective_date)
-    tl = _timeline(wh, org, subscription_id)
+    day, tl = _dated_change(wh, org, subscription_id, "effective_date", effective_date,
+                            "the first day the change applies")
     latest = tl.latest
     last = tl.last_billed_day()
     if latest.status == "cancelled":
@@ -572,11 +587,7 @@ def update(org: str, subscription_id: str, changes: Any, effective_date: Any, *,
                                   f"{latest.effective_from}); changes are recorded in date order")
     if last is not None and day > last:
         raise SubscriptionInvalid("effective_date", f"{day} is after the subscription's end_date {last}")
-    base = tl.at(day)
-    new = replace(base, **clean, version=max(r.version for r in tl.rows) + 1, effective_from=day,
-                  effective_to=None, updated_at=now or _now())
-    _write_version(wh, new)
-    return get(org, subscription_id, wh=wh)
+    return _write_next(wh, org, tl, day, now, **clean, effective_from=day)
 
 
 def cancel(org: str, subscription_id: str, end_date: Any, *, wh=None, now: dt.datetime | None = None) -> dict[str, Any]:
@@ -585,10 +596,7 @@ def cancel(org: str, subscription_id: str, end_date: Any, *, wh=None, now: dt.da
     Changes scheduled after end_date are dropped. The end may move earlier, never later.
     """
     wh = _warehouse(wh)
-    if end_date is None:
-        raise SubscriptionInvalid("end_date", "is required (the last billed day)")
-    end = parse_date("end_date", end_date)
-    tl = _timeline(wh, org, subscription_id)
+    end, tl = _dated_change(wh, org, subscription_id, "end_date", end_date, "the last billed day")
     latest = tl.latest
     if end < latest.start_date:
         raise SubscriptionInvalid("end_date", f"{end} is before the subscription's start_date {latest.start_date}")
@@ -596,11 +604,8 @@ def cancel(org: str, subscription_id: str, end_date: Any, *, wh=None, now: dt.da
     if last is not None and end >= last:
         state = "is cancelled" if latest.status == "cancelled" else "already ends"
         raise SubscriptionInvalid("end_date", f"{subscription_id} {state} on {last}; an end can only move earlier")
-    base = tl.at(end)
-    new = replace(base, version=max(r.version for r in tl.rows) + 1, status="cancelled", end_date=end,
-                  effective_from=end + dt.timedelta(days=1), effective_to=None, updated_at=now or _now())
-    _write_version(wh, new)
-    return get(org, subscription_id, wh=wh)
+    return _write_next(wh, org, tl, end, now, status="cancelled", end_date=end,
+                       effective_from=end + dt.timedelta(days=1))
 
 
 # `subscriptions.list(org)`. This rebinds `list` for the whole module: code here must not call the

@@ -47,7 +47,6 @@ def _parse_time(name: str, value: str) -> int:
 
 class AnthropicStub(AdminApiStub):
     name = "anthropic-stub"
-    base_path = ""
     default_admin_key = "sk-ant-admin01-stub-key"
     demo_costs = staticmethod(anthropic_demo_costs)
 

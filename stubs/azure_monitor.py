@@ -64,7 +64,6 @@ def _parse_time(raw: str, what: str) -> int:
 
 class AzureMonitorStub(LoopbackStub):
     name = "azure-monitor-stub"
-    base_path = ""
 
     def __init__(self, access_token: str = "eyJ.stub-token", usage: list[dict] | None = None, *,
                  costs: list[dict] | None = None, cost_scope: str | None = None, resource_ids: list[str] | None = None,

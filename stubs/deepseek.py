@@ -28,7 +28,6 @@ _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: 
 
 class DeepSeekStub(LoopbackStub):
     name = "deepseek-stub"
-    base_path = ""
 
     def __init__(self, api_key: str = "sk-deepseek-stub-key", balance: dict | None = None, *,
                  host: str = "127.0.0.1", port: int = 0) -> None:

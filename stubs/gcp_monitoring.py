@@ -47,7 +47,6 @@ def _parse_time(name: str, raw: str) -> int:
 
 class GcpMonitoringStub(LoopbackStub):
     name = "gcp-monitoring-stub"
-    base_path = ""
 
     def __init__(self, access_token: str = "ya29.stub-token", points: list[dict] | None = None, *,
                  projects: list[str] | None = None, host: str = "127.0.0.1", port: int = 0) -> None:

@@ -4,7 +4,7 @@ queue, a request log, cursor helpers and JSON answers.
 A provider stub subclasses `LoopbackStub` and fills in
 
     name                    thread / server label
-    base_path               appended to http://HOST:PORT to make `base_url` ("/v1" or "")
+    base_path               appended to http://HOST:PORT to make `base_url` (e.g. "/v1"; none by default)
     authorized(headers)     None when the request may proceed, else (status, body) to refuse it
     handle(path, params)    (status, body) for an authorized GET; raise BadRequest for a 400
     error_body(status, msg) the provider's error envelope (used by fail_next and BadRequest)

@@ -84,7 +84,6 @@ class _Bytes:
 class OciObjectStorageStub(LoopbackStub):
     name = "oci-object-storage-stub"
     handler_class = _ObjectHandler
-    base_path = ""
 
     def __init__(self, *, tenancy: str | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__(host=host, port=port)
