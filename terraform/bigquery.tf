@@ -16,8 +16,8 @@ resource "google_bigquery_dataset" "organizations" {
 # the one both runtimes can never work without.
 resource "google_bigquery_dataset_iam_member" "organizations_editors" {
   for_each = {
-    functions = google_service_account.functions.member
-    jobs      = google_service_account.jobs.member
+    functions = google_service_account.account["functions"].member
+    jobs      = google_service_account.account["jobs"].member
   }
 
   dataset_id = google_bigquery_dataset.organizations.dataset_id

@@ -26,7 +26,7 @@ resource "google_cloudbuild_trigger" "deploy" {
   location        = "global"
   description     = "Test, build the job image, terraform apply, bootstrap BigQuery"
   filename        = "cloudbuild.yaml"
-  service_account = google_service_account.deployer.id
+  service_account = google_service_account.account["deployer"].id
 
   github {
     owner = var.github_owner

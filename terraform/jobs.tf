@@ -21,7 +21,7 @@ resource "google_cloud_run_v2_job" "family" {
     task_count = 1
 
     template {
-      service_account = google_service_account.jobs.email
+      service_account = google_service_account.account["jobs"].email
       timeout         = var.job_timeout
       max_retries     = 0 # a failed ingest is recorded on its run; re-running is the caller's choice
 
@@ -57,5 +57,5 @@ resource "google_cloud_run_v2_job_iam_member" "dispatch" {
   name     = each.value.name
   location = var.region
   role     = "roles/run.jobsExecutorWithOverrides"
-  member   = google_service_account.functions.member
+  member   = google_service_account.account["functions"].member
 }

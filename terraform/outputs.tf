@@ -1,20 +1,20 @@
 output "run_pipeline_url" {
   description = "Base URL of the pipelines API (POST {url}/api/v1/pipelines/run/{org}/{pipeline})."
-  value       = google_cloudfunctions2_function.run_pipeline.service_config[0].uri
+  value       = google_cloudfunctions2_function.fn["run_pipeline"].service_config[0].uri
 }
 
 output "stripe_webhook_url" {
   description = "The endpoint to register in Stripe's dashboard."
-  value       = google_cloudfunctions2_function.stripe_webhook.service_config[0].uri
+  value       = google_cloudfunctions2_function.fn["stripe_webhook"].service_config[0].uri
 }
 
 output "sync_schedules_url" {
-  value = google_cloudfunctions2_function.sync_schedules.service_config[0].uri
+  value = google_cloudfunctions2_function.fn["sync_schedules"].service_config[0].uri
 }
 
 output "source_reader_service_account" {
   description = "Tenants grant this account roles/iam.serviceAccountTokenCreator on their own service account so their GCP sources are read as them (docs/deploy.md)."
-  value       = google_service_account.source_reader.email
+  value       = google_service_account.account["source_reader"].email
 }
 
 output "topics" {
@@ -39,14 +39,7 @@ output "image_repository" {
   value = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}"
 }
 
+# The build identity is left out: nothing outside the functions' builds uses it.
 output "service_accounts" {
-  value = {
-    functions     = google_service_account.functions.email
-    jobs          = google_service_account.jobs.email
-    source_reader = google_service_account.source_reader.email
-    scheduler     = google_service_account.scheduler.email
-    sweeper       = google_service_account.sweeper.email
-    push          = google_service_account.push.email
-    deployer      = google_service_account.deployer.email
-  }
+  value = { for key, account in google_service_account.account : key => account.email if key != "fn_builder" }
 }

@@ -9,23 +9,27 @@
 # so the event's source is right), so the function code is the same either way
 # (tests/test_pubsub_bus.py pushes to a CloudEvent function). A function error (5xx) is a nack:
 # Pub/Sub redelivers with exponential backoff, then dead-letters after max_delivery_attempts.
+# Each topic's publisher is the one account of ours that may publish to it ("" for none).
 
 locals {
   topics = {
     run_requests = {
       name        = "pipeline-run-requests"
-      push_url    = google_cloudfunctions2_function.dispatch_run.service_config[0].uri
-      ack_seconds = 120 # dispatch_run only starts a job execution
+      push_url    = google_cloudfunctions2_function.fn["dispatch_run"].service_config[0].uri
+      ack_seconds = 120         # dispatch_run only starts a job execution
+      publisher   = "functions" # run_pipeline and schedule_tick
     }
     run_completed = {
       name        = "pipeline-run-completed"
-      push_url    = google_cloudfunctions2_function.convert_on_completion.service_config[0].uri
+      push_url    = google_cloudfunctions2_function.fn["convert_on_completion"].service_config[0].uri
       ack_seconds = 600 # the procedure chain may take minutes; keep >= the function timeout
+      publisher   = "jobs"
     }
     schedule_ticks = {
       name        = "pipeline-schedule-ticks" # the per-org Cloud Scheduler jobs publish here (scheduler.tf)
-      push_url    = google_cloudfunctions2_function.schedule_tick.service_config[0].uri
+      push_url    = google_cloudfunctions2_function.fn["schedule_tick"].service_config[0].uri
       ack_seconds = 120 # schedule_tick only queues the run
+      publisher   = ""  # the Cloud Scheduler service agent, which needs no grant of ours
     }
   }
 }
@@ -60,7 +64,7 @@ resource "google_pubsub_subscription" "push" {
     push_endpoint = "${each.value.push_url}/projects/${var.project_id}/topics/${each.value.name}"
 
     oidc_token {
-      service_account_email = google_service_account.push.email
+      service_account_email = google_service_account.account["push"].email
       audience              = each.value.push_url
     }
   }
@@ -120,16 +124,21 @@ resource "google_pubsub_subscription_iam_member" "agent_subscribes" {
   member       = local.pubsub_service_agent
 }
 
-# Publishers: run_pipeline and schedule_tick publish run requests; jobs publish completions. Schedule ticks
-# are published by the Cloud Scheduler service agent (iam.tf), which needs no grant of ours.
-resource "google_pubsub_topic_iam_member" "functions_publish_requests" {
-  topic  = google_pubsub_topic.topic["run_requests"].name
+resource "google_pubsub_topic_iam_member" "publisher" {
+  for_each = { for key, topic in local.topics : key => topic if topic.publisher != "" }
+
+  topic  = google_pubsub_topic.topic[each.key].name
   role   = "roles/pubsub.publisher"
-  member = google_service_account.functions.member
+  member = google_service_account.account[each.value.publisher].member
 }
 
-resource "google_pubsub_topic_iam_member" "jobs_publish_completions" {
-  topic  = google_pubsub_topic.topic["run_completed"].name
-  role   = "roles/pubsub.publisher"
-  member = google_service_account.jobs.member
+# Where these lived before the for_each fold (see functions.tf).
+moved {
+  from = google_pubsub_topic_iam_member.functions_publish_requests
+  to   = google_pubsub_topic_iam_member.publisher["run_requests"]
+}
+
+moved {
+  from = google_pubsub_topic_iam_member.jobs_publish_completions
+  to   = google_pubsub_topic_iam_member.publisher["run_completed"]
 }

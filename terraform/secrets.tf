@@ -15,5 +15,5 @@ resource "google_secret_manager_secret" "stripe_webhook" {
 resource "google_secret_manager_secret_iam_member" "functions_read_stripe" {
   secret_id = google_secret_manager_secret.stripe_webhook.id
   role      = "roles/secretmanager.secretAccessor"
-  member    = google_service_account.functions.member
+  member    = google_service_account.account["functions"].member
 }

@@ -7,6 +7,8 @@ dead-letter topic; and they hold the security rules: only run_pipeline and strip
 no account is owner/editor, every runtime account holds exactly its listed grants (the identity that
 reads tenant sources holds none in the platform project; the jobs may mint tokens for it alone), the
 runtimes are multi-tenant and refuse orgs without a plan, every delivering subscription dead-letters.
+Resources written once with for_each are checked per instance, as Terraform plans them, and every
+instance of one that used to be a resource of its own moves there from its old address.
 """
 from __future__ import annotations
 
@@ -92,6 +94,140 @@ def first(body: dict, key: str) -> dict:
     return value[0] if isinstance(value, list) else value
 
 
+def variables(**overrides) -> dict:
+    """The variables' defaults, with overrides (variables without a default are left out)."""
+    defaults = {k: v["default"] for block in TF["variable"] for k, v in block.items() if "default" in v}
+    assert set(overrides) <= set(defaults), set(overrides) - set(defaults)
+    return {**defaults, **overrides}
+
+
+# Every optional resource on, resp. off: the instances that exist either way are the unconditional ones.
+ALL_ON = {"run_pipeline_allow_unauthenticated": True, "alert_email": "oncall@example.com"}
+ALL_OFF = {"run_pipeline_allow_unauthenticated": False, "alert_email": "", "sync_schedules_cron": ""}
+
+
+# -- for_each, as Terraform expands it ------------------------------------------------------------
+# A small evaluator for exactly the expression forms terraform/ uses; any other form fails an assert,
+# so a new form has to be taught here rather than slip past the checks.
+
+_FOR = re.compile(r"\$\{\{for (\w+), (\w+) in local\.(\w+) : \1 => (.+?)(?: if (.+))?\}\}", re.S)
+_VAR_CHOICE = re.compile(r'\$\{var\.(\w+) \? "([^"]*)" : "([^"]*)"\}')
+
+
+def _known(value, var: dict):
+    """A value as planned: a choice on a variable is made (it is known before apply), the rest stays as written."""
+    if isinstance(value, dict):
+        return {k: _known(v, var) for k, v in value.items()}
+    m = _VAR_CHOICE.fullmatch(value) if isinstance(value, str) else None
+    if m:
+        return m.group(2) if var[m.group(1)] else m.group(3)
+    return value
+
+
+def local_value(name: str, var: dict):
+    """A local, with its for expressions evaluated."""
+    return _evaluate(locals_()[name], var, f"local.{name}")
+
+
+def _evaluate(value, var: dict, what: str):
+    if isinstance(value, dict):
+        return _known(value, var)
+    m = _FOR.fullmatch(value)
+    assert m, f"cannot evaluate {what} = {value!r}"
+    key_name, item_name, source, produce, condition = m.groups()
+    merge = re.fullmatch(rf"merge\(local\.(\w+), {item_name}\)", produce)
+    assert produce == item_name or merge, f"{what}: cannot evaluate {produce!r}"
+    out = {}
+    for key, item in local_value(source, var).items():
+        item = {**local_value(merge.group(1), var), **item} if merge else item
+        if condition is None or _holds(condition, {key_name: key, item_name: item}, var):
+            out[key] = item
+    return out
+
+
+def _holds(condition: str, names: dict, var: dict) -> bool:
+    m = re.fullmatch(r'(\w+)(?:\.(\w+))? != "(\w*)"', condition)
+    assert m, f"cannot evaluate the condition {condition!r}"
+    name, attr, other = m.groups()
+    value = var[attr] if name == "var" else names[name][attr] if attr else names[name]
+    if isinstance(value, str) and (v := re.fullmatch(r"\$\{var\.(\w+)\}", value)):
+        value = var[v.group(1)]
+    return value != other
+
+
+def _for_each(expr, var: dict) -> dict | None:
+    """{each.key: each.value}, or None for a for_each over another resource (each.value.x then stays as written)."""
+    if isinstance(expr, dict):
+        return expr
+    if expr.startswith("${toset(["):
+        return {s: s for s in re.findall(r'"([^"]+)"', expr)}
+    if (m := re.fullmatch(r"\$\{local\.(\w+)\}", expr)):
+        return local_value(m.group(1), var)
+    if _FOR.fullmatch(expr):
+        return _evaluate(expr, var, "for_each")
+    assert re.fullmatch(r"\$\{google_\w+\.\w+\}", expr), f"cannot expand for_each {expr!r}"
+    return None
+
+
+def _literal(value) -> str:
+    """A value as it reads inside an expression."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        m = re.fullmatch(r"\$\{(.*)\}", value, re.S)
+        return m.group(1) if m else json.dumps(value)
+    return str(value)
+
+
+def _render(node, key, value, var: dict):
+    """A resource body with each.key and each.value resolved, and the expressions that then read
+    only literals (replace, ==, a literal alone in ${...}) evaluated."""
+    if isinstance(node, dict):
+        return {k: _render(v, key, value, var) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_render(v, key, value, var) for v in node]
+    if not isinstance(node, str):
+        return node
+    if node == "${each.key}":
+        return key
+    if node == "${each.value}":
+        return value
+    if (m := re.fullmatch(r"\$\{each\.value\.(\w+)\}", node)):
+        return value[m.group(1)]
+    s = re.sub(r"\beach\.key\b", json.dumps(key), node)
+    s = re.sub(r"\beach\.value\.(\w+)", lambda m: _literal(value[m.group(1)]), s)
+    s = re.sub(r'\blocal\.(\w+)\["(\w+)"\]\.(\w+)', lambda m: _literal(local_value(m.group(1), var)[m.group(2)][m.group(3)]), s)
+    s = re.sub(r'replace\("([^"]*)", "([^"]*)", "([^"]*)"\)', lambda m: json.dumps(m.group(1).replace(m.group(2), m.group(3))), s)
+    if (m := re.fullmatch(r'\$\{"([^"]*)" == "([^"]*)" \? (.+?) : (.+)\}', s)):
+        chosen = m.group(3) if m.group(1) == m.group(2) else m.group(4)
+        s = chosen[1:-1] if re.fullmatch(r'"[^"]*"', chosen) else "${" + chosen + "}"
+    return re.sub(r'\$\{"([^"]*)"\}', r"\1", s)
+
+
+def instances(rtype: str, name: str, var: dict | None = None) -> dict:
+    """{each.key (None without for_each): the body Terraform plans for that instance}."""
+    var = variables() if var is None else var
+    body = {k: v for k, v in resources(rtype)[name].items() if k != "for_each"}
+    if "for_each" not in resources(rtype)[name]:
+        return {None: body}
+    each = _for_each(resources(rtype)[name]["for_each"], var)
+    if each is None:
+        return {None: body}
+    return {k: _render(body, k, v, var) for k, v in each.items()}
+
+
+def reference(expr: str):
+    """The value of `${type.name["key"].attribute}`, an argument the configuration sets."""
+    m = re.fullmatch(r'\$\{(\w+)\.(\w+)\["(\w+)"\]\.(\w+)\}', expr)
+    assert m, f"not a reference to an instance's argument: {expr!r}"
+    rtype, name, key, attr = m.groups()
+    return instances(rtype, name, variables(**ALL_ON))[key][attr]
+
+
+def fn_ref(entry_point: str, attr: str = "name") -> str:
+    return f'${{google_cloudfunctions2_function.fn["{entry_point}"].{attr}}}'
+
+
 def env_map(expr) -> dict[str, str]:
     """An environment map as the .tf writes it: a literal map, `${local.x}` or `${merge(local.x, {K = V})}`."""
     if isinstance(expr, dict):
@@ -106,7 +242,7 @@ def env_map(expr) -> dict[str, str]:
 
 
 def function_env(entry_point: str) -> dict[str, str]:
-    return env_map(first(functions_by_entry_point()[entry_point][1], "service_config")["environment_variables"])
+    return env_map(first(functions()[entry_point], "service_config")["environment_variables"])
 
 
 def job_env() -> dict[str, str]:
@@ -136,13 +272,13 @@ def entry_points() -> dict[str, str]:
     return found
 
 
-def functions_by_entry_point() -> dict[str, tuple[str, dict]]:
-    out = {}
-    for name, body in resources("google_cloudfunctions2_function").items():
-        ep = first(body, "build_config")["entry_point"]
-        assert ep not in out, f"two functions use entry point {ep}"
-        out[ep] = (name, body)
-    return out
+def functions(var: dict | None = None) -> dict[str, dict]:
+    """{entry point: the planned body of its function}: the instances of the one for_each resource."""
+    assert set(resources("google_cloudfunctions2_function")) == {"fn"}, "one resource, a for_each over local.functions"
+    fns = instances("google_cloudfunctions2_function", "fn", var)
+    for key, body in fns.items():
+        assert first(body, "build_config")["entry_point"] == key, f"{key}: the key is the entry point"
+    return fns
 
 
 # -- code <-> infrastructure --------------------------------------------------------------------
@@ -151,34 +287,59 @@ def functions_by_entry_point() -> dict[str, tuple[str, dict]]:
 def test_every_entry_point_has_a_gen2_function():
     eps = entry_points()
     assert {"run_pipeline", "dispatch_run", "convert_on_completion", "schedule_tick"} <= set(eps)
-    fns = functions_by_entry_point()
+    fns = functions()
     missing = sorted(set(eps) - set(fns))
     assert not missing, f"no google_cloudfunctions2_function for {missing}"
     stray = sorted(set(fns) - set(eps))
     assert not stray, f"functions whose entry point is not in functions/main.py: {stray}"
-    for ep, (name, body) in fns.items():
-        assert first(body, "build_config")["runtime"] == "python311", name
+    for ep, body in fns.items():
+        assert first(body, "build_config")["runtime"] == "python311", ep
         env = first(body, "service_config")["environment_variables"]
-        assert env == "${local.function_env}", f"{name} must use the shared function env"
+        assert env == "${local.function_env}", f"{ep} must use the shared function env"
     env = env_map("${local.function_env}")
     assert env["CLOUDACT_BACKEND"] == "gcp"
     assert set(env) >= {"GOOGLE_CLOUD_PROJECT", "CLOUDACT_REGION"}
+
+
+def test_the_for_each_plans_every_function_with_its_settings():
+    """Each instance of the for_each is a whole function: its own name, the defaults filled in where its
+    entry sets nothing, and the settings that keep it working with what calls it."""
+    fns = functions()
+    names = [body["name"] for body in fns.values()]
+    assert len(set(names)) == len(names), f"two functions share a name: {names}"
+    for ep, body in fns.items():
+        assert re.fullmatch(r"cloudact-[a-z][a-z0-9-]{0,53}[a-z0-9]", body["name"]), f"{ep}: {body['name']!r}"
+        assert body["description"], ep
+        config = first(body, "service_config")
+        assert re.fullmatch(r"\d+(Mi|Gi)", config["available_memory"]), (ep, config["available_memory"])
+        assert isinstance(config["timeout_seconds"], int) and 0 < config["timeout_seconds"] <= 3600, ep  # gen2's bound
+        assert config["max_instance_count"] in (1, "${var.function_max_instances}"), ep
+        assert config["service_account_email"] == '${google_service_account.account["functions"].email}', ep
+    # a pushed function finishes before Pub/Sub gives up on the delivery and redelivers it
+    for spec in local_value("topics", variables()).values():
+        ep = re.fullmatch(r'\$\{google_cloudfunctions2_function\.fn\["(\w+)"\]\.service_config\[0\]\.uri\}',
+                          spec["push_url"]).group(1)
+        assert first(fns[ep], "service_config")["timeout_seconds"] <= spec["ack_seconds"], ep
+    # what Cloud Scheduler calls runs one instance at a time (one reconciler, one sweeper) and within its tick
+    for ep in local_value("scheduled_calls", variables()):
+        config = first(fns[ep], "service_config")
+        assert config["max_instance_count"] == 1, f"{ep}: two at once would race on the same rows"
+    assert first(fns["sweep_runs"], "service_config")["timeout_seconds"] < 5 * 60
 
 
 def test_cloud_event_functions_are_pushed_from_their_topics():
     """Each cloud_event function is the push endpoint of exactly one topic's subscription."""
     from shared.bus.base import TOPICS
 
-    fns = functions_by_entry_point()
-    topics = locals_()["topics"]
+    fns = functions()
     pushed = {}
-    for spec in topics.values():
-        m = re.fullmatch(r"\$\{google_cloudfunctions2_function\.(\w+)\.service_config\[0\]\.uri\}", spec["push_url"])
-        assert m, spec
+    for spec in locals_()["topics"].values():
+        m = re.fullmatch(r'\$\{google_cloudfunctions2_function\.fn\["(\w+)"\]\.service_config\[0\]\.uri\}', spec["push_url"])
+        assert m and m.group(1) in fns, spec
         pushed[m.group(1)] = spec["name"]
     for ep, kind in entry_points().items():
         if kind == "cloud_event":
-            assert fns[ep][0] in pushed, f"{ep} is a CloudEvent function no subscription pushes to"
+            assert ep in pushed, f"{ep} is a CloudEvent function no subscription pushes to"
     assert set(pushed.values()) == set(TOPICS)
 
 
@@ -262,89 +423,70 @@ def test_pubsub_service_agent_can_dead_letter():
 # -- security ---------------------------------------------------------------------------------
 
 
-def _iam_grants():
-    """(resource type, name, body, members) of every IAM member/binding/policy resource."""
-    for rtype, name, body in all_resources():
+def _iam_grants(var: dict | None = None):
+    """(resource type, name, each.key, planned body, members) of every instance of every IAM
+    member/binding/policy resource."""
+    for rtype, name, _ in all_resources():
         if not re.search(r"_iam_(member|binding|policy)$", rtype):
             continue
-        members = []
-        if "member" in body:
-            members.append(body["member"])
-        members.extend(body.get("members", []) or [])
-        if "policy_data" in body:
-            members.append(str(body["policy_data"]))
-        yield rtype, name, body, members
+        for key, body in instances(rtype, name, var).items():
+            members = []
+            if "member" in body:
+                members.append(body["member"])
+            members.extend(body.get("members", []) or [])
+            if "policy_data" in body:
+                members.append(str(body["policy_data"]))
+            yield rtype, name, key, body, members
 
 
 def test_only_the_two_intended_functions_are_public():
-    fns = functions_by_entry_point()
-    public_fn_resources = {fns[ep][0] for ep in PUBLIC_FUNCTIONS}
-    public = []
-    for rtype, name, body, members in _iam_grants():
-        if not any(p in m for m in members for p in PUBLIC_MEMBERS):
-            continue
-        target = str(body.get("name") or body.get("cloud_function") or body.get("service") or "")
-        m = re.fullmatch(r"\$\{google_cloudfunctions2_function\.(\w+)\.name\}", target)
-        assert rtype == "google_cloud_run_v2_service_iam_member" and m and m.group(1) in public_fn_resources, (
-            f"{rtype}.{name} makes {target or 'something'} public")
-        assert body["role"] == "roles/run.invoker", f"{rtype}.{name}: public grants may only invoke"
-        public.append(m.group(1))
-    assert sorted(public) == sorted(public_fn_resources)
-    # run_pipeline's public grant is switchable
-    run_public = resources("google_cloud_run_v2_service_iam_member")["run_pipeline_public"]
-    assert "var.run_pipeline_allow_unauthenticated" in str(run_public["count"])
+    functions()  # the for_each resolves
+    for var, expected in ((variables(**ALL_ON), PUBLIC_FUNCTIONS), (variables(**ALL_OFF), PUBLIC_FUNCTIONS - {"run_pipeline"})):
+        public = []
+        for rtype, name, key, body, members in _iam_grants(var):
+            if not any(p in m for m in members for p in PUBLIC_MEMBERS):
+                continue
+            target = str(body.get("name") or body.get("cloud_function") or body.get("service") or "")
+            m = re.fullmatch(r'\$\{google_cloudfunctions2_function\.fn\["(\w+)"\]\.name\}', target)
+            assert rtype == "google_cloud_run_v2_service_iam_member" and m and m.group(1) in PUBLIC_FUNCTIONS, (
+                f"{rtype}.{name}[{key}] makes {target or 'something'} public")
+            assert body["role"] == "roles/run.invoker", f"{rtype}.{name}[{key}]: public grants may only invoke"
+            public.append(m.group(1))
+        # run_pipeline's public grant goes with var.run_pipeline_allow_unauthenticated
+        assert sorted(public) == sorted(expected), var["run_pipeline_allow_unauthenticated"]
 
 
 def test_private_functions_are_not_open_ingress():
-    fns = functions_by_entry_point()
-    for ep, (name, body) in fns.items():
+    for ep, body in functions().items():
         ingress = first(body, "service_config")["ingress_settings"]
         if ep not in PUBLIC_FUNCTIONS:
-            assert ingress == "${var.private_function_ingress}", name
-    variables = {k: v for block in TF["variable"] for k, v in block.items()}
-    assert variables["private_function_ingress"]["default"] == "ALLOW_INTERNAL_ONLY"
+            assert ingress == "${var.private_function_ingress}", ep
+    variables_ = {k: v for block in TF["variable"] for k, v in block.items()}
+    assert variables_["private_function_ingress"]["default"] == "ALLOW_INTERNAL_ONLY"
 
 
 def test_no_owner_or_editor_roles():
-    for rtype, name, body, _ in _iam_grants():
-        roles = {body.get("role")}
-        fe = body.get("for_each")
-        if isinstance(fe, str) and fe.startswith("${toset(["):
-            roles |= set(re.findall(r'"(roles/[^"]+)"', fe))
-        assert not roles & FORBIDDEN_ROLES, f"{rtype}.{name} grants {roles & FORBIDDEN_ROLES}"
+    for rtype, name, key, body, _ in _iam_grants(variables(**ALL_ON)):
+        assert body.get("role") not in FORBIDDEN_ROLES, f"{rtype}.{name}[{key}] grants {body.get('role')}"
     text = "\n".join(p.read_text() for p in TF_DIR.glob("*.tf"))
     assert not re.search(r'"roles/(owner|editor)"', text)
 
 
-def _each(for_each) -> list[tuple[str | None, str | None]]:
-    """(each.key, each.value) of a for_each: a map, a toset([...]) of strings, or (None, None) for one
-    over resources (its grants then name `each.value.x`, which stays as written)."""
-    if isinstance(for_each, dict):
-        return list(for_each.items())
-    if isinstance(for_each, str) and for_each.startswith("${toset(["):
-        return [(s, s) for s in re.findall(r'"([^"]+)"', for_each)]
-    return [(None, None)]
-
-
 def _who(member: str) -> str:
-    m = re.fullmatch(r"\$\{google_service_account\.(\w+)\.member\}", member)
+    m = re.fullmatch(r'\$\{google_service_account\.account\["(\w+)"\]\.member\}', member)
     return m.group(1) if m else member
 
 
-def grants() -> list[tuple[str, str, str, str]]:
+def grants(var: dict | None = None) -> list[tuple[str, str, str, str]]:
     """Every IAM grant, for_each expanded: (holder, resource type, target, role). The holder is the
-    service account's resource name (`jobs`) or the member as written (`allUsers`, ...)."""
+    service account's key (`jobs`) or the member as written (`allUsers`, ...). A for_each over other
+    resources stays as written (its grants name `each.value.x`)."""
     out = []
-    for rtype, name, body, _ in _iam_grants():
+    for rtype, name, key, body, _ in _iam_grants(variables(**ALL_ON) if var is None else var):
         assert "member" in body, f"{rtype}.{name}: use *_iam_member (one member, additive), not bindings or policies"
         target_key = next((k for k in ("service_account_id", "dataset_id", "secret_id", "topic", "subscription",
                                        "bucket", "name", "project") if k in body), None)
-        for key, value in _each(body.get("for_each")):
-            def sub(s: str) -> str:
-                if value is not None:
-                    s = s.replace("${each.value}", value).replace("${each.key}", key)
-                return s
-            out.append((_who(sub(body["member"])), rtype, sub(str(body.get(target_key, ""))), sub(body["role"])))
+        out.append((_who(body["member"]), rtype, str(body.get(target_key, "")), body["role"]))
     return out
 
 
@@ -374,20 +516,15 @@ RUNTIME_GRANTS = {
         ("google_bigquery_dataset_iam_member", "${google_bigquery_dataset.organizations.dataset_id}",
          "roles/bigquery.dataEditor"),
         ("google_pubsub_topic_iam_member", '${google_pubsub_topic.topic["run_completed"].name}', "roles/pubsub.publisher"),
-        ("google_service_account_iam_member", "${google_service_account.source_reader.name}",
+        ("google_service_account_iam_member", '${google_service_account.account["source_reader"].name}',
          "roles/iam.serviceAccountTokenCreator"),
     },
     "source_reader": set(),  # tenants grant it Token Creator on their own accounts, outside this project
-    "scheduler": {("google_cloud_run_v2_service_iam_member", "${google_cloudfunctions2_function.sync_schedules.name}",
-                   "roles/run.invoker")},
-    "sweeper": {("google_cloud_run_v2_service_iam_member", "${google_cloudfunctions2_function.sweep_runs.name}",
-                 "roles/run.invoker")},
-    "push": {("google_cloud_run_v2_service_iam_member", "${google_cloudfunctions2_function.dispatch_run.name}",
-              "roles/run.invoker"),
-             ("google_cloud_run_v2_service_iam_member", "${google_cloudfunctions2_function.convert_on_completion.name}",
-              "roles/run.invoker"),
-             ("google_cloud_run_v2_service_iam_member", "${google_cloudfunctions2_function.schedule_tick.name}",
-              "roles/run.invoker")},
+    "scheduler": {("google_cloud_run_v2_service_iam_member", fn_ref("sync_schedules"), "roles/run.invoker")},
+    "sweeper": {("google_cloud_run_v2_service_iam_member", fn_ref("sweep_runs"), "roles/run.invoker")},
+    "push": {("google_cloud_run_v2_service_iam_member", fn_ref("dispatch_run"), "roles/run.invoker"),
+             ("google_cloud_run_v2_service_iam_member", fn_ref("convert_on_completion"), "roles/run.invoker"),
+             ("google_cloud_run_v2_service_iam_member", fn_ref("schedule_tick"), "roles/run.invoker")},
     "fn_builder": {("google_project_iam_member", PROJECT, "roles/logging.logWriter"),
                    ("google_project_iam_member", PROJECT, "roles/artifactregistry.writer"),
                    ("google_storage_bucket_iam_member", "${google_storage_bucket.functions_source.name}",
@@ -395,8 +532,14 @@ RUNTIME_GRANTS = {
 }
 
 
+def service_accounts() -> dict[str, dict]:
+    """{key: the planned google_service_account}: the instances of the one for_each resource."""
+    assert set(resources("google_service_account")) == {"account"}, "one resource, a for_each over local.service_accounts"
+    return instances("google_service_account", "account")
+
+
 def test_every_runtime_account_holds_exactly_its_grants():
-    accounts = set(resources("google_service_account")) - {"deployer"}
+    accounts = set(service_accounts()) - {"deployer"}
     assert accounts == set(RUNTIME_GRANTS), "a new service account needs its grants listed in RUNTIME_GRANTS"
     for account, expected in RUNTIME_GRANTS.items():
         assert held_by(account) == expected, f"{account}: extra {held_by(account) - expected}, " \
@@ -406,14 +549,22 @@ def test_every_runtime_account_holds_exactly_its_grants():
 def test_the_source_reader_is_its_own_account_holding_nothing_in_the_platform_project():
     """The identity that reads tenant sources cannot read or write any org's data or any secret here: a
     tenant who names another org's table (or a secret) gets only what the tenant itself was granted."""
-    sas = resources("google_service_account")
-    assert sas["source_reader"]["account_id"] != sas["jobs"]["account_id"]
+    sas = service_accounts()
+    ids = [sa["account_id"] for sa in sas.values()]
+    assert len(set(ids)) == len(ids), f"two keys make the same account: {ids}"
+    assert all(re.fullmatch(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", i) for i in ids), ids  # IAM's rule for account ids
     assert held_by("source_reader") == set()
     assert not [g for g in grants() if "source_reader" in g[0]], "nothing may be granted to the source reader"
+    # and on it only the jobs' token grant: nothing runs as it, so not even the deployer acts as it
+    on_it = {(who, role) for who, _, target, role in grants()
+             if target == '${google_service_account.account["source_reader"].name}'}
+    assert on_it == {("jobs", "roles/iam.serviceAccountTokenCreator")}, on_it
     # no grant in any form: not through a group, a for_each map or a literal e-mail either
-    for rtype, name, body, members in _iam_grants():
+    source_reader_id = sas["source_reader"]["account_id"]
+    for rtype, name, key, body, members in _iam_grants(variables(**ALL_ON)):
         text = json.dumps({k: v for k, v in body.items() if k != "service_account_id"})
-        assert "source_reader" not in text and "source-reader" not in text, f"{rtype}.{name} grants the source reader"
+        assert "source_reader" not in text and source_reader_id not in text, \
+            f"{rtype}.{name}[{key}] grants the source reader"
 
 
 def test_the_jobs_may_mint_tokens_for_the_source_reader_alone():
@@ -423,11 +574,11 @@ def test_the_jobs_may_mint_tokens_for_the_source_reader_alone():
                 f"{rtype} grants {role} to {who} on {target}: act-as and token roles are granted on one account, "
                 "never on a project, folder or organization")
     minted = {(target, role) for who, rtype, target, role in grants() if who == "jobs" and role in IDENTITY_ROLES}
-    assert minted == {("${google_service_account.source_reader.name}", "roles/iam.serviceAccountTokenCreator")}
+    assert minted == {('${google_service_account.account["source_reader"].name}', "roles/iam.serviceAccountTokenCreator")}
     # and the jobs run as themselves, told which account is the source reader
     (job,) = resources("google_cloud_run_v2_job").values()
-    assert first(first(job, "template"), "template")["service_account"] == "${google_service_account.jobs.email}"
-    assert job_env()["CLOUDACT_SOURCE_READER_SA"] == "${google_service_account.source_reader.email}"
+    assert first(first(job, "template"), "template")["service_account"] == '${google_service_account.account["jobs"].email}'
+    assert job_env()["CLOUDACT_SOURCE_READER_SA"] == '${google_service_account.account["source_reader"].email}'
 
 
 def test_runtimes_are_multi_tenant_and_refuse_orgs_without_a_subscription(rt, acme, monkeypatch):
@@ -451,28 +602,105 @@ def test_runtimes_are_multi_tenant_and_refuse_orgs_without_a_subscription(rt, ac
     assert e.value.status == 402 and e.value.code == "no_subscription"
 
 
+def scheduler_jobs(var: dict | None = None) -> dict[str, dict]:
+    """{entry point: the planned Cloud Scheduler job that calls it}."""
+    assert set(resources("google_cloud_scheduler_job")) == {"call"}, "one resource, a for_each over local.scheduled_calls"
+    return instances("google_cloud_scheduler_job", "call", var)
+
+
+def test_scheduler_jobs_call_their_function_as_its_invoker():
+    """A job's OIDC identity is the one account allowed to invoke its function, and the job is named after it."""
+    fns = functions()
+    for ep, job in scheduler_jobs().items():
+        uri = fn_ref(ep, "service_config[0].uri")
+        target = first(job, "http_target")
+        assert target["uri"] == uri and job["name"] == fn_ref(ep), ep
+        invokers = {who for who, rtype, t, role in grants() if t == fn_ref(ep) and role == "roles/run.invoker"}
+        (invoker,) = invokers
+        oidc = first(target, "oidc_token")
+        assert oidc == {"service_account_email": f'${{google_service_account.account["{invoker}"].email}}',
+                        "audience": uri}, ep
+        assert first(fns[ep], "service_config")["ingress_settings"] == "${var.private_function_ingress}", ep
+    # sync_schedules' job goes with its cron
+    assert set(scheduler_jobs(variables(sync_schedules_cron=""))) == set(scheduler_jobs()) - {"sync_schedules"}
+
+
 def test_sweep_runs_is_private_and_called_every_five_minutes_by_its_own_invoker():
     eps = entry_points()
     assert eps["sweep_runs"] == "http"
-    name, fn = functions_by_entry_point()["sweep_runs"]
-    ref = f"${{google_cloudfunctions2_function.{name}.name}}"
-    uri = f"${{google_cloudfunctions2_function.{name}.service_config[0].uri}}"
+    fn = functions()["sweep_runs"]
     assert first(fn, "service_config")["ingress_settings"] == "${var.private_function_ingress}"
-    invokers = {(who, role) for who, rtype, target, role in grants() if target == ref}
+    invokers = {(who, role) for who, rtype, target, role in grants() if target == fn_ref("sweep_runs")}
     assert invokers == {("sweeper", "roles/run.invoker")}, f"only cloudact-sweeper may call sweep_runs: {invokers}"
-    (job,) = [j for j in resources("google_cloud_scheduler_job").values() if first(j, "http_target")["uri"] == uri]
-    assert "count" not in job, "the sweep cannot be switched off: dead jobs' runs would hold their slice forever"
+    # the sweep cannot be switched off: dead jobs' runs would hold their slice forever
+    assert "sweep_runs" in scheduler_jobs(variables(**ALL_OFF))
+    job = scheduler_jobs()["sweep_runs"]
     oidc = first(first(job, "http_target"), "oidc_token")
-    assert oidc == {"service_account_email": "${google_service_account.sweeper.email}", "audience": uri}
-    variables = {k: v for block in TF["variable"] for k, v in block.items()}
-    assert job["schedule"] == "${var.sweep_runs_cron}" and variables["sweep_runs_cron"]["default"] == "*/5 * * * *"
+    assert oidc["service_account_email"] == '${google_service_account.account["sweeper"].email}'
+    variables_ = {k: v for block in TF["variable"] for k, v in block.items()}
+    assert job["schedule"] == "${var.sweep_runs_cron}" and variables_["sweep_runs_cron"]["default"] == "*/5 * * * *"
+    condition = first(variables_["sweep_runs_cron"], "validation")["condition"]
+    assert condition == '${length(split(" ", trimspace(var.sweep_runs_cron))) == 5}', "an empty cron must be refused"
 
 
 def test_secrets_have_no_values_in_code():
     assert "google_secret_manager_secret_version" not in {t for t, _, _ in all_resources()}
-    fn = functions_by_entry_point()["stripe_webhook"][1]
-    secret_env = first(first(fn, "service_config"), "secret_environment_variables")
-    assert secret_env["key"] == "STRIPE_WEBHOOK_SECRET"
+    for ep, fn in functions().items():
+        config = first(fn, "service_config")
+        (dynamic,) = [d["secret_environment_variables"] for d in config.get("dynamic", [])
+                      if "secret_environment_variables" in d]
+        assert "secret_environment_variables" not in config, f"{ep}: secrets come from its entry's `secrets`"
+        assert first(dynamic, "content") == {"key": "${secret_environment_variables.key}", "project_id": PROJECT,
+                                             "secret": "${secret_environment_variables.value}", "version": "latest"}
+        # the functions' account may read the Stripe secret and no other (secrets.tf)
+        expected = {"STRIPE_WEBHOOK_SECRET": "${google_secret_manager_secret.stripe_webhook.secret_id}"}
+        assert dynamic["for_each"] == (expected if ep == "stripe_webhook" else {}), ep
+
+
+# -- the fold into for_each: old addresses move ----------------------------------------------------
+
+# The resources that were one resource per function, account, grant, job or alert, and are now one for_each.
+FOLDED = ("google_cloudfunctions2_function.fn", "google_cloud_run_v2_service_iam_member.invoker",
+          "google_service_account.account", "google_project_iam_member.grant",
+          "google_pubsub_topic_iam_member.publisher", "google_cloud_scheduler_job.call",
+          "google_monitoring_alert_policy.alert")
+
+
+def moves() -> list[tuple[str, str]]:
+    def address(expr: str) -> str:
+        m = re.fullmatch(r"\$\{(.+)\}", expr)
+        assert m, expr
+        return m.group(1)
+    return [(address(m["from"]), address(m["to"])) for m in TF.get("moved", [])]
+
+
+def _addresses(var: dict) -> set[str]:
+    out = set()
+    for address in FOLDED:
+        rtype, name = address.split(".")
+        out |= {f'{address}["{key}"]' for key in instances(rtype, name, var)}
+    return out
+
+
+def test_every_instance_of_a_folded_resource_moves_from_its_old_address():
+    """A deployment made before the fold must plan moves, not a destroy and a create: a function would get a
+    new URL, a service account would be a new principal that tenants' grants no longer name."""
+    moved = moves()
+    froms, tos = [f for f, _ in moved], [t for _, t in moved]
+    assert len(set(froms)) == len(froms) and len(set(tos)) == len(tos), "one move per address"
+    assert set(tos) == _addresses(variables(**ALL_ON)), "every instance comes from one old address"
+    defined = {f"{t}.{n}" for t, n, _ in all_resources()}
+    unconditional = _addresses(variables(**ALL_OFF))
+    for old, new in moved:
+        resource = re.sub(r"\[[^\]]*\]$", "", old)
+        assert resource not in defined, f"{old} is still in the configuration"
+        # what exists only with a variable set was a resource with a count, so its instance is [0]
+        assert old.endswith("[0]") == (new not in unconditional), (old, new)
+    # the functions and the accounts were resources named by their key
+    for ep in functions():
+        assert (f"google_cloudfunctions2_function.{ep}", f'google_cloudfunctions2_function.fn["{ep}"]') in moved, ep
+    for key in service_accounts():
+        assert (f"google_service_account.{key}", f'google_service_account.account["{key}"]') in moved, key
 
 
 # -- build ------------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ def _job_families() -> list[str]:
 
 
 def test_the_commands_name_what_terraform_and_cloud_build_define():
-    from tests.test_deploy_config import all_resources, functions_by_entry_point, resources
+    from tests.test_deploy_config import all_resources, functions, reference, scheduler_jobs
 
     defined = {f"{t}.{n}" for t, n, _ in all_resources()}
     targets = re.findall(r"-target=(\S+)", DOC)
@@ -60,11 +60,14 @@ def test_the_commands_name_what_terraform_and_cloud_build_define():
         assert named <= set(cloudbuild["substitutions"]), named - set(cloudbuild["substitutions"])
     jobs = {f"cloudact-{family}" for family in _job_families()}
     assert set(re.findall(r"--job=(cloudact-\w+)", DOC)) | set(re.findall(r"jobs describe (cloudact-\w+)", DOC)) <= jobs
-    functions = functions_by_entry_point()
-    count = ("zero one two three four five six seven eight nine ten".split())[len(functions)]
+    fns = functions()
+    count = ("zero one two three four five six seven eight nine ten".split())[len(fns)]
     assert f"the {count} functions" in DOC and f"# {count}, ACTIVE" in DOC, f"docs/deploy.md must count {count}"
-    assert all(f"| `{entry}` |" in DOC for entry in functions), "every function has its row in the table"
-    names = {job["name"] for job in resources("google_cloud_scheduler_job").values()}
+    rows = {line.split("|")[1].strip(" `"): line for line in DOC.splitlines() if line.startswith("| `")}
+    for entry, fn in fns.items():
+        assert entry in rows, f"{entry} has no row in the table"
+        assert f"`{fn['name']}`" in rows[entry], f"the row of {entry} names its function {fn['name']}"
+    names = {reference(job["name"]) for job in scheduler_jobs().values()}
     assert {"cloudact-sync-schedules", "cloudact-sweep-runs"} <= names
     assert all(n in DOC for n in names)
     # every CLOUDACT_ setting the document names is one the code reads
