@@ -60,6 +60,13 @@ hosts AS (
          ServiceProviderName AS vendor
   FROM {provider_facts:genai} AS f
 ),
+-- The vendor a model id names (fact_tables.yml model_vendors: the first pattern that matches), per model.
+model_vendor AS (
+  SELECT m.model, v.vendor
+  FROM (SELECT DISTINCT model FROM charged WHERE model IS NOT NULL) AS m
+  JOIN {facts:model_vendors} AS v ON LOWER(m.model) LIKE v.model_like
+  QUALIFY ROW_NUMBER() OVER (PARTITION BY m.model ORDER BY v.fact_rank) = 1
+),
 rows_out AS (
   SELECT c.usage_date, c.provider, c.model, c.project_id, c.currency, 'Usage' AS category,
          CONCAT(c.model, ' ', LOWER(m.meter)) AS description,
@@ -142,19 +149,11 @@ SELECT
   r.cost_source AS x_cost_source
 FROM (
   SELECT o.*,
-         CASE  -- the model vendor (FOCUS ServiceProviderName), from the model id where it names one
-           WHEN LOWER(o.model) LIKE '%claude%' THEN 'Anthropic'
-           WHEN LOWER(o.model) LIKE '%llama%' THEN 'Meta'
-           WHEN LOWER(o.model) LIKE '%mistral%' OR LOWER(o.model) LIKE '%mixtral%' THEN 'Mistral AI'
-           WHEN LOWER(o.model) LIKE '%cohere%' THEN 'Cohere'
-           WHEN LOWER(o.model) LIKE '%deepseek%' THEN 'DeepSeek'
-           WHEN LOWER(o.model) LIKE '%gemini%' OR LOWER(o.model) LIKE '%gemma%' THEN 'Google'
-           WHEN LOWER(o.model) LIKE '%titan%' OR LOWER(o.model) LIKE '%nova%' THEN 'Amazon Web Services'
-           WHEN LOWER(o.model) LIKE 'gpt%' OR LOWER(o.model) LIKE '%openai%' THEN 'OpenAI'
-           ELSE d.vendor
-         END AS vendor
+         -- the model vendor (FOCUS ServiceProviderName), from the model id where it names one
+         COALESCE(mv.vendor, d.vendor) AS vendor
   -- LEFT JOINs: a row whose provider has no facts keeps a NULL InvoiceIssuerName, which the FOCUS table refuses
   -- (REQUIRED), so the conversion fails instead of the row vanishing from a run that succeeds
   FROM rows_out AS o LEFT JOIN hosts AS d ON d.provider = o.provider
+  LEFT JOIN model_vendor AS mv ON mv.model = o.model
 ) AS r
 LEFT JOIN hosts AS h ON h.provider = r.provider;

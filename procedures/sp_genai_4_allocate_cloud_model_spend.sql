@@ -1,6 +1,6 @@
 -- Model spend counted once (issue 14). When an org has a cloud bill and the GenAI usage of models that ran on
 -- that cloud (Bedrock on AWS, Vertex and Gemini on GCP, Azure OpenAI on Azure: `cloud_model_spend` in
--- provider_facts.yml), the money comes from the cloud bill and the usage explains it:
+-- fact_tables.yml), the money comes from the cloud bill and the usage explains it:
 -- * each cloud Usage line for the models is split over the usage of the same account (the line's
 --   SubAccountId = the usage's cloud_account_id) and day, by the shares of the usage's computed cost
 --   (contracted_cost), finest where the line names the model (the longest model family its text contains)

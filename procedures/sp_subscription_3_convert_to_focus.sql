@@ -24,41 +24,15 @@
 --     SubAccount columns NULL together); Resource = the subscription; Tags = flat {owner, department}
 --     without null keys, NULL when neither is set. BillingPeriod = the calendar month of the day.
 WITH named AS (
+  -- the vendor, its product and their category from fact_tables.yml saas_vendors; a vendor we hold no name
+  -- for: its key, capitalised as a name ('notion' -> 'Notion'), in Business Applications
   SELECT c.*,
-         CASE c.provider
-           WHEN 'slack' THEN 'Slack'
-           WHEN 'canva' THEN 'Canva'
-           WHEN 'chatgpt_plus' THEN 'OpenAI'
-           WHEN 'chatgpt_team' THEN 'OpenAI'
-           WHEN 'claude_pro' THEN 'Anthropic'
-           WHEN 'zoom' THEN 'Zoom'
-           WHEN 'google_workspace' THEN 'Google'
-           WHEN 'microsoft_365' THEN 'Microsoft'
-           -- a vendor we hold no name for: its key, capitalised as a name ('notion' -> 'Notion')
-           ELSE CONCAT(UPPER(SUBSTR(c.provider, 1, 1)), SUBSTR(c.provider, 2))
-         END AS vendor,
-         CASE c.provider
-           WHEN 'slack' THEN 'Slack'
-           WHEN 'canva' THEN 'Canva'
-           WHEN 'chatgpt_plus' THEN 'ChatGPT Plus'
-           WHEN 'chatgpt_team' THEN 'ChatGPT Team'
-           WHEN 'claude_pro' THEN 'Claude Pro'
-           WHEN 'zoom' THEN 'Zoom Workplace'
-           WHEN 'google_workspace' THEN 'Google Workspace'
-           WHEN 'microsoft_365' THEN 'Microsoft 365'
-           ELSE c.provider
-         END AS service,
-         CASE
-           WHEN c.provider IN ('chatgpt_plus', 'chatgpt_team', 'claude_pro') THEN 'AI and Machine Learning'
-           ELSE 'Business Applications'
-         END AS category,
-         CASE
-           WHEN c.provider IN ('chatgpt_plus', 'chatgpt_team', 'claude_pro') THEN 'Generative AI'
-           WHEN c.provider IN ('slack', 'canva', 'zoom', 'google_workspace', 'microsoft_365')
-             THEN 'Productivity and Collaboration'
-           ELSE 'Other (Business Applications)'
-         END AS subcategory
+         COALESCE(v.vendor, CONCAT(UPPER(SUBSTR(c.provider, 1, 1)), SUBSTR(c.provider, 2))) AS vendor,
+         COALESCE(v.service, c.provider) AS service,
+         COALESCE(v.category, 'Business Applications') AS category,
+         COALESCE(v.subcategory, 'Other (Business Applications)') AS subcategory
   FROM `{org_dataset}.subscription_costs_daily` AS c
+  LEFT JOIN {facts:saas_vendors} AS v ON v.vendor_key = c.provider
   WHERE c.x_org_slug = @org_slug AND c.x_pipeline_id = @pipeline_id AND c.x_credential_id = @credential_id
     AND c.cost_date BETWEEN @start_date AND @end_date
 )

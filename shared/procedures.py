@@ -12,12 +12,14 @@ column list is those names with the lineage columns every row gets the same way.
 or repeated name fails when the procedure is loaded (so at install), not at query time.
 
 Shared pieces, written once:
-- `{aws.ProviderName}`: a constant provider fact from `procedures/provider_facts.yml`, as a literal;
-- `{facts:cloud_model_spend}`: a list of facts from the same file, as a subquery of literals (one row per
-  entry, its keys as columns, plus `fact_rank`: the entry's position);
-- `{provider_facts:genai}`: the facts of every provider of an available pipeline of that category in
-  providers.yml, as a subquery of literals (one row per provider: `provider` and the category's
-  PROVIDER_FACT_KEYS), so a provider joins its facts by being declared;
+- `{aws.ProviderName}`: a constant provider fact, declared in providers.yml (`providers:`) and read from its
+  synced table organizations.provider_facts (shared.registry.sync_facts) by an uncorrelated scalar subquery,
+  which both engines evaluate once; the loader checks the fact is declared;
+- `{provider_facts:genai}`: the facts of every provider of an available pipeline of that category, read from
+  the same table (one row per provider: `provider` and the category's PROVIDER_FACT_KEYS), so a provider
+  joins its facts by being declared;
+- `{facts:cloud_model_spend}`: a list of facts from `procedures/fact_tables.yml`, as a subquery of literals
+  (one row per entry, its keys as columns, plus `fact_rank`: the entry's position);
 - `{null:AllocatedTags, ChargeClass}`: FOCUS columns a conversion leaves empty, as `CAST(NULL AS <type>) AS
   <name>` with each column's type from shared/focus.py (so every converter's empty columns have one spelling);
 - `FOCUS_UNIT(x)`: the unit normalisation in `procedures/macros/focus_unit.sql`, put in place of the call;
@@ -85,9 +87,15 @@ PROVIDER_FACT_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-@lru_cache(maxsize=None)
 def provider_facts() -> dict[str, Any]:
-    return yaml.safe_load((PROCEDURE_DIR / "provider_facts.yml").read_text())
+    from shared import registry
+
+    return registry.provider_facts()
+
+
+@lru_cache(maxsize=None)
+def fact_tables() -> dict[str, Any]:
+    return yaml.safe_load((PROCEDURE_DIR / "fact_tables.yml").read_text())
 
 
 def _literal(value: str) -> str:
@@ -109,8 +117,8 @@ def check_provider_facts() -> None:
             problems.append(f"{p.category} provider {p.provider!r} (pipeline {p.path}) has no "
                             f"{', '.join(missing)}")
     if problems:
-        raise ProcedureError("procedures/provider_facts.yml misses facts of providers in providers.yml: "
-                             + "; ".join(problems) + " (add them under the provider's key)")
+        raise ProcedureError("providers.yml misses facts of providers of its pipelines: "
+                             + "; ".join(problems) + " (add them under providers: <provider>)")
 
 
 def provider_fact_rows(category: str) -> list[dict[str, str]]:
@@ -126,17 +134,17 @@ def provider_fact_rows(category: str) -> list[dict[str, str]]:
             for name in providers]
 
 
-def _literal_rows(entries: list[dict[str, str]], rank: bool) -> str:
-    rows = [", ".join([*(f"{_literal(v)} AS {k}" for k, v in e.items()), *([f"{i} AS fact_rank"] if rank else [])])
+def _literal_rows(entries: list[dict[str, str]]) -> str:
+    rows = [", ".join([*(f"{_literal(v)} AS {k}" for k, v in e.items()), f"{i} AS fact_rank"])
             for i, e in enumerate(entries)]
     return "(" + " UNION ALL ".join(f"SELECT {r}" for r in rows) + ")"
 
 
 def fact_table(key: str) -> list[dict[str, str]]:
     """A list of facts (e.g. `cloud_model_spend`): entries of the same keys, string values."""
-    entries = provider_facts().get(key)
+    entries = fact_tables().get(key)
     if not isinstance(entries, list) or not entries:
-        raise ProcedureError(f"no list of facts {key!r} in procedures/provider_facts.yml")
+        raise ProcedureError(f"no list of facts {key!r} in procedures/fact_tables.yml")
     keys = list(entries[0])
     for e in entries:
         if list(e) != keys or not all(isinstance(v, str) for v in e.values()):
@@ -144,17 +152,30 @@ def fact_table(key: str) -> list[dict[str, str]]:
     return entries
 
 
+def _provider_table(category: str) -> str:
+    """The category's providers' facts, one row each, read from organizations.provider_facts."""
+    from shared import registry
+
+    names = [e["provider"] for e in provider_fact_rows(category)]
+    columns = ", ".join(f"{registry.FACT_COLUMNS[k]} AS {k}" for k in PROVIDER_FACT_KEYS[category])
+    return (f"(SELECT provider, {columns} FROM `organizations.{registry.FACTS_TABLE}` "
+            f"WHERE provider IN ({', '.join(_literal(n) for n in names)}))")
+
+
 def _with_facts(name: str, sql: str) -> str:
+    from shared import registry
+
     def fact(m: re.Match) -> str:
-        try:
-            value = provider_facts()[m.group(1)][m.group(2)]
-        except (KeyError, TypeError):
-            raise ProcedureError(f"{name}: no provider fact {m.group(0)} in procedures/provider_facts.yml") from None
-        return _literal(value)
+        provider, key = m.group(1), m.group(2)
+        declared = provider_facts().get(provider)
+        if key not in registry.FACT_COLUMNS or not isinstance(declared, dict) or not declared.get(key):
+            raise ProcedureError(f"{name}: no provider fact {m.group(0)} in providers.yml (providers: {provider})")
+        return (f"(SELECT {registry.FACT_COLUMNS[key]} FROM `organizations.{registry.FACTS_TABLE}` "
+                f"WHERE provider = {_literal(provider)})")
 
     sql = _NULLS.sub(lambda m: _null_columns(name, m.group(1)), sql)
-    sql = _PROVIDER_TABLE.sub(lambda m: _literal_rows(provider_fact_rows(m.group(1)), rank=False), sql)
-    return _FACT.sub(fact, _FACT_TABLE.sub(lambda m: _literal_rows(fact_table(m.group(1)), rank=True), sql))
+    sql = _PROVIDER_TABLE.sub(lambda m: _provider_table(m.group(1)), sql)
+    return _FACT.sub(fact, _FACT_TABLE.sub(lambda m: _literal_rows(fact_table(m.group(1))), sql))
 
 
 def _null_columns(name: str, names: str) -> str:

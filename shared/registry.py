@@ -1,4 +1,5 @@
-"""The provider registry (providers.yml): pipeline path -> job, raw tables, procedures, credential."""
+"""The provider catalog (providers.yml): pipeline path -> job, raw tables, procedures, credential; and per
+provider the constant FOCUS names its conversions write (`providers:`), synced to organizations.provider_facts."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ class Pipeline:
     # Observations of the run itself, not of the slice's dates (a balance sampled when the run reads
     # it): each run keeps its own rows, so they add up to a history rather than replacing each other.
     run_tables: tuple[str, ...] = ()
-    # Whose names the rows carry: the provider's facts (procedures/provider_facts.yml), or the input's own
+    # Whose names the rows carry: the provider's facts (providers.yml `providers:`), or the input's own
     # (`file`: a vendor's FOCUS file names its provider, publisher and invoice issuer itself).
     names_from: str = "facts"
 
@@ -66,6 +67,36 @@ def pipelines() -> dict[str, Pipeline]:
             names_from=e.get("names_from", "facts"),
         )
     return out
+
+
+# A provider fact (the FOCUS column it fills) -> its column in organizations.provider_facts.
+FACT_COLUMNS = {"ProviderName": "provider_name", "HostProviderName": "host_provider_name",
+                "ServiceProviderName": "service_provider_name", "InvoiceIssuerName": "invoice_issuer_name",
+                "PublisherName": "publisher_name", "ServiceName": "service_name"}
+FACTS_TABLE = "provider_facts"
+
+
+@lru_cache(maxsize=None)
+def provider_facts() -> dict[str, dict[str, str]]:
+    """provider -> {fact: value} from providers.yml `providers:`."""
+    doc = yaml.safe_load(REGISTRY_PATH.read_text())
+    return {name: dict(facts or {}) for name, facts in (doc.get("providers") or {}).items()}
+
+
+def sync_facts(wh) -> int:
+    """Replace organizations.provider_facts with the catalog's facts. Returns rows written."""
+    from shared import schemas
+
+    unknown = sorted({k for facts in provider_facts().values() for k in facts} - set(FACT_COLUMNS))
+    if unknown:
+        raise ValueError(f"providers.yml: unknown provider fact(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(FACT_COLUMNS)}")
+    rows = [{"provider": name, **{col: facts.get(fact) for fact, col in FACT_COLUMNS.items()}}
+            for name, facts in provider_facts().items()]
+    wh.ensure_table(wh.meta_dataset, schemas.get(FACTS_TABLE))
+    wh.execute(f"DELETE FROM `{wh.meta_dataset}.{FACTS_TABLE}` WHERE TRUE")
+    wh.insert_rows(wh.meta_dataset, FACTS_TABLE, rows)
+    return len(rows)
 
 
 def get(path: str, *, require_available: bool = True) -> Pipeline:

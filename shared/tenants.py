@@ -26,10 +26,12 @@ def bootstrap(wh: Warehouse) -> None:
 
 
 def sync_reference_data(wh: Warehouse) -> dict[str, int]:
-    """Load the repo's reference data (GenAI prices, service category map) into the meta dataset."""
-    from shared import pricing, service_map
+    """Load the repo's reference data (GenAI prices, service category map, provider facts) into the meta
+    dataset."""
+    from shared import pricing, registry, service_map
 
-    return {"prices": pricing.sync(wh), "service_categories": service_map.sync(wh)}
+    return {"prices": pricing.sync(wh), "service_categories": service_map.sync(wh),
+            "provider_facts": registry.sync_facts(wh)}
 
 
 def ensure_org_tables(wh: Warehouse, slug: str) -> str:

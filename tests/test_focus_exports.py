@@ -476,7 +476,7 @@ def test_aws_focus_1_2_parquet_on_s3_to_focus_1_3(rt, acme, s3_server):  # noqa:
     mar1 = dt.date(2024, 3, 1)
     vm = out[day_of("vm", mar1)]
     assert (vm["ProviderName"], vm["PublisherName"], vm["ServiceProviderName"], vm["HostProviderName"]) == \
-        ("Amazon Web Services",) * 4  # the CUR path's names (provider_facts.yml), not the export's 'AWS'
+        ("Amazon Web Services",) * 4  # the CUR path's names (providers.yml), not the export's 'AWS'
     assert (vm["ServiceCategory"], vm["ServiceSubcategory"]) == ("Compute", "Virtual Machines")
     assert vm["ListUnitPrice"] * vm["PricingQuantity"] == vm["ListCost"] == Decimal("2.304")
     assert vm["ContractedUnitPrice"] == Decimal("0.0912") and vm["ContractedCost"] == Decimal("2.1888")

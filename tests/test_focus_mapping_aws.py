@@ -338,11 +338,9 @@ def gate_passes(wh, pipeline: str = PIPELINE) -> None:
 
 
 def provider_default_invoice_issuer() -> str:
-    """The provider-level InvoiceIssuerName the procedures fall back on (procedures/provider_facts.yml)."""
-    facts = Path(__file__).resolve().parent.parent / "procedures" / "provider_facts.yml"
-    if not facts.exists():  # before provider facts moved out of the SQL
-        return "Amazon Web Services"
-    return yaml.safe_load(facts.read_text())["aws"]["InvoiceIssuerName"]
+    """The provider-level InvoiceIssuerName the procedures fall back on (providers.yml `providers:`)."""
+    facts = Path(__file__).resolve().parent.parent / "providers.yml"
+    return yaml.safe_load(facts.read_text())["providers"]["aws"]["InvoiceIssuerName"]
 
 
 @pytest.fixture()

@@ -7,24 +7,32 @@ import shutil
 
 import pytest
 
-from shared import focus
+from shared import focus, registry
 from shared import procedures as procs
 from shared.warehouse.duckdb import DuckDBWarehouse
 
 MAPPINGS = sorted(n for n, p in procs.all_procedures().items() if p.is_focus_mapping)
 
 
+def _clear_caches():
+    for cached in (procs.all_procedures, procs.fact_tables, procs._macro, registry.pipelines,
+                   registry.provider_facts):
+        if hasattr(cached, "cache_clear"):  # a test may have put a plain function in its place
+            cached.cache_clear()
+
+
 @pytest.fixture
 def proc_dir(tmp_path, monkeypatch):
-    """A private copy of procedures/ that the loader reads instead of the real one."""
+    """Private copies of procedures/ and of the catalog (providers.yml, beside it) that the loader reads
+    instead of the real ones."""
     copy = tmp_path / "procedures"
     shutil.copytree(procs.PROCEDURE_DIR, copy)
+    shutil.copy(registry.REGISTRY_PATH, tmp_path / "providers.yml")
     monkeypatch.setattr(procs, "PROCEDURE_DIR", copy)
-    for cached in (procs.all_procedures, procs.provider_facts, procs._macro):
-        cached.cache_clear()
+    monkeypatch.setattr(registry, "REGISTRY_PATH", tmp_path / "providers.yml")
+    _clear_caches()
     yield copy
-    for cached in (procs.all_procedures, procs.provider_facts, procs._macro):
-        cached.cache_clear()
+    _clear_caches()
 
 
 def _install(dataset="acme_prod"):
@@ -88,14 +96,26 @@ def test_an_unknown_provider_fact_fails_at_install(proc_dir):
 
 
 def test_provider_facts_and_the_unit_macro_are_read_from_their_one_place(proc_dir):
-    (proc_dir / "provider_facts.yml").write_text(
-        (proc_dir / "provider_facts.yml").read_text().replace("ProviderName: Oracle", "ProviderName: O'Racle"))
+    catalog = proc_dir.parent / "providers.yml"
+    _edit(catalog, "    ProviderName: Oracle\n", "    ProviderName: O'Racle\n")
     (proc_dir / "macros" / "focus_unit.sql").write_text("-- FOCUS_UNIT(unit_in): a stand-in\nCONCAT('u:', unit_in)")
-    procs.all_procedures.cache_clear()
+    _clear_caches()
     sql = " ".join(procs.get("sp_cloud_1_convert_to_focus").statements("acme_prod"))
-    assert "'O\\'Racle' AS ProviderName" in sql
+    # the conversion reads the fact from the synced table, never a copy of it in the SQL
+    assert "(SELECT provider_name FROM `organizations.provider_facts` WHERE provider = 'oci') AS ProviderName" in sql
+    assert "Oracle" not in sql and "Racle" not in sql
     assert "CONCAT('u:', pricing_unit)" in sql
-    assert _install()  # a quoted fact and the new macro still transpile
+    wh = DuckDBWarehouse(None)
+    try:
+        assert wh.install_procedures("acme_prod")  # the new macro transpiles
+        from shared.tenants import bootstrap
+
+        bootstrap(wh)
+        assert registry.sync_facts(wh) == len(registry.provider_facts())
+        assert wh.query("SELECT provider_name FROM `organizations.provider_facts` WHERE provider = 'oci'") == [
+            {"provider_name": "O'Racle"}]
+    finally:
+        wh.close()
 
 
 def test_the_mapping_document_is_the_sql():
@@ -148,21 +168,23 @@ def test_a_genai_provider_without_facts_fails_at_install_naming_it(proc_dir, mon
     assert "genai provider 'mistral' (pipeline genai/payg/mistral) has no ProviderName" in str(e.value)
     assert "ServiceName" in str(e.value)
     # with its facts it installs, and its row is in the conversion's provider table
-    facts = proc_dir / "provider_facts.yml"
-    facts.write_text(facts.read_text() + "mistral:\n  ProviderName: Mistral AI\n  HostProviderName: Mistral AI\n"
-                     "  InvoiceIssuerName: Mistral AI\n  ServiceProviderName: Mistral AI\n  ServiceName: La Plateforme\n")
-    procs.provider_facts.cache_clear()
+    facts = proc_dir.parent / "providers.yml"
+    facts.write_text(facts.read_text() + "  mistral:\n    ProviderName: Mistral AI\n    HostProviderName: Mistral AI\n"
+                     "    InvoiceIssuerName: Mistral AI\n    ServiceProviderName: Mistral AI\n"
+                     "    ServiceName: La Plateforme\n")
+    registry.provider_facts.cache_clear()
     assert _install()
-    assert "'mistral' AS provider" in procs.get("sp_genai_3_convert_to_focus").statements("acme_prod")[1]
+    sql = procs.get("sp_genai_3_convert_to_focus").statements("acme_prod")[1]
+    assert re.search(r"FROM `organizations\.provider_facts` WHERE provider IN \([^)]*'mistral'\)", sql)
 
 
 def test_each_provider_missing_a_fact_is_named(proc_dir, monkeypatch):
-    _edit(proc_dir / "provider_facts.yml", "  ServiceName: DeepSeek API\n", "")
-    procs.provider_facts.cache_clear()
+    _edit(proc_dir.parent / "providers.yml", "    ServiceName: DeepSeek API\n", "")
+    registry.provider_facts.cache_clear()
     with pytest.raises(procs.ProcedureError, match=r"'deepseek' \(pipeline genai/payg/deepseek\) has no ServiceName \("):
         procs.all_procedures()
-    _edit(proc_dir / "provider_facts.yml", "  PublisherName: Oracle\n", "")
-    procs.provider_facts.cache_clear()
+    _edit(proc_dir.parent / "providers.yml", "    PublisherName: Oracle\n", "")
+    registry.provider_facts.cache_clear()
     with pytest.raises(procs.ProcedureError, match=r"cloud provider 'oci' \(pipeline cloud/oci/cost/billing\) has no "
                                                    r"PublisherName; genai provider 'deepseek'"):
         procs.all_procedures()

@@ -5,7 +5,7 @@ The same AWS account goes through the CUR path (the bundled legacy CUR sample, 9
 line) and through AWS's FOCUS 1.2 export of those line items, written here with the values AWS's export gives
 (ProviderName and PublisherName 'AWS', the seller as PublisherName on Marketplace lines, InvoiceIssuerName the
 CUR's bill/InvoicingEntity): both must name the provider alike, line by line. Azure and Google Cloud: their
-raw converters and their FOCUS exports write procedures/provider_facts.yml's names, and an export's issuer that
+raw converters and their FOCUS exports write the names of providers.yml's `providers:`, and an export's issuer that
 is only the cloud's short name ('AWS', 'Microsoft', 'Google') is that cloud's name.
 """
 from __future__ import annotations
@@ -191,3 +191,20 @@ def test_the_raw_converters_write_the_same_names_as_the_exports(rt, acme, tmp_pa
     rows = wh.query(f"SELECT DISTINCT {', '.join(NAMES)} FROM `acme_prod.cost_data_standard_1_3` "
                     "WHERE x_credential_id = 'cred_raw' AND PublisherName = @p", {"p": facts(cloud)["PublisherName"]})
     assert {tuple(r[n] for n in NAMES) for r in rows} == {tuple(facts(cloud).values())}
+
+
+def test_a_renamed_provider_reaches_its_rows_with_a_sync_not_a_new_procedure(rt, acme, monkeypatch):
+    """The conversions read the names from organizations.provider_facts, so `cloudact bootstrap` (which syncs
+    them) renames a provider without the procedures being installed again."""
+    from shared import registry
+
+    wh, oci = rt.warehouse, {"source": (SAMPLES / "oci").as_uri()}
+    names = "SELECT DISTINCT ProviderName, InvoiceIssuerName FROM `acme_prod.cost_data_standard_1_3`"
+    kit.land_and_convert(wh, "cloud/oci/cost/billing", "cred_oci", oci, *NOV)
+    assert {r["ProviderName"] for r in wh.query(names)} == {facts("oci")["ProviderName"]}
+    catalog = registry.provider_facts()
+    renamed = {**catalog, "oci": {**catalog["oci"], "ProviderName": "Oracle Corporation"}}
+    monkeypatch.setattr(registry, "provider_facts", lambda: renamed)
+    registry.sync_facts(wh)
+    kit.land_and_convert(wh, "cloud/oci/cost/billing", "cred_oci", oci, *NOV, run_id="run_b")
+    assert {r["ProviderName"] for r in wh.query(names)} == {"Oracle Corporation"}

@@ -180,7 +180,7 @@ SELECT
   IF(resource_global_name IS NULL, NULL,
     COALESCE(REGEXP_EXTRACT(resource_global_name, r'/([A-Za-z]+)/[^/]+$'), 'resource')) AS ResourceType,
   service_category AS ServiceCategory,
-  COALESCE(service_description, 'Google Cloud') AS ServiceName,
+  COALESCE(service_description, {gcp.ServiceName}) AS ServiceName,
   seller AS ServiceProviderName,
   service_subcategory AS ServiceSubcategory,
   IF(category = 'Tax', NULL, sku_id) AS SkuId,

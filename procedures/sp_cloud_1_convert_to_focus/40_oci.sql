@@ -197,7 +197,7 @@ SELECT
   IF(resource_id IS NULL, NULL,
     COALESCE(resource_type, REGEXP_EXTRACT(resource_id, r'^ocid1\.([a-z0-9]+)\.'), 'resource')) AS ResourceType,
   IF(service_category_valid, service_category, COALESCE(mapped_category, 'Other')) AS ServiceCategory,
-  COALESCE(service, 'Oracle Cloud Infrastructure') AS ServiceName,
+  COALESCE(service, {oci.ServiceName}) AS ServiceName,
   {oci.ServiceProviderName} AS ServiceProviderName,
   CASE
     WHEN service_category_valid AND service_subcategory_valid THEN service_subcategory

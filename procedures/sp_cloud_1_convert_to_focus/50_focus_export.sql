@@ -43,7 +43,7 @@
 --   any of them has (map, export, Other; ties: alphabetical), with its subcategory (the map's; else the
 --   export's valid pair; else 'Other (<category>)'), so a ServiceName has one pair.
 -- Providers: one set of names per cloud whatever file the rows came from, the raw converters' (the facts in
--- procedures/provider_facts.yml: AWS's export says 'AWS', its CUR path writes Amazon Web Services).
+-- providers.yml `providers:`: AWS's export says 'AWS', its CUR path writes Amazon Web Services).
 -- ProviderName is the cloud's; PublisherName and ServiceProviderName the PublisherName when it names a third
 -- party (a marketplace seller), else the cloud's; HostProviderName (1.3, no export has it yet) the cloud's,
 -- which hosts everything in its own export; InvoiceIssuerName the export's invoicing entity ('Amazon Web
