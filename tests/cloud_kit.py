@@ -11,7 +11,7 @@ import pytest
 
 from jobs.base import ExtractContext, ExtractError
 from jobs.runner import land
-from shared import registry, schemas
+from shared import focus, registry, schemas
 from shared.naming import org_dataset
 
 
@@ -69,6 +69,16 @@ def focus_by_period(wh, pipeline_id: str) -> dict:
                     "SUM(EffectiveCost) AS effective FROM `acme_prod.cost_data_standard_1_3` "
                     "WHERE x_pipeline_id = @p GROUP BY 1 ORDER BY 1", {"p": pipeline_id})
     return {r["p"]: (r["n"], r["billed"], r["effective"]) for r in rows}
+
+
+def assert_gate_passes_and_rerun_changes_nothing(wh, pipeline_id: str, rerun) -> None:
+    """The FOCUS gate passes on the pipeline's rows, and `rerun()` (the same slice again, another run id) leaves its
+    FOCUS rows, billed and effective cost per period, and its source totals as they were."""
+    report = focus.check(wh, "acme_prod", "x_pipeline_id = @p", {"p": pipeline_id})
+    assert report.ok, report.summary()
+    per, src = focus_by_period(wh, pipeline_id), source_by_period(wh, pipeline_id)
+    rerun()
+    assert focus_by_period(wh, pipeline_id) == per and source_by_period(wh, pipeline_id) == src
 
 
 def source_by_period(wh, pipeline_id: str) -> dict:

@@ -36,6 +36,9 @@ class Contract:
     names: str | None  # the field the refusal names (a user must see what to fix)
     # source(tmp, stack, wh) -> Source: starts what the run reads (stubs go on `stack`, closed after the module).
     source: Callable[[Path, ExitStack, Any], Source] = field(repr=False, default=None)
+    # Where the provider's export files come gzipped (a source folder of samples): the name one takes there. A copy
+    # of the sample cut midway, under that name, must fail the run naming the file.
+    gzip_name: str | None = None
 
 
 # -- sources ---------------------------------------------------------------------------------------
@@ -140,13 +143,16 @@ CONTRACTS: dict[str, Contract] = {
                                        _gcp_export),
     "cloud/aws/cost/billing": Contract({"bucket": "b", "aws_access_key_id": "wJalrXUtnFEMI/K7MDENG+bPxRfiCY",
                                         "aws_secret_access_key": "x"}, "aws_access_key_id",
-                                       _folder("aws", dt.date(2023, 11, 1), dt.date(2023, 11, 30))),
+                                       _folder("aws", dt.date(2023, 11, 1), dt.date(2023, 11, 30)),
+                                       gzip_name="report-00001.csv.gz"),
     "cloud/azure/cost/billing": Contract({"account_url": "https://a.blob.core.windows.net",
                                           "connection_string": "AccountName=a"}, "connection_string",
-                                         _folder("azure", dt.date(2023, 9, 1), dt.date(2023, 9, 30))),
+                                         _folder("azure", dt.date(2023, 9, 1), dt.date(2023, 9, 30)),
+                                         gzip_name="part_0_0001.csv.gz"),
     "cloud/oci/cost/billing": Contract({"tenancy_ocid": "t", "user_ocid": "u", "fingerprint": "f",
                                         "private_key": "not a pem", "region": "r"}, "private_key",
-                                       _folder("oci", dt.date(2023, 11, 1), dt.date(2023, 11, 30))),
+                                       _folder("oci", dt.date(2023, 11, 1), dt.date(2023, 11, 30)),
+                                       gzip_name="0000000030000269-00001.csv.gz"),
     "genai/payg/openai": Contract({"admin_key": "sk-proj-0123456789abcdef0123456789abcdef0123"}, "admin_key",
                                   _openai),
     "genai/payg/anthropic": Contract({"admin_key": "sk-ant-api03-0123456789"}, "admin_key", _anthropic),

@@ -56,6 +56,29 @@ def test_job_module_importable_with_extract(pipeline):
     assert callable(module.extract), pipeline.job
 
 
+GZIPPED = sorted(p for p, c in CONTRACTS.items() if c.gzip_name)
+
+
+def test_the_file_providers_declare_their_gzip_name():
+    assert GZIPPED == ["cloud/aws/cost/billing", "cloud/azure/cost/billing", "cloud/oci/cost/billing"]
+
+
+@pytest.mark.parametrize("path", GZIPPED)
+def test_a_truncated_gzip_export_fails_naming_the_file(path, tmp_path):
+    """The sample gzipped and cut midway (a download that stopped) is an ExtractError naming the file."""
+    pipeline, contract = registry.get(path), CONTRACTS[path]
+    with ExitStack() as stack:
+        source = contract.source(tmp_path, stack, None)
+    (sample,) = Path(source.credential["source"].removeprefix("file://")).glob("*.csv")
+    extract = importlib.import_module(f"jobs.{pipeline.job}").extract
+    (tmp_path / "gz").mkdir()
+    def run_extract(credential):
+        ctx = ExtractContext("acme", path, "cred_contract", "run_a", source.start, source.end, credential)
+        return kit.extract_tables(extract, ctx, pipeline.raw_tables[0])
+
+    kit.assert_truncated_gzip_named(run_extract, tmp_path / "gz" / contract.gzip_name, sample)
+
+
 def test_raw_and_run_tables_have_schemas(pipeline):
     for table in pipeline.raw_tables + pipeline.run_tables:
         assert schemas.get(table).arrow_schema(include_lineage=False), table
