@@ -20,7 +20,7 @@ from shared.config import settings
 from shared.naming import org_dataset
 from shared.tenants import bootstrap, create_org, sync_reference_data
 from tests import cloud_kit as kit
-from tests.contract.providers import CONTRACTS, Source, contract_for
+from tests.contract.providers import CONTRACTS, GZIP_NAMES, Source, contract_for
 
 ROOT = Path(__file__).resolve().parents[2]
 AVAILABLE = sorted(p for p, v in registry.pipelines().items() if v.available)
@@ -56,14 +56,11 @@ def test_job_module_importable_with_extract(pipeline):
     assert callable(module.extract), pipeline.job
 
 
-GZIPPED = sorted(p for p, c in CONTRACTS.items() if c.gzip_name)
-
-
 def test_the_file_providers_declare_their_gzip_name():
-    assert GZIPPED == ["cloud/aws/cost/billing", "cloud/azure/cost/billing", "cloud/oci/cost/billing"]
+    assert sorted(GZIP_NAMES) == ["cloud/aws/cost/billing", "cloud/azure/cost/billing", "cloud/oci/cost/billing"]
 
 
-@pytest.mark.parametrize("path", GZIPPED)
+@pytest.mark.parametrize("path", sorted(GZIP_NAMES))
 def test_a_truncated_gzip_export_fails_naming_the_file(path, tmp_path):
     """The sample gzipped and cut midway (a download that stopped) is an ExtractError naming the file."""
     pipeline, contract = registry.get(path), CONTRACTS[path]
@@ -76,7 +73,7 @@ def test_a_truncated_gzip_export_fails_naming_the_file(path, tmp_path):
         ctx = ExtractContext("acme", path, "cred_contract", "run_a", source.start, source.end, credential)
         return kit.extract_tables(extract, ctx, pipeline.raw_tables[0])
 
-    kit.assert_truncated_gzip_named(run_extract, tmp_path / "gz" / contract.gzip_name, sample)
+    kit.assert_truncated_gzip_named(run_extract, tmp_path / "gz" / GZIP_NAMES[path], sample)
 
 
 def test_raw_and_run_tables_have_schemas(pipeline):
