@@ -13,13 +13,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.server_kit import free_port, npm_install, wait_port
 
 REPO = Path(__file__).resolve().parent.parent
 ACCOUNT = "devstoreaccount1"
@@ -40,33 +40,8 @@ def find_azurite(install: bool = True) -> tuple[str | None, str]:
         return None, "Azurite not available: azurite-blob is not installed and node/npm are missing"
     if not install:
         return None, "Azurite not installed"
-    try:
-        out = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", str(REPO / ".azurite"),
-                              "azurite@3"], capture_output=True, text=True, timeout=600, check=False)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return None, f"Azurite not available: npm install azurite@3 failed ({e})"
-    if out.returncode != 0:
-        return None, f"Azurite not available: npm install azurite@3 failed: {out.stderr.strip()[-300:]}"
-    return find_azurite(install=False)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"azurite-blob exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"azurite-blob did not listen on port {port} within {timeout}s")
+    failed = npm_install(REPO / ".azurite", "azurite@3", "Azurite not available")
+    return (None, failed) if failed else find_azurite(install=False)
 
 
 def connection_string(port: int) -> str:
@@ -80,7 +55,7 @@ def azurite():
     exe, reason = find_azurite()
     if exe is None:
         pytest.skip(reason)
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="azurite-") as location:
         proc = subprocess.Popen(
             [exe, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", location,
@@ -88,7 +63,7 @@ def azurite():
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         try:
             try:
-                _wait_port(port, proc)
+                wait_port(port, proc, "azurite-blob", timeout=30)
             except RuntimeError as e:
                 err = proc.stderr.read().decode(errors="replace")[-300:] if proc.poll() is not None else ""
                 pytest.skip(f"Azurite did not start: {e} {err}")

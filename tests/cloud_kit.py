@@ -1,10 +1,55 @@
-"""Cloud billing test helpers: land a slice through the runner's own landing step, convert, total."""
+"""Cloud billing test helpers: run an extractor into Arrow tables, check how it refuses a bad file, land a slice
+through the runner's own landing step, convert, total."""
 from __future__ import annotations
 
-from jobs.base import ExtractContext
+import gzip
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from jobs.base import ExtractContext, ExtractError
 from jobs.runner import land
-from shared import registry
+from shared import focus, registry, schemas
 from shared.naming import org_dataset
+
+
+def out_schema(table: str) -> pa.Schema:
+    """The Arrow schema the warehouse declares for `table`, without the lineage columns the runner adds."""
+    return schemas.get(table).arrow_schema(include_lineage=False)
+
+
+def extract_tables(extract, ctx: ExtractContext, raw: str) -> tuple[pa.Table, pa.Table]:
+    """`extract(ctx)`'s `raw` table and its cloud_source_totals, each read in its declared schema."""
+    out = extract(ctx)
+    return tuple(pa.Table.from_batches(list(out[t]), schema=out_schema(t)) for t in (raw, "cloud_source_totals"))
+
+
+def dsum(table: pa.Table, col: str) -> Decimal:
+    """The exact sum of a column's non-null values."""
+    return sum((v for v in table.column(col).to_pylist() if v is not None), Decimal(0))
+
+
+def assert_refused_naming(run_extract, folder: Path, *words: str) -> None:
+    """Extracting the file:// folder is an ExtractError whose message has each of `words` (file, columns, cause)."""
+    with pytest.raises(ExtractError) as e:
+        run_extract({"source": f"file://{folder}"})
+    absent = [w for w in words if w not in str(e.value)]
+    assert not absent, f"{e.value!s} does not name {absent}"
+
+
+def assert_missing_columns_named(run_extract, path: Path, text: str, *columns: str) -> None:
+    """A file of `text` at `path` lacking required columns: the run fails naming the file and each of `columns`."""
+    path.write_text(text)
+    assert_refused_naming(run_extract, path.parent, path.name, *columns)
+
+
+def assert_truncated_gzip_named(run_extract, path: Path, sample: Path) -> None:
+    """`sample` gzipped and cut in half at `path` (a download that stopped midway): the run fails naming the file."""
+    packed = gzip.compress(sample.read_bytes())
+    path.write_bytes(packed[: len(packed) // 2])
+    assert_refused_naming(run_extract, path.parent, path.name, "truncated")
 
 
 def land_and_convert(wh, pipeline_id: str, credential_id: str, credential: dict, start, end,
@@ -24,6 +69,16 @@ def focus_by_period(wh, pipeline_id: str) -> dict:
                     "SUM(EffectiveCost) AS effective FROM `acme_prod.cost_data_standard_1_3` "
                     "WHERE x_pipeline_id = @p GROUP BY 1 ORDER BY 1", {"p": pipeline_id})
     return {r["p"]: (r["n"], r["billed"], r["effective"]) for r in rows}
+
+
+def assert_gate_passes_and_rerun_changes_nothing(wh, pipeline_id: str, rerun) -> None:
+    """The FOCUS gate passes on the pipeline's rows, and `rerun()` (the same slice again, another run id) leaves its
+    FOCUS rows, billed and effective cost per period, and its source totals as they were."""
+    report = focus.check(wh, "acme_prod", "x_pipeline_id = @p", {"p": pipeline_id})
+    assert report.ok, report.summary()
+    per, src = focus_by_period(wh, pipeline_id), source_by_period(wh, pipeline_id)
+    rerun()
+    assert focus_by_period(wh, pipeline_id) == per and source_by_period(wh, pipeline_id) == src
 
 
 def source_by_period(wh, pipeline_id: str) -> dict:

@@ -19,17 +19,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from cli import admin
+from tests.server_kit import free_port
 from tests.test_stripe_webhook import SECRET, event, product, sign
 
 REPO = Path(__file__).resolve().parent.parent
 CLOUDACT = str(Path(sys.executable).with_name("cloudact"))
 SAAS = "subscription/costs/subscription_cost"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Serve:
@@ -197,6 +192,17 @@ def _try_as_nobody(srv: Serve, top: Path, tmp_path: Path) -> None:
     assert "mallory" not in cloudact(srv, "orgs", "list", cwd=tmp_path).stdout
 
 
+def run_in_process(command: click.Command):
+    """The channel's `run` for `command`, in this process: the command's exit code, 0 when it returns."""
+    def run(argv, tty, width):
+        try:
+            command.main(args=argv, standalone_mode=False)
+        except SystemExit as e:
+            return e.code
+        return 0
+    return run
+
+
 def test_an_interrupt_reaches_the_forwarded_command_as_ctrl_c(tmp_path, monkeypatch):
     """The client's Ctrl-C ({"interrupt": true}) is a KeyboardInterrupt inside the server's command."""
     @click.group()
@@ -213,14 +219,7 @@ def test_an_interrupt_reaches_the_forwarded_command_as_ctrl_c(tmp_path, monkeypa
             click.echo("interrupted")
             sys.exit(3)
 
-    def run(argv, tty, width):
-        try:
-            root.main(args=argv, standalone_mode=False)
-        except SystemExit as e:
-            return e.code
-        return 0
-
-    with admin.AdminChannel(tmp_path / "h", root, run) as channel:
+    with admin.AdminChannel(tmp_path / "h", root, run_in_process(root)) as channel:
         channel.ready()
         with socket.socket(socket.AF_UNIX) as s, s.makefile("rb") as rfile:
             s.connect(str(channel.path))
@@ -242,16 +241,9 @@ def test_a_home_too_deep_for_a_socket_path_gets_a_private_folder_under_tmp(tmp_p
     def show(path):
         click.echo(Path(path).read_text())
 
-    def run(argv, tty, width):
-        try:
-            show.main(args=argv, standalone_mode=False)
-        except SystemExit as e:
-            return e.code
-        return 0
-
     home = tmp_path / ("deep" * 30) / "home"
     (tmp_path / "note.txt").write_text("hello from the client")
-    with admin.AdminChannel(home, show, run) as channel:
+    with admin.AdminChannel(home, show, run_in_process(show)) as channel:
         channel.ready()
         sock = admin.socket_path(home)
         assert sock == channel.path and len(str(sock)) < 108 and not str(sock).startswith(str(home))

@@ -2,18 +2,18 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from decimal import Decimal
 
 import httpx
-import pyarrow as pa
 import pytest
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
 from jobs.genai import anthropic as anthropic_job
-from shared import schemas
 from stubs.anthropic import COSTS_PATH, USAGE_PATH, AnthropicStub
 from stubs.genai_data import ANTHROPIC_PRICES, anthropic_demo_costs, anthropic_demo_usage, sum_fields
+from tests.extractor_kit import (Sleeps, admin_key_ctx, assert_batches_in_table_schemas, assert_credential_refused,
+                                 assert_provider_message_kept, refused_secret_message)
+from tests.extractor_kit import rows as _rows
 
 KEY = "sk-ant-admin01-test-0123456789abcdef"
 START = dt.date(2026, 7, 1)
@@ -22,24 +22,13 @@ END = START + dt.timedelta(days=DAYS - 1)
 
 
 def _ctx(stub: AnthropicStub, start: dt.date, end: dt.date, key: str = KEY) -> ExtractContext:
-    return ExtractContext(org_slug="acme", pipeline_id="genai/payg/anthropic", credential_id="cred-1",
-                          run_id="run-1", start_date=start, end_date=end,
-                          credential={"admin_key": key, "base_url": stub.base_url})
-
-
-def _rows(out: dict, table: str) -> list[dict]:
-    return [r for b in out[table] for r in b.to_pylist()]
+    return admin_key_ctx("genai/payg/anthropic", stub, start, end, key)
 
 
 def _page(day: dt.date, results: list[dict]) -> dict:
     nxt = day + dt.timedelta(days=1)
     return {"data": [{"starting_at": f"{day}T00:00:00Z", "ending_at": f"{nxt}T00:00:00Z", "results": results}],
             "has_more": False, "next_page": None}
-
-
-class Sleeps(list):
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
 
 
 @pytest.fixture()
@@ -144,12 +133,7 @@ def test_usage_token_rule_unit():
 
 
 def test_batches_use_the_tables_arrow_schemas(stub):
-    out = anthropic_job.extract(_ctx(stub, START, START + dt.timedelta(days=2)))
-    for table in ("genai_usage_daily", "genai_provider_costs_daily"):
-        assert out[table], table
-        want = schemas.get(table).arrow_schema(include_lineage=False)
-        assert all(b.schema.equals(want) for b in out[table])
-    assert out["genai_provider_costs_daily"][0].schema.field("amount").type == pa.decimal128(38, 9)
+    assert_batches_in_table_schemas(anthropic_job.extract(_ctx(stub, START, START + dt.timedelta(days=2))))
 
 
 def test_same_seed_same_rows(usage):
@@ -285,16 +269,10 @@ def test_server_errors_back_off_then_succeed(stub):
 
 def test_wrong_key_is_a_readable_credential_error(stub, caplog):
     wrong = "sk-ant-admin01-WRONG-9876543210fedcba"
-    sleeps = Sleeps()
-    with caplog.at_level(logging.DEBUG):
-        with pytest.raises(CredentialError) as err:
-            anthropic_job.extract(_ctx(stub, START, START, key=wrong), sleep=sleeps)
-    msg = str(err.value)
+    msg = refused_secret_message(anthropic_job.extract, _ctx(stub, START, START, key=wrong), stub, caplog, wrong)
     assert "Anthropic refused the admin key (HTTP 401)" in msg
     assert "cloudact credentials add acme anthropic --from-json FILE" in msg
     assert "invalid x-api-key" in msg
-    assert wrong not in msg and wrong not in caplog.text
-    assert sleeps == [] and len(stub.requests) == 1  # not retried
 
 
 def test_forbidden_is_a_credential_error(stub):
@@ -304,22 +282,13 @@ def test_forbidden_is_a_credential_error(stub):
 
 
 def test_missing_admin_key_is_a_credential_error(stub):
-    ctx = _ctx(stub, START, START)
-    ctx.credential = {"base_url": stub.base_url}
-    with pytest.raises(CredentialError, match="no admin_key") as err:
-        anthropic_job.extract(ctx)
-    assert "cloudact credentials add acme anthropic" in str(err.value)
-    assert stub.requests == []
+    err = assert_credential_refused(anthropic_job.extract, _ctx(stub, START, START), stub, {}, "no admin_key")
+    assert "cloudact credentials add acme anthropic" in str(err)
 
 
 def test_bad_request_is_an_extract_error_with_the_provider_message(stub):
-    stub.fail_next(status=400, message="group_by[]: invalid value", path=USAGE_PATH)
-    sleeps = Sleeps()
-    with pytest.raises(ExtractError) as err:
-        anthropic_job.extract(_ctx(stub, START, START), sleep=sleeps)
-    assert not isinstance(err.value, CredentialError)
-    assert "HTTP 400" in str(err.value) and "group_by[]: invalid value" in str(err.value)
-    assert sleeps == []
+    assert_provider_message_kept(anthropic_job.extract, _ctx(stub, START, START), stub, USAGE_PATH,
+                                 "group_by[]: invalid value")
 
 
 def test_default_base_url_is_the_public_api():

@@ -18,6 +18,8 @@ from tests.contract.slices import bound
 from jobs.base import ExtractContext, ExtractError
 from jobs.cloud import aws
 from shared import focus, procedures, service_map
+from tests import cloud_kit as kit
+from tests.cloud_kit import dsum
 
 FIXTURES = Path(__file__).resolve().parent.parent / "data" / "samples" / "aws"
 SAMPLE = FIXTURES / "sample-anonymous-aws-export-dataset.csv"
@@ -33,19 +35,7 @@ def ctx_for(credential, start=NOV[0], end=NOV[1]):
 
 def run_extract(credential, start=NOV[0], end=NOV[1]):
     ctx = ctx_for(credential, start, end)
-    out = aws.extract(ctx)
-    raw = pa.Table.from_batches(list(out["aws_billing_raw"]), schema=out_schema("aws_billing_raw"))
-    totals = pa.Table.from_batches(list(out["cloud_source_totals"]), schema=out_schema("cloud_source_totals"))
-    return raw, totals, ctx
-
-
-def out_schema(table):
-    from shared import schemas
-    return schemas.get(table).arrow_schema(include_lineage=False)
-
-
-def dsum(table, col):
-    return sum((v for v in table.column(col).to_pylist() if v is not None), Decimal(0))
+    return (*kit.extract_tables(aws.extract, ctx, "aws_billing_raw"), ctx)
 
 
 # CUR 2.0 style rows (snake_case) with commitments, credits, tax and a marketplace seller.
@@ -143,19 +133,9 @@ def test_filters_to_the_run_range():
 
 
 def test_missing_required_columns_are_named(tmp_path):
-    (tmp_path / "cur.csv").write_text("lineItem/UsageStartDate,lineItem/UnblendedCost\n2023-11-01T00:00:00Z,1\n")
-    with pytest.raises(ExtractError) as e:
-        run_extract({"source": f"file://{tmp_path}"})
-    msg = str(e.value)
-    assert "cur.csv" in msg and "line_item_line_item_type" in msg and "bill_payer_account_id" in msg
-
-
-def test_truncated_gzip_fails_naming_the_file(tmp_path):
-    data = gzip.compress(SAMPLE.read_bytes())
-    (tmp_path / "report-00001.csv.gz").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ExtractError) as e:
-        run_extract({"source": f"file://{tmp_path}"})
-    assert "report-00001.csv.gz" in str(e.value) and "truncated" in str(e.value)
+    kit.assert_missing_columns_named(run_extract, tmp_path / "cur.csv",
+                                     "lineItem/UsageStartDate,lineItem/UnblendedCost\n2023-11-01T00:00:00Z,1\n",
+                                     "line_item_line_item_type", "bill_payer_account_id")
 
 
 def test_local_manifest_and_parquet(tmp_path):
@@ -256,11 +236,8 @@ def test_sample_to_focus_reconciles_and_passes_gate(rt, acme):
         "SELECT DISTINCT ServiceName, ServiceCategory, ServiceSubcategory FROM `acme_prod.cost_data_standard_1_3`")}
     assert svc["Amazon Simple Storage Service"] == ("Storage", "Object Storage")
     assert svc["AWS CloudShell"] == ("Developer Tools", "Development Environments")
-    report = focus.check(wh, "acme_prod", "x_pipeline_id = @p", {"p": PIPELINE})
-    assert report.ok, report.summary()
-    # re-running the same slice leaves counts and totals unchanged
-    land_and_convert(wh, {"source": f"file://{FIXTURES}"}, *NOV, run_id="run_b")
-    assert focus_by_period(wh) == per and source_by_period(wh) == src
+    kit.assert_gate_passes_and_rerun_changes_nothing(
+        wh, PIPELINE, lambda: land_and_convert(wh, {"source": f"file://{FIXTURES}"}, *NOV, run_id="run_b"))
 
 
 def test_commitments_credits_tax_and_marketplace(rt, acme, tmp_path):

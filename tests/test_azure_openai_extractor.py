@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from decimal import Decimal
 
 import httpx
@@ -14,6 +13,8 @@ from shared.models import model_family
 from stubs.azure_monitor import AzureMonitorStub
 from stubs.genai_data import (AZURE_DEMO_RESOURCES, AZURE_DEMO_SUBSCRIPTION, AZURE_OPENAI_SERVICE,
                               azure_meter_names, azure_openai_demo_costs, azure_openai_demo_usage)
+from tests.extractor_kit import Sleeps, assert_credential_refused, refused_secret_message
+from tests.extractor_kit import rows as _rows
 
 TOKEN = "eyJ0eXAiOiJKV1Qi.test-token-0123456789"
 START = dt.date(2026, 7, 1)
@@ -23,20 +24,11 @@ QUERY_PATH = f"{AZURE_DEMO_SUBSCRIPTION}/providers/Microsoft.CostManagement/quer
 METRICS = "/providers/Microsoft.Insights/metrics"
 
 
-class Sleeps(list):
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
-
-
 def _ctx(stub, start=START, end=END, token=TOKEN, **extra) -> ExtractContext:
     cred = {"access_token": token, "resource_ids": list(AZURE_DEMO_RESOURCES), "cost_scope": AZURE_DEMO_SUBSCRIPTION,
             "base_url": stub.base_url, **extra}
     return ExtractContext(org_slug="acme", pipeline_id="genai/payg/azure_openai", credential_id="cred-1",
                           run_id="run-1", start_date=start, end_date=end, credential=cred)
-
-
-def _rows(out: dict, table: str) -> list[dict]:
-    return [r for b in out[table] for r in b.to_pylist()]
 
 
 @pytest.fixture()
@@ -241,15 +233,9 @@ def test_429_storm_on_the_cost_query_is_ridden_out(stub, usage):
 
 def test_wrong_token_is_a_credential_error(stub, caplog):
     wrong = "eyJ-WRONG-token-9876543210abcdef"
-    sleeps = Sleeps()
-    with caplog.at_level(logging.DEBUG):
-        with pytest.raises(CredentialError) as err:
-            az.extract(_ctx(stub, token=wrong), sleep=sleeps)
-    msg = str(err.value)
+    msg = refused_secret_message(az.extract, _ctx(stub, token=wrong), stub, caplog, wrong)
     assert "HTTP 401" in msg and "cloudact credentials add acme azure --from-json FILE" in msg
     assert "invalid or has expired" in msg
-    assert wrong not in msg and wrong not in caplog.text
-    assert sleeps == [] and len(stub.requests) == 1
 
 
 def test_scope_without_permission_is_a_credential_error(stub):
@@ -273,11 +259,7 @@ def test_unknown_resource_is_an_extract_error(stub):
     ({"access_token": TOKEN, "resource_ids": list(AZURE_DEMO_RESOURCES), "cost_scope": "../../evil"}, "cost_scope"),
 ])
 def test_credential_shape_errors(stub, cred, match):
-    ctx = _ctx(stub)
-    ctx.credential = {**cred, "base_url": stub.base_url}
-    with pytest.raises(CredentialError, match=match):
-        az.extract(ctx)
-    assert stub.requests == []
+    assert_credential_refused(az.extract, _ctx(stub), stub, cred, match)
 
 
 def test_service_principal_mints_a_token(stub, usage):

@@ -204,6 +204,14 @@ PARAMS = {"org_slug": "acme", "pipeline_id": OPENAI.path, "credential_id": "cred
           "start_date": START, "end_date": END}
 
 
+def conflicting(fake, attempts: int, backoff: float) -> BigQueryWarehouse:
+    """A warehouse retrying a conflict `attempts` times from a `backoff` window, against a FOCUS table that another
+    transaction mutates and never ends."""
+    fake.hold("acme_prod.cost_data_standard_1_3")
+    return BigQueryWarehouse(PROJECT, client=fake, retry_deadline=5, job_timeout=30, conflict_attempts=attempts,
+                             conflict_backoff=backoff)
+
+
 @pytest.mark.timeout(60)
 def test_a_conversion_that_keeps_conflicting_ends_after_a_bounded_number_of_jittered_attempts(
         fake, engine, monkeypatch):
@@ -211,9 +219,7 @@ def test_a_conversion_that_keeps_conflicting_ends_after_a_bounded_number_of_jitt
 
     waits: list[float] = []
     monkeypatch.setattr(retry_unary.time, "sleep", waits.append)
-    bq = BigQueryWarehouse(PROJECT, client=fake, retry_deadline=5, job_timeout=30, conflict_attempts=5,
-                           conflict_backoff=0.5)
-    fake.hold("acme_prod.cost_data_standard_1_3")  # another transaction mutates it and never ends
+    bq = conflicting(fake, attempts=5, backoff=0.5)
     with pytest.raises(WarehouseError, match="concurrent update") as e:
         bq.call_procedure("acme_prod", "sp_genai_3_convert_to_focus", PARAMS)
     assert "5 times" in str(e.value)
@@ -224,9 +230,7 @@ def test_a_conversion_that_keeps_conflicting_ends_after_a_bounded_number_of_jitt
 
 @pytest.mark.timeout(60)
 def test_a_conversion_retrying_conflicts_stops_at_the_runs_deadline(fake, engine):
-    bq = BigQueryWarehouse(PROJECT, client=fake, retry_deadline=5, job_timeout=30, conflict_attempts=1000,
-                           conflict_backoff=0.2)
-    fake.hold("acme_prod.cost_data_standard_1_3")
+    bq = conflicting(fake, attempts=1000, backoff=0.2)
     scope = lifecycle.Scope("r1", "acme", "tok", lease_s=120, deadline_s=1.0)
     began = time.monotonic()
     with lifecycle.working(scope), pytest.raises(lifecycle.DeadlineExceeded, match="CLOUDACT_RUN_DEADLINE_S"):
@@ -236,9 +240,7 @@ def test_a_conversion_retrying_conflicts_stops_at_the_runs_deadline(fake, engine
 
 @pytest.mark.timeout(60)
 def test_a_cancelled_run_stops_retrying(fake, engine):
-    bq = BigQueryWarehouse(PROJECT, client=fake, retry_deadline=5, job_timeout=30, conflict_attempts=1000,
-                           conflict_backoff=0.05)
-    fake.hold("acme_prod.cost_data_standard_1_3")
+    bq = conflicting(fake, attempts=1000, backoff=0.05)
     scope = lifecycle.Scope("r1", "acme", "tok", lease_s=120, deadline_s=3600)
     threading.Timer(0.3, scope.stop, args=("cancelled",)).start()
     with lifecycle.working(scope), pytest.raises(lifecycle.RunStopped):

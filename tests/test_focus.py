@@ -69,13 +69,17 @@ def _in_pricing_currency(row: dict) -> dict:
     return row
 
 
+def _charge(category: str, description: str, frequency: str, cost: D, columns: dict) -> dict:
+    """A charge of `_common()` with `columns`, costing `cost` in each of the four cost columns, priced in the billing
+    currency."""
+    return _in_pricing_currency({
+        **_common(), "ChargeCategory": category, "ChargeDescription": description, "ChargeFrequency": frequency,
+        "ListCost": cost, "ContractedCost": cost, "BilledCost": cost, "EffectiveCost": cost, **columns})
+
+
 def genai_input() -> dict:
     """1.28M gpt-4o input tokens at $2.50 / 1M tokens, priced per token."""
-    return _in_pricing_currency({
-        **_common(),
-        "ChargeCategory": "Usage",
-        "ChargeDescription": "gpt-4o input tokens",
-        "ChargeFrequency": "Usage-Based",
+    return _charge("Usage", "gpt-4o input tokens", "Usage-Based", D("3.2"), {
         "ConsumedQuantity": D("1280000"),
         "ConsumedUnit": "Tokens",
         "PricingQuantity": D("1280000"),
@@ -83,10 +87,6 @@ def genai_input() -> dict:
         "PricingCategory": "Standard",
         "ListUnitPrice": D("0.0000025"),
         "ContractedUnitPrice": D("0.0000025"),
-        "ListCost": D("3.2"),
-        "ContractedCost": D("3.2"),
-        "BilledCost": D("3.2"),
-        "EffectiveCost": D("3.2"),
         "SkuId": "gpt-4o-input",
         "SkuPriceId": "gpt-4o-input-standard",
         "SkuMeter": "Input Tokens",
@@ -130,36 +130,18 @@ def genai_output() -> dict:
 
 
 def tax_row() -> dict:
-    return _in_pricing_currency({
-        **_common(),
-        "ChargeCategory": "Tax",
-        "ChargeDescription": "Sales tax",
-        "ChargeFrequency": "Recurring",
+    return _charge("Tax", "Sales tax", "Recurring", D("0.52"), {
         "ChargePeriodEnd": ts(1, 2),
         "ServiceName": "Tax",
         "ServiceCategory": "Other",
         "ServiceSubcategory": "Other (Other)",
         "HostProviderName": None,
-        "ListCost": D("0.52"),
-        "ContractedCost": D("0.52"),
-        "BilledCost": D("0.52"),
-        "EffectiveCost": D("0.52"),
         "x_cost_source": "billed",
     })
 
 
 def credit_row() -> dict:
-    return _in_pricing_currency({
-        **_common(),
-        "ChargeCategory": "Credit",
-        "ChargeDescription": "Promotional credit",
-        "ChargeFrequency": "One-Time",
-        "ListCost": D("-1"),
-        "ContractedCost": D("-1"),
-        "BilledCost": D("-1"),
-        "EffectiveCost": D("-1"),
-        "x_cost_source": "billed",
-    })
+    return _charge("Credit", "Promotional credit", "One-Time", D("-1"), {"x_cost_source": "billed"})
 
 
 def valid_rows() -> list[dict]:

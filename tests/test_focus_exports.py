@@ -57,48 +57,9 @@ def q(value) -> Decimal:
 # --------------------------------------------------------------------------------------------------
 # One day's charges, in FOCUS 1.2 names (money as exact decimal text)
 # --------------------------------------------------------------------------------------------------
-CLOUDS = {
-    "aws": {
-        "ProviderName": "AWS", "BillingAccountId": "111122223333", "BillingAccountName": "Acme Payer",
-        "BillingAccountType": "Payer Account", "SubAccountId": "444455556666", "SubAccountName": "acme-prod",
-        "SubAccountType": "Linked Account", "RegionId": "us-east-1", "RegionName": "US East (N. Virginia)",
-        "vm": ("Amazon Elastic Compute Cloud", "AmazonEC2", "Compute", "Virtual Machines", "BoxUsage:m5.large",
-               "arn:aws:ec2:us-east-1:444455556666:instance/i-0abc"),
-        "storage": ("Amazon Simple Storage Service", "AmazonS3", "Storage", "Object Storage", "TimedStorage-ByteHrs",
-                    "arn:aws:s3:::acme-logs"),
-        "purchase": ("Amazon Relational Database Service", "AmazonRDS", "Databases", "Relational Databases"),
-        "spend": ("arn:aws:savingsplans::111122223333:savingsplan/sp-1", "Savings Plan"),
-        "reservation": ("arn:aws:rds:us-east-1:111122223333:ri:db-ri-1", "Reserved Instance"),
-        "seller": "Acme Seller LLC",
-    },
-    "azure": {
-        "ProviderName": "Microsoft", "BillingAccountId": "/providers/Microsoft.Billing/billingAccounts/ba-1/"
-        "billingProfiles/bp-1", "BillingAccountName": "Contoso BP", "BillingAccountType": "Billing Profile",
-        "SubAccountId": "/subscriptions/sub-1", "SubAccountName": "prod", "SubAccountType": "Subscription",
-        "RegionId": "westeurope", "RegionName": "West Europe",
-        "vm": ("Virtual Machines", "Virtual Machines", "Compute", "Virtual Machines", "D2s v5",
-               "/subscriptions/sub-1/resourceGroups/rg1/providers/Microsoft.Compute/virtualMachines/vm1"),
-        "storage": ("Storage", "Storage", "Storage", "Object Storage", "Hot LRS Data Stored",
-                    "/subscriptions/sub-1/resourceGroups/rg1/providers/Microsoft.Storage/storageAccounts/logs"),
-        "purchase": ("Virtual Machines", "Virtual Machines", "Compute", "Virtual Machines"),
-        "spend": ("/providers/Microsoft.BillingBenefits/savingsPlanOrders/spo-1/savingsPlans/sp-1", "Savings Plan"),
-        "reservation": ("/providers/Microsoft.Capacity/reservationOrders/ro-1/reservations/r-1", "Reservation"),
-        "seller": "Contoso Ltd",
-    },
-    "gcp": {
-        "ProviderName": "Google Cloud", "BillingAccountId": "012345-6789AB-CDEF01", "BillingAccountName": None,
-        "BillingAccountType": "Billing Account", "SubAccountId": "acme-prod", "SubAccountName": "Acme Production",
-        "SubAccountType": None, "RegionId": "us-central1", "RegionName": "Iowa",
-        "vm": ("Compute Engine", None, None, None, "N2 Instance Core running in Americas",
-               "//compute.googleapis.com/projects/acme-prod/zones/us-central1-a/instances/web-1"),
-        "storage": ("Cloud Storage", None, None, None, "Standard Storage US Multi-region",
-                    "//storage.googleapis.com/projects/_/buckets/acme-logs"),
-        "purchase": ("Cloud SQL", None, None, None),
-        "spend": ("projects/acme-prod/commitments/cud-spend-1", "Committed Use Discount"),
-        "reservation": ("projects/acme-prod/regions/us-central1/commitments/cud-1", "Committed Use Discount"),
-        "seller": "Observa Inc.",
-    },
-}
+# Each cloud's names (account, sub-account, region; the service, SKU meter and resource of its VM and storage lines,
+# the service of a purchase, its commitments, a marketplace seller), as data in tests/fixtures.
+CLOUDS = json.loads((Path(__file__).parent / "fixtures" / "focus_export_clouds.json").read_text())
 
 
 def day_charges(provider: str, day: dt.date) -> list[dict]:

@@ -16,8 +16,10 @@ import sqlglot
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
 from jobs.cloud import gcp
-from shared import focus, procedures, schemas, service_map
+from shared import focus, procedures, service_map
 from stubs import gcp_billing_data as gen
+from tests import cloud_kit as kit
+from tests.cloud_kit import dsum
 
 PIPELINE = "cloud/gcp/cost/billing"
 CRED = "cred_gcp"
@@ -30,20 +32,9 @@ def in_range(rows, start, end):
     return [r for r in rows if start <= r["usage_start_time"].date() <= end]
 
 
-def out_schema(table):
-    return schemas.get(table).arrow_schema(include_lineage=False)
-
-
 def run_extract(credential, start=START, end=END):
     ctx = ExtractContext("acme", PIPELINE, CRED, "run_a", start, end, credential)
-    out = gcp.extract(ctx)
-    raw = pa.Table.from_batches(list(out["gcp_billing_raw"]), schema=out_schema("gcp_billing_raw"))
-    totals = pa.Table.from_batches(list(out["cloud_source_totals"]), schema=out_schema("cloud_source_totals"))
-    return raw, totals, ctx
-
-
-def dsum(table, col):
-    return sum((v for v in table.column(col).to_pylist() if v is not None), Decimal(0))
+    return (*kit.extract_tables(gcp.extract, ctx, "gcp_billing_raw"), ctx)
 
 
 @pytest.fixture()
@@ -212,23 +203,19 @@ def test_bigquery_path_view_column_partition_and_drift(monkeypatch):
     assert [c[0] for c in fake.calls] == ["get_table"]  # no query was run
 
 
-def test_bigquery_errors_are_readable(monkeypatch):
+@pytest.mark.parametrize("refusal, message, error, match", [
+    ("Forbidden", "Access Denied: Table p:d.t", CredentialError, "roles/bigquery.dataViewer"),
+    ("NotFound", "Not found: Table p:d.t", ExtractError, "not found"),
+])
+def test_bigquery_errors_are_readable(monkeypatch, refusal, message, error, match):
     from google.api_core import exceptions
 
-    class Denied:
+    class Refusing:
         def get_table(self, ref):
-            raise exceptions.Forbidden("Access Denied: Table p:d.t")
+            raise getattr(exceptions, refusal)(message)
 
-    monkeypatch.setattr(gcp, "bigquery_client", lambda cred, org: Denied())
-    with pytest.raises(CredentialError, match="roles/bigquery.dataViewer"):
-        run_extract({"project": "p", "dataset": "d", "table": "t"}, START, START)
-
-    class Missing:
-        def get_table(self, ref):
-            raise exceptions.NotFound("Not found: Table p:d.t")
-
-    monkeypatch.setattr(gcp, "bigquery_client", lambda cred, org: Missing())
-    with pytest.raises(ExtractError, match="not found"):
+    monkeypatch.setattr(gcp, "bigquery_client", lambda cred, org: Refusing())
+    with pytest.raises(error, match=match):
         run_extract({"project": "p", "dataset": "d", "table": "t"}, START, START)
 
 
@@ -318,12 +305,9 @@ def test_export_to_focus_reconciles_per_invoice_month(rt, acme, export_dir):
     assert (tax["SkuId"], tax["PricingQuantity"], tax["PricingUnit"]) == (None, None, None)
     assert all(r["ProviderName"] == "Google Cloud" for r in out)
 
-    report = focus.check(wh, "acme_prod", "x_pipeline_id = @p", {"p": PIPELINE})
-    assert report.ok, report.summary()
 
-    # re-running the same slice leaves counts and totals unchanged
-    land_and_convert(wh, {"source": export_dir.as_uri()}, START, END, run_id="run_b")
-    assert focus_by_period(wh) == per and source_by_period(wh) == src
+    kit.assert_gate_passes_and_rerun_changes_nothing(
+        wh, PIPELINE, lambda: land_and_convert(wh, {"source": export_dir.as_uri()}, START, END, run_id="run_b"))
 
 
 def test_restated_day_replaces_never_duplicates(rt, acme, tmp_path):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 
 import httpx
 import pytest
@@ -14,17 +13,13 @@ from stubs.gcp_monitoring import GcpMonitoringStub
 from stubs.genai_data import (GEMINI_DEMO_PROJECT, GEMINI_OUTPUT_METRIC, VERTEX_DEMO_PROJECT, VERTEX_TOKEN_METRIC,
                               gemini_demo_usage, gemini_input_metric, gemini_metric_points, vertex_demo_usage,
                               vertex_metric_points)
+from tests.extractor_kit import Sleeps, assert_credential_refused, refused_secret_message
 
 TOKEN = "ya29.test-token-0123456789abcdef"
 START = dt.date(2026, 7, 1)
 DAYS = 40
 END = START + dt.timedelta(days=DAYS - 1)
 PATH_GEMINI = f"/v3/projects/{GEMINI_DEMO_PROJECT}/timeSeries"
-
-
-class Sleeps(list):
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
 
 
 def _ctx(stub, start=START, end=END, project=GEMINI_DEMO_PROJECT, token=TOKEN, **extra) -> ExtractContext:
@@ -246,15 +241,10 @@ def test_429_storm_mid_paging_is_ridden_out(stub, gemini_usage, monkeypatch):
 
 def test_wrong_token_is_a_credential_error(stub, caplog):
     wrong = "ya29.WRONG-token-9876543210"
-    sleeps = Sleeps()
-    with caplog.at_level(logging.DEBUG):
-        with pytest.raises(CredentialError) as err:
-            vertex.extract(_ctx(stub, project=VERTEX_DEMO_PROJECT, token=wrong), sleep=sleeps)
-    msg = str(err.value)
+    msg = refused_secret_message(vertex.extract, _ctx(stub, project=VERTEX_DEMO_PROJECT, token=wrong), stub, caplog,
+                                 wrong)
     assert "HTTP 401" in msg and "cloudact credentials add acme gcp --from-json FILE" in msg
     assert "invalid authentication credentials" in msg
-    assert wrong not in msg and wrong not in caplog.text
-    assert sleeps == [] and len(stub.requests) == 1
 
 
 def test_unknown_project_is_permission_denied(stub):
@@ -269,11 +259,7 @@ def test_unknown_project_is_permission_denied(stub):
     ({"service_account_json": "not json", "access_token": TOKEN}, "not a service-account key"),
 ])
 def test_credential_shape_errors(stub, cred, match):
-    ctx = _ctx(stub)
-    ctx.credential = {**cred, "base_url": stub.base_url}
-    with pytest.raises(CredentialError, match=match):
-        gemini.extract(ctx)
-    assert stub.requests == []
+    assert_credential_refused(gemini.extract, _ctx(stub), stub, cred, match)
 
 
 def test_service_account_json_mints_a_token_and_names_the_project(stub, gemini_usage):

@@ -146,6 +146,17 @@ def state(wh):
     return sorted(out, key=repr)
 
 
+def state_after(wh, runner, *runs, fresh: bool = False):
+    """The FOCUS rows (as `state`) after `runner(wh, pipeline, credential, run_id=run_id)` for each (pipeline,
+    credential, run_id) of `runs`, in order; with `fresh`, on emptied FOCUS and allocation-source tables."""
+    if fresh:
+        wh.execute("DELETE FROM `acme_prod.cost_data_standard_1_3` WHERE TRUE")
+        wh.execute("DELETE FROM `acme_prod.focus_allocation_sources` WHERE TRUE")
+    for pipeline, credential, run_id in runs:
+        runner(wh, pipeline, credential, run_id=run_id)
+    return state(wh)
+
+
 def cur_total(rows, day=None, account=None, pred=lambda r: True):
     return sum((Decimal(r["line_item_unblended_cost"]) for r in rows
                 if (day is None or r["line_item_usage_start_date"].startswith(str(day)))
@@ -266,11 +277,7 @@ def test_both_orders_agree(rt, acme, cloudwatch, cur):
     run(wh, AWS, credential)
     run(wh, BEDROCK, cloudwatch)
     cloud_first = state(wh)
-    wh.execute("DELETE FROM `acme_prod.cost_data_standard_1_3` WHERE TRUE")
-    wh.execute("DELETE FROM `acme_prod.focus_allocation_sources` WHERE TRUE")
-    run(wh, BEDROCK, cloudwatch, run_id="run_x")
-    run(wh, AWS, credential, run_id="run_y")
-    assert state(wh) == cloud_first
+    assert state_after(wh, run, (BEDROCK, cloudwatch, "run_x"), (AWS, credential, "run_y"), fresh=True) == cloud_first
 
 
 def test_usage_alone_keeps_todays_rows(rt, acme, cloudwatch):
@@ -350,10 +357,8 @@ def test_gcp_export_vertex_and_gemini_lines_split_over_their_own_usage(rt, acme,
     assert sum(r["BilledCost"] for r in vtx) == sum(
         (usage_cost(r) for r in export if r["service"]["description"] == "Vertex AI"), Decimal(0))
     first = state(wh)
-    gcp_run(wh, VERTEX, credential, run_id="run_b")
-    gcp_run(wh, GCP, credential, run_id="run_c")
-    gcp_run(wh, GEMINI, credential, run_id="run_d")
-    assert state(wh) == first
+    assert state_after(wh, gcp_run, (VERTEX, credential, "run_b"), (GCP, credential, "run_c"),
+                       (GEMINI, credential, "run_d")) == first
 
 
 def test_gcp_usage_first_then_export(rt, acme, gcp):
@@ -365,12 +370,8 @@ def test_gcp_usage_first_then_export(rt, acme, gcp):
     gcp_run(wh, GCP, credential)
     assert_gcp_counted_once(wh, export)
     after = state(wh)
-    wh.execute("DELETE FROM `acme_prod.cost_data_standard_1_3` WHERE TRUE")
-    wh.execute("DELETE FROM `acme_prod.focus_allocation_sources` WHERE TRUE")
-    gcp_run(wh, GCP, credential, run_id="run_x")
-    gcp_run(wh, GEMINI, credential, run_id="run_y")
-    gcp_run(wh, VERTEX, credential, run_id="run_z")
-    assert state(wh) == after
+    assert state_after(wh, gcp_run, (GCP, credential, "run_x"), (GEMINI, credential, "run_y"),
+                       (VERTEX, credential, "run_z"), fresh=True) == after
 
 
 # -- Azure: cost details' Azure OpenAI lines vs genai/payg/azure_openai ------------------------------------------
@@ -430,9 +431,7 @@ def test_azure_cost_details_openai_lines_split_over_the_deployments(rt, acme, az
     speech = focus_rows(wh, "SkuMeter = 'S1 Speech To Text'")
     assert speech and all(r["AllocatedMethodId"] is None for r in speech)
     first = state(wh)
-    az_run(wh, AOAI, credential, run_id="run_b")
-    az_run(wh, AZURE, credential, run_id="run_c")
-    assert state(wh) == first
+    assert state_after(wh, az_run, (AOAI, credential, "run_b"), (AZURE, credential, "run_c")) == first
 
 
 def test_azure_both_orders_agree(rt, acme, azure):
@@ -443,13 +442,9 @@ def test_azure_both_orders_agree(rt, acme, azure):
     cloud_first = state(wh)
     assert sum((r["BilledCost"] for r in focus_rows(wh)), Decimal(0)) == \
         sum((Decimal(r["costInBillingCurrency"]) for r in rows), Decimal(0))
-    wh.execute("DELETE FROM `acme_prod.cost_data_standard_1_3` WHERE TRUE")
-    wh.execute("DELETE FROM `acme_prod.focus_allocation_sources` WHERE TRUE")
-    az_run(wh, AOAI, credential, run_id="run_x")
-    az_run(wh, AZURE, credential, run_id="run_y")
-    assert state(wh) == cloud_first
-    az_run(wh, AOAI, credential, run_id="run_z")  # the usage again, alone, after the bill
-    assert state(wh) == cloud_first
+    assert state_after(wh, az_run, (AOAI, credential, "run_x"), (AZURE, credential, "run_y"), fresh=True) == cloud_first
+    # the usage again, alone, after the bill
+    assert state_after(wh, az_run, (AOAI, credential, "run_z")) == cloud_first
 
 
 def test_reconcile_shows_the_cloud_bill_against_the_computed_cost(rt, acme, cloudwatch, cur):

@@ -10,7 +10,6 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
 from tests.contract.slices import bound
@@ -18,6 +17,8 @@ from tests.contract.slices import bound
 from jobs.base import CredentialError, ExtractContext, ExtractError
 from jobs.cloud import oci as oci_job
 from shared import focus, procedures, service_map
+from tests import cloud_kit as kit
+from tests.cloud_kit import dsum
 
 FIXTURES = Path(__file__).resolve().parent.parent / "data" / "samples" / "oci"
 SAMPLE = FIXTURES / "reports_cost-csv_0000000030000269.csv"
@@ -30,21 +31,9 @@ SAMPLE_TOTAL_9DP = Decimal("2.523589327")  # the same, each row rounded to NUMER
 TENANCY = "ocid1.tenancy.oc1..aaaaaaaadsyhydp66mjpsohqocfcgzaabtrit47ex2igzu2j6lhuadrrglca"
 
 
-def out_schema(table):
-    from shared import schemas
-    return schemas.get(table).arrow_schema(include_lineage=False)
-
-
 def run_extract(credential, start=NOV[0], end=NOV[1]):
     ctx = ExtractContext("acme", PIPELINE, CRED, "run_a", start, end, credential)
-    out = oci_job.extract(ctx)
-    raw = pa.Table.from_batches(list(out["oci_billing_raw"]), schema=out_schema("oci_billing_raw"))
-    totals = pa.Table.from_batches(list(out["cloud_source_totals"]), schema=out_schema("cloud_source_totals"))
-    return raw, totals, ctx
-
-
-def dsum(table, col):
-    return sum((v for v in table.column(col).to_pylist() if v is not None), Decimal(0))
+    return (*kit.extract_tables(oci_job.extract, ctx, "oci_billing_raw"), ctx)
 
 
 def sample_rows() -> tuple[list[str], list[dict]]:
@@ -145,19 +134,9 @@ def test_filters_rows_to_the_run_range():
 
 
 def test_missing_required_columns_are_named(tmp_path):
-    (tmp_path / "0001-00001.csv").write_text("lineItem/intervalUsageStart,cost/myCost\n2023-11-13T10:00Z,1\n")
-    with pytest.raises(ExtractError) as e:
-        run_extract({"source": f"file://{tmp_path}"})
-    msg = str(e.value)
-    assert "0001-00001.csv" in msg and "lineItem/tenantId" in msg and "cost/currencyCode" in msg
-
-
-def test_truncated_gzip_file_fails_naming_it(tmp_path):
-    data = gzip.compress(SAMPLE.read_bytes())
-    (tmp_path / "0000000030000269-00001.csv.gz").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ExtractError) as e:
-        run_extract({"source": f"file://{tmp_path}"})
-    assert "0000000030000269-00001.csv.gz" in str(e.value) and "truncated" in str(e.value)
+    kit.assert_missing_columns_named(run_extract, tmp_path / "0001-00001.csv",
+                                     "lineItem/intervalUsageStart,cost/myCost\n2023-11-13T10:00Z,1\n",
+                                     "lineItem/tenantId", "cost/currencyCode")
 
 
 def test_focus_report_headers_are_mapped(tmp_path):
@@ -315,11 +294,8 @@ def test_sample_to_focus_reconciles_and_passes_gate(rt, acme):
     tagged = next(r for r in rows if r["Tags"])
     tags = json.loads(tagged["Tags"])
     assert tags and all(k == k.lower() for k in tags)
-    report = focus.check(wh, "acme_prod", "x_pipeline_id = @p", {"p": PIPELINE})
-    assert report.ok, report.summary()
-    # re-running the same slice leaves counts and totals unchanged
-    land_and_convert(wh, {"source": f"file://{FIXTURES}"}, *NOV, run_id="run_b")
-    assert focus_by_period(wh) == per and source_by_period(wh) == src
+    kit.assert_gate_passes_and_rerun_changes_nothing(
+        wh, PIPELINE, lambda: land_and_convert(wh, {"source": f"file://{FIXTURES}"}, *NOV, run_id="run_b"))
 
 
 def test_corrections_credits_and_odd_units(rt, acme, tmp_path):

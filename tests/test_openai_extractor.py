@@ -2,19 +2,19 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from decimal import Decimal
 
-import pyarrow as pa
 import pytest
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
 from jobs.genai import openai as openai_job
-from shared import schemas
 from shared.http import ApiClient, parse_retry_after
 from shared.models import model_family
 from stubs.genai_data import openai_demo_costs, openai_demo_usage, sum_fields
 from stubs.openai import OpenAIStub
+from tests.extractor_kit import (Sleeps, admin_key_ctx, assert_batches_in_table_schemas, assert_credential_refused,
+                                 assert_provider_message_kept, refused_secret_message)
+from tests.extractor_kit import rows as _rows
 
 KEY = "sk-admin-test-0123456789abcdef"
 START = dt.date(2026, 7, 1)
@@ -23,18 +23,7 @@ COSTS_PATH = "/v1/organization/costs"
 
 
 def _ctx(stub: OpenAIStub, start: dt.date, end: dt.date, key: str = KEY) -> ExtractContext:
-    return ExtractContext(org_slug="acme", pipeline_id="genai/payg/openai", credential_id="cred-1",
-                          run_id="run-1", start_date=start, end_date=end,
-                          credential={"admin_key": key, "base_url": stub.base_url})
-
-
-def _rows(out: dict, table: str) -> list[dict]:
-    return [r for b in out[table] for r in b.to_pylist()]
-
-
-class Sleeps(list):
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
+    return admin_key_ctx("genai/payg/openai", stub, start, end, key)
 
 
 @pytest.fixture()
@@ -106,12 +95,7 @@ def test_totals_equal_generated_data(stub, usage):
 
 
 def test_batches_use_the_tables_arrow_schemas(stub):
-    out = openai_job.extract(_ctx(stub, START, START + dt.timedelta(days=2)))
-    for table in ("genai_usage_daily", "genai_provider_costs_daily"):
-        assert out[table], table
-        want = schemas.get(table).arrow_schema(include_lineage=False)
-        assert all(b.schema.equals(want) for b in out[table])
-    assert out["genai_provider_costs_daily"][0].schema.field("amount").type == pa.decimal128(38, 9)
+    assert_batches_in_table_schemas(openai_job.extract(_ctx(stub, START, START + dt.timedelta(days=2))))
 
 
 def test_same_seed_same_rows(usage):
@@ -192,34 +176,19 @@ def test_persistent_500_gives_up_after_max_attempts(stub):
 
 def test_wrong_key_is_a_readable_credential_error(stub, caplog):
     wrong = "sk-admin-WRONG-9876543210fedcba"
-    sleeps = Sleeps()
-    with caplog.at_level(logging.DEBUG):
-        with pytest.raises(CredentialError) as err:
-            openai_job.extract(_ctx(stub, START, START, key=wrong), sleep=sleeps)
-    msg = str(err.value)
+    msg = refused_secret_message(openai_job.extract, _ctx(stub, START, START, key=wrong), stub, caplog, wrong)
     assert "OpenAI refused the admin key (HTTP 401)" in msg
     assert "cloudact credentials add acme openai --from-json FILE" in msg
-    assert wrong not in msg and wrong[:12] not in msg and wrong[-4:] not in msg
-    assert wrong not in caplog.text
-    assert sleeps == [] and len(stub.requests) == 1  # not retried
+    assert wrong[:12] not in msg and wrong[-4:] not in msg  # nor a recognisable part of it
 
 
 def test_missing_admin_key_is_a_credential_error(stub):
-    ctx = _ctx(stub, START, START)
-    ctx.credential = {"base_url": stub.base_url}
-    with pytest.raises(CredentialError, match="no admin_key"):
-        openai_job.extract(ctx)
-    assert stub.requests == []
+    assert_credential_refused(openai_job.extract, _ctx(stub, START, START), stub, {}, "no admin_key")
 
 
 def test_other_4xx_is_an_extract_error_with_the_provider_message(stub):
-    stub.fail_next(status=400, message="Invalid 'group_by' value", path=USAGE_PATH)
-    sleeps = Sleeps()
-    with pytest.raises(ExtractError) as err:
-        openai_job.extract(_ctx(stub, START, START), sleep=sleeps)
-    assert not isinstance(err.value, CredentialError)
-    assert "HTTP 400" in str(err.value) and "Invalid 'group_by' value" in str(err.value)
-    assert sleeps == []
+    assert_provider_message_kept(openai_job.extract, _ctx(stub, START, START), stub, USAGE_PATH,
+                                 "Invalid 'group_by' value")
 
 
 # -- schema details ---------------------------------------------------------------------------------

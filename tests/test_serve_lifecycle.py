@@ -9,7 +9,6 @@ import gzip
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.server_kit import free_port
 from tests.run_api import RunsApi, wait_until
 from shared import runs
 
@@ -31,12 +31,6 @@ OPENAI = "genai/payg/openai"
 ADMIN_KEY = "sk-admin-serve-test"
 GENAI = {"start_date": "2026-10-01", "end_date": "2026-10-03"}
 LEASE_S = 2
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def prepare(home: Path, credential: tuple[str, dict]) -> tuple[str, str]:
@@ -178,12 +172,19 @@ def openai_home(home):
         stub.release()
 
 
-def test_sigterm_ends_runs_past_the_grace_period_failed_never_running(openai_home, tmp_path):
+def held_run(openai_home, tmp_path, grace_s: str):
+    """A server with a shutdown grace period of `grace_s` and a GenAI run it started, held at the provider:
+    (stub, server, run_id)."""
     stub, key = openai_home
-    server = Serve(tmp_path, key, CLOUDACT_SHUTDOWN_GRACE_S="1")
+    server = Serve(tmp_path, key, CLOUDACT_SHUTDOWN_GRACE_S=grace_s)
     stub.hold("/organization/usage")
     run_id = server.post(OPENAI, GENAI)
     assert stub.wait_held()
+    return stub, server, run_id
+
+
+def test_sigterm_ends_runs_past_the_grace_period_failed_never_running(openai_home, tmp_path):
+    _, server, run_id = held_run(openai_home, tmp_path, grace_s="1")
     t0 = time.monotonic()
     assert server.stop(signal.SIGTERM) == 0
     assert time.monotonic() - t0 < 10
@@ -194,11 +195,7 @@ def test_sigterm_ends_runs_past_the_grace_period_failed_never_running(openai_hom
 
 
 def test_sigterm_drains_a_run_that_finishes_within_the_grace_period(openai_home, tmp_path):
-    stub, key = openai_home
-    server = Serve(tmp_path, key, CLOUDACT_SHUTDOWN_GRACE_S="30")
-    stub.hold("/organization/usage")
-    run_id = server.post(OPENAI, GENAI)
-    assert stub.wait_held()
+    stub, server, run_id = held_run(openai_home, tmp_path, grace_s="30")
     server.proc.send_signal(signal.SIGTERM)
     time.sleep(0.5)
     stub.release()  # the provider answers during the grace period: the run completes

@@ -85,23 +85,27 @@ def meta_count(wh):
 
 
 # -- billing cycles and amortization (pure) -----------------------------------------------------
-def test_monthly_cycles_clamp_to_month_end_and_return_to_the_anchor_day():
-    a = D(2028, 1, 31)
-    assert subs.cycle_for(a, "monthly", None, D(2028, 2, 28)) == (D(2028, 1, 31), D(2028, 2, 29))
-    assert subs.cycle_for(a, "monthly", None, D(2028, 2, 29)) == (D(2028, 2, 29), D(2028, 3, 31))
-    assert subs.cycle_for(a, "monthly", None, D(2028, 4, 30)) == (D(2028, 4, 30), D(2028, 5, 31))
-    assert subs.cycle_for(a, "monthly", None, D(2029, 2, 27)) == (D(2029, 1, 31), D(2029, 2, 28))
-    assert subs.cycle_for(D(2025, 3, 15), "monthly", None, D(2025, 12, 14)) == (D(2025, 11, 15), D(2025, 12, 15))
-    assert subs.cycle_for(D(2025, 3, 15), "custom", 90, D(2025, 6, 13)) == (D(2025, 6, 13), D(2025, 9, 11))
-    assert subs.cycle_for(D(2025, 3, 15), "custom", 90, D(2025, 6, 12)) == (D(2025, 3, 15), D(2025, 6, 13))
+JAN_31, FEB_29, MAR_15 = D(2028, 1, 31), D(2028, 2, 29), D(2025, 3, 15)
 
 
-def test_annual_cycles_from_feb_29_fall_back_to_feb_28_and_return_in_leap_years():
-    a = D(2028, 2, 29)
-    assert subs.cycle_for(a, "annual", None, D(2028, 2, 29)) == (D(2028, 2, 29), D(2029, 2, 28))
-    assert subs.cycle_for(a, "annual", None, D(2029, 2, 27)) == (D(2028, 2, 29), D(2029, 2, 28))
-    assert subs.cycle_for(a, "annual", None, D(2029, 2, 28)) == (D(2029, 2, 28), D(2030, 2, 28))
-    assert subs.cycle_for(a, "annual", None, D(2031, 12, 31)) == (D(2031, 2, 28), D(2032, 2, 29))
+@pytest.mark.parametrize("anchor, cycle, days, on, start, end", [
+    # monthly cycles clamp to the month's end and return to the anchor day
+    (JAN_31, "monthly", None, D(2028, 2, 28), D(2028, 1, 31), D(2028, 2, 29)),
+    (JAN_31, "monthly", None, D(2028, 2, 29), D(2028, 2, 29), D(2028, 3, 31)),
+    (JAN_31, "monthly", None, D(2028, 4, 30), D(2028, 4, 30), D(2028, 5, 31)),
+    (JAN_31, "monthly", None, D(2029, 2, 27), D(2029, 1, 31), D(2029, 2, 28)),
+    (MAR_15, "monthly", None, D(2025, 12, 14), D(2025, 11, 15), D(2025, 12, 15)),
+    # a custom cycle is `days` long from the anchor
+    (MAR_15, "custom", 90, D(2025, 6, 13), D(2025, 6, 13), D(2025, 9, 11)),
+    (MAR_15, "custom", 90, D(2025, 6, 12), D(2025, 3, 15), D(2025, 6, 13)),
+    # annual cycles from Feb 29 fall back to Feb 28 and return in leap years
+    (FEB_29, "annual", None, D(2028, 2, 29), D(2028, 2, 29), D(2029, 2, 28)),
+    (FEB_29, "annual", None, D(2029, 2, 27), D(2028, 2, 29), D(2029, 2, 28)),
+    (FEB_29, "annual", None, D(2029, 2, 28), D(2029, 2, 28), D(2030, 2, 28)),
+    (FEB_29, "annual", None, D(2031, 12, 31), D(2031, 2, 28), D(2032, 2, 29)),
+])
+def test_the_cycle_of_a_day_clamps_to_month_end_and_returns_to_the_anchor_day(anchor, cycle, days, on, start, end):
+    assert subs.cycle_for(anchor, cycle, days, on) == (start, end)
 
 
 def test_leap_february_sums_exactly_to_the_cycle_amount():
@@ -184,31 +188,25 @@ def test_create_list_and_money_parsing(rt, acme):
         subs.create("ghost_org", doc(), wh=rt.warehouse)
 
 
-@pytest.mark.parametrize("bad, field", [
-    ({"seats": 0}, "seats"),
-    ({"seats": -3}, "seats"),
-    ({"seats": 2.5}, "seats"),
-    ({"seats": True}, "seats"),
-    ({"unit_price": "-1.00"}, "unit_price"),
-    ({"unit_price": "abc"}, "unit_price"),
-    ({"unit_price": "NaN"}, "unit_price"),
-    ({"unit_price": "0.0000000001"}, "unit_price"),
-    ({"end_date": "2024-12-31"}, "end_date"),
-    ({"currency": "XYZ"}, "currency"),
-    ({"currency": "XAU"}, "currency"),
-    ({"billing_cycle": "weekly"}, "billing_cycle"),
-    ({"billing_cycle": "custom"}, "cycle_days"),
-    ({"billing_cycle": "custom", "cycle_days": 0}, "cycle_days"),
-    ({"cycle_days": 30}, "cycle_days"),
-    ({"start_date": "2025-02-30"}, "start_date"),
-    ({"start_date": "01/02/2025"}, "start_date"),
-    ({"start_date": None}, "start_date"),
-    ({"discount_pct": "101"}, "discount_pct"),
-    ({"provider": "Slack Inc"}, "provider"),
-    ({"plan": ""}, "plan"),
-    ({"colour": "blue"}, "colour"),
-    ({"status": "cancelled"}, "status"),
-])
+# The field a refusal names: the changes to a valid document that are wrong in it.
+BAD_FIELDS = {
+    "seats": [{"seats": 0}, {"seats": -3}, {"seats": 2.5}, {"seats": True}],
+    "unit_price": [{"unit_price": "-1.00"}, {"unit_price": "abc"}, {"unit_price": "NaN"},
+                   {"unit_price": "0.0000000001"}],
+    "end_date": [{"end_date": "2024-12-31"}],
+    "currency": [{"currency": "XYZ"}, {"currency": "XAU"}],
+    "billing_cycle": [{"billing_cycle": "weekly"}],
+    "cycle_days": [{"billing_cycle": "custom"}, {"billing_cycle": "custom", "cycle_days": 0}, {"cycle_days": 30}],
+    "start_date": [{"start_date": "2025-02-30"}, {"start_date": "01/02/2025"}, {"start_date": None}],
+    "discount_pct": [{"discount_pct": "101"}],
+    "provider": [{"provider": "Slack Inc"}],
+    "plan": [{"plan": ""}],
+    "colour": [{"colour": "blue"}],
+    "status": [{"status": "cancelled"}],
+}
+
+
+@pytest.mark.parametrize("bad, field", [(bad, field) for field, changes in BAD_FIELDS.items() for bad in changes])
 def test_validation_errors_name_the_field_and_change_nothing(rt, acme, bad, field):
     before = meta_count(rt.warehouse)
     with pytest.raises(subs.SubscriptionInvalid) as e:

@@ -18,15 +18,15 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.server_kit import free_port, npm_install, wait_port
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = "@fivetrandevelopers/zetasql@1.13.0"
@@ -65,14 +65,8 @@ def find_zetasql(install: bool = True) -> tuple[Path | None, str]:
         return None, f"ZetaSQL not available: {PACKAGE} is not installed in .zetasql/ and node/npm are missing"
     if not install:
         return None, f"ZetaSQL not installed: npm install --prefix .zetasql {PACKAGE} left no {_LIB}"
-    try:
-        out = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", str(INSTALL_DIR), PACKAGE],
-                             capture_output=True, text=True, timeout=600, check=False)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return None, f"ZetaSQL not available: npm install {PACKAGE} failed ({e})"
-    if out.returncode != 0:
-        return None, f"ZetaSQL not available: npm install {PACKAGE} failed: {out.stderr.strip()[-300:]}"
-    return find_zetasql(install=False)
+    failed = npm_install(INSTALL_DIR, PACKAGE, "ZetaSQL not available")
+    return (None, failed) if failed else find_zetasql(install=False)
 
 
 def server_binary(lib: Path) -> Path:
@@ -171,7 +165,7 @@ class Analyzer:
 
     def __init__(self, lib: Path, timeout: float = 30):
         self.lib = lib
-        self.port = _free_port()
+        self.port = free_port()
         # stderr to files, not pipes: nobody reads them while the processes run
         self._logs = tempfile.TemporaryFile(), tempfile.TemporaryFile()
         self.server = subprocess.Popen([str(server_binary(lib)), "127.0.0.1", str(self.port)],
@@ -180,7 +174,7 @@ class Analyzer:
         self._next = 0
         self._catalogs: dict[str, str] = {}
         try:
-            _wait_port(self.port, self.server, self._logs[0], timeout)
+            wait_port(self.port, self.server, "the ZetaSQL server", timeout, lambda: f": {_tail(self._logs[0])}")
             env = {**os.environ, "NODE_PATH": str(INSTALL_DIR / "node_modules")}
             self.bridge = subprocess.Popen(
                 ["node", str(BRIDGE), str(lib / "zetasql" / "protos"), f"127.0.0.1:{self.port}"],
@@ -314,25 +308,6 @@ class Analyzer:
 def _tail(log) -> str:
     log.seek(0)
     return log.read().decode(errors="replace")[-500:]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int, proc: subprocess.Popen, log, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the ZetaSQL server exited with {proc.returncode}: {_tail(log)}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"the ZetaSQL server did not listen on port {port} within {timeout:g} s")
 
 
 @pytest.fixture(scope="session")

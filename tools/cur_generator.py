@@ -289,7 +289,7 @@ LEGACY_EXTRA = {
 }
 
 
-def _legacy(name: str) -> str:
+def legacy_name(name: str) -> str:
     if name in LEGACY_NAMES:
         return LEGACY_NAMES[name]
     for prefix, cat in sorted(_CATEGORIES.items(), key=lambda kv: -len(kv[0])):
@@ -303,11 +303,11 @@ def csv_select(month: dt.date) -> str:
     cols, money = [], set(_money_names())
     for name, expr in _common(month).items():
         if name.endswith("_date") and name.startswith(("bill_", "line_item_usage")):
-            cols.append(f"strftime({expr}, '%Y-%m-%dT%H:%M:%S.000Z') AS \"{_legacy(name)}\"")
+            cols.append(f"strftime({expr}, '%Y-%m-%dT%H:%M:%S.000Z') AS \"{legacy_name(name)}\"")
         elif name in money:
-            cols.append(f"CAST(CAST({expr} AS DOUBLE) AS VARCHAR) AS \"{_legacy(name)}\"")
+            cols.append(f"CAST(CAST({expr} AS DOUBLE) AS VARCHAR) AS \"{legacy_name(name)}\"")
         else:
-            cols.append(f"CAST({expr} AS VARCHAR) AS \"{_legacy(name)}\"")
+            cols.append(f"CAST({expr} AS VARCHAR) AS \"{legacy_name(name)}\"")
     for name, expr in LEGACY_EXTRA.items():
         cols.append(f"CAST({expr} AS VARCHAR) AS \"{name}\"")
     for key in TAG_VALUES:

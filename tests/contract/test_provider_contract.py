@@ -20,7 +20,7 @@ from shared.config import settings
 from shared.naming import org_dataset
 from shared.tenants import bootstrap, create_org, sync_reference_data
 from tests import cloud_kit as kit
-from tests.contract.providers import CONTRACTS, Source, contract_for
+from tests.contract.providers import CONTRACTS, GZIP_NAMES, Source, contract_for
 
 ROOT = Path(__file__).resolve().parents[2]
 AVAILABLE = sorted(p for p, v in registry.pipelines().items() if v.available)
@@ -54,6 +54,26 @@ def test_no_contract_entry_for_an_undeclared_pipeline():
 def test_job_module_importable_with_extract(pipeline):
     module = importlib.import_module(f"jobs.{pipeline.job}")
     assert callable(module.extract), pipeline.job
+
+
+def test_the_file_providers_declare_their_gzip_name():
+    assert sorted(GZIP_NAMES) == ["cloud/aws/cost/billing", "cloud/azure/cost/billing", "cloud/oci/cost/billing"]
+
+
+@pytest.mark.parametrize("path", sorted(GZIP_NAMES))
+def test_a_truncated_gzip_export_fails_naming_the_file(path, tmp_path):
+    """The sample gzipped and cut midway (a download that stopped) is an ExtractError naming the file."""
+    pipeline, contract = registry.get(path), CONTRACTS[path]
+    with ExitStack() as stack:
+        source = contract.source(tmp_path, stack, None)
+    (sample,) = Path(source.credential["source"].removeprefix("file://")).glob("*.csv")
+    extract = importlib.import_module(f"jobs.{pipeline.job}").extract
+    (tmp_path / "gz").mkdir()
+    def run_extract(credential):
+        ctx = ExtractContext("acme", path, "cred_contract", "run_a", source.start, source.end, credential)
+        return kit.extract_tables(extract, ctx, pipeline.raw_tables[0])
+
+    kit.assert_truncated_gzip_named(run_extract, tmp_path / "gz" / GZIP_NAMES[path], sample)
 
 
 def test_raw_and_run_tables_have_schemas(pipeline):
