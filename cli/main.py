@@ -862,13 +862,14 @@ def reconcile(slug: str, by_day: bool) -> None:
 @click.argument("slug")
 @click.option("--out", required=True, metavar="FILE",
               help="Where to write; the extension picks the format: .parquet, .csv or .csv.gz. A local path, "
-                   "s3://bucket/key or az://container/blob (written with the org's aws/azure credential).")
+                   "s3://bucket/key, gs://bucket/object or az://container/blob (written with the org's aws/gcp/azure "
+                   "credential).")
 @click.option("--from", "start", metavar="YYYY-MM-DD", help="First charge day (inclusive, UTC).")
 @click.option("--to", "end", metavar="YYYY-MM-DD", help="Last charge day (inclusive, UTC).")
 @click.option("--provider", help="One provider: a pipeline's (aws, azure, gcp, oci, openai, anthropic, saas, ...) "
               "or a ServiceProviderName (e.g. Slack).")
-@click.option("--credential-id", help="For s3:// and az://: the org's credential to write with (default: its "
-              "newest aws or azure credential).")
+@click.option("--credential-id", help="For s3://, gs:// and az://: the org's credential to write with (default: its "
+              "newest aws, gcp or azure credential).")
 def export(slug: str, out: str, start: str | None, end: str | None, provider: str | None,
            credential_id: str | None) -> None:
     """Export SLUG's FOCUS rows (FOCUS columns and x_ columns), streamed: memory stays flat whatever the size."""

@@ -1,7 +1,7 @@
 """Every statement the BigQuery backend sends, resolved by ZetaSQL, BigQuery's reference analyzer.
 
 DuckDB accepts what BigQuery refuses (an untyped NULL inserted into a STRING column, for one), so no
-embedded test can see such errors. Here the demo runs once (all 12 pipelines, subscriptions, reports)
+embedded test can see such errors. Here the demo runs once (its 12 pipelines, subscriptions, reports)
 on a warehouse that is DuckDB and, call for call, also the real BigQueryWarehouse over a recording
 client: the SQL texts and typed query parameters recorded are exactly what google-cloud-bigquery
 would send. ZetaSQL then resolves each against a catalog of the tables the backend created (from
