@@ -140,3 +140,20 @@ def test_bench_plans_every_cloud_and_says_why_focus_converter_is_not_run(tmp_pat
     assert "cannot scan compressed csv" in bench._fc_cmd(fc, oci, [tmp_path / "a.csv.gz", tmp_path / "b.csv.gz"], out)
     cmd = bench._fc_cmd(fc, gcp, [tmp_path / "src" / "export-000000000000.parquet"], out)
     assert cmd[cmd.index("--provider") + 1] == "gcp" and cmd[cmd.index("--data-path") + 1] == str(tmp_path / "src")
+
+
+@pytest.mark.parametrize("fmt, ours, floor, fc, verdicts", [
+    # issue 17: at least 2x faster than focus-converter on every input, CSV within 1.3x of the floor
+    ("csv", 5.0, 4.0, 10.0, ["PASS floor 1.25x (<= 1.3x)", "PASS fc 2.0x (>= 2x)"]),
+    ("csv", 5.5, 4.0, 10.0, ["FAIL floor 1.38x (<= 1.3x)", "FAIL fc 1.8x (>= 2x)"]),
+    ("parquet", 4.0, 1.0, 7.9, ["FAIL fc 2.0x (>= 2x)"]),  # 1.975x: the ratio is not rounded up to pass
+    ("parquet", 2.0, 1.0, 8.0, ["PASS fc 4.0x (>= 2x)"]),  # no floor ratio for Parquet inputs
+])
+def test_a_case_is_judged_by_issue_17s_targets(fmt, ours, floor, fc, verdicts):
+    from tools import bench
+
+    def measured(seconds: float, key: str = "total_s", rss: float = 400):
+        return bench.Measured(True, seconds, rss, rss, {key: seconds})
+
+    case = bench.Case("c", "aws", fmt, 1_000_000, ours=measured(ours), floor=measured(floor), fc=measured(fc, "x"))
+    assert bench._verdicts(case) == [*verdicts, "PASS mem 400 MiB (< 512)"]
