@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from tests.cloud_kit import extracted
 from tests.contract.slices import bound
 
 from jobs.base import ExtractContext, ExtractError
@@ -33,9 +34,7 @@ def ctx_for(credential, start=NOV[0], end=NOV[1]):
 
 def run_extract(credential, start=NOV[0], end=NOV[1]):
     ctx = ctx_for(credential, start, end)
-    out = aws.extract(ctx)
-    raw = pa.Table.from_batches(list(out["aws_billing_raw"]), schema=out_schema("aws_billing_raw"))
-    totals = pa.Table.from_batches(list(out["cloud_source_totals"]), schema=out_schema("cloud_source_totals"))
+    raw, totals = extracted(ctx, "aws_billing_raw")
     return raw, totals, ctx
 
 

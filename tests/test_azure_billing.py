@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from tests.cloud_kit import extracted
 from tests.contract.slices import bound
 
 from jobs.base import ExtractContext, ExtractError
@@ -35,9 +36,7 @@ def out_schema(table):
 
 def run_extract(credential, start=SEP[0], end=SEP[1]):
     ctx = ExtractContext("acme", PIPELINE, CRED, "run_a", start, end, credential)
-    out = azure.extract(ctx)
-    raw = pa.Table.from_batches(list(out[RAW]), schema=out_schema(RAW))
-    totals = pa.Table.from_batches(list(out[TOTALS]), schema=out_schema(TOTALS))
+    raw, totals = extracted(ctx, RAW)
     return raw, totals, ctx
 
 

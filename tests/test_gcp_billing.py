@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.cloud_kit import extracted
 from tests.contract.slices import bound
 import sqlglot
 
@@ -36,9 +37,7 @@ def out_schema(table):
 
 def run_extract(credential, start=START, end=END):
     ctx = ExtractContext("acme", PIPELINE, CRED, "run_a", start, end, credential)
-    out = gcp.extract(ctx)
-    raw = pa.Table.from_batches(list(out["gcp_billing_raw"]), schema=out_schema("gcp_billing_raw"))
-    totals = pa.Table.from_batches(list(out["cloud_source_totals"]), schema=out_schema("cloud_source_totals"))
+    raw, totals = extracted(ctx, "gcp_billing_raw")
     return raw, totals, ctx
 
 

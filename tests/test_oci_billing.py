@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from tests.cloud_kit import extracted
 from tests.contract.slices import bound
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
@@ -37,9 +38,7 @@ def out_schema(table):
 
 def run_extract(credential, start=NOV[0], end=NOV[1]):
     ctx = ExtractContext("acme", PIPELINE, CRED, "run_a", start, end, credential)
-    out = oci_job.extract(ctx)
-    raw = pa.Table.from_batches(list(out["oci_billing_raw"]), schema=out_schema("oci_billing_raw"))
-    totals = pa.Table.from_batches(list(out["cloud_source_totals"]), schema=out_schema("cloud_source_totals"))
+    raw, totals = extracted(ctx, "oci_billing_raw")
     return raw, totals, ctx
 
 
