@@ -4,7 +4,6 @@ The same code runs in a Cloud Run job (`python -m jobs run ...`) and in-process 
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import importlib
 import logging
@@ -12,16 +11,15 @@ import time
 from typing import Any
 
 from jobs.base import ExtractContext, ExtractError
-from shared import credential_specs, inputs, lifecycle, registry, runs, schemas
+from shared import credential_specs, inputs, lifecycle, registry, runs, schemas, source_totals
 from shared.bus.base import TOPIC_RUN_COMPLETED
 from shared.errors import readable
 from shared.lineage import Lineage
 from shared.logs import for_run
-from shared.naming import org_dataset
+from shared.naming import org_dataset, table_ref
 from shared.http import scrub_text
 from shared.secrets import CredentialStore
-from shared.warehouse.base import LeaseLost, Slice
-from shared.warehouse.scan import DuckScan
+from shared.warehouse.base import LeaseLost, NativeScan, Slice
 
 
 def _date(v) -> dt.date:
@@ -57,9 +55,11 @@ class Progress:
 
 def land(wh, pipeline, ctx: ExtractContext, ingested_at: dt.datetime | None = None,
          progress: Progress | None = None) -> dict[str, int]:
-    """Extract the run's slice and replace it in every raw table of the pipeline, in one transaction.
-    Returns rows written per table. Inside a run scope (lifecycle.working) every batch is a checkpoint
-    and the transaction is fenced on the run's lease."""
+    """Extract the run's slice and replace it in every raw table of the pipeline, and the source totals of those
+    that have them (shared.source_totals), in one transaction. Returns rows written per table. Inside a run
+    scope (lifecycle.working) every batch is a checkpoint and the transaction is fenced on the run's lease.
+    An extractor may define `after_landing(ctx, landed)`, called once the slice is written, with `landed(table,
+    select)` running a SELECT over `{rows}`, the run's slice of that table (for warnings about what landed)."""
     scope = lifecycle.current()
     extractor = importlib.import_module(f"jobs.{pipeline.job}")
     produced = extractor.extract(ctx)
@@ -69,9 +69,11 @@ def land(wh, pipeline, ctx: ExtractContext, ingested_at: dt.datetime | None = No
     lineage = Lineage(ctx.org_slug, pipeline.path, ctx.credential_id, ctx.run_id,
                       ingested_at or dt.datetime.now(dt.UTC))
     owner = {"x_org_slug": ctx.org_slug, "x_pipeline_id": pipeline.path, "x_credential_id": ctx.credential_id}
+    dataset = org_dataset(ctx.org_slug)
+
     def stamped(rows, date_column=pipeline.date_column):
-        if isinstance(rows, DuckScan):
-            return dataclasses.replace(rows.stamped(lineage, date_column), parts=counted_parts(rows.parts))
+        if isinstance(rows, NativeScan):  # read by the warehouse's own engine, or as batches off the thread
+            return rows.stamped(lineage, date_column, on_part=progress.add if progress is not None else None)
         return (lineage.stamp(b, date_column) for b in checkpointed(rows))
 
     def checkpointed(rows):
@@ -82,28 +84,24 @@ def land(wh, pipeline, ctx: ExtractContext, ingested_at: dt.datetime | None = No
                 progress.add(rows=b.num_rows)
             yield b
 
-    def counted_parts(parts):
-        def counted(con):
-            # a part's rows are known once the consumer asks for the next one
-            previous = None
-            for part in parts(con):
-                if previous is not None and progress is not None:
-                    progress.add(rows=previous.rows, files=1)
-                previous = part
-                yield part
-            if previous is not None and progress is not None:
-                progress.add(rows=previous.rows, files=1)
-        return counted
-
-    writes = {
-        table: (Slice(owner, pipeline.date_column, ctx.start_date, ctx.end_date), stamped(produced.get(table, [])))
-        for table in pipeline.raw_tables
-    }
+    raw_slice = Slice(owner, pipeline.date_column, ctx.start_date, ctx.end_date)
+    writes = {table: (raw_slice, stamped(produced.get(table, []))) for table in pipeline.raw_tables}
+    totals = source_totals.replacement({t: (table_ref(dataset, t), raw_slice) for t in pipeline.raw_tables},
+                                       lineage)
+    if totals is not None:
+        writes[source_totals.TABLE] = totals
     for table in pipeline.run_tables:  # this run's own rows, whatever their dates (a redelivered job replaces them)
         day = schemas.get(table).time_partitioning["field"]
         writes[table] = (Slice({**owner, "x_run_id": ctx.run_id}, day, inputs.MIN_DATE, inputs.MAX_DATE),
                          stamped(produced.get(table, []), day))
-    return wh.replace_slices(org_dataset(ctx.org_slug), writes, fence=scope.fence if scope else None)
+    counts = wh.replace_slices(dataset, writes, fence=scope.fence if scope else None)
+    after = getattr(extractor, "after_landing", None)
+    if after is not None:
+        def landed(table: str, select: str) -> list[dict[str, Any]]:
+            rows, params = raw_slice.rows_sql(table_ref(dataset, table))
+            return wh.query(select.replace("{rows}", rows), params)
+        after(ctx, landed)
+    return counts
 
 
 def run_job(request: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from shared import lifecycle, registry, runs
+from shared import lifecycle, registry, runs, source_totals
 from shared.errors import readable
 from shared.logs import for_run
 from shared.warehouse.base import LeaseLost
@@ -52,7 +52,7 @@ def reconcile_cloud(wh, dataset: str, params: dict[str, Any]) -> list[dict[str, 
     rows = wh.query(
         f"""WITH source AS (
               SELECT billing_period, currency, SUM(source_cost) AS source_cost, SUM(source_rows) AS source_rows
-              FROM {table_ref(dataset, 'cloud_source_totals')}
+              FROM {table_ref(dataset, source_totals.TABLE)}
               WHERE x_org_slug = @org_slug AND x_pipeline_id = @pipeline_id AND x_credential_id = @credential_id
                 AND usage_date BETWEEN @start_date AND @end_date
               GROUP BY billing_period, currency),
@@ -147,7 +147,7 @@ def _convert(wh, run: dict[str, Any], scope, log, tables: dict[str, int] | None 
             from shared import balance
 
             quality["balance_reconciliation"] = balance.reconcile(wh, dataset, params)
-        if pipeline.category == "cloud" and "cloud_source_totals" in pipeline.raw_tables:
+        if pipeline.category == "cloud" and source_totals.fed_by(pipeline.raw_tables):
             periods = reconcile_cloud(wh, dataset, params)
             quality["reconciliation"] = [
                 {k: (str(v) if isinstance(v, (Decimal, dt.date)) else v) for k, v in p.items()} for p in periods]

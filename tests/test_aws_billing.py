@@ -35,7 +35,7 @@ def ctx_for(credential, start=NOV[0], end=NOV[1]):
 
 def run_extract(credential, start=NOV[0], end=NOV[1]):
     ctx = ctx_for(credential, start, end)
-    return (*kit.extract_tables(aws.extract, ctx, "aws_billing_raw"), ctx)
+    return (*kit.extracted(ctx, "aws_billing_raw"), ctx)
 
 
 # CUR 2.0 style rows (snake_case) with commitments, credits, tax and a marketplace seller.

@@ -32,7 +32,7 @@ RAW, TOTALS = "azure_billing_raw", "cloud_source_totals"
 
 def run_extract(credential, start=SEP[0], end=SEP[1]):
     ctx = ExtractContext("acme", PIPELINE, CRED, "run_a", start, end, credential)
-    return (*kit.extract_tables(azure.extract, ctx, RAW), ctx)
+    return (*kit.extracted(ctx, RAW), ctx)
 
 
 # MCA-style (camelCase) actual and amortized exports for March 2024 with a reservation, marketplace and refund.

@@ -21,8 +21,7 @@ from jobs.cloud import azure
 from jobs.cloud.common import tags_json
 from jobs.runner import land
 from shared import registry, schemas
-from shared.lineage import Lineage
-from shared.warehouse.scan import DuckScan
+from tests.cloud_kit import extracted
 from tests import test_azure_billing as billing
 from tools import azure_export_generator as azure_gen
 
@@ -39,15 +38,10 @@ def _ctx(folder: Path, start, end, run_id="run_a"):
 
 
 def _arrow_path(folder: Path, start, end):
-    """What a non-DuckDB warehouse receives: stamped Arrow batches, then the totals; and the warnings."""
+    """What a non-DuckDB warehouse receives: stamped Arrow batches; the totals it sums from them; the warnings."""
     ctx = _ctx(folder, start, end)
-    out = azure.extract(ctx)
-    scan = out[RAW]
-    assert isinstance(scan, DuckScan)
-    batches = list(scan.stamped(Lineage("acme", PIPELINE, "cred_az", "run_a", AT), "usage_date"))
-    raw = pa.Table.from_batches(batches) if batches else schemas.get(RAW).arrow_schema().empty_table()
+    raw, totals = extracted(ctx, RAW, stamped_at=AT)
     assert raw.schema.names == schemas.get(RAW).names
-    totals = pa.Table.from_batches(list(out[TOTALS]), schema=schemas.get(TOTALS).arrow_schema(include_lineage=False))
     return raw, totals, ctx.warnings
 
 
@@ -211,7 +205,8 @@ def test_quirks_are_read_as_the_python_reader_read_them(rt, acme, tmp_path):
         assert r["tags"] == tags_json(azure.parse_tags(src["Tags"])), src["Tags"]
         assert r["cost_type"] == "AmortizedCost"
     # amortized totals leave out commitment-covered usage and unused commitments
-    billed = sum((r["cost"] for r in got.values() if not (r["charge_type"] in azure.COMMITMENT_USAGE and (
+    covered = ("Usage", "UnusedReservation", "UnusedSavingsPlan")
+    billed = sum((r["cost"] for r in got.values() if not (r["charge_type"] in covered and (
         r["pricing_model"] in ("Reservation", "SavingsPlan") or r["charge_type"].startswith("Unused")))), Decimal(0))
     assert sum(totals.column("source_cost").to_pylist()) == billed
     assert sum(totals.column("source_rows").to_pylist()) == N

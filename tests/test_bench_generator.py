@@ -10,8 +10,9 @@ import pytest
 
 from jobs.base import ExtractContext
 from jobs.cloud import aws
+from shared import source_totals
 from shared.lineage import Lineage
-from shared.naming import org_dataset
+from shared.naming import org_dataset, table_ref
 from shared.warehouse.base import Slice
 from tools import bench, cur_generator
 
@@ -40,8 +41,9 @@ def land_and_convert(wh, folder):
     out = aws.extract(ctx)
     lineage = Lineage("acme", PIPELINE, "cred_bench", "run_g", dt.datetime.now(dt.UTC))
     owner = {"x_org_slug": "acme", "x_pipeline_id": PIPELINE, "x_credential_id": "cred_bench"}
-    writes = {t: (Slice(owner, "usage_date", *MARCH), (lineage.stamp(b, "usage_date") for b in out[t]))
-              for t in ("aws_billing_raw", "cloud_source_totals")}
+    slc, raw = Slice(owner, "usage_date", *MARCH), "aws_billing_raw"
+    writes = {raw: (slc, (lineage.stamp(b, "usage_date") for b in out[raw])),  # the Arrow path
+              source_totals.TABLE: source_totals.replacement({raw: (table_ref("acme_prod", raw), slc)}, lineage)}
     counts = wh.replace_slices(org_dataset("acme"), writes)
     params = {"org_slug": "acme", "pipeline_id": PIPELINE, "credential_id": "cred_bench", "run_id": "run_g",
               "start_date": MARCH[0], "end_date": MARCH[1]}

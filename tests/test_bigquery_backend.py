@@ -648,3 +648,45 @@ def test_rows_outside_the_slice_in_a_later_chunk_write_nothing(monkeypatch, fake
     assert not fake.queries, "no transaction: the slice is untouched"
     created = [f"{t.project}.{t.dataset_id}.{t.table_id}" for k, t in fake.calls if k == "create_table"]
     assert [ref for k, ref in fake.calls if k == "delete_table"] == created
+
+
+def test_source_totals_are_summed_in_the_transaction_that_writes_the_raw_rows(wh, fake):
+    """A raw table's cloud_source_totals slice is replaced by the same script, after the raw slice was written:
+    its declared SELECT reads that slice of the raw table, and the lineage is the run's."""
+    from shared import source_totals
+    from shared.lineage import Lineage
+    from shared.naming import table_ref
+
+    owner = {"x_org_slug": "acme", "x_pipeline_id": "cloud/aws/cost/billing", "x_credential_id": "cred1"}
+    lineage = Lineage("acme", owner["x_pipeline_id"], "cred1", "run1", INGESTED)
+    rows = [{"usage_date": d, "usage_start_time": dt.datetime(d.year, d.month, d.day, tzinfo=dt.timezone.utc),
+             "billing_period_start": dt.date(2026, 1, 1), "payer_account_id": "111", "line_item_type": "Usage",
+             "unblended_cost": Decimal(cost), "currency": "USD"} for d, cost in ((START, "1.000000001"), (END, "2"))]
+    raw = "aws_billing_raw"
+    plain = schemas.get(raw).arrow_schema(include_lineage=False)
+    batch = lineage.stamp(pa.RecordBatch.from_pylist(rows, schema=plain), "usage_date")
+    slc = Slice(owner, "usage_date", START, END)
+    totals = source_totals.replacement({raw: (table_ref(DATASET, raw), slc)}, lineage)
+    fake.responder = lambda sql, config: FakeQueryJob(
+        sql, config, rows=[bigquery.Row((2,), {"n": 0})] if sql.startswith("SELECT COUNT(*)") else ())
+    # the totals first in the mapping: the backend still writes them after the raw rows they read
+    written = wh.replace_slices(DATASET, {source_totals.TABLE: totals, raw: (slc, iter([batch]))})
+    assert written == {raw: 2, source_totals.TABLE: 2}
+
+    script, count = (job.query for job in fake.queries)
+    target = f"`{PROJECT}.{DATASET}.{source_totals.TABLE}`"
+    raw_target = f"`{PROJECT}.{DATASET}.{raw}`"
+    order = [script.index(s) for s in (f"DELETE FROM {raw_target}", f"INSERT INTO {raw_target}",
+                                       f"DELETE FROM {target}", f"INSERT INTO {target} (")]
+    assert order == sorted(order) and script.endswith("\nCOMMIT TRANSACTION;") and script.count("TRANSACTION") == 2
+    insert = script[order[-1]:script.index(";", order[-1])]
+    assert "SUM(unblended_cost) AS source_cost" in insert and f"FROM `{DATASET}.{raw}` WHERE" in insert
+    [parsed] = sqlglot.parse(insert, read="bigquery", error_level=ErrorLevel.RAISE)
+    assert isinstance(parsed, exp.Insert)
+    assert [c.name for c in parsed.this.expressions] == schemas.get(source_totals.TABLE).names
+    params = _params(fake.queries[0].job_config)
+    assert set(re.findall(r"(?<!@)@(\w+)", script)) == set(params)
+    assert params["t1_x_ingested_at"]["parameterType"]["type"] == "TIMESTAMP"
+    assert params["t1_r0_slice_start"]["parameterValue"]["value"] == START.isoformat()
+    assert params["t1_x_run_id"]["parameterValue"]["value"] == "run1"
+    assert count.startswith(f"SELECT COUNT(*) AS n FROM {target} WHERE")  # counted once committed

@@ -14,8 +14,9 @@ from jobs.base import ExtractContext, ExtractError
 from jobs.cloud import aws
 from jobs.runner import land
 from shared import registry, schemas
-from shared.lineage import LINEAGE_NAMES, Lineage
-from shared.warehouse.scan import DuckScan
+from shared.lineage import LINEAGE_NAMES
+from shared.warehouse.base import NativeScan
+from tests.cloud_kit import extracted
 from tools import cur_generator
 
 PIPELINE = "cloud/aws/cost/billing"
@@ -30,16 +31,9 @@ def _ctx(folder: Path, start, end, run_id="run_a"):
 
 
 def _arrow_path(folder: Path, start, end) -> tuple[pa.Table, pa.Table]:
-    """What a non-DuckDB warehouse receives: stamped Arrow batches, then the totals."""
-    ctx = _ctx(folder, start, end)
-    out = aws.extract(ctx)
-    scan = out["aws_billing_raw"]
-    assert isinstance(scan, DuckScan)
-    lineage = Lineage("acme", PIPELINE, "cred_aws", "run_a", AT)
-    raw = pa.Table.from_batches(list(scan.stamped(lineage, "usage_date")))
+    """What a non-DuckDB warehouse receives: stamped Arrow batches; and the totals it sums from them."""
+    raw, totals = extracted(_ctx(folder, start, end), "aws_billing_raw", stamped_at=AT)
     assert raw.schema.names == schemas.get("aws_billing_raw").names
-    totals = pa.Table.from_batches(list(out["cloud_source_totals"]),
-                                   schema=schemas.get("cloud_source_totals").arrow_schema(include_lineage=False))
     return raw, totals
 
 
@@ -216,8 +210,10 @@ def test_the_arrow_readers_money_cast_is_the_same_exact_cast():
     assert str(err.value) == "f.csv: column BilledCost has a value that is not a number (row 3)"
 
 
-def test_totals_read_before_the_raw_rows_is_an_error_naming_the_order():
-    """A pipeline listing cloud_source_totals before the raw table would land empty totals: refused."""
-    out = aws.extract(_ctx(SAMPLE_DIR, *NOV))
-    with pytest.raises(ExtractError, match="list aws_billing_raw first in the pipeline's raw_tables"):
-        list(out["cloud_source_totals"])
+def test_the_warehouse_and_the_runner_ask_for_a_capability_not_the_class():
+    """The embedded warehouse and the runner recognise rows they may hand to DuckDB by what they can do
+    (shared.warehouse.base.NativeScan), so neither imports the scan's class."""
+    for module in ("shared/warehouse/duckdb.py", "jobs/runner.py"):
+        text = (Path(__file__).resolve().parent.parent / module).read_text()
+        assert "DuckScan" not in text and "NativeScan" in text, module
+    assert isinstance(aws.extract(_ctx(SAMPLE_DIR, *NOV))["aws_billing_raw"], NativeScan)

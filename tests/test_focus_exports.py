@@ -285,10 +285,8 @@ def out_schema(table):
 
 def extract(module, pipeline: str, credential: dict, start, end):
     ctx = ExtractContext("acme", pipeline, "cred_focus", "run_a", start, end, credential)
-    out = module.extract(ctx)
-    assert set(out) == {RAW, TOTALS}
-    raw = pa.Table.from_batches(list(out[RAW]), schema=out_schema(RAW))
-    totals = pa.Table.from_batches(list(out[TOTALS]), schema=out_schema(TOTALS))
+    assert module.__name__ == f"jobs.{kit.registry.get(pipeline).job}"
+    raw, totals = kit.extracted(ctx, RAW)
     return raw, totals, ctx
 
 

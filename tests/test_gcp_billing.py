@@ -34,7 +34,7 @@ def in_range(rows, start, end):
 
 def run_extract(credential, start=START, end=END):
     ctx = ExtractContext("acme", PIPELINE, CRED, "run_a", start, end, credential)
-    return (*kit.extract_tables(gcp.extract, ctx, "gcp_billing_raw"), ctx)
+    return (*kit.extracted(ctx, "gcp_billing_raw"), ctx)
 
 
 @pytest.fixture()

@@ -19,8 +19,8 @@ from jobs.base import ExtractContext, ExtractError
 from jobs.cloud import gcp
 from jobs.runner import land
 from shared import registry, schemas
-from shared.lineage import LINEAGE_NAMES, Lineage
-from shared.warehouse.scan import DuckScan
+from tests.cloud_kit import extracted
+from shared.lineage import LINEAGE_NAMES
 from stubs import gcp_billing_data as gen
 from tools import gcp_export_generator
 
@@ -41,13 +41,9 @@ def _folder(folder: Path) -> dict:
 
 
 def _arrow_path(cred: dict, start, end) -> tuple[pa.Table, pa.Table]:
-    """What a warehouse other than DuckDB receives: stamped Arrow batches, then the totals."""
-    out = gcp.extract(_ctx(cred, start, end))
-    scan = out[RAW]
-    assert isinstance(scan, DuckScan)
-    raw = pa.Table.from_batches(list(scan.stamped(Lineage("acme", PIPELINE, "cred_gcp", "run_a", AT), "usage_date")))
+    """What a warehouse other than DuckDB receives: stamped Arrow batches; and the totals it sums from them."""
+    raw, totals = extracted(_ctx(cred, start, end), RAW, stamped_at=AT)
     assert raw.schema.names == schemas.get(RAW).names
-    totals = pa.Table.from_batches(list(out[TOTALS]), schema=schemas.get(TOTALS).arrow_schema(include_lineage=False))
     return raw, totals
 
 

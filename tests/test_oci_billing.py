@@ -33,7 +33,7 @@ TENANCY = "ocid1.tenancy.oc1..aaaaaaaadsyhydp66mjpsohqocfcgzaabtrit47ex2igzu2j6l
 
 def run_extract(credential, start=NOV[0], end=NOV[1]):
     ctx = ExtractContext("acme", PIPELINE, CRED, "run_a", start, end, credential)
-    return (*kit.extract_tables(oci_job.extract, ctx, "oci_billing_raw"), ctx)
+    return (*kit.extracted(ctx, "oci_billing_raw"), ctx)
 
 
 def sample_rows() -> tuple[list[str], list[dict]]:

@@ -20,8 +20,7 @@ from jobs.cloud import oci
 from jobs.cloud.common import key_values, tags_json
 from jobs.runner import land
 from shared import registry, schemas
-from shared.lineage import Lineage
-from shared.warehouse.scan import DuckScan
+from tests.cloud_kit import extracted
 from tests.test_oci_billing import (  # noqa: F401 - fixtures
     FIXTURES,
     NOV,
@@ -51,14 +50,10 @@ def _ctx(cred: dict | Path, start, end, run_id="run_a"):
 
 
 def _arrow_path(cred, start, end) -> tuple[pa.Table, pa.Table, ExtractContext]:
-    """What a non-DuckDB warehouse receives: stamped Arrow batches, then the totals."""
+    """What a non-DuckDB warehouse receives: stamped Arrow batches; and the totals it sums from them."""
     ctx = _ctx(cred, start, end)
-    out = oci.extract(ctx)
-    scan = out[RAW]
-    assert isinstance(scan, DuckScan)
-    raw = _table(scan.stamped(Lineage("acme", PIPELINE, "cred_oci", "run_a", AT), "usage_date"),
-                 schemas.get(RAW).arrow_schema())
-    return raw, _table(out[TOTALS], schemas.get(TOTALS).arrow_schema(include_lineage=False)), ctx
+    raw, totals = extracted(ctx, RAW, stamped_at=AT)
+    return _table(raw.to_batches(), schemas.get(RAW).arrow_schema()), totals, ctx
 
 
 def _table(batches, schema: pa.Schema) -> pa.Table:

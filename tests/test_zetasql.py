@@ -10,7 +10,6 @@ slice-replacement transaction scripts and the application's queries. Every one m
 """
 from __future__ import annotations
 
-import dataclasses
 import io
 import re
 import threading
@@ -31,10 +30,9 @@ from google.api_core import exceptions as gexc  # noqa: E402
 from google.cloud import bigquery  # noqa: E402
 
 from shared import procedures as procs  # noqa: E402
-from shared.warehouse.base import Warehouse  # noqa: E402
+from shared.warehouse.base import FromQuery, NativeScan, Warehouse  # noqa: E402
 from shared.warehouse.bigquery import BigQueryWarehouse  # noqa: E402
 from shared.warehouse.duckdb import DuckDBWarehouse  # noqa: E402
-from shared.warehouse.scan import DuckScan  # noqa: E402
 
 PROJECT = "cloudact-zetasql"
 REPO = Path(__file__).resolve().parent.parent
@@ -56,7 +54,12 @@ class Sent:
 class _Job:
     num_dml_affected_rows = 0
 
+    def __init__(self, sql: str = ""):
+        self.sql = sql
+
     def result(self, **kwargs):
+        if self.sql.startswith("SELECT COUNT(*) AS n FROM"):  # an empty table's count is a row
+            return _Rows([bigquery.Row((0,), {"n": 0})])
         return _Rows()
 
 
@@ -127,7 +130,7 @@ class RecordingClient:
         params = {p.name: _param_type(p) for p in (job_config.query_parameters if job_config else [])}
         with self.lock:
             self.sent.append((threading.get_ident(), sql, params))
-        return _Job()
+        return _Job(sql)
 
     def close(self):
         pass
@@ -178,14 +181,14 @@ def _mirrored(name: str):
     def mirror(self: MirroredWarehouse, *args, **kwargs):
         mirror_args = args
         if name == "replace_slices":
-            # The mirror consumes the batches first, in the order the jobs produce them (a table's totals
-            # are complete once its raw rows were read); DuckDB gets the same batches replayed, and each
-            # scan without its summary, whose sink the mirror's pass already filled.
+            # The mirror consumes the batches first; DuckDB gets the same batches replayed. A scan (read
+            # again) and a FromQuery (SQL) are given to both.
             dataset, writes, *rest = args
             kept = {t: [] for t in writes}
-            mirror_args = (dataset, {t: (slc, b if isinstance(b, DuckScan) else _teed(b, kept[t]))
+            again = (NativeScan, FromQuery)
+            mirror_args = (dataset, {t: (slc, b if isinstance(b, again) else _teed(b, kept[t]))
                                      for t, (slc, b) in writes.items()}, *rest)
-            args = (dataset, {t: (slc, dataclasses.replace(b, summary=None) if isinstance(b, DuckScan) else kept[t])
+            args = (dataset, {t: (slc, b if isinstance(b, again) else kept[t])
                               for t, (slc, b) in writes.items()}, *rest)
         if name == "install_procedures":
             self.procedure_datasets.add(args[0])
@@ -467,9 +470,10 @@ def test_procedure_calls_resolve(zetasql, capture):
 
 
 def test_slice_replacement_scripts_resolve(zetasql, capture):
-    from shared import registry
+    from shared import registry, source_totals
 
-    scripts = capture.by_method("replace_slices")
+    # every write is one transaction; a slice written from a query is counted after it commits
+    scripts = [s for s in capture.by_method("replace_slices") if not s.sql.startswith("SELECT COUNT(*) AS n FROM")]
     assert scripts and all(s.sql.startswith("BEGIN TRANSACTION;") for s in scripts)
     replaced = {m for s in scripts for m in re.findall(r"DELETE FROM `[^`]+\.(\w+)`", s.sql)}
     raw = {t for p in registry.pipelines().values() for t in p.raw_tables + p.run_tables}
@@ -478,6 +482,11 @@ def test_slice_replacement_scripts_resolve(zetasql, capture):
     assert not errors, f"{len(errors)} of {len(findings)} statements do not resolve:\n" + "\n".join(errors)
     kinds = {f.kind for f in findings}
     assert {"astInsertStatementNode", "astDeleteStatementNode", "astIfStatementNode.condition"} <= kinds
+    # every raw table's declared source totals are summed by a statement of the script that writes it
+    summed = [stmt for s in scripts for stmt in s.sql.split(";\n")
+              if stmt.startswith("INSERT INTO") and f".{source_totals.TABLE}` (" in stmt]
+    assert {t for t in source_totals.declared() if any(f".{t}` WHERE" in stmt for stmt in summed)} == set(
+        source_totals.declared())
 
 
 def test_application_queries_resolve(zetasql, capture):

@@ -14,9 +14,9 @@ Each file becomes one DuckDB SELECT (a `ScanPart` of a `shared.warehouse.scan.Du
 renames and casts the needed columns (CSV: every column read as text first), folds the tags into JSON,
 drops rows outside the run's range and stops on a row breaking a rule (no usage start, no payer, ...). The
 embedded warehouse runs it inside its own INSERT (one engine, no Arrow hop); other warehouses stream it
-as Arrow batches (READ_BATCH_ROWS) from a private, memory-capped DuckDB. Source totals for reconciliation
-are one GROUP BY over the landed rows (TOTALS_SQL). Memory is bounded by DuckDB's memory limit, not the
-file size. S3 objects are spooled to a temporary file first.
+as Arrow batches (READ_BATCH_ROWS) from a private, memory-capped DuckDB. The warehouse sums the source
+totals from the landed rows (schemas/cloud_source_totals/aws_billing_raw.sql). Memory is bounded by DuckDB's
+memory limit, not the file size. S3 objects are spooled to a temporary file first.
 
 Column names of both generations are normalised to CUR 2.0 snake_case (`lineItem/UsageStartDate` ->
 `line_item_usage_start_date`, `savingsPlan/SavingsPlanARN` -> `savings_plan_savings_plan_a_r_n`). Resource tag
@@ -45,7 +45,6 @@ from jobs.cloud import focus_export
 from jobs.cloud.common import (
     DataFile,
     LocalFiles,
-    SourceTotals,
     read_json_doc,
     require_columns,
 )
@@ -459,15 +458,10 @@ def _file_part(con, path: str, f: DataFile, ctx: ExtractContext, raw_schema: pa.
                     lambda e: sq.read_error(e, f, lambda e: sq.bad_value(src, f, plan.checks(), e)))
 
 
-# Source totals per (usage day, billing period, currency) of the landed rows, for reconciliation.
-TOTALS_SQL = ("SELECT usage_date, billing_period_start, currency, COUNT(*), SUM(unblended_cost) FROM {rows} "
-              "GROUP BY usage_date, billing_period_start, currency")
-
-
 def _stream(ctx: ExtractContext, source, files: list[DataFile]) -> dict[str, Any]:
     raw_schema = schemas.get(RAW_TABLE).arrow_schema(include_lineage=False)
     return sq.file_scan(ctx, source, files, lambda con, path, f: _file_part(con, path, f, ctx, raw_schema),
-                        RAW_TABLE, SourceTotals(PROVIDER), TOTALS_SQL, what="CUR", batch_rows=READ_BATCH_ROWS,
+                        RAW_TABLE, what="CUR", batch_rows=READ_BATCH_ROWS,
                         prefetch=PREFETCH_BATCHES)
 
 
@@ -488,8 +482,7 @@ def _source(cred: dict, org_slug: str):
 
 def extract(ctx: ExtractContext) -> dict[str, Any]:
     """Read every CUR (or AWS FOCUS export) file for the billing periods overlapping the run; return the
-    in-range rows: a DuckScan of the CUR files (the totals are summed once it has been landed, so
-    cloud_source_totals is listed after the raw table), or the FOCUS export's rows for cloud_focus_raw."""
+    in-range rows: a DuckScan of the CUR files, or the FOCUS export's rows for cloud_focus_raw."""
     source = _source(ctx.credential, ctx.org_slug)
     files = source.files(ctx)
     if not files:

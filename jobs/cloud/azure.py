@@ -34,9 +34,9 @@ and only the blobs it lists are read, so overwritten or stale parts are never do
 
 cloud_source_totals: per usage day, billing period and currency, the billed total of what was read: the
 ActualCost rows' cost when the period has an actual export, else the AmortizedCost rows' cost without the
-commitment-covered usage and unused-commitment rows (billed at purchase, not at use): one GROUP BY over the
-landed rows (TOTALS_SQL), so cloud_source_totals is listed after the raw table; for FocusCost, the
-SUM(BilledCost) of its rows. A period read from an ActualCost export alone that holds reservation or savings-plan
+commitment-covered usage and unused-commitment rows (billed at purchase, not at use), summed by the warehouse
+from the landed rows (schemas/cloud_source_totals/azure_billing_raw.sql); for FocusCost, the SUM(BilledCost)
+of its rows. A period read from an ActualCost export alone that holds reservation or savings-plan
 purchases is warned about: FOCUS gives those purchases EffectiveCost 0 and only the amortized dataset spreads
 their cost over the usage (see 30_azure.sql).
 """
@@ -47,15 +47,12 @@ import io
 import json
 import re
 import tempfile
-from collections import defaultdict
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-
-import pyarrow as pa
 
 from jobs.base import CredentialError, ExtractContext, ExtractError
 from jobs.cloud import duck_sql as sq
@@ -64,7 +61,6 @@ from jobs.cloud.common import (
     BadValue,
     DataFile,
     LocalFiles,
-    SourceTotals,
     format_of,
     month_overlaps,
     not_a,
@@ -135,7 +131,6 @@ REQUIRED = ("usage_date", "cost", "billing_currency", "charge_type")
 REQUIRED_NAMES = {"usage_date": "Date", "cost": "CostInBillingCurrency", "billing_currency": "BillingCurrencyCode",
                   "charge_type": "ChargeType"}
 TAG_COLUMNS = ("tags",)
-COMMITMENT_USAGE = ("Usage", "UnusedReservation", "UnusedSavingsPlan")
 
 _NON_ALNUM = re.compile(r"[^a-z0-9]")
 
@@ -709,49 +704,22 @@ def _file_part(con, path: str, f: AzureFile, ctx: ExtractContext, names: list[st
     return ScanPart(plan.sql(src, start, end), lambda e: plan.explain(e, src, start, end))
 
 
-# Per (usage day, billing period, currency, dataset) of the landed rows: rows, billed cost and commitment
-# purchases (finops-toolkit's test: Purchase/Refund priced as Reservation/SavingsPlan). Amortized rows billed at
-# purchase, not at use (commitment-covered usage, unused commitments), count as 0.
-TOTALS_SQL = (
-    "SELECT usage_date, billing_period_start, billing_currency, cost_type, COUNT(*), SUM(CASE WHEN cost_type = "
-    f"{sq.lit(AMORTIZED)} AND COALESCE((pricing_model IN ('Reservation', 'SavingsPlan') OR charge_type IN "
-    "('UnusedReservation', 'UnusedSavingsPlan')) AND charge_type IN ("
-    + ", ".join(sq.lit(c) for c in COMMITMENT_USAGE) + "), false) THEN 0 ELSE cost END), "
-    "COUNT(*) FILTER (WHERE charge_type IN ('Purchase', 'Refund') AND pricing_model IN ('Reservation', "
-    "'SavingsPlan')) FROM {rows} GROUP BY usage_date, billing_period_start, billing_currency, cost_type")
+# Per billing period of the landed rows: commitment purchases (finops-toolkit's test: Purchase/Refund priced as
+# Reservation/SavingsPlan) read from an ActualCost export, when the period has no AmortizedCost rows.
+UNSPREAD_PURCHASES_SQL = (
+    "SELECT billing_period_start AS period, COUNTIF(cost_type = 'ActualCost' AND charge_type IN ('Purchase', "
+    "'Refund') AND pricing_model IN ('Reservation', 'SavingsPlan')) AS purchases FROM {rows} "
+    "GROUP BY billing_period_start HAVING COUNTIF(cost_type = 'AmortizedCost') = 0 ORDER BY period")
 
 
-class AzureTotals(SourceTotals):
-    """Billed totals of what was read; see the module docstring for actual vs amortized."""
-
-    def __init__(self, ctx: ExtractContext):
-        super().__init__(PROVIDER, currency_col="billing_currency", cost_col="cost")
-        self.ctx = ctx
-        self.by_dataset: dict[str, dict[tuple, list]] = {
-            ACTUAL: defaultdict(lambda: [0, Decimal(0)]), AMORTIZED: defaultdict(lambda: [0, Decimal(0)])}
-        self.purchases: dict[tuple[str, dt.date], int] = defaultdict(int)
-
-    def add_rows(self, rows) -> None:
-        """(usage day, billing period, currency, dataset, rows, cost, commitment purchases) per group."""
-        for d, p, c, dataset, n, v, purchases in rows:
-            entry = self.by_dataset[dataset][(d, p, c)]
-            entry[0] += n
-            entry[1] += v or Decimal(0)
-            self.purchases[(dataset, p)] += purchases
-
-    def batches(self, schema: pa.Schema):
-        actual_periods = {p for (_, p, _) in self.by_dataset[ACTUAL]}
-        amortized_periods = {p for (_, p, _) in self.by_dataset[AMORTIZED]}
-        self.totals = dict(self.by_dataset[ACTUAL])
-        for key, value in self.by_dataset[AMORTIZED].items():
-            if key[1] not in actual_periods:
-                self.totals[key] = value
-        for p in sorted(actual_periods - amortized_periods):
-            if self.purchases[(ACTUAL, p)]:
-                self.ctx.warn(f"billing period {p}: {self.purchases[(ACTUAL, p)]} reservation/savings-plan purchase "
-                              "row(s) and no AmortizedCost export: FOCUS gives their EffectiveCost 0 and only amortized "
-                              "data spreads it over the usage; export AmortizedCost (or FocusCost) of this scope too")
-        yield from super().batches(schema)
+def after_landing(ctx: ExtractContext, landed) -> None:
+    """A period read from an ActualCost export alone that holds commitment purchases is warned about (see the
+    module docstring); called by jobs.runner.land once the slice is written."""
+    for r in landed(RAW_TABLE, UNSPREAD_PURCHASES_SQL):
+        if r["purchases"]:
+            ctx.warn(f"billing period {r['period']}: {r['purchases']} reservation/savings-plan purchase row(s) and "
+                     "no AmortizedCost export: FOCUS gives their EffectiveCost 0 and only amortized data spreads it "
+                     "over the usage; export AmortizedCost (or FocusCost) of this scope too")
 
 
 # Rows per Arrow batch for warehouses other than the embedded one (peak memory grows with it).
@@ -759,12 +727,12 @@ READ_BATCH_ROWS = 16_384
 
 
 def _stream(ctx: ExtractContext, source, files: list[AzureFile]) -> dict[str, Any]:
-    """{azure_billing_raw: DuckScan, cloud_source_totals: batches, filled once the scan has been landed}."""
+    """{azure_billing_raw: DuckScan}."""
     from shared import schemas
 
     names = schemas.get(RAW_TABLE).arrow_schema(include_lineage=False).names
     return sq.file_scan(ctx, source, files, lambda con, path, f: _file_part(con, path, f, ctx, names), RAW_TABLE,
-                        AzureTotals(ctx), TOTALS_SQL, what="Azure export", batch_rows=READ_BATCH_ROWS)
+                        what="Azure export", batch_rows=READ_BATCH_ROWS)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -7,9 +7,9 @@
 * `as_string`, `blank_to_null`, `money`, `timestamp`, `date_from_text`: casting text columns to the raw types.
 * `key_values`, `tags_json`: tag cells (maps, STRUCT<key, value> lists, JSON) and their flat JSON.
 * `require_columns`: a required-column check naming the file and the missing columns.
-* `SourceTotals`: per (usage day, billing period, currency) row counts and cost sums -> cloud_source_totals.
 * `stream_raw`: the extract loop (files -> mapper -> batches) with corrupted-file errors naming the file,
-  returning the {raw table: batches, cloud_source_totals: batches} dict an extractor returns.
+  returning the {raw table: batches} dict an extractor returns (the warehouse sums cloud_source_totals from
+  the rows it lands: shared/source_totals.py).
 * `corrupted`, `reader_reason`, `BadValue`: error text names the file, the column, the row and the kind of
   problem, never a value or a line of the file (a run's error is read over the API: it must not carry a
   file's contents).
@@ -27,11 +27,9 @@ import io
 import json
 import os
 import zlib
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +40,6 @@ from jobs.base import ExtractContext, ExtractError
 from jobs.source_folder import SourceFolder
 from shared.tenancy import TrustViolation
 
-TOTALS_TABLE = "cloud_source_totals"
 BATCH_ROWS = 50_000
 CSV_BLOCK_BYTES = 4 << 20
 MONEY_TYPE = pa.decimal128(38, 9)  # NUMERIC
@@ -391,61 +388,18 @@ def require_columns(present: Iterable[str], required: Iterable[str], fname: str,
 
 
 # --------------------------------------------------------------------------------------------------
-# Reconciliation totals and the extract loop
+# The extract loop
 # --------------------------------------------------------------------------------------------------
-class SourceTotals:
-    """Row counts and cost sums per (usage day, billing period, currency) of the rows an extractor kept."""
-
-    def __init__(self, provider: str, date_col: str = "usage_date", period_col: str = "billing_period_start",
-                 currency_col: str = "currency", cost_col: str = "unblended_cost"):
-        self.provider = provider
-        self.cols = (date_col, period_col, currency_col, cost_col)
-        self.totals: dict[tuple, list] = defaultdict(lambda: [0, Decimal(0)])
-
-    def add(self, out: pa.RecordBatch) -> None:
-        d, p, c, v = (out.column(out.schema.get_field_index(x)) for x in self.cols)
-        agg = pa.table({"d": d, "p": p, "c": c, "v": v}).group_by(["d", "p", "c"]).aggregate(
-            [("v", "sum"), ("v", "count")])
-        self.add_rows(zip(*(agg.column(x).to_pylist() for x in ("d", "p", "c", "v_count", "v_sum"))))
-
-    def add_rows(self, rows: Iterable[tuple]) -> None:
-        """Partial totals as (usage day, billing period, currency, row count, cost sum) tuples."""
-        for d, p, c, n, v in rows:
-            entry = self.totals[(d, p, c)]
-            entry[0] += n
-            entry[1] += v or Decimal(0)
-
-    def batches(self, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-        rows = [{"usage_date": d, "billing_period": p, "provider": self.provider, "currency": c,
-                 "source_rows": n, "source_cost": cost} for (d, p, c), (n, cost) in sorted(self.totals.items())]
-        if rows:
-            yield pa.RecordBatch.from_pylist(rows, schema=schema)
-
-
-def totals_after(totals: SourceTotals, raw_table: str, finished: Callable[[], bool]) -> Iterator[pa.RecordBatch]:
-    """cloud_source_totals as batches, once every raw row they sum has been read: the totals are built while
-    the raw rows stream, so the pipeline must list raw_table before cloud_source_totals in raw_tables."""
-    from shared import schemas
-
-    if not finished():
-        raise ExtractError(f"{TOTALS_TABLE} was read before {raw_table} finished: list {raw_table} first "
-                           "in the pipeline's raw_tables")
-    yield from totals.batches(schemas.get(TOTALS_TABLE).arrow_schema(include_lineage=False))
-
-
 def stream_raw(ctx: ExtractContext, source, files: list[DataFile], raw_table: str,
-               make_mapper: Callable[[list[str], str, pa.Schema], Any], totals: SourceTotals,
+               make_mapper: Callable[[list[str], str, pa.Schema], Any],
                what: str = "billing") -> dict[str, Iterator[pa.RecordBatch]]:
-    """The extractor result {raw_table: batches, cloud_source_totals: batches}.
-
-    Raw rows are a generator (streamed into the warehouse); the totals are built while the raw stream is
-    consumed, so the pipeline must list raw_table before cloud_source_totals in raw_tables.
+    """The extractor result {raw_table: batches}, a generator streamed into the warehouse.
     `make_mapper(column_names, file_name, raw_schema)` is called once per file, on its first batch.
     """
     from shared import schemas
 
     raw_schema = schemas.get(raw_table).arrow_schema(include_lineage=False)
-    stats: dict[str, Any] = {"files": 0, "rows_read": 0, "rows_kept": 0, "done": False}
+    stats: dict[str, Any] = {"files": 0, "rows_read": 0, "rows_kept": 0}
 
     def raw_batches() -> Iterator[pa.RecordBatch]:
         for f in files:
@@ -465,7 +419,6 @@ def stream_raw(ctx: ExtractContext, source, files: list[DataFile], raw_table: st
                         before += batch.num_rows
                         if out is None or not out.num_rows:
                             continue
-                        totals.add(out)
                         stats["rows_kept"] += out.num_rows
                         yield out
                 except ExtractError:
@@ -474,11 +427,10 @@ def stream_raw(ctx: ExtractContext, source, files: list[DataFile], raw_table: st
                     raise corrupted(f, e) from None
                 if mapper is None:
                     ctx.warn(f"{f.name} is empty")
-        stats["done"] = True
         ctx.log.info("read %s %s files, %s rows, %s in range", stats["files"], what, stats["rows_read"],
                      stats["rows_kept"])
 
-    return {raw_table: raw_batches(), TOTALS_TABLE: totals_after(totals, raw_table, lambda: stats["done"])}
+    return {raw_table: raw_batches()}
 
 
 def usage_days_in_range(start_ts: pa.Array, start: dt.date, end: dt.date, fname: str, column: str):

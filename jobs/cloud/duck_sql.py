@@ -20,7 +20,7 @@ import duckdb
 import pyarrow as pa
 
 from jobs.base import ExtractError
-from jobs.cloud.common import TOTALS_TABLE, BadValue, DataFile, corrupted, not_a, totals_after
+from jobs.cloud.common import BadValue, DataFile, corrupted, not_a
 from shared import schemas
 from shared.warehouse.scan import DuckScan
 
@@ -250,16 +250,14 @@ def describe_csv(path: str, f: DataFile) -> list[tuple[str, str, str]]:
     return [(name, "VARCHAR", f"c{i}") for i, name in enumerate(header)]
 
 
-def file_scan(ctx, source, files: list[DataFile], part_of: Callable, raw_table: str, totals, totals_sql: str,
-              what: str = "billing", batch_rows: int = 16_384, prefetch: int = 2) -> dict:
-    """An extractor's result for files read with DuckDB: {raw_table: a DuckScan with one part per file,
-    cloud_source_totals: `totals` (a SourceTotals fed by `totals_sql` over the landed rows)}.
+def file_scan(ctx, source, files: list[DataFile], part_of: Callable, raw_table: str, what: str = "billing",
+              batch_rows: int = 16_384, prefetch: int = 2) -> dict:
+    """An extractor's result for files read with DuckDB: {raw_table: a DuckScan with one part per file}.
 
     Each file is spooled with `source.local_path` and kept until its part has been read; `part_of(con, path,
     f)` returns its ScanPart, or None when there is nothing to read (having warned). A file that yields no
-    row and has none is reported empty. The totals exist once the scan has been consumed, so the pipeline
-    lists raw_table first."""
-    stats = {"files": 0, "rows": 0, "done": False}
+    row and has none is reported empty."""
+    stats = {"files": 0, "rows": 0}
 
     def parts(con):
         for f in files:
@@ -273,13 +271,11 @@ def file_scan(ctx, source, files: list[DataFile], part_of: Callable, raw_table: 
                 stats["rows"] += part.rows
                 if part.rows == 0 and is_empty(con, path, f):
                     ctx.warn(f"{f.name} is empty")
-        stats["done"] = True
         ctx.log.info("read %s %s files, %s rows in range", stats["files"], what, stats["rows"])
 
-    scan = DuckScan(parts, connect, summary=(totals_sql, totals.add_rows),
-                    schema=schemas.get(raw_table).arrow_schema(include_lineage=False), batch_rows=batch_rows,
-                    prefetch=prefetch)
-    return {raw_table: scan, TOTALS_TABLE: totals_after(totals, raw_table, lambda: stats["done"])}
+    scan = DuckScan(parts, connect, schema=schemas.get(raw_table).arrow_schema(include_lineage=False),
+                    batch_rows=batch_rows, prefetch=prefetch)
+    return {raw_table: scan}
 
 
 def probe(sql: str) -> tuple | None:

@@ -28,7 +28,8 @@ built from `Tags` (JSON text or a Parquet map) and, lower in precedence, AWS 1.0
 
 Rows are kept when the UTC day of ChargePeriodStart is in the run's range. cloud_source_totals holds, per
 usage day, billing period (the date of BillingPeriodStart) and currency, the row count and SUM(BilledCost) of
-what was kept, so reconciliation compares the export's own billed total with the FOCUS 1.3 rows.
+what was kept (summed by the warehouse: schemas/cloud_source_totals/cloud_focus_raw.sql), so reconciliation
+compares the export's own billed total with the FOCUS 1.3 rows.
 
 Not kept: the providers' other x_ columns (x_Discounts, x_Operation, GCP's x_Credits, ...). GCP's x_Credits is not
 turned into rows either: what the export bills is its BilledCost, and that is what reconciles.
@@ -58,7 +59,6 @@ from jobs.cloud.common import (
     TS,
     BadValue,
     DataFile,
-    SourceTotals,
     as_string,
     blank_to_null,
     corrupted,
@@ -316,19 +316,15 @@ class Mapper:
         return pa.array(values, pa.string())
 
 
-def source_totals(provider: str) -> SourceTotals:
-    return SourceTotals(provider, currency_col="billing_currency", cost_col="billed_cost")
-
-
 def stream_files(ctx: ExtractContext, source, files: list[DataFile], provider: str) -> dict[str, Any]:
-    """The extractor result {cloud_focus_raw: batches, cloud_source_totals: batches} for FOCUS export files
-    (a source with open/local_path, as common.stream_raw reads them)."""
+    """The extractor result {cloud_focus_raw: batches} for FOCUS export files (a source with open/local_path,
+    as common.stream_raw reads them)."""
 
     def make_mapper(names: list[str], fname: str, schema: pa.Schema) -> Mapper:
         return Mapper(names, fname, schema, provider)
 
     ctx.log.info("reading %s files as a FOCUS export", len(files))
-    return stream_raw(ctx, source, files, RAW_TABLE, make_mapper, source_totals(provider), what="FOCUS export")
+    return stream_raw(ctx, source, files, RAW_TABLE, make_mapper, what="FOCUS export")
 
 
 # --------------------------------------------------------------------------------------------------

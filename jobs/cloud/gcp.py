@@ -56,8 +56,9 @@ even on all its digits), so sums are exact. Label and credit columns must be the
 maps); a file holding them as JSON text is refused, naming the column.
 
 cloud_source_totals: per (usage day, invoice month, currency) the row count and cost + credits, i.e. what the
-rows add to the invoice, one GROUP BY over the landed rows (TOTALS_SQL); SUM(BilledCost) of the FOCUS rows of a
-billing period must equal it.
+rows add to the invoice, summed by the warehouse from the landed rows (schemas/cloud_source_totals/
+gcp_billing_raw.sql); SUM(BilledCost) of the FOCUS rows of a billing period must equal it. The latest export_time
+of the landed rows is logged once they are written (`after_landing`).
 """
 from __future__ import annotations
 
@@ -76,14 +77,11 @@ from jobs.base import CredentialError, ExtractContext, ExtractError
 from jobs.cloud import duck_sql as sq
 from jobs.cloud import focus_export
 from jobs.cloud.common import (
-    TOTALS_TABLE,
     BadValue,
     DataFile,
     LocalFiles,
-    SourceTotals,
     not_a,
     reader_reason,
-    totals_after,
 )
 from jobs.identity import gcp_credentials
 from shared import credential_specs, tenancy
@@ -164,10 +162,6 @@ _CREDITS = f"STRUCT(j VARCHAR, c VARCHAR, a {sq.MONEY})[]"
 
 
 STREAM_VIEW = "__gcp_export_stream"  # the BigQuery pages, as DuckDB sees them
-# Source totals per (usage day, invoice month, currency) of the landed rows: rows and cost + credits; the
-# latest export_time only goes to the log.
-TOTALS_SQL = ("SELECT usage_date, billing_period_start, currency, COUNT(*), SUM(cost + credits_total), "
-              "MAX(export_time) FROM {rows} GROUP BY usage_date, billing_period_start, currency")
 
 
 @dataclass
@@ -652,8 +646,7 @@ def _source(cred: dict, org_slug: str):
 # --------------------------------------------------------------------------------------------------
 def extract(ctx: ExtractContext) -> dict[str, Any]:
     """Every export row whose usage day is in the run's range: a DuckScan of the standard/detailed export for
-    gcp_billing_raw, or the FOCUS export's rows for cloud_focus_raw. The totals are complete only once the
-    raw rows have been landed, so cloud_source_totals is listed after the raw table in the pipeline."""
+    gcp_billing_raw, or the FOCUS export's rows for cloud_focus_raw."""
     source = _source(ctx.credential, ctx.org_slug)
     if source.focus:
         return _focus_stream(ctx, source)
@@ -664,8 +657,7 @@ def _scan(ctx: ExtractContext, source) -> dict[str, Any]:
     from shared import schemas
 
     raw_schema = schemas.get(RAW_TABLE).arrow_schema(include_lineage=False)
-    totals = SourceTotals(PROVIDER)
-    stats: dict[str, Any] = {"rows_read": 0, "rows_kept": 0, "done": False, "max_export_time": None}
+    stats: dict[str, Any] = {"rows_read": 0, "rows_kept": 0}
 
     def parts(con) -> Iterator[ScanPart]:
         for read in source.inputs(con, ctx):
@@ -676,21 +668,19 @@ def _scan(ctx: ExtractContext, source) -> dict[str, Any]:
             yield part
             stats["rows_read"] += read.rows
             stats["rows_kept"] += part.rows
-        stats["done"] = True
         if not stats["rows_kept"]:
             ctx.warn(f"the billing export has no rows with usage on {ctx.start_date}..{ctx.end_date}")
-        ctx.log.info("read %s export rows, %s in range, latest export_time %s", stats["rows_read"],
-                     stats["rows_kept"], stats["max_export_time"])
+        ctx.log.info("read %s export rows, %s in range", stats["rows_read"], stats["rows_kept"])
 
-    def add(rows: list[tuple]) -> None:
-        totals.add_rows(r[:5] for r in rows)
-        latest = max((r[5] for r in rows if r[5] is not None), default=None)
-        if latest is not None and (stats["max_export_time"] is None or latest > stats["max_export_time"]):
-            stats["max_export_time"] = latest
+    return {RAW_TABLE: DuckScan(parts, sq.connect, schema=raw_schema, batch_rows=READ_BATCH_ROWS,
+                                prefetch=PREFETCH_BATCHES)}
 
-    scan = DuckScan(parts, sq.connect, summary=(TOTALS_SQL, add), schema=raw_schema, batch_rows=READ_BATCH_ROWS,
-                    prefetch=PREFETCH_BATCHES)
-    return {RAW_TABLE: scan, TOTALS_TABLE: totals_after(totals, RAW_TABLE, lambda: stats["done"])}
+
+def after_landing(ctx: ExtractContext, landed) -> None:
+    """How fresh the landed rows are: the export's latest export_time, for the log (jobs.runner.land)."""
+    [row] = landed(RAW_TABLE, "SELECT MAX(export_time) AS latest FROM {rows}")
+    if row["latest"] is not None:
+        ctx.log.info("latest export_time of the landed rows %s", row["latest"])
 
 
 def _focus_stream(ctx: ExtractContext, source) -> dict[str, Iterator[pa.RecordBatch]]:
@@ -699,9 +689,8 @@ def _focus_stream(ctx: ExtractContext, source) -> dict[str, Iterator[pa.RecordBa
 
     raw_table = focus_export.RAW_TABLE
     raw_schema = schemas.get(raw_table).arrow_schema(include_lineage=False)
-    totals = focus_export.source_totals(PROVIDER)
     mappers: dict[str, focus_export.Mapper] = {}  # one per file or table: its header is resolved once
-    stats: dict[str, Any] = {"rows_read": 0, "rows_kept": 0, "done": False}
+    stats: dict[str, Any] = {"rows_read": 0, "rows_kept": 0}
 
     before: dict[str, int] = {}  # rows of each file in earlier batches
 
@@ -718,12 +707,10 @@ def _focus_stream(ctx: ExtractContext, source) -> dict[str, Iterator[pa.RecordBa
             before[name] = before.get(name, 0) + batch.num_rows
             if out is None or not out.num_rows:
                 continue
-            totals.add(out)
             stats["rows_kept"] += out.num_rows
             yield out
-        stats["done"] = True
         if not stats["rows_kept"]:
             ctx.warn(f"the billing export has no rows with usage on {ctx.start_date}..{ctx.end_date}")
         ctx.log.info("read %s export rows, %s in range", stats["rows_read"], stats["rows_kept"])
 
-    return {raw_table: raw_batches(), TOTALS_TABLE: totals_after(totals, raw_table, lambda: stats["done"])}
+    return {raw_table: raw_batches()}

@@ -37,8 +37,9 @@ text, by its known header, without sniffing). The SELECT casts the columns (exac
 the tags into JSON, derives the unit, keeps the in-range rows and stops on a row breaking a rule (no usage
 start; an in-range row without a tenant or currency), naming the row's file. The embedded warehouse runs it
 inside its own INSERT; other warehouses stream it as Arrow batches from a private, memory-capped DuckDB.
-Source totals are one GROUP BY over the landed rows (TOTALS_SQL). Object Storage objects are spooled to a
-temporary file first. `focus_unit` is the unit rule in Python (the SQL follows it; tests hold the two equal).
+The warehouse sums the source totals from the landed rows (schemas/cloud_source_totals/oci_billing_raw.sql).
+Object Storage objects are spooled to a temporary file first. `focus_unit` is the unit rule in Python (the SQL
+follows it; tests hold the two equal).
 """
 from __future__ import annotations
 
@@ -61,15 +62,12 @@ import pyarrow as pa
 from jobs.base import CredentialError, ExtractContext, ExtractError
 from jobs.cloud import duck_sql as sq
 from jobs.cloud.common import (
-    TOTALS_TABLE,
     BadValue,
     DataFile,
     LocalFiles,
-    SourceTotals,
     format_of,
     not_a,
     require_columns,
-    totals_after,
 )
 from jobs.identity import guard_requests_session
 from shared import tenancy, units
@@ -604,11 +602,6 @@ def _part(members: list[_Member], ctx: ExtractContext, out_schema: pa.Schema) ->
     return ScanPart(sql, explain)
 
 
-# Source totals per (usage day, billing period, currency) of the landed rows, for reconciliation.
-TOTALS_SQL = ("SELECT usage_date, billing_period_start, currency, COUNT(*), SUM(my_cost) FROM {rows} "
-              "GROUP BY usage_date, billing_period_start, currency")
-
-
 # --------------------------------------------------------------------------------------------------
 # Sources
 # --------------------------------------------------------------------------------------------------
@@ -775,13 +768,10 @@ def _source(cred: dict, org_slug: str):
 
 
 def _stream(ctx: ExtractContext, source, files: list[DataFile]) -> dict[str, Any]:
-    """{oci_billing_raw: a DuckScan of the files, cloud_source_totals: its totals once it has been landed}."""
+    """{oci_billing_raw: a DuckScan of the files}."""
     from shared import schemas
 
     raw_schema = schemas.get(RAW_TABLE).arrow_schema(include_lineage=False)
-    totals = SourceTotals(PROVIDER, cost_col="my_cost")
-    done: list[int] = []  # rows kept, once every file has been read
-
     def parts(con) -> Iterator[ScanPart]:
         kept = 0
         pending = list(files)
@@ -805,19 +795,15 @@ def _stream(ctx: ExtractContext, source, files: list[DataFile]) -> dict[str, Any
                 part = _part(members, ctx, raw_schema)
                 yield part
                 kept += part.rows
-        done.append(kept)
         ctx.log.info("read %s OCI report files, %s rows in range", len(files), kept)
 
-    scan = DuckScan(parts, sq.connect, summary=(TOTALS_SQL, totals.add_rows), schema=raw_schema,
-                    batch_rows=READ_BATCH_ROWS)
-    return {RAW_TABLE: scan, TOTALS_TABLE: totals_after(totals, RAW_TABLE, lambda: bool(done))}
+    return {RAW_TABLE: DuckScan(parts, sq.connect, schema=raw_schema, batch_rows=READ_BATCH_ROWS)}
 
 
 def extract(ctx: ExtractContext) -> dict[str, Any]:
     """Read the report objects that can hold usage of the run's range; return the in-range rows.
 
-    The rows are a DuckScan (one SELECT per run of files with one header); cloud_source_totals is summed once
-    they have been landed, so the pipeline lists oci_billing_raw before cloud_source_totals.
+    The rows are a DuckScan (one SELECT per run of files with one header).
     """
     source = _source(ctx.credential, ctx.org_slug)
     files = source.files(ctx)

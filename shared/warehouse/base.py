@@ -10,8 +10,8 @@ from __future__ import annotations
 import abc
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 from shared.schemas import TableSchema
 
@@ -36,6 +36,35 @@ class Slice:
         parts.append(f"{self.date_column} BETWEEN @slice_start AND @slice_end")
         params["slice_start"], params["slice_end"] = self.start_date, self.end_date
         return " AND ".join(parts), params
+
+    def rows_sql(self, table_ref: str) -> tuple[str, dict[str, Any]]:
+        """This slice of `table_ref` as a parenthesised subquery (BigQuery dialect), with its parameters."""
+        where, params = self.where_sql()
+        return f"(SELECT * FROM {table_ref} WHERE {where})", params
+
+
+@dataclass(frozen=True)
+class FromQuery:
+    """A slice's rows as one SELECT (BigQuery dialect, `@params`) yielding every column of the table, lineage
+    included. It may read the slices written by the same `replace_slices`: backends run it inside that
+    transaction after every other write, so it sees exactly what they wrote (a raw table's source totals)."""
+
+    sql: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class NativeScan(Protocol):
+    """Rows defined by DuckDB SELECTs over local files (shared.warehouse.scan.DuckScan): the embedded warehouse
+    runs them in its own INSERT, any other iterates them as Arrow record batches."""
+
+    def __iter__(self): ...
+
+    def stamped(self, lineage, date_column: str, on_part=None) -> NativeScan:
+        """These rows with the lineage columns added; `on_part(rows=, files=)` is called as each part is read."""
+
+    def insert_into(self, cur, table_ref: str) -> int:
+        """Insert every row into `table_ref` with the DuckDB cursor `cur` (in its transaction); rows inserted."""
 
 
 class WarehouseError(RuntimeError):
@@ -127,9 +156,10 @@ class Warehouse(abc.ABC):
                        fence: Fence | None = None) -> dict[str, int]:
         """Atomically replace slices of one or more tables with Arrow record batches.
 
-        `writes` maps table name -> (slice, iterable of pyarrow.RecordBatch whose schema is the
-        table's Arrow schema). Either every table's slice is replaced or none is. Returns rows
-        written per table. With a `fence`, the same transaction checks the run's lease (LeaseLost).
+        `writes` maps table name -> (slice, rows): an iterable of pyarrow.RecordBatch whose schema is the
+        table's Arrow schema (a NativeScan is one too), or a FromQuery, run after every other write.
+        Either every table's slice is replaced or none is. Returns rows written per table. With a
+        `fence`, the same transaction checks the run's lease (LeaseLost).
         """
 
     @abc.abstractmethod

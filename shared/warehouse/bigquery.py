@@ -40,7 +40,8 @@ from shared import lifecycle
 from shared import procedures as procs
 from shared.naming import identifier, org_dataset
 from shared.schemas import Field, TableSchema
-from shared.warehouse.base import LEASE_LOST, Fence, LeaseLost, Params, Slice, Warehouse, WarehouseError, bigquery_fence
+from shared.warehouse.base import (LEASE_LOST, Fence, FromQuery, LeaseLost, Params, Slice, Warehouse, WarehouseError,
+                                   bigquery_fence)
 
 # A `@name` query parameter (not `@@system_variable`).
 _PARAM_RE = re.compile(r"(?<![@\w])@([A-Za-z_]\w*)")
@@ -498,19 +499,30 @@ class BigQueryWarehouse(Warehouse):
         staged: list[str] = []  # staging table ids to drop
         statements: list[str] = []
         parameters: list = []
+        queried: dict[str, tuple[str, str, list]] = {}  # FromQuery writes: table -> their slice, to count
         if fence is not None:  # first in the transaction: its UPDATE conflicts with a concurrent cancel or sweep
             statements.append(bigquery_fence(self._sql_ref(self.meta_dataset, "org_pipeline_runs"),
                                              "@fence_run_id", "@fence_token"))
             parameters += [query_parameter(k, v) for k, v in fence.sql()[1].items()]
         try:
             with tempfile.TemporaryDirectory(prefix="cloudact-bq-") as tmp:
-                for i, (table, (slc, batches)) in enumerate(writes.items()):
+                # a FromQuery reads what the other writes wrote: last
+                ordered = sorted(writes.items(), key=lambda w: isinstance(w[1][1], FromQuery))
+                for i, (table, (slc, batches)) in enumerate(ordered):
                     schema = schemas.get(identifier(table))
                     target = self._sql_ref(dataset, table)
                     where, params = slc.where_sql()
                     # Each table's slice parameters get their own prefix in the shared script.
                     where = _PARAM_RE.sub(lambda m, i=i: f"@t{i}_{m.group(1)}", where)
                     parameters += [query_parameter(f"t{i}_{k}", v) for k, v in params.items()]
+                    if isinstance(batches, FromQuery):
+                        select = _PARAM_RE.sub(lambda m, i=i: f"@t{i}_{m.group(1)}", batches.sql)
+                        parameters += [query_parameter(f"t{i}_{k}", v) for k, v in batches.params.items()]
+                        cols = ", ".join(f"`{identifier(n)}`" for n in schema.names)
+                        statements += [f"DELETE FROM {target} WHERE {where};",
+                                       f"INSERT INTO {target} ({cols})\n{select};"]
+                        queried[table] = (target, *slc.where_sql())
+                        continue
 
                     fields = schema_fields(schema)
                     check = _SliceCheck(slc)
@@ -552,6 +564,8 @@ class BigQueryWarehouse(Warehouse):
             if statements:
                 script = transaction_script(statements)
                 self._run_transaction(script, parameters, f"replacing slices in {dataset}")
+            for table, (target, where, params) in queried.items():
+                written[table] = self.query(f"SELECT COUNT(*) AS n FROM {target} WHERE {where}", params)[0]["n"]
         finally:
             for staging_id in staged:
                 try:

@@ -1,9 +1,9 @@
 """The embedded warehouse: one DuckDB file, each dataset a schema.
 
 Writes are serialized by one lock (one process owns the file); reads run on per-thread cursors.
-Bulk data arrives as Arrow record batches, or as a DuckScan (SELECTs over local files, run by this
-engine inside its own INSERT), and is written inside the same transaction that deletes the slice it
-replaces.
+Bulk data arrives as Arrow record batches, as a NativeScan (SELECTs over local files, run by this
+engine inside its own INSERT) or as a FromQuery over what the same call wrote, and is written inside the
+same transaction that deletes the slice it replaces.
 """
 from __future__ import annotations
 
@@ -22,9 +22,8 @@ from shared import procedures as procs
 from shared.config import private_dir
 from shared.naming import identifier
 from shared.schemas import TableSchema
-from shared.warehouse.base import Fence, Params, Slice, Warehouse, WarehouseError
+from shared.warehouse.base import Fence, FromQuery, NativeScan, Params, Slice, Warehouse, WarehouseError
 from shared.warehouse.dialect import DUCKDB_TYPES, to_duckdb
-from shared.warehouse.scan import DuckScan
 
 
 def _bind(names: frozenset[str], params: Params | None) -> dict[str, Any]:
@@ -235,11 +234,15 @@ class DuckDBWarehouse(Warehouse):
             cur = self._cur
             cur.execute("BEGIN TRANSACTION")
             try:
-                for table, (slc, batches) in writes.items():
+                # a FromQuery reads what the other writes wrote: last
+                for table, (slc, batches) in sorted(writes.items(), key=lambda w: isinstance(w[1][1], FromQuery)):
                     ref = f"`{identifier(dataset)}.{identifier(table)}`"
                     where, params = slc.where_sql()
                     self._run(cur, f"DELETE FROM {ref} WHERE {where}", params)
-                    if isinstance(batches, DuckScan):
+                    if isinstance(batches, FromQuery):
+                        written[table] = self._land_query(cur, dataset, table, batches)
+                        continue
+                    if isinstance(batches, NativeScan):
                         written[table] = self._land_scan(cur, dataset, table, batches, where, params)
                         continue
                     arrow_schema = schemas.get(table).arrow_schema()
@@ -287,17 +290,21 @@ class DuckDBWarehouse(Warehouse):
                 raise
         return written
 
-    def _land_scan(self, cur, dataset: str, table: str, scan: DuckScan, where: str, params: Params) -> int:
-        """A DuckScan's files read straight into the table by this engine (see shared.warehouse.scan)."""
+    def _land_query(self, cur, dataset: str, table: str, query: FromQuery) -> int:
+        from shared import schemas
+
+        cols = ", ".join(f"`{identifier(n)}`" for n in schemas.get(table).names)
+        ref = f"`{identifier(dataset)}.{identifier(table)}`"
+        return int(self._run(cur, f"INSERT INTO {ref} ({cols})\n{query.sql}", query.params).fetchone()[0])
+
+    def _land_scan(self, cur, dataset: str, table: str, scan: NativeScan, where: str, params: Params) -> int:
+        """A NativeScan's files read straight into the table by this engine (see shared.warehouse.scan)."""
         inserted = scan.insert_into(cur, f'"{identifier(dataset)}"."{identifier(table)}"')
         rows = f"(SELECT * FROM `{identifier(dataset)}.{identifier(table)}` WHERE {where})"
         in_slice = self._run(cur, f"SELECT COUNT(*) FROM {rows}", params).fetchone()[0]
         if in_slice != inserted:
             raise WarehouseError(f"{inserted - in_slice} of {inserted} rows for {dataset}.{table} fall outside the "
                                  f"run's slice ({where.replace('@', '')}); nothing was written")
-        if scan.summary is not None:
-            sql, sink = scan.summary
-            sink(self._run(cur, sql.format(rows=rows), params).fetchall())
         return inserted
 
     def insert_rows(self, dataset: str, table: str, rows: list[dict[str, Any]]) -> None:

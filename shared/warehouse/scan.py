@@ -11,9 +11,8 @@ A scan is built from a *parts* generator: given a DuckDB connection, it yields o
 (it may open and spool the file first, and keeps it open until the next part is asked for). The consumer
 runs `part.sql`, records `part.rows`, and turns a failure into the user's error with `part.explain(e)`.
 
-A scan may carry a `summary`: a GROUP BY query over `{rows}` and a sink for its result rows (e.g. source
-totals per day for reconciliation). It runs once over the written slice natively, or over every batch on
-the Arrow path, so the sink must add partial results up.
+Whatever is derived from the rows (source totals) is computed by the warehouse from what it wrote, never
+here: both paths land the same rows, so the same SQL over them gives the same result.
 """
 from __future__ import annotations
 
@@ -37,19 +36,23 @@ class ScanPart:
 class DuckScan:
     parts: Callable[[Any], Iterator[ScanPart]]  # connection -> parts, one per file
     connect: Callable[[], Any]  # a private DuckDB connection for `batches()`
-    summary: tuple[str, Callable[[list[tuple]], None]] | None = None  # (GROUP BY SQL over {rows}, sink)
     schema: Any = None  # the Arrow schema batches are labelled with (DuckDB's own marks every column nullable)
     lineage: Any = None  # shared.lineage.Lineage, set by `stamped`
     date_column: str | None = None
+    on_part: Callable[..., None] | None = None  # on_part(rows=, files=) once a part has been read (`stamped`)
     batch_rows: int = 16_384
     prefetch: int = 2
 
     def __iter__(self) -> Iterator[Any]:
         return self.batches()
 
-    def stamped(self, lineage, date_column: str) -> DuckScan:
-        """This scan with the lineage columns added to every row."""
-        return replace(self, lineage=lineage, date_column=date_column)
+    def stamped(self, lineage, date_column: str, on_part: Callable[..., None] | None = None) -> DuckScan:
+        """This scan with the lineage columns added to every row; `on_part(rows=, files=)` follows the reading."""
+        return replace(self, lineage=lineage, date_column=date_column, on_part=on_part)
+
+    def _read_part(self, part: ScanPart) -> None:
+        if self.on_part is not None:
+            self.on_part(rows=part.rows, files=1)
 
     # -- the embedded warehouse: native INSERT ... SELECT ------------------------------------------
     def lineage_sql(self) -> tuple[str, list[Any]]:
@@ -65,8 +68,7 @@ class DuckScan:
                  lin.ingested_at.date()])
 
     def insert_into(self, cur, table_ref: str) -> int:
-        """Insert every part into `table_ref` with `cur` (inside the caller's transaction); returns rows.
-        The caller then runs `summary` over the written slice."""
+        """Insert every part into `table_ref` with `cur` (inside the caller's transaction); returns rows."""
         wrapper, params = self.lineage_sql()
         total = 0
         parts = self.parts(cur)
@@ -77,6 +79,7 @@ class DuckScan:
                     part.rows = int(cur.execute(sql, params).fetchone()[0])
                 except Exception as e:  # noqa: BLE001 - explained, then raised
                     raise part.explain(e) from None
+                self._read_part(part)
                 total += part.rows
         finally:
             parts.close()
@@ -91,7 +94,6 @@ class DuckScan:
         import pyarrow as pa
 
         con = self.connect()
-        side = con.cursor()  # the summary runs while `con` still streams the part
         try:
             parts = self.parts(con)
             try:
@@ -104,7 +106,6 @@ class DuckScan:
                                 if self.schema is not None:
                                     batch = pa.RecordBatch.from_arrays(batch.columns, schema=self.schema)
                                 part.rows += batch.num_rows
-                                self._summarise(side, batch)
                                 yield (self.lineage.stamp(batch, self.date_column) if self.lineage is not None
                                        else batch)
                     except Exception as e:  # noqa: BLE001 - explained, then raised
@@ -112,22 +113,11 @@ class DuckScan:
                     finally:
                         if reader is not None:
                             reader.close()  # release the part's result now, not when the reader is collected
+                    self._read_part(part)
             finally:
                 parts.close()
         finally:
-            side.close()
             con.close()
-
-
-    def _summarise(self, con, batch) -> None:
-        if self.summary is None:
-            return
-        sql, sink = self.summary
-        con.register("_scan_batch", batch)
-        try:
-            sink(con.execute(sql.format(rows="_scan_batch")).fetchall())
-        finally:
-            con.unregister("_scan_batch")
 
 
 def _prefetched(items: Iterator[Any], depth: int) -> Iterator[Any]:
