@@ -119,12 +119,20 @@ def browser(chrome, site):
 
 def submit(browser, button) -> None:
     """Click a button or link and wait for the page it leads to (a click returns before the navigation)."""
-    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
     page = browser.find_element("tag name", "html")
+
+    def left(_) -> bool:
+        try:
+            page.is_enabled()
+            return False
+        except WebDriverException:  # stale; or, caught mid-navigation, Chrome's "does not belong to the document"
+            return True
+
     button.click()
-    WebDriverWait(browser, 30).until(ec.staleness_of(page))
+    WebDriverWait(browser, 30).until(left)
     WebDriverWait(browser, 30).until(lambda b: b.execute_script("return document.readyState") == "complete")
 
 
